@@ -1,0 +1,150 @@
+"""Content negotiation: FHIR JSON (default) and FHIR XML in and out, ``_format``, ``_pretty``, ``Prefer``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import Request, Response
+
+from fhir_server.core import jsonio
+from fhir_server.core.issues import FhirError
+
+JSON = "application/fhir+json"
+XML = "application/fhir+xml"
+JSON_PATCH = "application/json-patch+json"
+
+_FORMAT_ALIASES = {
+    "json": JSON,
+    "application/json": JSON,
+    "application/fhir+json": JSON,
+    "text/json": JSON,
+    "xml": XML,
+    "application/xml": XML,
+    "application/fhir+xml": XML,
+    "text/xml": XML,
+    "html": JSON,
+    "text/html": JSON,
+}
+
+
+@dataclass(frozen=True)
+class Negotiated:
+    mimetype: str
+    pretty: bool
+
+
+def negotiate(request: Request) -> Negotiated:
+    """The response format from ``_format`` or the Accept header; 406 if none can be served."""
+    pretty = request.args.get("_pretty") == "true"
+    fmt = request.args.get("_format")
+    if fmt:
+        mime = _FORMAT_ALIASES.get(fmt.split(";")[0].strip().lower())
+        if mime is None:
+            raise FhirError.single(406, "not-supported", f"_format '{fmt}' cannot be served; use json or xml")
+        return Negotiated(mime, pretty)
+    accept = request.headers.get("Accept", "")
+    if not accept.strip():
+        return Negotiated(JSON, pretty)
+    best = request.accept_mimetypes.best_match([JSON, "application/json", XML, "application/xml", "text/xml"])
+    if best is None:
+        # FHIR clients sometimes send versioned types: application/fhir+json; fhirVersion=4.0
+        for item in accept.split(","):
+            base = item.split(";")[0].strip().lower()
+            if base in _FORMAT_ALIASES:
+                return Negotiated(_FORMAT_ALIASES[base], pretty)
+        raise FhirError.single(
+            406, "not-supported", f"cannot answer in '{accept}'; this server speaks {JSON} and {XML}"
+        )
+    return Negotiated(_FORMAT_ALIASES.get(best, JSON), pretty)
+
+
+def request_format(request: Request) -> str | None:
+    """The body's format from Content-Type: JSON, XML, JSON Patch; 415 for anything else."""
+    content_type = (request.mimetype or "").lower()
+    if not content_type:
+        return JSON
+    if content_type in ("application/fhir+json", "application/json", "text/json"):
+        return JSON
+    if content_type in ("application/fhir+xml", "application/xml", "text/xml"):
+        return XML
+    if content_type == JSON_PATCH:
+        return JSON_PATCH
+    raise FhirError.single(
+        415, "not-supported",
+        f"cannot read a body of type '{request.mimetype}'; send {JSON} or {XML}",
+    )
+
+
+def parse_body(request: Request, max_bytes: int) -> object:
+    """Parse the request body (JSON or XML) into a FHIR JSON value."""
+    fmt = request_format(request)
+    length = request.content_length
+    if length is not None and length > max_bytes:
+        raise FhirError.single(413, "too-costly", f"the body is {length} bytes; the limit is {max_bytes}")
+    data = request.get_data(cache=True)
+    if len(data) > max_bytes:
+        raise FhirError.single(413, "too-costly", f"the body is larger than the limit of {max_bytes} bytes")
+    if not data.strip():
+        raise FhirError.single(400, "structure", "the request has no body")
+    if fmt == XML:
+        return xml_to_json(data)
+    try:
+        return jsonio.loads(data)
+    except jsonio.JsonError as exc:
+        raise FhirError.single(400, "structure", str(exc)) from exc
+
+
+def xml_to_json(data: bytes) -> dict:
+    """FHIR XML → FHIR JSON via the fhir.resources R4B models."""
+    from lxml import etree
+
+    try:
+        parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
+        root = etree.fromstring(data, parser)
+    except etree.XMLSyntaxError as exc:
+        raise FhirError.single(400, "structure", f"malformed XML: {exc}") from exc
+    tag = etree.QName(root).localname
+    from fhir.resources.R4B import get_fhir_model_class
+
+    try:
+        model = get_fhir_model_class(tag)
+    except KeyError as exc:
+        raise FhirError.single(400, "not-supported", f"'{tag}' is not a FHIR resource type") from exc
+    try:
+        return jsonio.loads(model.model_validate_xml(data).model_dump_json())
+    except Exception as exc:  # noqa: BLE001 - the XML layer raises many kinds
+        message = str(exc).split("\n")[0][:300]
+        raise FhirError.single(400, "structure", f"the XML is not a valid {tag}: {message}") from exc
+
+
+def json_to_xml(resource: dict) -> bytes:
+    from fhir.resources.R4B import get_fhir_model_class
+
+    model = get_fhir_model_class(resource["resourceType"])
+    return model.model_validate(jsonio.to_plain(resource)).model_dump_xml()
+
+
+def fhir_response(
+    body: bytes | dict | None,
+    status: int,
+    negotiated: Negotiated,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """A response in the negotiated format; ``body`` may be stored JSON bytes or a dict."""
+    if body is None:
+        response = Response(status=status)
+    elif negotiated.mimetype == XML:
+        resource = body if isinstance(body, dict) else jsonio.loads(body)
+        response = Response(json_to_xml(resource), status=status,
+                            mimetype=XML, content_type=f"{XML};charset=utf-8")
+    else:
+        if isinstance(body, dict):
+            data = jsonio.dumps(body, pretty=negotiated.pretty)
+        elif negotiated.pretty:
+            data = jsonio.dumps(jsonio.loads(body), pretty=True)
+        else:
+            data = body
+        response = Response(data, status=status, content_type=f"{JSON};charset=utf-8")
+    for key, value in (headers or {}).items():
+        response.headers[key] = value
+    return response

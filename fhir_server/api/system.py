@@ -1,0 +1,42 @@
+"""System-level endpoints: ``/metadata``, batch/transaction at the base URL, and paging."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, request
+
+from fhir_server.api.formats import fhir_response, negotiate, parse_body
+from fhir_server.api.rest import base_url, get_pages, prefer, server
+from fhir_server.core import jsonio
+from fhir_server.core.capabilities import CapabilityInputs, capability_statement
+from fhir_server.core.issues import FhirError
+from fhir_server.core.search.values import now_instant
+from fhir_server.core.transaction import BundleProcessor
+
+bp = Blueprint("system", __name__)
+
+_capability_cache: dict[str, bytes] = {}
+
+
+@bp.route("/metadata", methods=["GET"])
+def metadata() -> Response:
+    key = base_url()
+    if key not in _capability_cache:
+        srv = server()
+        inputs = CapabilityInputs(srv.registry, key, srv.operations, srv.profiles_by_type, srv.security)
+        _capability_cache[key] = jsonio.dumps(capability_statement(inputs, now_instant()))
+    return fhir_response(_capability_cache[key], 200, negotiate(request))
+
+
+@bp.route("/", methods=["POST"], strict_slashes=False)
+def batch_or_transaction() -> Response:
+    bundle = parse_body(request, server().settings.max_body_bytes)
+    processor = BundleProcessor(server().service, server().settings.max_bundle_entries)
+    result = processor.process(bundle, return_preference=prefer("return"))
+    return fhir_response(result, 200, negotiate(request))
+
+
+@bp.route("/", methods=["GET"], strict_slashes=False)
+def system_get() -> Response:
+    if "_getpages" in request.args:
+        return get_pages()
+    raise FhirError.single(400, "not-supported", "system-level search needs _getpages or a resource type in the path")

@@ -1,0 +1,43 @@
+"""The Flask application factory: wires settings, the server's parts and the blueprints."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response
+
+from fhir_server.api import errors, rest, system
+from fhir_server.config import Settings, load_settings
+from fhir_server.logging_setup import configure_logging
+from fhir_server.server import Server, build_server
+
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+
+def create_app(settings: Settings | None = None, server: Server | None = None) -> Flask:
+    """Build the WSGI application (one per process)."""
+    settings = settings or load_settings()
+    configure_logging(settings.log_level)
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.url_map.strict_slashes = False
+    app.extensions["fhir"] = server or build_server(settings)
+    errors.register_error_handlers(app)
+    # system routes first: "/metadata" must not be taken for a resource type
+    app.register_blueprint(system.bp, url_prefix=settings.base_path)
+    app.register_blueprint(rest.bp, url_prefix=settings.base_path)
+
+    @app.after_request
+    def _headers(response: Response) -> Response:
+        for key, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(key, value)
+        return response
+
+    logging.getLogger(__name__).debug("application created")
+    return app

@@ -1,0 +1,107 @@
+"""The ``fhir-server`` command: ``serve`` and ``load``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from fhir_server.config import load_settings
+
+log = logging.getLogger("fhir_server.cli")
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from gunicorn.app.base import BaseApplication
+    from gunicorn.glogging import Logger
+
+    from fhir_server.app import create_app
+    from fhir_server.logging_setup import MaskIdentityNumbers
+
+    settings = load_settings(args.config, database_url=args.database_url, base_url=args.base_url,
+                             test_mode=True if args.test_mode else None)
+    if settings.database_url.startswith("sqlite:///") and not settings.database_url.startswith("sqlite:////"):
+        Path(settings.database_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    # create/upgrade the schema once, before the workers start
+    from fhir_server.core.db import open_database
+
+    open_database(settings.database_url).dispose()
+
+    class MaskingLogger(Logger):
+        """gunicorn's logger with identity numbers masked (access log lines carry query strings)."""
+
+        def setup(self, cfg) -> None:  # type: ignore[no-untyped-def]
+            super().setup(cfg)
+            for logger in (self.error_log, self.access_log):
+                for handler in logger.handlers:
+                    handler.addFilter(MaskIdentityNumbers())
+
+    class Application(BaseApplication):
+        def load_config(self) -> None:
+            self.cfg.set("bind", f"{args.host}:{args.port}")
+            self.cfg.set("workers", args.workers)
+            self.cfg.set("threads", args.threads)
+            self.cfg.set("worker_class", "gthread" if args.threads > 1 else "sync")
+            self.cfg.set("timeout", 120)
+            self.cfg.set("graceful_timeout", 10)
+            self.cfg.set("logger_class", MaskingLogger)
+            if args.access_log:
+                self.cfg.set("accesslog", "-")
+
+        def load(self):  # type: ignore[no-untyped-def]
+            return create_app(settings)
+
+    print(
+        f"fhir-server: serving http://{args.host}:{args.port}{settings.base_path} "
+        f"({args.workers} workers) on {settings.database_url.split('@')[-1]}",
+        file=sys.stderr,
+    )
+    Application().run()
+    return 0
+
+
+def _load(args: argparse.Namespace) -> int:
+    from fhir_server.loader import load_paths
+
+    settings = load_settings(args.config, database_url=args.database_url)
+    summary = load_paths([Path(p) for p in args.paths], settings, progress=not args.quiet)
+    print(summary.report())
+    return 0 if summary.refused == 0 else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fhir-server", description="FHIR R4 server for Norwegian referrals")
+    parser.add_argument("--config", help="a JSON settings file (see README)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the HTTP server (gunicorn)")
+    serve.add_argument("--host", default=os.environ.get("FHIR_SERVER_HOST", "127.0.0.1"))
+    serve.add_argument("--port", type=int, default=int(os.environ.get("FHIR_SERVER_PORT", "8080")))
+    serve.add_argument("--database-url", help="sqlite:///path or postgresql://user@host:port/db")
+    serve.add_argument("--base-url", help="external base URL, e.g. https://fhir.example.no/fhir")
+    serve.add_argument("--workers", type=int, default=int(os.environ.get("FHIR_SERVER_WORKERS", "2")))
+    serve.add_argument("--threads", type=int, default=int(os.environ.get("FHIR_SERVER_THREADS", "4")))
+    serve.add_argument("--test-mode", action="store_true", help="accept synthetic (Tenor) identity numbers")
+    serve.add_argument("--access-log", action="store_true", help="log every request (identity numbers masked)")
+    serve.set_defaults(func=_serve)
+
+    load = sub.add_parser("load", help="bulk-load Bundles or resources (files or folders) as transactions")
+    load.add_argument("paths", nargs="+", help="JSON or XML files, or folders of them")
+    load.add_argument("--database-url", help="the database to load into")
+    load.add_argument("--quiet", action="store_true", help="no progress bar")
+    load.set_defaults(func=_load)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from fhir_server.logging_setup import configure_logging
+
+    configure_logging("WARNING" if args.command == "load" else "INFO")
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""Server settings: from environment variables, an optional JSON config file, and CLI flags.
+
+A marshmallow schema checks the settings, so a typo in a config file is a clear error at start.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from marshmallow import Schema, ValidationError, fields as mfields, validate
+
+DEFAULT_DATABASE_URL = "sqlite:///data/fhir.sqlite3"
+ENV_PREFIX = "FHIR_SERVER_"
+
+
+@dataclass
+class Settings:
+    """Everything the application factory needs."""
+
+    database_url: str = DEFAULT_DATABASE_URL
+    #: The externally visible base URL (fullUrl, Location, links); by default taken from the request.
+    base_url: str | None = None
+    #: Mount point of the FHIR API.
+    base_path: str = "/fhir"
+    max_body_bytes: int = 10 * 1024 * 1024
+    max_bundle_entries: int = 1000
+    default_count: int = 20
+    max_count: int = 1000
+    #: Test mode accepts synthetic national identity numbers (Tenor).
+    test_mode: bool = False
+    sqlite_synchronous: str = "FULL"
+    log_level: str = "INFO"
+    extra: dict = field(default_factory=dict)
+
+
+class SettingsSchema(Schema):
+    database_url = mfields.String(validate=validate.Regexp(r"^(sqlite|postgresql|postgres)(\+\w+)?://"))
+    base_url = mfields.String(allow_none=True, validate=validate.Regexp(r"^https?://"))
+    base_path = mfields.String(validate=validate.Regexp(r"^/[A-Za-z0-9_\-/]*$"))
+    max_body_bytes = mfields.Integer(validate=validate.Range(min=1024))
+    max_bundle_entries = mfields.Integer(validate=validate.Range(min=1))
+    default_count = mfields.Integer(validate=validate.Range(min=1))
+    max_count = mfields.Integer(validate=validate.Range(min=1))
+    test_mode = mfields.Boolean()
+    sqlite_synchronous = mfields.String(validate=validate.OneOf(["OFF", "NORMAL", "FULL", "EXTRA"]))
+    log_level = mfields.String(validate=validate.OneOf(["DEBUG", "INFO", "WARNING", "ERROR"]))
+    extra = mfields.Dict()
+
+
+def load_settings(config_file: str | Path | None = None, **overrides: object) -> Settings:
+    """Settings from (lowest first) defaults, a JSON file, ``FHIR_SERVER_*`` variables, and overrides."""
+    raw: dict[str, object] = {}
+    config_file = config_file or os.environ.get(ENV_PREFIX + "CONFIG")
+    if config_file:
+        raw.update(json.loads(Path(config_file).read_text(encoding="utf-8")))
+    for f in fields(Settings):
+        env = os.environ.get(ENV_PREFIX + f.name.upper())
+        if env is not None:
+            raw[f.name] = env
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        loaded = SettingsSchema().load(raw)
+    except ValidationError as exc:
+        raise SystemExit(f"invalid settings: {exc.messages}") from exc
+    return Settings(**loaded)

@@ -1,0 +1,110 @@
+"""The CapabilityStatement, generated from what the server really serves."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from fhir_server.core.resource_types import FHIR_VERSION, STORABLE_TYPES
+from fhir_server.core.search.parameters import SearchRegistry
+
+SOFTWARE_NAME = "Norwegian Referral Hub FHIR Server"
+SOFTWARE_VERSION = "0.1.0"
+
+TYPE_INTERACTIONS = ("read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create",
+                     "search-type")
+RESULT_PARAMS = ("_count", "_sort", "_include", "_revinclude", "_summary", "_elements", "_total")
+
+
+@dataclass
+class OperationInfo:
+    """An operation for the CapabilityStatement: its name, definition, and where it applies."""
+
+    name: str
+    definition: str
+    #: Resource types it is declared on; empty means system level.
+    types: tuple[str, ...] = ()
+
+
+@dataclass
+class CapabilityInputs:
+    registry: SearchRegistry
+    base_url: str
+    operations: list[OperationInfo] = field(default_factory=list)
+    #: Profiles (canonical URLs) supported per resource type.
+    profiles: dict[str, list[str]] = field(default_factory=dict)
+    security: dict | None = None
+
+
+def capability_statement(inputs: CapabilityInputs, date: str) -> dict:
+    resources = []
+    for rtype in sorted(STORABLE_TYPES):
+        params = inputs.registry.params(rtype)
+        entry: dict = {
+            "type": rtype,
+            "profile": f"http://hl7.org/fhir/StructureDefinition/{rtype}",
+            "interaction": [{"code": code} for code in TYPE_INTERACTIONS],
+            "versioning": "versioned-update",
+            "readHistory": True,
+            "updateCreate": True,
+            "conditionalCreate": True,
+            "conditionalRead": "full-support",
+            "conditionalUpdate": True,
+            "conditionalDelete": "single",
+            "referencePolicy": ["literal", "logical", "local"],
+            "searchInclude": sorted({f"{rtype}:{p.code}" for p in params.values() if p.type == "reference"}),
+            "searchRevInclude": sorted(_revincludes(inputs.registry, rtype)),
+            "searchParam": [
+                {"name": p.code, "definition": p.url, "type": p.type} for p in sorted(params.values(),
+                                                                                       key=lambda p: p.code)
+            ],
+        }
+        if inputs.profiles.get(rtype):
+            entry["supportedProfile"] = inputs.profiles[rtype]
+        ops = [
+            {"name": op.name, "definition": op.definition} for op in inputs.operations if rtype in op.types
+        ]
+        if ops:
+            entry["operation"] = ops
+        resources.append(entry)
+    rest: dict = {
+        "mode": "server",
+        "resource": resources,
+        "interaction": [{"code": "transaction"}, {"code": "batch"}, {"code": "search-system"},
+                        {"code": "history-system"}],
+        "searchParam": [{"name": name, "type": "special" if name != "_count" else "number",
+                         "documentation": "result parameter"} for name in RESULT_PARAMS],
+    }
+    system_ops = [{"name": op.name, "definition": op.definition} for op in inputs.operations if not op.types]
+    if system_ops:
+        rest["operation"] = system_ops
+    if inputs.security:
+        rest["security"] = inputs.security
+    return {
+        "resourceType": "CapabilityStatement",
+        "id": "server",
+        "url": f"{inputs.base_url}/metadata",
+        "version": SOFTWARE_VERSION,
+        "name": "NorwegianReferralHub",
+        "title": "Norwegian Referral Hub FHIR Server",
+        "status": "active",
+        "experimental": False,
+        "date": date,
+        "publisher": "Norwegian Referral Hub project",
+        "kind": "instance",
+        "software": {"name": SOFTWARE_NAME, "version": SOFTWARE_VERSION},
+        "implementation": {"description": "FHIR R4 server for Norwegian specialist-health referrals",
+                           "url": inputs.base_url},
+        "fhirVersion": FHIR_VERSION,
+        "format": ["application/fhir+json", "application/fhir+xml", "json", "xml"],
+        "patchFormat": ["application/json-patch+json"],
+        "rest": [rest],
+    }
+
+
+def _revincludes(registry: SearchRegistry, target: str) -> set[str]:
+    out = set()
+    for source in STORABLE_TYPES:
+        for p in registry.params(source).values():
+            if p.type == "reference" and (not p.targets or target in p.targets):
+                out.add(f"{source}:{p.code}")
+    return out

@@ -1,0 +1,115 @@
+"""Database engines for SQLite and PostgreSQL, and automatic schema creation and upgrade.
+
+Writes are serialised where they must be:
+
+* SQLite: every write transaction starts with ``BEGIN IMMEDIATE``, which takes the database's
+  write lock up front, so a check-then-write (conditional create, If-Match) cannot interleave
+  with another writer, across threads and across gunicorn worker processes. WAL mode keeps
+  readers running meanwhile.
+* PostgreSQL: rows are locked with ``SELECT ... FOR UPDATE`` and conditional operations take a
+  transaction-scoped advisory lock (see :mod:`fhir_server.core.store`).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy import Engine, create_engine, event, insert, select
+from sqlalchemy.engine import make_url
+
+from fhir_server.core.schema import SCHEMA_VERSION, metadata, schema_info
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Database:
+    """A read engine and a write engine over the same database (identical on PostgreSQL)."""
+
+    url: str
+    read: Engine
+    write: Engine
+
+    @property
+    def dialect(self) -> str:
+        return self.write.dialect.name
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.dialect == "sqlite"
+
+    def dispose(self) -> None:
+        self.read.dispose()
+        if self.write is not self.read:
+            self.write.dispose()
+
+
+def _normalise_url(url: str) -> str:
+    """Accept ``postgresql://`` and use the psycopg 3 driver for it."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def _sqlite_engine(url: str, *, immediate: bool, synchronous: str) -> Engine:
+    engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False}, pool_size=8)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
+        cursor.execute("PRAGMA busy_timeout=60000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn) -> None:  # type: ignore[no-untyped-def]
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+def open_database(url: str, *, sqlite_synchronous: str = "FULL") -> Database:
+    """Open (and create or upgrade the schema of) the database at ``url``."""
+    url = _normalise_url(url)
+    if url.startswith("sqlite"):
+        db = Database(
+            url,
+            read=_sqlite_engine(url, immediate=False, synchronous=sqlite_synchronous),
+            write=_sqlite_engine(url, immediate=True, synchronous=sqlite_synchronous),
+        )
+    else:
+        engine = create_engine(url, pool_size=8, max_overflow=8, pool_pre_ping=True)
+        db = Database(url, read=engine, write=engine)
+    ensure_schema(db)
+    return db
+
+
+def ensure_schema(db: Database) -> None:
+    """Create missing tables and record the schema version; refuse a database from a newer release."""
+    with db.write.begin() as conn:
+        if db.dialect == "postgresql":
+            # several server processes may start at once: let one create the schema
+            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(4242001)")
+        metadata.create_all(conn)
+        row = conn.execute(select(schema_info.c.value).where(schema_info.c.key == "schema_version")).first()
+        if row is None:
+            conn.execute(insert(schema_info).values(key="schema_version", value=str(SCHEMA_VERSION)))
+            log.info("created database schema version %s", SCHEMA_VERSION)
+        elif int(row[0]) > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"the database has schema version {row[0]}, newer than this server's {SCHEMA_VERSION}"
+            )
+        elif int(row[0]) < SCHEMA_VERSION:
+            _upgrade(conn, int(row[0]))
+
+
+def _upgrade(conn, from_version: int) -> None:  # type: ignore[no-untyped-def]
+    """Apply schema upgrades in order (none yet beyond version 1)."""
+    for version in range(from_version + 1, SCHEMA_VERSION + 1):
+        log.info("upgrading database schema to version %s", version)
+    conn.execute(schema_info.update().where(schema_info.c.key == "schema_version").values(value=str(SCHEMA_VERSION)))

@@ -1,0 +1,163 @@
+"""Database tables (SQLAlchemy Core), the same for SQLite and PostgreSQL.
+
+* ``resources``: the current version of every resource (body as stored JSON text).
+* ``resource_versions``: every version ever written, including delete markers; its
+  auto-incrementing ``seq`` orders all writes of the server (history, ``_since``).
+* ``idx_*``: search index rows of the current version, written in the same transaction.
+* ``search_snapshots``/``search_results``: result lists of searches that span several pages,
+  so paging stays consistent while writes go on.
+* ``schema_info``: the schema version, for automatic upgrades.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+SCHEMA_VERSION = 1
+
+metadata = MetaData()
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a BIGSERIAL.
+SeqType = BigInteger().with_variant(Integer, "sqlite")
+
+resources = Table(
+    "resources",
+    metadata,
+    Column("res_type", String(64), primary_key=True),
+    Column("res_id", String(64), primary_key=True),
+    Column("version_id", Integer, nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("last_updated", String(40), nullable=False),
+    Column("deleted", Boolean, nullable=False, default=False),
+    Column("body", Text),
+    Index("ix_resources_type_seq", "res_type", "seq"),
+    Index("ix_resources_type_updated", "res_type", "last_updated"),
+)
+
+resource_versions = Table(
+    "resource_versions",
+    metadata,
+    Column("seq", SeqType, primary_key=True, autoincrement=True),
+    Column("res_type", String(64), nullable=False),
+    Column("res_id", String(64), nullable=False),
+    Column("version_id", Integer, nullable=False),
+    Column("last_updated", String(40), nullable=False),
+    Column("method", String(8), nullable=False),
+    Column("deleted", Boolean, nullable=False, default=False),
+    Column("body", Text),
+    UniqueConstraint("res_type", "res_id", "version_id", name="uq_version"),
+    Index("ix_versions_type_seq", "res_type", "seq"),
+    Index("ix_versions_updated", "last_updated"),
+)
+
+
+def _index_table(name: str, *columns: Column, indexes: tuple[tuple[str, ...], ...]) -> Table:
+    table = Table(
+        name,
+        metadata,
+        Column("res_type", String(64), nullable=False),
+        Column("res_id", String(64), nullable=False),
+        Column("param", String(100), nullable=False),
+        *columns,
+        Index(f"ix_{name}_owner", "res_type", "res_id"),
+    )
+    for i, cols in enumerate(indexes):
+        Index(f"ix_{name}_{i}", *(table.c[c] for c in cols))
+    return table
+
+
+idx_token = _index_table(
+    "idx_token",
+    Column("system", Text),
+    Column("code", Text),
+    indexes=(("res_type", "param", "code"),),
+)
+idx_string = _index_table(
+    "idx_string",
+    Column("value_norm", Text, nullable=False),
+    Column("value_exact", Text, nullable=False),
+    indexes=(("res_type", "param", "value_norm"),),
+)
+idx_reference = _index_table(
+    "idx_reference",
+    Column("target_type", String(64)),
+    Column("target_id", String(64)),
+    Column("target_version", String(64)),
+    Column("target_url", Text),
+    Column("id_system", Text),
+    Column("id_value", Text),
+    indexes=(("res_type", "param", "target_type", "target_id"), ("target_type", "target_id"), ("target_url",)),
+)
+idx_date = _index_table(
+    "idx_date",
+    Column("low", String(32), nullable=False),
+    Column("high", String(32), nullable=False),
+    indexes=(("res_type", "param", "low"), ("res_type", "param", "high")),
+)
+idx_number = _index_table(
+    "idx_number",
+    Column("low", Float, nullable=False),
+    Column("high", Float, nullable=False),
+    indexes=(("res_type", "param", "low"),),
+)
+idx_quantity = _index_table(
+    "idx_quantity",
+    Column("low", Float, nullable=False),
+    Column("high", Float, nullable=False),
+    Column("system", Text),
+    Column("code", Text),
+    indexes=(("res_type", "param", "low"),),
+)
+idx_uri = _index_table(
+    "idx_uri",
+    Column("value", Text, nullable=False),
+    indexes=(("res_type", "param", "value"),),
+)
+
+INDEX_TABLES: dict[str, Table] = {
+    "token": idx_token,
+    "string": idx_string,
+    "reference": idx_reference,
+    "date": idx_date,
+    "number": idx_number,
+    "quantity": idx_quantity,
+    "uri": idx_uri,
+}
+
+search_snapshots = Table(
+    "search_snapshots",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("created", String(40), nullable=False),
+    Column("res_type", String(64)),
+    Column("query", Text, nullable=False),
+    Column("total", Integer, nullable=False),
+)
+
+search_results = Table(
+    "search_results",
+    metadata,
+    Column("snapshot_id", String(36), primary_key=True),
+    Column("position", Integer, primary_key=True),
+    Column("res_type", String(64), nullable=False),
+    Column("res_id", String(64), nullable=False),
+)
+
+schema_info = Table(
+    "schema_info",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", String(255), nullable=False),
+)

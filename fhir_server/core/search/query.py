@@ -1,0 +1,382 @@
+"""Parsing FHIR search parameters and turning them into SQL over the index tables.
+
+A search is parsed into a :class:`SearchRequest` (filters, sort, paging and result options);
+unknown parameters are collected so the caller can ignore them (lenient) or refuse (strict).
+Every parameter becomes a condition ``resources.res_id IN (subquery)``; chains and ``_has``
+nest those subqueries.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+
+from sqlalchemy import ColumnElement, Select, and_, false, func, literal, not_, or_, select, true
+
+from fhir_server.core.issues import FhirError, Issue
+from fhir_server.core.resource_types import STORABLE_TYPES
+from fhir_server.core.schema import INDEX_TABLES, resources
+from fhir_server.core.search.index import parse_reference
+from fhir_server.core.search.parameters import RESULT_PARAMETERS, SearchParam, SearchRegistry
+from fhir_server.core.search.values import date_range, normalise_text, number_range
+
+PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
+DEFAULT_COUNT = 20
+MAX_COUNT = 1000
+SUMMARY_MODES = ("true", "false", "count", "data", "text")
+
+
+@dataclass
+class Include:
+    source_type: str
+    param: str
+    target_type: str | None
+    iterate: bool = False
+    reverse: bool = False
+
+
+@dataclass
+class SearchRequest:
+    """A parsed search: what to match, in which order, and how to shape the result."""
+
+    resource_type: str
+    conditions: list[ColumnElement] = field(default_factory=list)
+    sort: list[tuple[str, bool]] = field(default_factory=list)  # (param code, descending)
+    count: int = DEFAULT_COUNT
+    includes: list[Include] = field(default_factory=list)
+    summary: str | None = None
+    elements: list[str] | None = None
+    total: str | None = None
+    ignored: list[Issue] = field(default_factory=list)
+    #: The parameters that were used, normalised, for the Bundle's self link.
+    used: list[tuple[str, str]] = field(default_factory=list)
+
+
+class SearchParser:
+    """Builds :class:`SearchRequest` objects against a :class:`SearchRegistry`."""
+
+    def __init__(self, registry: SearchRegistry, base_url: str = "") -> None:
+        self.registry = registry
+        self.base_url = base_url.rstrip("/")
+
+    # -- entry point ------------------------------------------------------------------------
+
+    def parse(self, resource_type: str, params: list[tuple[str, str]], *, strict: bool = False) -> SearchRequest:
+        request = SearchRequest(resource_type)
+        errors: list[Issue] = []
+        for name, value in params:
+            try:
+                self._parse_one(request, name, value)
+            except _Unknown as unknown:
+                issue = Issue(
+                    "error" if strict else "warning",
+                    "not-supported",
+                    f"The search parameter '{unknown.name}' is not known for {resource_type}; it was "
+                    + ("refused" if strict else "ignored"),
+                    unknown.name,
+                    f"Søkeparameteren '{unknown.name}' er ukjent for {resource_type}",
+                )
+                (errors if strict else request.ignored).append(issue)
+            except _BadValue as bad:
+                errors.append(Issue("error", "invalid", bad.message, bad.name))
+        if errors:
+            raise FhirError(400, errors)
+        return request
+
+    def _parse_one(self, request: SearchRequest, name: str, value: str) -> None:
+        rtype = request.resource_type
+        if name in RESULT_PARAMETERS:
+            self._parse_result_param(request, name, value)
+            return
+        if name.startswith("_has:"):
+            request.conditions.append(resources.c.res_id.in_(self._has(rtype, name, value)))
+            request.used.append((name, value))
+            return
+        request.conditions.append(resources.c.res_id.in_(self.matching_ids(rtype, name, value))
+                                  if not _is_negative(name) else self._negative(rtype, name, value))
+        request.used.append((name, value))
+
+    # -- result parameters ------------------------------------------------------------------
+
+    def _parse_result_param(self, request: SearchRequest, name: str, value: str) -> None:
+        if name == "_count":
+            if not value.isdigit():
+                raise _BadValue(name, f"_count must be a whole number, not '{value}'")
+            request.count = min(int(value), MAX_COUNT)
+        elif name == "_sort":
+            for key in filter(None, (k.strip() for k in value.split(","))):
+                desc = key.startswith("-")
+                code = key.lstrip("-")
+                if code not in ("_id", "_lastUpdated") and self.registry.get(request.resource_type, code) is None:
+                    raise _BadValue(name, f"cannot sort {request.resource_type} by unknown parameter '{code}'")
+                request.sort.append((code, desc))
+        elif name in ("_include", "_revinclude") or name.startswith(("_include:", "_revinclude:")):
+            base, _, modifier = name.partition(":")
+            request.includes.append(self._include(request.resource_type, value, base == "_revinclude",
+                                                  modifier == "iterate" or modifier == "recurse"))
+        elif name == "_summary":
+            if value not in SUMMARY_MODES:
+                raise _BadValue(name, f"_summary must be one of {', '.join(SUMMARY_MODES)}, not '{value}'")
+            request.summary = None if value == "false" else value
+        elif name == "_elements":
+            request.elements = [e.strip() for e in value.split(",") if e.strip()]
+        elif name == "_total":
+            if value not in ("none", "estimate", "accurate"):
+                raise _BadValue(name, f"_total must be none, estimate or accurate, not '{value}'")
+            request.total = value
+        else:
+            return  # _format, _pretty and paging are handled by the caller
+        if name not in ("_getpages", "_getpagesoffset", "_format", "_pretty"):
+            request.used.append((name, value))
+
+    def _include(self, rtype: str, value: str, reverse: bool, iterate: bool) -> Include:
+        if value == "*":
+            return Include(rtype, "*", None, iterate, reverse)
+        parts = value.split(":")
+        if len(parts) not in (2, 3) or parts[0] not in STORABLE_TYPES:
+            raise _BadValue("_revinclude" if reverse else "_include",
+                            f"'{value}' is not of the form Type:parameter[:targetType]")
+        source, code = parts[0], parts[1]
+        param = self.registry.get(source, code)
+        if param is None or param.type != "reference":
+            raise _BadValue("_include", f"'{code}' is not a reference search parameter of {source}")
+        target = parts[2] if len(parts) == 3 else None
+        return Include(source, code, target, iterate, reverse)
+
+    # -- filters ----------------------------------------------------------------------------
+
+    def matching_ids(self, rtype: str, name: str, value: str) -> Select:
+        """Ids of ``rtype`` resources matching one parameter (chains followed)."""
+        code, _, modifier = name.partition(":")
+        chain = None
+        if "." in name:
+            head, _, chain = name.partition(".")
+            code, _, modifier = head.partition(":")
+        if code == "_id":
+            ids = [v for v in value.split(",") if v]
+            return select(resources.c.res_id).where(
+                resources.c.res_type == rtype, resources.c.deleted.is_(False), resources.c.res_id.in_(ids)
+            )
+        if code == "_lastUpdated":
+            conds = [self._date_condition(resources.c.last_updated, resources.c.last_updated, v, name)
+                     for v in value.split(",")]
+            return select(resources.c.res_id).where(resources.c.res_type == rtype, resources.c.deleted.is_(False),
+                                                    or_(*conds))
+        param = self.registry.get(rtype, code)
+        if param is None:
+            raise _Unknown(name)
+        if chain is not None:
+            return self._chain(rtype, param, modifier, chain, value)
+        if modifier == "missing":
+            if value not in ("true", "false"):
+                raise _BadValue(name, f":missing takes true or false, not '{value}'")
+            table = INDEX_TABLES[param.type]
+            present = select(table.c.res_id).where(table.c.res_type == rtype, table.c.param == code)
+            owner = select(resources.c.res_id).where(resources.c.res_type == rtype, resources.c.deleted.is_(False))
+            return owner.where(resources.c.res_id.not_in(present) if value == "true"
+                               else resources.c.res_id.in_(present))
+        table = INDEX_TABLES[param.type]
+        conds = [self._value_condition(param, modifier, v, name) for v in _split_or(value)]
+        return select(table.c.res_id).where(table.c.res_type == rtype, table.c.param == code, or_(*conds))
+
+    def _negative(self, rtype: str, name: str, value: str) -> ColumnElement:
+        """``:not`` (token): resources with no value matching any of the given ones."""
+        positive = self.matching_ids(rtype, name.replace(":not", ""), value)
+        return resources.c.res_id.not_in(positive)
+
+    def _chain(self, rtype: str, param: SearchParam, modifier: str, chain: str, value: str) -> Select:
+        if param.type != "reference":
+            raise _BadValue(param.code, f"'{param.code}' is not a reference parameter and cannot be chained")
+        targets = [modifier] if modifier else [t for t in param.targets if t in STORABLE_TYPES]
+        if modifier and modifier not in STORABLE_TYPES:
+            raise _BadValue(param.code, f"'{modifier}' is not a resource type")
+        matched = [t for t in targets if self.registry.get(t, chain.split(".")[0].split(":")[0])
+                   or chain.split(":")[0] in ("_id", "_lastUpdated")]
+        if not matched:
+            raise _Unknown(f"{param.code}.{chain}")
+        table = INDEX_TABLES["reference"]
+        conds = [and_(table.c.target_type == t, table.c.target_id.in_(self.matching_ids(t, chain, value)))
+                 for t in matched]
+        return select(table.c.res_id).where(table.c.res_type == rtype, table.c.param == param.code, or_(*conds))
+
+    def _has(self, rtype: str, name: str, value: str) -> Select:
+        """``_has:Observation:patient:code=x``: ids that resources of another type point to."""
+        parts = name.split(":", 3)
+        if len(parts) != 4 or parts[1] not in STORABLE_TYPES:
+            raise _BadValue(name, f"'{name}' is not of the form _has:Type:reference:parameter")
+        _, source, ref_code, inner = parts
+        ref_param = self.registry.get(source, ref_code)
+        if ref_param is None or ref_param.type != "reference":
+            raise _BadValue(name, f"'{ref_code}' is not a reference search parameter of {source}")
+        table = INDEX_TABLES["reference"]
+        return select(table.c.target_id).where(
+            table.c.res_type == source,
+            table.c.param == ref_code,
+            table.c.target_type == rtype,
+            table.c.res_id.in_(self.matching_ids(source, inner, value)),
+        )
+
+    # -- one value of one parameter ---------------------------------------------------------
+
+    def _value_condition(self, param: SearchParam, modifier: str, value: str, name: str) -> ColumnElement:
+        table = INDEX_TABLES[param.type]
+        kind = param.type
+        if modifier and not _modifier_allowed(kind, modifier):
+            raise _BadValue(name, f"the modifier ':{modifier}' is not supported on {kind} parameter '{param.code}'")
+        if kind == "token":
+            return _token_condition(table.c.system, table.c.code, value)
+        if kind == "string":
+            if modifier == "exact":
+                return table.c.value_exact == value
+            pattern = _like_escape(normalise_text(value))
+            if modifier == "contains":
+                return table.c.value_norm.like(f"%{pattern}%", escape="\\")
+            return table.c.value_norm.like(f"{pattern}%", escape="\\")
+        if kind == "uri":
+            if modifier == "below":
+                return table.c.value.like(_like_escape(value) + "%", escape="\\")
+            if modifier == "above":
+                return literal(value).like(table.c.value + "%")
+            return table.c.value == value
+        if kind == "date":
+            return self._date_condition(table.c.low, table.c.high, value, name)
+        if kind in ("number", "quantity"):
+            return self._number_condition(table, value, name, quantity=kind == "quantity")
+        return self._reference_condition(param, table, modifier, value, name)
+
+    def _reference_condition(self, param: SearchParam, table, modifier: str, value: str, name: str):  # type: ignore[no-untyped-def]
+        if modifier == "identifier":
+            system, sep, code = value.partition("|")
+            if not sep:
+                return table.c.id_value == value
+            return and_(table.c.id_system == system, table.c.id_value == code) if system else table.c.id_value == code
+        if modifier and modifier not in STORABLE_TYPES:
+            raise _BadValue(name, f"'{modifier}' is not a resource type")
+        url, _, version = value.partition("|")
+        if self.base_url and url.startswith(self.base_url + "/"):
+            url = url[len(self.base_url) + 1 :]
+        rtype, rid, _ = parse_reference(url)
+        if "://" in url or url.startswith("urn:"):
+            cond = table.c.target_url == url
+            if version:
+                cond = and_(cond, table.c.target_version == version)
+            if rtype:
+                cond = or_(cond, and_(table.c.target_type == rtype, table.c.target_id == rid))
+            return cond
+        if rtype:
+            if modifier and modifier != rtype:
+                return false()
+            return and_(table.c.target_type == rtype, table.c.target_id == rid)
+        conds = [table.c.target_id == url]
+        if modifier:
+            conds.append(table.c.target_type == modifier)
+        return and_(*conds)
+
+    def _date_condition(self, low_col, high_col, value: str, name: str):  # type: ignore[no-untyped-def]
+        prefix, text = _prefix(value)
+        rng = date_range(text)
+        if rng is None:
+            raise _BadValue(name, f"'{text}' is not a FHIR date, dateTime or instant (YYYY, YYYY-MM-DD, ...)")
+        lo, hi = rng
+        return _range_condition(prefix, low_col, high_col, lo, hi)
+
+    def _number_condition(self, table, value: str, name: str, *, quantity: bool):  # type: ignore[no-untyped-def]
+        prefix, text = _prefix(value)
+        number, system, code = text, None, None
+        if quantity and "|" in text:
+            number, system, code = (text.split("|") + ["", ""])[:3]
+        try:
+            Decimal(number)
+        except InvalidOperation:
+            raise _BadValue(name, f"'{number}' is not a number") from None
+        rng = number_range(number)
+        if rng is None:
+            raise _BadValue(name, f"'{number}' is not a number")
+        cond = _range_condition(prefix, table.c.low, table.c.high, rng[0], rng[1])
+        if quantity and system:
+            cond = and_(cond, table.c.system == system)
+        if quantity and code:
+            cond = and_(cond, table.c.code == code)
+        return cond
+
+
+class _Unknown(Exception):
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+class _BadValue(Exception):
+    def __init__(self, name: str, message: str) -> None:
+        self.name = name
+        self.message = message
+
+
+def _is_negative(name: str) -> bool:
+    return name.endswith(":not") and "." not in name
+
+
+def _split_or(value: str) -> list[str]:
+    """Split on commas that are not escaped with a backslash."""
+    parts = re.split(r"(?<!\\),", value)
+    return [p.replace("\\,", ",") for p in parts]
+
+
+def _prefix(value: str) -> tuple[str, str]:
+    if len(value) > 2 and value[:2] in PREFIXES and not value[2].isalpha():
+        return value[:2], value[2:]
+    return "eq", value
+
+
+def _range_condition(prefix: str, low_col, high_col, lo, hi):  # type: ignore[no-untyped-def]
+    """Compare a stored range [low, high] with a search range [lo, hi] as the FHIR search spec says."""
+    if prefix == "eq":
+        return and_(low_col >= lo, high_col <= hi)
+    if prefix == "ne":
+        return or_(low_col < lo, high_col > hi)
+    if prefix == "gt":
+        return high_col > hi
+    if prefix == "lt":
+        return low_col < lo
+    if prefix == "ge":
+        return high_col >= lo
+    if prefix == "le":
+        return low_col <= hi
+    if prefix == "sa":
+        return low_col > hi
+    if prefix == "eb":
+        return high_col < lo
+    return and_(low_col <= hi, high_col >= lo)  # ap: overlapping
+
+
+def _token_condition(system_col, code_col, value: str):  # type: ignore[no-untyped-def]
+    if "|" not in value:
+        return code_col == value
+    system, _, code = value.partition("|")
+    if not system:
+        return and_(system_col.is_(None), code_col == code)
+    if not code:
+        return system_col == system
+    return and_(system_col == system, code_col == code)
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+_MODIFIERS = {
+    "token": {"not"},
+    "string": {"exact", "contains"},
+    "uri": {"below", "above"},
+    "reference": {"identifier"},
+    "date": set(),
+    "number": set(),
+    "quantity": set(),
+}
+
+
+def _modifier_allowed(kind: str, modifier: str) -> bool:
+    return modifier in _MODIFIERS[kind] or (kind == "reference" and modifier in STORABLE_TYPES)
+
+
+__all__ = ["MAX_COUNT", "Include", "SearchParser", "SearchRequest", "func", "not_", "true"]

@@ -1,0 +1,355 @@
+"""Batch and transaction Bundles (``POST [base]``).
+
+A transaction is all-or-nothing: every entry is validated first (all problems reported at once,
+with ``Bundle.entry[i]`` paths), then all writes run in one database transaction in the order
+the specification gives (DELETE, POST, PUT/PATCH, then GET). ``urn:uuid:`` fullUrls and
+conditional references (``Patient?identifier=...``) are resolved to the stored ids.
+A batch runs each entry on its own and reports each entry's outcome.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import jsonpatch
+
+from fhir_server.core import jsonio
+from fhir_server.core.issues import FhirError, Issue, has_errors, operation_outcome
+from fhir_server.core.resource_types import STORABLE_TYPES
+from fhir_server.core.service import FhirService, check_id
+from fhir_server.core.store import StoredResource, WriteUnit, new_id
+
+METHOD_ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
+STATUS_TEXT = {200: "200 OK", 201: "201 Created", 204: "204 No Content", 304: "304 Not Modified"}
+
+
+@dataclass
+class Entry:
+    index: int
+    method: str
+    url: str
+    resource: dict | None
+    full_url: str | None
+    if_none_exist: str | None = None
+    if_match: int | None = None
+    resource_type: str | None = None
+    resource_id: str | None = None
+    query: str | None = None
+    result: dict = field(default_factory=dict)
+
+    @property
+    def path(self) -> str:
+        return f"Bundle.entry[{self.index}]"
+
+
+class BundleProcessor:
+    """Runs batch and transaction Bundles against a :class:`FhirService`."""
+
+    def __init__(self, service: FhirService, max_entries: int = 1000) -> None:
+        self.service = service
+        self.store = service.store
+        self.max_entries = max_entries
+
+    def process(self, bundle: Any, *, return_preference: str | None = None) -> dict:
+        if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
+            raise FhirError.single(400, "invalid", "POST to the base URL takes a Bundle of type batch or transaction",
+                                   "resourceType")
+        kind = bundle.get("type")
+        if kind not in ("batch", "transaction"):
+            raise FhirError.single(400, "invalid", f"Bundle.type must be batch or transaction, not '{kind}'",
+                                   "Bundle.type")
+        raw_entries = bundle.get("entry", [])
+        if not isinstance(raw_entries, list):
+            raise FhirError.single(400, "structure", "Bundle.entry must be an array", "Bundle.entry")
+        if len(raw_entries) > self.max_entries:
+            raise FhirError.single(413, "too-costly",
+                                   f"the Bundle has {len(raw_entries)} entries; the limit is {self.max_entries}",
+                                   "Bundle.entry")
+        entries, issues = self._parse_entries(raw_entries)
+        if kind == "transaction":
+            if has_errors(issues):
+                raise FhirError(400, issues)
+            return self._transaction(entries, return_preference)
+        return self._batch(entries, issues, return_preference)
+
+    # -- parsing ----------------------------------------------------------------------------
+
+    def _parse_entries(self, raw_entries: list) -> tuple[list[Entry], list[Issue]]:
+        entries: list[Entry] = []
+        issues: list[Issue] = []
+        for i, raw in enumerate(raw_entries):
+            path = f"Bundle.entry[{i}]"
+            if not isinstance(raw, dict):
+                issues.append(Issue("error", "structure", "an entry must be a JSON object", path))
+                continue
+            request = raw.get("request")
+            if not isinstance(request, dict):
+                issues.append(Issue("error", "required", "the entry has no request (method and url)", f"{path}.request"))
+                continue
+            method = request.get("method")
+            url = request.get("url")
+            if method not in METHOD_ORDER:
+                issues.append(Issue("error", "value", f"request.method '{method}' is not GET, POST, PUT, PATCH or "
+                                    "DELETE", f"{path}.request.method"))
+                continue
+            if not isinstance(url, str) or not url:
+                issues.append(Issue("error", "required", "the entry's request has no url", f"{path}.request.url"))
+                continue
+            resource = raw.get("resource")
+            entry = Entry(i, method, url, resource if isinstance(resource, dict) else None, raw.get("fullUrl"),
+                          if_none_exist=request.get("ifNoneExist"))
+            if_match = request.get("ifMatch")
+            if if_match:
+                text = str(if_match).removeprefix("W/").strip('"')
+                if text.isdigit():
+                    entry.if_match = int(text)
+                else:
+                    issues.append(Issue("error", "value", f"ifMatch '{if_match}' names no version",
+                                        f"{path}.request.ifMatch"))
+            issues.extend(self._parse_url(entry))
+            issues.extend(self._check_resource(entry))
+            entries.append(entry)
+        return entries, issues
+
+    def _parse_url(self, entry: Entry) -> list[Issue]:
+        parts = urlsplit(entry.url)
+        path = parts.path.strip("/")
+        segments = path.split("/") if path else []
+        entry.query = parts.query or None
+        where = f"{entry.path}.request.url"
+        if not segments or segments[0] not in STORABLE_TYPES:
+            if entry.method in ("GET", "HEAD") and segments and segments[0].startswith("$"):
+                return []
+            return [Issue("error", "value", f"'{entry.url}' does not name a resource type served here", where)]
+        entry.resource_type = segments[0]
+        if len(segments) >= 2:
+            entry.resource_id = segments[1]
+        if entry.method == "POST" and len(segments) != 1:
+            return [Issue("error", "value", "a POST entry's url must be the resource type", where)]
+        if entry.method in ("PUT", "PATCH", "DELETE") and entry.resource_id is None and not entry.query:
+            return [Issue("error", "value", f"a {entry.method} entry's url needs an id or search parameters", where)]
+        return []
+
+    def _check_resource(self, entry: Entry) -> list[Issue]:
+        if entry.method not in ("POST", "PUT", "PATCH"):
+            return []
+        where = f"{entry.path}.resource"
+        if entry.resource is None:
+            return [Issue("error", "required", f"a {entry.method} entry needs a resource", where)]
+        if entry.method == "PATCH":
+            return []
+        rtype = entry.resource.get("resourceType")
+        if rtype != entry.resource_type:
+            return [Issue("error", "invalid", f"the resource is a {rtype} but request.url names "
+                          f"{entry.resource_type}", f"{where}.resourceType")]
+        if entry.method == "PUT" and entry.resource_id and entry.resource.get("id") not in (None, entry.resource_id):
+            return [Issue("error", "invalid", "the resource's id differs from the id in request.url", f"{where}.id")]
+        return [issue.at(where) for issue in self.service.validate(entry.resource)]
+
+    # -- transaction ------------------------------------------------------------------------
+
+    def _transaction(self, entries: list[Entry], return_preference: str | None) -> dict:
+        def work(unit: WriteUnit) -> None:
+            ids: dict[str, str] = {}
+            for entry in entries:  # server ids for created resources, known before any write
+                if entry.method == "POST":
+                    entry.resource_id = new_id()
+                    if entry.full_url:
+                        ids[entry.full_url] = f"{entry.resource_type}/{entry.resource_id}"
+                elif entry.method == "PUT" and entry.resource_id and entry.full_url:
+                    ids[entry.full_url] = f"{entry.resource_type}/{entry.resource_id}"
+            ordered = sorted(entries, key=lambda e: METHOD_ORDER[e.method])
+            for entry in ordered:  # conditional creates and updates resolve first: they change the id map
+                if entry.method == "POST" and entry.if_none_exist:
+                    unit.lock_conditional(entry.resource_type or "")
+                    found = self._conditional(unit, entry, entry.if_none_exist)
+                    if found:
+                        entry.result = {"existing": found}
+                        if entry.full_url:
+                            ids[entry.full_url] = f"{entry.resource_type}/{found}"
+                elif entry.method in ("PUT", "PATCH", "DELETE") and entry.resource_id is None:
+                    unit.lock_conditional(entry.resource_type or "")
+                    found = self._conditional(unit, entry, entry.query or "")
+                    entry.resource_id = found or (entry.resource.get("id") if entry.resource else None) or new_id()
+                    if entry.full_url and entry.method == "PUT":
+                        ids[entry.full_url] = f"{entry.resource_type}/{entry.resource_id}"
+                    if entry.method == "DELETE" and not found:
+                        entry.result = {"status": 204}
+            for entry in ordered:
+                if entry.method in ("GET", "HEAD") or entry.result.get("status"):
+                    continue
+                self._apply(unit, entry, ids)
+
+        self.store.write(work)
+        response = [
+            self._get_entry(e) if e.method in ("GET", "HEAD") else self._response_entry(e, return_preference)
+            for e in entries
+        ]
+        return {"resourceType": "Bundle", "type": "transaction-response", "entry": response}
+
+    def _conditional(self, unit: WriteUnit, entry: Entry, query: str) -> str | None:
+        try:
+            found = self.service.conditional_matches(unit, entry.resource_type or "", query)
+        except FhirError as error:
+            raise FhirError(error.status, [i.at(f"{entry.path}.request") for i in error.issues]) from error
+        if len(found) > 1:
+            raise FhirError.single(412, "multiple-matches", f"the condition '{query}' matches several resources",
+                                   f"{entry.path}.request")
+        return found[0] if found else None
+
+    def _apply(self, unit: WriteUnit, entry: Entry, ids: dict[str, str]) -> None:
+        rtype, rid = entry.resource_type or "", entry.resource_id or ""
+        if entry.method == "DELETE":
+            stored = unit.delete(rtype, rid)
+            entry.result = {"status": 204, "stored": stored}
+            return
+        if "existing" in entry.result:
+            entry.result = {"status": 200, "stored": self.store.read(rtype, entry.result["existing"], unit.conn)}
+            return
+        if entry.method == "PATCH":
+            resource = self._patched(unit, entry)
+        else:
+            resource = copy.deepcopy(entry.resource or {})
+        self._resolve_references(unit, resource, ids, f"{entry.path}.resource")
+        check_id(rid, f"{entry.path}.request.url")
+        stored, created = unit.put(
+            resource, resource_id=rid, if_match=entry.if_match, must_not_exist=entry.method == "POST"
+        )
+        entry.result = {"status": 201 if created else 200, "stored": stored}
+
+    def _patched(self, unit: WriteUnit, entry: Entry) -> dict:
+        """PATCH in a Bundle: a Binary resource carrying a JSON Patch document."""
+        binary = entry.resource or {}
+        if binary.get("resourceType") != "Binary" or "json-patch" not in str(binary.get("contentType")):
+            raise FhirError.single(400, "not-supported", "a PATCH entry takes a Binary with a JSON Patch "
+                                   "(contentType application/json-patch+json)", f"{entry.path}.resource")
+        current = self.store.read(entry.resource_type or "", entry.resource_id or "", unit.conn)
+        try:
+            operations = jsonio.loads(base64.b64decode(binary.get("data", "")))
+            patched = jsonpatch.JsonPatch(operations).apply(jsonio.loads(current.body or b"{}"))
+        except Exception as exc:  # noqa: BLE001 - many ways for a patch to fail
+            raise FhirError.single(422, "processing", f"the patch cannot be applied: {exc}",
+                                   f"{entry.path}.resource") from exc
+        issues = [i.at(f"{entry.path}.resource") for i in self.service.validate(patched)]
+        if has_errors(issues):
+            raise FhirError(422, issues)
+        entry.if_match = entry.if_match or current.version_id
+        return patched
+
+    def _resolve_references(self, unit: WriteUnit, node: Any, ids: dict[str, str], path: str) -> None:
+        if isinstance(node, list):
+            for i, item in enumerate(node):
+                self._resolve_references(unit, item, ids, f"{path}[{i}]")
+            return
+        if not isinstance(node, dict):
+            return
+        for key, value in node.items():
+            if key == "reference" and isinstance(value, str):
+                node[key] = self._resolve_one(unit, value, ids, f"{path}.reference")
+            elif isinstance(value, dict | list):
+                self._resolve_references(unit, value, ids, f"{path}.{key}")
+
+    def _resolve_one(self, unit: WriteUnit, reference: str, ids: dict[str, str], path: str) -> str:
+        if reference in ids:
+            return ids[reference]
+        if reference.startswith(("urn:uuid:", "urn:oid:")):
+            raise FhirError.single(400, "not-found", f"the reference '{reference}' matches no fullUrl in the Bundle",
+                                   path)
+        if "?" in reference and not reference.startswith("#"):
+            rtype, _, query = reference.partition("?")
+            if rtype not in STORABLE_TYPES:
+                raise FhirError.single(400, "invalid", f"'{rtype}' in the conditional reference is not a type", path)
+            found = self.service.conditional_matches(unit, rtype, query)
+            if len(found) != 1:
+                raise FhirError.single(
+                    412 if found else 404,
+                    "multiple-matches" if found else "not-found",
+                    f"the conditional reference '{reference}' matches {len(found) if found else 'no'} resources; "
+                    "it must match exactly one",
+                    path,
+                )
+            return f"{rtype}/{found[0]}"
+        return reference
+
+    # -- batch ------------------------------------------------------------------------------
+
+    def _batch(self, entries: list[Entry], parse_issues: list[Issue], return_preference: str | None) -> dict:
+        failed_entries: dict[int, list[Issue]] = {}
+        for issue in parse_issues:
+            index = int(issue.expression.split("[")[1].split("]")[0]) if issue.expression else -1
+            failed_entries.setdefault(index, []).append(issue)
+        response = []
+        for entry in entries:
+            if has_errors(failed_entries.get(entry.index, [])):
+                response.append(_error_entry(FhirError(400, failed_entries[entry.index])))
+                continue
+            try:
+                response.append(self._batch_one(entry, return_preference))
+            except FhirError as error:
+                response.append(_error_entry(error))
+        return {"resourceType": "Bundle", "type": "batch-response", "entry": response}
+
+    def _batch_one(self, entry: Entry, return_preference: str | None) -> dict:
+        service = self.service
+        rtype = entry.resource_type or ""
+        if entry.method in ("GET", "HEAD"):
+            return self._get_entry(entry)
+        if entry.method == "DELETE":
+            if entry.resource_id:
+                stored = service.delete(rtype, entry.resource_id)
+            else:
+                service.conditional_delete(rtype, entry.query or "")
+                stored = None
+            entry.result = {"status": 204, "stored": stored}
+        elif entry.method == "POST":
+            result = service.create(copy.deepcopy(entry.resource or {}), if_none_exist=entry.if_none_exist)
+            entry.result = {"status": 200 if result.existing else 201, "stored": result.stored}
+        elif entry.method == "PUT":
+            if entry.resource_id:
+                result = service.update(rtype, entry.resource_id, copy.deepcopy(entry.resource or {}),
+                                        if_match=entry.if_match)
+            else:
+                result = service.conditional_update(rtype, entry.query or "", copy.deepcopy(entry.resource or {}))
+            entry.result = {"status": 201 if result.created else 200, "stored": result.stored}
+        else:
+            def work(unit: WriteUnit) -> None:
+                self._apply(unit, entry, {})
+
+            self.store.write(work)
+        return self._response_entry(entry, return_preference)
+
+    def _get_entry(self, entry: Entry) -> dict:
+        rtype = entry.resource_type or ""
+        if entry.resource_id and not entry.query:
+            stored = self.service.read(rtype, entry.resource_id)
+            return {"resource": jsonio.loads(stored.body or b"{}"),
+                    "response": {"status": "200 OK", "etag": stored.etag, "lastModified": stored.last_updated}}
+        params = parse_qsl(entry.query or "", keep_blank_values=True)
+        request, page = self.service.search(rtype, params)
+        bundle = {"resourceType": "Bundle", "type": "searchset", "total": page.total,
+                  "entry": [{"resource": jsonio.loads(s.body or b"{}"), "search": {"mode": "match"}}
+                            for s in page.matches]}
+        return {"resource": bundle, "response": {"status": "200 OK"}}
+
+    def _response_entry(self, entry: Entry, return_preference: str | None) -> dict:
+        status = entry.result.get("status", 200)
+        stored: StoredResource | None = entry.result.get("stored")
+        response: dict = {"status": STATUS_TEXT.get(status, str(status))}
+        out: dict = {}
+        if stored is not None:
+            response["etag"] = stored.etag
+            response["lastModified"] = stored.last_updated
+            if not stored.deleted:
+                response["location"] = stored.location
+                if return_preference == "representation" and stored.body:
+                    out["resource"] = jsonio.loads(stored.body)
+        out["response"] = response
+        return out
+
+
+def _error_entry(error: FhirError) -> dict:
+    return {"response": {"status": str(error.status), "outcome": operation_outcome(error.issues)}}
