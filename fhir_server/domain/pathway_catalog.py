@@ -32,6 +32,8 @@ MILESTONE_SYSTEM = f"{BASE}/CodeSystem/pathway-milestone"
 DEFAULT_FOLDER = Path(__file__).resolve().parents[2] / "pathways"
 
 _KINDS = ("PlanDefinition", "ActivityDefinition", "CodeSystem")
+#: The variables an applicability condition may read (see pathway_suggest), with sample values for a trial run.
+_TRIAL_ENV = {"age": 30, "icd10": ["F200"], "icpc2": ["P72"], "pregnant": False, "gender": "female", "suggested": []}
 
 
 class PathwayCatalogError(ValueError):
@@ -126,9 +128,12 @@ class PathwayCatalog:
             problem("action[0].condition", "needs exactly one applicability condition in text/fhirpath")
         else:
             try:
-                fhirpath_compile(conditions[0]["expression"]["expression"], models["r4"])
-            except Exception as exc:  # the FHIRPath parser raises several exception types
-                problem("action[0].condition[0].expression.expression", f"FHIRPath does not compile: {exc}")
+                # fhirpathpy's parser does not report syntax errors, so a trial run finds them.
+                result = fhirpath_compile(conditions[0]["expression"]["expression"], models["r4"])({}, _TRIAL_ENV)
+                if len(result) > 1 or any(not isinstance(r, bool) for r in result):
+                    problem("action[0].condition[0].expression.expression", f"does not give a boolean: {result}")
+            except Exception as exc:  # fhirpathpy raises several exception types
+                problem("action[0].condition[0].expression.expression", f"FHIRPath does not run: {exc}")
         milestones = top.get("action", [])
         ids = [a.get("id") for a in milestones]
         for i, act in enumerate(milestones):

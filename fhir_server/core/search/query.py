@@ -86,7 +86,7 @@ class SearchParser:
 
     def _parse_one(self, request: SearchRequest, name: str, value: str) -> None:
         rtype = request.resource_type
-        if name in RESULT_PARAMETERS:
+        if name in RESULT_PARAMETERS or name.startswith(("_include:", "_revinclude:")):
             self._parse_result_param(request, name, value)
             return
         if name.startswith("_has:"):

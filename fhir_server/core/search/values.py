@@ -81,7 +81,11 @@ def number_range(value: Decimal | int | float | str) -> tuple[float, float] | No
     return float(dec - half), float(dec + half)
 
 
+#: Letters that Unicode does not decompose but users expect to match their base letter.
+_FOLD = str.maketrans({"ø": "o", "æ": "ae", "ð": "d", "þ": "th", "ł": "l", "đ": "d"})
+
+
 def normalise_text(text: str) -> str:
-    """Case- and accent-insensitive form for string search (``Ålesund`` → ``alesund``)."""
-    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    """Case- and accent-insensitive form for string search (``Ålesund`` → ``alesund``, ``Østby`` → ``ostby``)."""
+    decomposed = unicodedata.normalize("NFKD", text.casefold().translate(_FOLD))
     return "".join(ch for ch in decomposed if not unicodedata.combining(ch))

@@ -18,7 +18,7 @@ from fhir_server.core.resource_types import KNOWN_TYPES
 from . import bindings, invariants
 from .primitives import check_primitive, describe, mask
 from .references import check_reference
-from .schema import COMPLEX, PRIMITIVE, RESOURCE, NodeSchema, Prop, node_schema, resource_schema, type_schema
+from .schema import BACKBONE, COMPLEX, PRIMITIVE, RESOURCE, NodeSchema, Prop, node_schema, resource_schema, type_schema
 
 
 @dataclass(slots=True)
@@ -112,11 +112,16 @@ def _walk_resource(
     is_contained = contained_index is not None
     if not is_contained:
         scope = _ResourceScope(resource)
+        scope.contained[""] = rtype  # '#' alone names the container
         contained = resource.get("contained")
         if isinstance(contained, list):
             for item in contained:
-                if isinstance(item, dict) and isinstance(item.get("id"), str):
-                    scope.contained[item["id"]] = str(item.get("resourceType"))
+                if (
+                    isinstance(item, dict)
+                    and isinstance(item.get("id"), str)
+                    and isinstance(item.get("resourceType"), str)
+                ):
+                    scope.contained[item["id"]] = item["resourceType"]
     else:
         _contained_rules(walk, resource, path)
         outer_index = scope.contained_index  # type: ignore[union-attr]
@@ -212,11 +217,15 @@ def _prop_invariants(prop: Prop) -> tuple[invariants.Invariant, ...]:
     key = (prop.element.path, prop.type_code, prop.name)
     found = _prop_invariant_cache.get(key)
     if found is None:
-        own = invariants.invariants_for(prop.element.constraints, prop.element.path)
+        from fhir_server.core.definitions import r4
+
+        if prop.kind == BACKBONE and prop.child is not None:  # content references: the referenced element's rules
+            backbone = r4().element(*prop.child)
+            own = invariants.invariants_for(backbone.constraints if backbone else (), prop.child[1])
+        else:
+            own = invariants.invariants_for(prop.element.constraints, prop.element.path)
         typed: tuple[invariants.Invariant, ...] = ()
         if prop.kind == COMPLEX and prop.child is not None:
-            from fhir_server.core.definitions import r4
-
             root = r4().element(prop.child[0], prop.child[1])
             typed = invariants.invariants_for(root.constraints if root else (), prop.child[1])
         seen = {i.key for i in own}

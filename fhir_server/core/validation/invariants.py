@@ -218,7 +218,9 @@ class Invariant:
         try:
             plain = to_plain(node)
             root = to_plain(resource) if resource is not node else plain
-            result = self.compiled(plain, {"resource": root, "rootResource": root})  # type: ignore[misc]
+            # typed node: lets fhirpathpy resolve choice elements (``value`` -> ``valueString``) below the context
+            target = plain if "resourceType" in plain else _typed_node(plain, self.context)
+            result = self.compiled(target, {"resource": root, "rootResource": root})  # type: ignore[misc]
         except Exception as exc:  # fhirpathpy limits: never reject because of our engine
             _skip(self.key, self.expression, f"evaluation failed: {type(exc).__name__}: {exc}")
             return True
@@ -248,6 +250,12 @@ def invariant(constraint: dict, context: str) -> Invariant | None:
         inv = _compile(key, human, expression, context)
     _compiled[cache_key] = inv
     return inv
+
+
+def _typed_node(node: dict, path: str) -> object:
+    from fhirpathpy.engine.nodes import ResourceNode
+
+    return ResourceNode.create_node(node, path)
 
 
 def _no_trace(label: object, value: object) -> None:

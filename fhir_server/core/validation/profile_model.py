@@ -97,6 +97,9 @@ def _rewrite_expression(expression: str, primitive: bool) -> tuple[str | None, s
     if primitive:
         # on a primitive, ``value`` means the primitive's own value (as in the HL7 validator)
         expression = _PRIMITIVE_VALUE.sub("$this", expression)
+    if "$this" in expression:
+        # fhirpathpy leaves $this undefined at the top level: evaluate inside select() where it is the input
+        expression = f"select({expression})"
     return expression, None
 
 

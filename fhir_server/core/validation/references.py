@@ -104,8 +104,10 @@ def check_reference(
     ref_path = path + ".reference"
     if isinstance(ref, str) and ref:
         if ref.startswith("#"):
-            if ref != "#":
-                target_type = (contained or {}).get(ref[1:])
+            target_type = (contained or {}).get(ref[1:])
+            if ref == "#":
+                found = target_type
+            else:
                 if target_type is None:
                     issues.append(
                         Issue(

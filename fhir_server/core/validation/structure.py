@@ -152,6 +152,19 @@ def _shown(value: object) -> str:
     return mask(text if len(text) <= 60 else text[:57] + "...")
 
 
+def _choice_stem(names: list[str]) -> str:
+    """``['valueRange', 'valueReference']`` -> ``value`` (the JSON stem of a choice element)."""
+    if not names:
+        return ""
+    stem = names[0]
+    for name in names[1:]:
+        while not name.startswith(stem):
+            stem = stem[:-1]
+    while stem and not all(len(n) > len(stem) and n[len(stem)].isupper() for n in names):
+        stem = stem[:-1]
+    return stem
+
+
 def _issue_from_error(root: str, err: dict) -> Issue:
     kind = err.get("type", "")
     loc = tuple(err.get("loc", ()))
@@ -197,6 +210,17 @@ def _issue_from_error(root: str, err: dict) -> Issue:
             path,
             f"bare én av {', '.join(names)} kan oppgis (et valgelement har én type)",
             "choice-single",
+        )
+    if kind == "value_error" and "Expect any of field value from this list" in msg:
+        stem = _choice_stem(re.findall(r"'([A-Za-z0-9]+)'", msg))
+        where = f"{path}.{stem}" if stem else path
+        return Issue(
+            "error",
+            "required",
+            f"{stem}[x] is required (minimum cardinality 1) but missing",
+            where,
+            f"{stem}[x] er påkrevd (minst 1) men mangler",
+            "cardinality-min",
         )
     if kind == "string_pattern_mismatch":
         pattern = (err.get("ctx") or {}).get("pattern", "")

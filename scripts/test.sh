@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Install the test dependencies and run the whole test suite (lint, unit, HTTP tests on SQLite,
+# and on PostgreSQL when its server binaries are installed: a private cluster is started on loopback).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 -m venv .venv
+.venv/bin/pip install -q --upgrade pip 2>&1 | grep -v WARNING || true
+.venv/bin/pip install -q -e '.[test]' 2>&1 | grep -v WARNING || true
+.venv/bin/ruff check fhir_server conformance_tests tests scripts bench
+pgdir=""
+if [ -z "${FHIR_TEST_POSTGRES_URL:-}" ] && scripts/postgres.sh available; then
+  pgdir=$(mktemp -d /tmp/fhir-pg.XXXXXX)
+  eval "$(scripts/postgres.sh start "$pgdir")"
+  export FHIR_TEST_POSTGRES_URL
+  trap 'scripts/postgres.sh stop "$pgdir"; rm -rf "$pgdir"' EXIT
+fi
+echo "PostgreSQL for tests: ${FHIR_TEST_POSTGRES_URL:-none (PostgreSQL tests will be skipped)}"
+.venv/bin/pytest "$@"

@@ -1,0 +1,64 @@
+"""A thin HTTP helper for the API tests (plain requests, FHIR JSON headers)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import requests
+
+JSON = "application/fhir+json"
+
+
+class Fhir:
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.session = requests.Session()
+        self.session.headers.update({"Accept": JSON})
+
+    def url(self, path: str) -> str:
+        return path if path.startswith("http") else f"{self.base}/{path.lstrip('/')}"
+
+    def get(self, path: str, **kw: Any) -> requests.Response:
+        return self.session.get(self.url(path), timeout=30, **kw)
+
+    def post(self, path: str, body: Any = None, headers: dict | None = None, **kw: Any) -> requests.Response:
+        h = {"Content-Type": JSON, **(headers or {})}
+        return self.session.post(self.url(path), json=body, headers=h, timeout=60, **kw)
+
+    def put(self, path: str, body: Any, headers: dict | None = None) -> requests.Response:
+        return self.session.put(self.url(path), json=body, headers={"Content-Type": JSON, **(headers or {})},
+                                timeout=60)
+
+    def patch(self, path: str, ops: Any, headers: dict | None = None) -> requests.Response:
+        h = {"Content-Type": "application/json-patch+json", **(headers or {})}
+        return self.session.patch(self.url(path), json=ops, headers=h, timeout=60)
+
+    def delete(self, path: str, **kw: Any) -> requests.Response:
+        return self.session.delete(self.url(path), timeout=30, **kw)
+
+    def create(self, resource: dict) -> dict:
+        r = self.post(resource["resourceType"], resource)
+        assert r.status_code == 201, r.text
+        return r.json()
+
+    def search(self, path: str, **kw: Any) -> dict:
+        r = self.get(path, **kw)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+
+def ids(bundle: dict, mode: str = "match") -> list[str]:
+    return [e["resource"]["id"] for e in bundle.get("entry", []) if e.get("search", {}).get("mode", "match") == mode]
+
+
+def patient(tag: str, family: str = "Nordmann", **extra: Any) -> dict:
+    resource = {
+        "resourceType": "Patient",
+        "meta": {"tag": [{"system": "urn:test", "code": tag}]},
+        "identifier": [{"system": "urn:oid:2.16.578.1.12.4.1.4.1", "value": "15038512363"}],
+        "name": [{"family": family, "given": ["Ola"]}],
+        "gender": "male",
+        "birthDate": "1985-03-15",
+    }
+    resource.update(extra)
+    return resource

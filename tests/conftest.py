@@ -1,0 +1,139 @@
+"""Shared fixtures: real servers (``fhir-server serve``, gunicorn) on SQLite and PostgreSQL.
+
+HTTP tests take the ``fhir`` fixture, which runs each test once per database: a server on a
+fresh SQLite file, and one on a fresh PostgreSQL database when ``FHIR_TEST_POSTGRES_URL`` points
+at a server (``scripts/test.sh`` starts one when PostgreSQL is installed).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+POSTGRES_URL = os.environ.get("FHIR_TEST_POSTGRES_URL")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class RunningServer:
+    """A server process under test: its base URL, database URL and log file."""
+
+    base: str
+    database_url: str
+    log_path: Path
+    process: subprocess.Popen
+
+    def url(self, path: str = "") -> str:
+        return f"{self.base}/{path.lstrip('/')}" if path else self.base
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+
+def fresh_postgres_database(admin_url: str) -> str:
+    import psycopg
+
+    name = "fhir_test_" + uuid.uuid4().hex[:10]
+    with psycopg.connect(admin_url.replace("postgresql://", "postgresql://", 1), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return admin_url.rsplit("/", 1)[0] + "/" + name
+
+
+def start_server(database_url: str, tmp: Path, *, workers: int = 2, extra: list[str] | None = None) -> RunningServer:
+    port = free_port()
+    log_path = tmp / f"server-{port}.log"
+    log = log_path.open("w")
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fhir_server.cli", "serve", "--port", str(port), "--database-url", database_url,
+         "--workers", str(workers), "--access-log", *(extra or [])],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        cwd=ROOT,
+    )
+    base = f"http://127.0.0.1:{port}/fhir"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited early:\n{log_path.read_text()}")
+        try:
+            if requests.get(base + "/metadata", timeout=2).status_code == 200:
+                return RunningServer(base, database_url, log_path, process)
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    process.kill()
+    raise RuntimeError(f"server did not start in time:\n{log_path.read_text()}")
+
+
+def stop_server(server: RunningServer) -> None:
+    server.process.terminate()
+    try:
+        server.process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+
+
+BACKENDS = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(scope="session")
+def server_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("servers")
+
+
+_servers: dict[str, RunningServer] = {}
+
+
+def _server_for(backend: str, server_dir: Path) -> RunningServer:
+    if backend not in _servers:
+        if backend == "sqlite":
+            url = f"sqlite:///{server_dir / 'fhir.sqlite3'}"
+        else:
+            if not POSTGRES_URL:
+                pytest.skip("PostgreSQL not available: set FHIR_TEST_POSTGRES_URL (scripts/test.sh does)")
+            url = fresh_postgres_database(POSTGRES_URL)
+        _servers[backend] = start_server(url, server_dir)
+    return _servers[backend]
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def fhir(request: pytest.FixtureRequest, server_dir: Path) -> Iterator[RunningServer]:
+    """A running server, once per database backend (shared by all tests of the session)."""
+    yield _server_for(request.param, server_dir)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    for server in _servers.values():
+        stop_server(server)
+
+
+@pytest.fixture
+def unique() -> str:
+    """A value no other test uses, to keep each test's data apart on a shared server."""
+    return uuid.uuid4().hex[:12]
+
+
+@pytest.fixture
+def shared_dir() -> Path:
+    if not SHARED.is_dir():
+        pytest.skip(f"the shared reference data is not at {SHARED}")
+    return SHARED
