@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from fhir_server.core.packages import PROFILES_DIR, ConformanceRegistry  # noqa: E402
-from fhir_server.core.validation.snapshot import generate_snapshot, with_snapshot  # noqa: E402
+from fhir_server.core.validation.snapshot import generate_snapshot, strip_documentation, with_snapshot  # noqa: E402
 
 DEFAULT_NO_BASIS = ROOT.parent / "shared" / "reference" / "no-basis"
 
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     for file in sorted(args.profiles.glob("StructureDefinition-*.json")):
         sd = json.loads(file.read_text(encoding="utf-8"))
         if args.check:
-            fresh = generate_snapshot(sd, registry)
+            fresh = strip_documentation(generate_snapshot(sd, registry))
             if sd.get("snapshot", {}).get("element") != fresh:
                 print(f"stale snapshot: {file.name}")
                 stale += 1

@@ -38,7 +38,8 @@ def negotiate(request: Request) -> Negotiated:
     pretty = request.args.get("_pretty") == "true"
     fmt = request.args.get("_format")
     if fmt:
-        mime = _FORMAT_ALIASES.get(fmt.split(";")[0].strip().lower())
+        # a "+" in a query string arrives as a space: application/fhir xml
+        mime = _FORMAT_ALIASES.get(fmt.split(";")[0].strip().lower().replace(" ", "+"))
         if mime is None:
             raise FhirError.single(406, "not-supported", f"_format '{fmt}' cannot be served; use json or xml")
         return Negotiated(mime, pretty)

@@ -12,7 +12,8 @@ Saturdays count as virkedager in some other acts (e.g. ferieloven); that reading
 
 Counting convention (:func:`add_working_days`): the day the deadline starts running (the day the
 referral is received) is not counted; counting starts the following day, as in the general rule for
-deadlines in days (domstolloven § 148 first paragraph, which forvaltningsloven § 29 refers to). The
+deadlines in days (domstolloven § 148 first paragraph, which forvaltningsloven § 29 refers to; cited
+from memory, not re-checked against Lovdata). The
 result of ``add_working_days(received, 10)`` is the last day on which the assessment is in time.
 """
 

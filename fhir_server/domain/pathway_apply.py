@@ -8,8 +8,9 @@ Result shape (R4 $apply returns a CarePlan whose activity references the Request
 * ``CarePlan.activity[1..]`` has one ``detail`` per milestone; ``activity.id`` is the milestone's
   action id (the same id as in the PlanDefinition and the RequestGroup). ``detail.scheduledPeriod.end``
   is the due date; milestones without a time target have no ``scheduledPeriod``.
-* The anchor milestone (no relatedAction: referral received) is ``completed`` on the received date;
-  every other milestone is ``not-started``.
+* The anchor milestone (no relatedAction: referral received), and any milestone ``concurrent`` /
+  ``concurrent-with-start`` with it (the pathway start under the 2019 rule: start = received date), is
+  ``completed`` on the received date; every other milestone is ``not-started``.
 * The referral: R4 ``CarePlan.basedOn`` may only reference a CarePlan, so the ServiceRequest is
   referenced from ``RequestGroup.basedOn`` (Reference(Any)) and ``CarePlan.supportingInfo``.
 * The pathway type code (action[0].code of the PlanDefinition) goes to ``CarePlan.category``.
@@ -83,9 +84,10 @@ def apply_plan_definition(
     if top.get("code"):
         request_group["code"] = copy.deepcopy(top["code"][0])
 
+    reached = _reached_on_receipt(milestones)
     activities: list[dict] = [{"reference": {"reference": f"#{REQUEST_GROUP_ID}"}}]
     for action in milestones:
-        activities.append(_activity(action, due[action["id"]], received, catalog))
+        activities.append(_activity(action, due[action["id"]], received, catalog, action["id"] in reached))
 
     careplan: dict = {
         "resourceType": "CarePlan",
@@ -114,12 +116,22 @@ def _request_group_action(action: dict) -> dict:
     return out
 
 
-def _activity(action: dict, due: date | None, received: date, catalog: PathwayCatalog) -> dict:
+def _reached_on_receipt(milestones: list[dict]) -> set[str]:
+    """Ids of the anchor and of milestones concurrent with it (e.g. the 2019-rule pathway start)."""
+    reached = {a["id"] for a in milestones if predecessor(a) is None}
+    for action in milestones:  # milestones are listed after the one they count from
+        related = (action.get("relatedAction") or [{}])[0]
+        same_moment = related.get("relationship") in ("concurrent", "concurrent-with-start")
+        if same_moment and related.get("actionId") in reached:
+            reached.add(action["id"])
+    return reached
+
+
+def _activity(action: dict, due: date | None, received: date, catalog: PathwayCatalog, reached: bool) -> dict:
     definition = catalog.activity_definition(action.get("definitionCanonical", "")) or {}
     detail: dict = {}
     extensions = [e for e in action.get("extension", []) if e.get("url") == EXT_DEADLINE_WORKING_DAYS]
-    anchor = predecessor(action) is None
-    if anchor:
+    if reached:
         extensions.append({"url": EXT_MILESTONE_COMPLETED, "valueDate": received.isoformat()})
     if extensions:
         detail["extension"] = copy.deepcopy(extensions)
@@ -129,7 +141,7 @@ def _activity(action: dict, due: date | None, received: date, catalog: PathwayCa
         version = definition.get("version")
         detail["instantiatesCanonical"] = [f"{definition['url']}|{version}" if version else definition["url"]]
     detail["code"] = copy.deepcopy(action["code"][0])
-    detail["status"] = "completed" if anchor else "not-started"
+    detail["status"] = "completed" if reached else "not-started"
     if due is not None:
         detail["scheduledPeriod"] = {"end": due.isoformat()}
     detail["description"] = action.get("title", "")

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from fhir_server.core.issues import Issue
+from fhir_server.core.jsonio import to_plain
 from fhir_server.core.resource_types import KNOWN_TYPES
 
 from . import bindings, invariants
@@ -30,6 +31,13 @@ class _ResourceScope:
     local_refs: set[str] = field(default_factory=set)  # '#...' values seen anywhere in the resource
     contained_index: int | None = None  # set while walking contained[i]
     refers_to_container: set[int] = field(default_factory=set)  # contained[i] holding a '#' reference
+    _plain_root: dict | None = None
+
+    def plain_root(self) -> dict:
+        """The resource without Decimals (for fhirpathpy), computed once per resource."""
+        if self._plain_root is None:
+            self._plain_root = to_plain(self.root)
+        return self._plain_root
 
 
 @dataclass(slots=True)
@@ -127,7 +135,7 @@ def _walk_resource(
         outer_index = scope.contained_index  # type: ignore[union-attr]
         scope.contained_index = contained_index  # type: ignore[union-attr]
     _walk_object(walk, resource, schema, path, scope, allowed, is_resource=True)  # type: ignore[arg-type]
-    _check_invariants(walk, _resource_invariants(rtype), resource, path, scope.root)  # type: ignore[union-attr]
+    _check_invariants(walk, _resource_invariants(rtype), resource, path, scope)  # type: ignore[arg-type]
     if is_contained:
         scope.contained_index = outer_index  # type: ignore[union-attr]
     else:
@@ -209,12 +217,12 @@ def _resource_invariants(rtype: str) -> tuple[invariants.Invariant, ...]:
     return found
 
 
-_prop_invariant_cache: dict[tuple[str, str, str], tuple[invariants.Invariant, ...]] = {}
+_prop_invariant_cache: dict[int, tuple[invariants.Invariant, ...]] = {}
 
 
 def _prop_invariants(prop: Prop) -> tuple[invariants.Invariant, ...]:
     """Invariants of the element (e.g. pat-1 on Patient.contact) plus those of its data type (per-1 on Period)."""
-    key = (prop.element.path, prop.type_code, prop.name)
+    key = id(prop)  # props live as long as their cached schema
     found = _prop_invariant_cache.get(key)
     if found is None:
         from fhir_server.core.definitions import r4
@@ -234,9 +242,20 @@ def _prop_invariants(prop: Prop) -> tuple[invariants.Invariant, ...]:
     return found
 
 
-def _check_invariants(walk: Walk, checks: tuple[invariants.Invariant, ...], node: dict, path: str, root: dict) -> None:
+def _check_invariants(
+    walk: Walk, checks: tuple[invariants.Invariant, ...], node: dict, path: str, scope: _ResourceScope
+) -> None:
+    plain: dict | None = None
     for inv in checks:
-        if not inv.holds(node, root):
+        if inv.native is not None:
+            ok = inv.native(node)
+        elif not inv.applies(node):
+            continue
+        else:
+            if plain is None:
+                plain = scope.plain_root() if node is scope.root else to_plain(node)
+            ok = inv.evaluate(plain, scope.plain_root())
+        if not ok:
             walk.add(
                 "error",
                 "invariant",
@@ -282,8 +301,8 @@ def _walk_object(
                 "error",
                 "structure",
                 f"{path}.{key}",
-                f"unknown element '{key}' (not defined for {schema.path} in FHIR R4)",
-                f"ukjent element '{key}' (ikke definert for {schema.path} i FHIR R4)",
+                mask(f"unknown element '{key}' (not defined for {schema.path} in FHIR R4)"),
+                mask(f"ukjent element '{key}' (ikke definert for {schema.path} i FHIR R4)"),
                 "unknown-element",
             )
             continue
@@ -430,7 +449,7 @@ def _check_value(
         _typed_checks(walk, prop, value, path, scope)  # type: ignore[arg-type]
     checks = _prop_invariants(prop)
     if checks:
-        _check_invariants(walk, checks, value, path, scope.root)  # type: ignore[arg-type]
+        _check_invariants(walk, checks, value, path, scope)  # type: ignore[arg-type]
 
 
 def _typed_checks(walk: Walk, prop: Prop, value: dict, path: str, scope: _ResourceScope) -> None:

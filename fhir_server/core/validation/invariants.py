@@ -209,22 +209,29 @@ class Invariant:
     compiled: Callable | None = None
     guard: str | None = None
 
-    def holds(self, node: dict, resource: dict) -> bool:
-        """True when the node satisfies the invariant (or it cannot be evaluated)."""
-        if self.native is not None:
-            return self.native(node)
-        if self.guard is not None and not (_has(node, self.guard) or _has_choice(node, self.guard)):
-            return True
+    def applies(self, node: dict) -> bool:
+        """False when the guard element is absent, so the invariant holds without evaluating it."""
+        return self.guard is None or _has(node, self.guard) or _has_choice(node, self.guard)
+
+    def evaluate(self, plain: dict, plain_root: dict) -> bool:
+        """Evaluate the FHIRPath form on Decimal-free JSON; True when it holds or cannot be evaluated."""
         try:
-            plain = to_plain(node)
-            root = to_plain(resource) if resource is not node else plain
             # typed node: lets fhirpathpy resolve choice elements (``value`` -> ``valueString``) below the context
             target = plain if "resourceType" in plain else _typed_node(plain, self.context)
-            result = self.compiled(target, {"resource": root, "rootResource": root})  # type: ignore[misc]
+            result = self.compiled(target, {"resource": plain_root, "rootResource": plain_root})  # type: ignore[misc]
         except Exception as exc:  # fhirpathpy limits: never reject because of our engine
             _skip(self.key, self.expression, f"evaluation failed: {type(exc).__name__}: {exc}")
             return True
         return result != [False]
+
+    def holds(self, node: dict, resource: dict) -> bool:
+        """True when the node satisfies the invariant (or it cannot be evaluated)."""
+        if self.native is not None:
+            return self.native(node)
+        if not self.applies(node):
+            return True
+        plain_root = to_plain(resource)
+        return self.evaluate(plain_root if resource is node else to_plain(node), plain_root)
 
 
 _compiled: dict[tuple[str, str, str], Invariant | None] = {}

@@ -61,6 +61,8 @@ class Node:
     slices: list[Node] = field(default_factory=list)
     children: list[Node] = field(default_factory=list)
     max_text: str = "*"
+    by_key: dict[str, Node] | None = None  # built on first use by the validator
+    must_check: list[Node] = field(default_factory=list)
 
     @property
     def is_choice(self) -> bool:

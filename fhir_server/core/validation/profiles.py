@@ -59,6 +59,8 @@ class _Ctx:
     profile_url: str = ""
     depth: int = 0
     contained: dict[str, dict] = field(default_factory=dict)
+    #: (id(target), profile url) -> conforms; shared by the whole validate() call
+    conformance: dict[tuple[int, str], bool] = field(default_factory=dict)
 
 
 class ProfileUnknown(LookupError):
@@ -155,13 +157,15 @@ class ProfileValidator:
         expression: str | None,
         issues: list[Issue],
         depth: int,
+        conformance: dict | None = None,
     ) -> None:
         rtype = resource.get("resourceType", "Resource")
         prefix = expression or rtype
         claims = [p for p in (resource.get("meta") or {}).get("profile", ()) if isinstance(p, str)]
         if rtype == "Bundle":
             resolver = _bundle_resolver(resource, resolver)
-        ctx = _Ctx(root=resource, resolver=resolver, issues=issues, depth=depth)
+        conformance = {} if conformance is None else conformance
+        ctx = _Ctx(root=resource, resolver=resolver, issues=issues, depth=depth, conformance=conformance)
         ctx.contained = {c.get("id"): c for c in resource.get("contained", ()) if isinstance(c, dict)}
         for url in dict.fromkeys([*claims, *requested]):
             severity = "error" if url in requested else self.unknown_claim_severity
@@ -169,12 +173,16 @@ class ProfileValidator:
         self._check_extensions(resource, rtype, rtype, rtype, prefix, ctx)
         for i, contained in enumerate(resource.get("contained", ())):
             if isinstance(contained, dict) and (contained.get("meta") or {}).get("profile"):
-                self._validate_resource(contained, [], resolver, f"{prefix}.contained[{i}]", issues, depth + 1)
+                self._validate_resource(
+                    contained, [], resolver, f"{prefix}.contained[{i}]", issues, depth + 1, conformance
+                )
         if rtype == "Bundle":
             for i, entry in enumerate(resource.get("entry", ())):
                 inner = entry.get("resource") if isinstance(entry, dict) else None
                 if isinstance(inner, dict):
-                    self._validate_resource(inner, [], resolver, f"{prefix}.entry[{i}].resource", issues, depth + 1)
+                    self._validate_resource(
+                        inner, [], resolver, f"{prefix}.entry[{i}].resource", issues, depth + 1, conformance
+                    )
 
     def _validate_against(self, resource: dict, url: str, prefix: str, ctx: _Ctx, unknown_severity: str) -> None:
         try:
@@ -195,8 +203,10 @@ class ProfileValidator:
             return
         previous = ctx.profile_url
         ctx.profile_url = url
+        before = len(ctx.issues)
         self._check_value(cp.root, resource, prefix, ctx, None)
         ctx.profile_url = previous
+        ctx.conformance[(id(resource), url)] = not any(is_error(i) for i in ctx.issues[before:])
 
     # -- the walk -------------------------------------------------------------------------------
 
@@ -279,35 +289,47 @@ class ProfileValidator:
         return out
 
     def _check_children(self, node: Node, obj: dict, expr: str, ctx: _Ctx) -> None:
-        for child in node.children:
-            items = self._occurrences(child, obj, expr)
-            count = len(items)
-            where = f"{expr}.{child.name[:-3] if child.is_choice else child.name}"
-            if count < child.min:
-                _add(ctx, "error", "required", where, "profile-min",
-                     f"{where}: minimum required = {child.min}, but only found {count} (profile {ctx.profile_url})",
-                     f"{where}: minst {child.min} påkrevd, fant {count} (profil {ctx.profile_url})")  # fmt: skip
-            if count > child.max:
-                _add(ctx, "error", "structure", where, "profile-max",
-                     f"{where}: maximum allowed = {child.max_text}, but found {count} (profile {ctx.profile_url})",
-                     f"{where}: høyst {child.max_text} tillatt, fant {count} (profil {ctx.profile_url})")  # fmt: skip
-            if not items:
-                if child.slices:
-                    self._check_slices(child, [], where, ctx)
-                continue
-            if child.is_choice:
-                for key, _value, item_expr, type_code in items:
-                    if type_code == "?":
-                        allowed = ", ".join(child.json_names) or "none"
-                        _add(ctx, "error", "structure", item_expr, "profile-type",
-                             f"{key} is not allowed here by profile {ctx.profile_url} (allowed: {allowed})",
-                             f"{key} er ikke tillatt her av profilen (tillatt: {allowed})")  # fmt: skip
+        if node.by_key is None:
+            _index_children(node, self._choice_suffixes)
+        done: set[str] = set()
+        for key in obj:
+            child = node.by_key.get(key)
+            if child is not None and child.id not in done:
+                done.add(child.id)
+                self._check_child(child, obj, expr, ctx)
+        for child in node.must_check:
+            if child.id not in done:
+                self._check_child(child, obj, expr, ctx)
+
+    def _check_child(self, child: Node, obj: dict, expr: str, ctx: _Ctx) -> None:
+        items = self._occurrences(child, obj, expr)
+        count = len(items)
+        where = f"{expr}.{child.name[:-3] if child.is_choice else child.name}"
+        if count < child.min:
+            _add(ctx, "error", "required", where, "profile-min",
+                 f"{where}: minimum required = {child.min}, but only found {count} (profile {ctx.profile_url})",
+                 f"{where}: minst {child.min} påkrevd, fant {count} (profil {ctx.profile_url})")  # fmt: skip
+        if count > child.max:
+            _add(ctx, "error", "structure", where, "profile-max",
+                 f"{where}: maximum allowed = {child.max_text}, but found {count} (profile {ctx.profile_url})",
+                 f"{where}: høyst {child.max_text} tillatt, fant {count} (profil {ctx.profile_url})")  # fmt: skip
+        if not items:
             if child.slices:
-                self._check_slices(child, items, where, ctx)
-            else:
-                for _key, value, item_expr, type_code in items:
-                    if type_code != "?":
-                        self._check_value(child, value, item_expr, ctx, type_code)
+                self._check_slices(child, [], where, ctx)
+            return
+        if child.is_choice:
+            for key, _value, item_expr, type_code in items:
+                if type_code == "?":
+                    allowed = ", ".join(child.json_names) or "none"
+                    _add(ctx, "error", "structure", item_expr, "profile-type",
+                         f"{key} is not allowed here by profile {ctx.profile_url} (allowed: {allowed})",
+                         f"{key} er ikke tillatt her av profilen (tillatt: {allowed})")  # fmt: skip
+        if child.slices:
+            self._check_slices(child, items, where, ctx)
+        else:
+            for _key, value, item_expr, type_code in items:
+                if type_code != "?":
+                    self._check_value(child, value, item_expr, ctx, type_code)
 
     # -- slicing --------------------------------------------------------------------------------
 
@@ -588,14 +610,20 @@ class ProfileValidator:
         if target is None or not profiles or ctx.depth >= _MAX_DEPTH:
             return
         for url in profiles:
-            try:
-                cp = self.compiled(url)
-            except (ProfileUnknown, SnapshotError):
-                return
-            trial = _Ctx(root=target, resolver=ctx.resolver, profile_url=url, depth=ctx.depth + 1,
-                         contained={c.get("id"): c for c in target.get("contained", ()) if isinstance(c, dict)})  # fmt: skip
-            self._check_value(cp.root, target, target_type, trial, None)
-            if not any(is_error(i) for i in trial.issues):
+            key = (id(target), url)
+            conforms = ctx.conformance.get(key)
+            if conforms is None:
+                try:
+                    cp = self.compiled(url)
+                except (ProfileUnknown, SnapshotError):
+                    return
+                contained = {c.get("id"): c for c in target.get("contained", ()) if isinstance(c, dict)}
+                trial = _Ctx(root=target, resolver=ctx.resolver, profile_url=url, depth=ctx.depth + 1,
+                             contained=contained, conformance=ctx.conformance)  # fmt: skip
+                self._check_value(cp.root, target, target_type, trial, None)
+                conforms = not any(is_error(i) for i in trial.issues)
+                ctx.conformance[key] = conforms
+            if conforms:
                 return
         names = ", ".join(profiles)
         _add(ctx, "error", "structure", expr, "ref-target-profile",
@@ -682,6 +710,22 @@ class ProfileValidator:
 # ------------------------------------------------------------------------------------------------
 # helpers
 # ------------------------------------------------------------------------------------------------
+
+
+def _index_children(node: Node, suffixes: set[str]) -> None:
+    """Per node: JSON key -> child (``_x`` and every choice spelling included), and the children always checked."""
+    by_key: dict[str, Node] = {}
+    for child in node.children:
+        if child.is_choice:
+            stem = child.name[:-3]
+            for suffix in suffixes:
+                by_key[stem + suffix] = child
+                by_key["_" + stem + suffix] = child
+        else:
+            by_key[child.name] = child
+            by_key["_" + child.name] = child
+    node.must_check = [c for c in node.children if c.min > 0 or any(s.min > 0 for s in c.slices)]
+    node.by_key = by_key
 
 
 def _add(ctx: _Ctx, severity: str, code: str, expr: str, rule: str, en: str, nb: str) -> None:

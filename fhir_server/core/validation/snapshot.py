@@ -365,10 +365,32 @@ def ensure_snapshot(sd: dict, registry: ConformanceRegistry) -> list[dict]:
     return base_snapshot(sd, registry)
 
 
+#: Narrative keys left out of snapshots written into the project's files: the structure is kept,
+#: the wording of third-party base profiles is not copied (it stays in their own packages).
+DOCUMENTATION_KEYS = (
+    "short",
+    "definition",
+    "comment",
+    "requirements",
+    "alias",
+    "mapping",
+    "example",
+    "isModifierReason",
+    "meaningWhenMissing",
+    "orderMeaning",
+    "label",
+)
+
+
+def strip_documentation(elements: list[dict]) -> list[dict]:
+    """Copies of ``elements`` without narrative documentation keys (see :data:`DOCUMENTATION_KEYS`)."""
+    return [{k: v for k, v in e.items() if k not in DOCUMENTATION_KEYS} for e in elements]
+
+
 def with_snapshot(sd: dict, registry: ConformanceRegistry) -> dict:
-    """A copy of ``sd`` with a freshly generated snapshot placed before its differential."""
+    """A copy of ``sd`` with a freshly generated snapshot (documentation stripped) before its differential."""
     out = {k: v for k, v in sd.items() if k not in ("snapshot", "differential")}
-    out["snapshot"] = {"element": generate_snapshot(sd, registry)}
+    out["snapshot"] = {"element": strip_documentation(generate_snapshot(sd, registry))}
     if "differential" in sd:
         out["differential"] = sd["differential"]
     return out

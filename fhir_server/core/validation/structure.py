@@ -176,9 +176,9 @@ def _issue_from_error(root: str, err: dict) -> Issue:
         return Issue(
             "error",
             "structure",
-            f"unknown element '{name}' (not defined here in FHIR R4)",
+            mask(f"unknown element '{name}' (not defined here in FHIR R4)"),
             path,
-            f"ukjent element '{name}' (ikke definert her i FHIR R4)",
+            mask(f"ukjent element '{name}' (ikke definert her i FHIR R4)"),
             "unknown-element",
         )
     if kind in ("missing", "model_field_validation.missing"):

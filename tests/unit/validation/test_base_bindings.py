@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fhir_server.core.validation import validate_resource
-from fhir_server.core.validation.bindings import _include_pairs, expansion
+from fhir_server.core.validation.bindings import _include_pairs, check_coding, expansion
 
 GENDER_VS = "http://hl7.org/fhir/ValueSet/administrative-gender"
 
@@ -124,3 +124,16 @@ def test_value_set_imports_and_filters():
     assert complete and ("http://hl7.org/fhir/administrative-gender", "male") in pairs
     _pairs, complete = _include_pairs({"system": "http://snomed.info/sct", "filter": [{"op": "is-a"}]}, frozenset())
     assert not complete
+
+
+def test_coding_checks_system_and_code():
+    system = "http://hl7.org/fhir/administrative-gender"
+    assert check_coding({"system": system, "code": "male"}, GENDER_VS, "X.coding") is None
+    assert check_coding({"code": "male"}, GENDER_VS, "X.coding") is None
+    wrong_code = check_coding({"system": system, "code": "mann"}, GENDER_VS, "X.coding")
+    assert wrong_code is not None and (wrong_code.expression, wrong_code.code) == ("X.coding", "code-invalid")
+    wrong_system = check_coding({"system": "http://example.org/g", "code": "male"}, GENDER_VS, "X.coding")
+    assert wrong_system is not None and wrong_system.rule == "binding-required"
+    # incomplete expansions (external systems) never refuse
+    mime = "http://hl7.org/fhir/ValueSet/mimetypes"
+    assert check_coding({"system": "urn:ietf:bcp:13", "code": "x/y"}, mime, "X.coding") is None

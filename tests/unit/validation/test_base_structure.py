@@ -160,3 +160,11 @@ def test_input_is_not_modified():
     before = copy.deepcopy(bundle)
     validate_resource(bundle)
     assert bundle == before
+
+
+def test_deep_nesting_is_an_issue_not_an_exception():
+    ext: dict = {"url": "http://example.org/x", "valueString": "leaf"}
+    for _ in range(2000):
+        ext = {"url": "http://example.org/x", "extension": [ext]}
+    issues = validate_resource({"resourceType": "Patient", "extension": [ext]})
+    assert [(i.code, i.diagnostics) for i in issues] == [("structure", "the resource is nested too deeply")]

@@ -1,0 +1,126 @@
+"""Batch and transaction Bundles: all-or-nothing, urn:uuid and conditional references, responses."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.api.fhirhttp import Fhir, ids, patient
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+
+
+def referral_transaction(unique: str) -> dict:
+    bundle = json.loads((DATA / "referral-transaction.json").read_text(encoding="utf-8"))
+    for entry in bundle["entry"]:
+        entry["resource"].setdefault("meta", {})["tag"] = [{"system": "urn:test", "code": unique}]
+        if entry["resource"]["resourceType"] == "ServiceRequest":
+            entry["resource"]["identifier"][0]["value"] = f"henv-{unique}"
+    return bundle
+
+
+def test_referral_transaction_resolves_urn_uuid(fhir, unique):
+    api = Fhir(fhir.base)
+    r = api.post("", referral_transaction(unique))
+    assert r.status_code == 200, r.text
+    result = r.json()
+    assert result["type"] == "transaction-response"
+    statuses = [e["response"]["status"] for e in result["entry"]]
+    assert statuses == ["201 Created"] * 8
+    locations = {e["response"]["location"].split("/")[0]: e["response"]["location"] for e in result["entry"]}
+    sr = api.search(f"ServiceRequest?_tag=urn:test|{unique}&_include=ServiceRequest:subject")
+    service_request = sr["entry"][0]["resource"]
+    patient_id = locations["Patient"].split("/")[1]
+    assert service_request["subject"]["reference"] == f"Patient/{patient_id}"
+    assert ids(sr, "include") == [patient_id]
+
+
+def test_transaction_is_all_or_nothing(fhir, unique):
+    api = Fhir(fhir.base)
+    bundle = referral_transaction(unique)
+    bundle["entry"][0]["resource"]["birthDate"] = "15.03.1985"
+    bundle["entry"][5]["resource"]["status"] = "bogus"
+    r = api.post("", bundle)
+    assert r.status_code in (400, 422)
+    expressions = {x for issue in r.json()["issue"] for x in issue.get("expression", [])}
+    assert "Bundle.entry[0].resource.birthDate" in expressions
+    assert "Bundle.entry[5].resource.status" in expressions
+    assert api.search(f"Patient?_tag=urn:test|{unique}")["total"] == 0
+    # a failure in the database phase (a stale If-Match) also rolls everything back
+    created = api.create(patient(unique))
+    good = referral_transaction(unique)
+    good["entry"].append({"resource": dict(created, gender="female"),
+                          "request": {"method": "PUT", "url": f"Patient/{created['id']}", "ifMatch": 'W/"7"'}})
+    r = api.post("", good)
+    assert r.status_code == 412
+    assert api.search(f"ServiceRequest?_tag=urn:test|{unique}")["total"] == 0
+
+
+def test_conditional_create_and_reference_in_transaction(fhir, unique):
+    api = Fhir(fhir.base)
+    existing = api.create(patient(unique, identifier=[{"system": "urn:test:mrn", "value": unique}]))
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {"fullUrl": "urn:uuid:11111111-1111-4111-8111-111111111111",
+             "resource": patient(unique, identifier=[{"system": "urn:test:mrn", "value": unique}]),
+             "request": {"method": "POST", "url": "Patient", "ifNoneExist": f"identifier=urn:test:mrn|{unique}"}},
+            {"resource": {"resourceType": "Condition", "meta": {"tag": [{"system": "urn:test", "code": unique}]},
+                          "subject": {"reference": "urn:uuid:11111111-1111-4111-8111-111111111111"},
+                          "code": {"text": "depresjon"}},
+             "request": {"method": "POST", "url": "Condition"}},
+            {"resource": {"resourceType": "Condition", "meta": {"tag": [{"system": "urn:test", "code": unique}]},
+                          "subject": {"reference": f"Patient?identifier=urn:test:mrn|{unique}"},
+                          "code": {"text": "angst"}},
+             "request": {"method": "POST", "url": "Condition"}},
+        ],
+    }
+    r = api.post("", bundle)
+    assert r.status_code == 200, r.text
+    assert r.json()["entry"][0]["response"]["status"] == "200 OK"
+    conditions = api.search(f"Condition?_tag=urn:test|{unique}")
+    assert {e["resource"]["subject"]["reference"] for e in conditions["entry"]} == {f"Patient/{existing['id']}"}
+
+
+def test_transaction_unresolvable_reference_is_refused(fhir, unique):
+    api = Fhir(fhir.base)
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": {"resourceType": "Condition", "subject": {"reference": "urn:uuid:99999999-9999-4999-8999-999999999999"},
+                      "code": {"text": "x"}}, "request": {"method": "POST", "url": "Condition"}}]}
+    r = api.post("", bundle)
+    assert r.status_code == 400
+    assert r.json()["issue"][0]["expression"] == ["Bundle.entry[0].resource.subject.reference"]
+
+
+def test_batch_reports_each_entry(fhir, unique):
+    api = Fhir(fhir.base)
+    created = api.create(patient(unique))
+    bundle = {"resourceType": "Bundle", "type": "batch", "entry": [
+        {"resource": patient(unique), "request": {"method": "POST", "url": "Patient"}},
+        {"resource": dict(patient(unique), gender="mann"), "request": {"method": "POST", "url": "Patient"}},
+        {"request": {"method": "GET", "url": f"Patient/{created['id']}"}},
+        {"request": {"method": "GET", "url": f"Patient?_tag=urn:test|{unique}"}},
+        {"request": {"method": "DELETE", "url": f"Patient/{created['id']}"}},
+    ]}
+    r = api.post("", bundle)
+    assert r.status_code == 200
+    entries = r.json()["entry"]
+    assert entries[0]["response"]["status"] == "201 Created"
+    assert entries[1]["response"]["status"] in ("400", "422")
+    assert entries[1]["response"]["outcome"]["issue"][0]["expression"] == ["Bundle.entry[1].resource.gender"]
+    assert entries[2]["resource"]["id"] == created["id"]
+    assert entries[3]["resource"]["total"] == 2
+    assert entries[4]["response"]["status"] == "204 No Content"
+
+
+def test_bundle_with_unknown_resource_type_is_400_not_500(fhir):
+    api = Fhir(fhir.base)
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": {"resourceType": "MedicinalProduct"}, "request": {"method": "POST", "url": "MedicinalProduct"}},
+        {"resource": {"resourceType": "Foo", "x": 1}, "request": {"method": "POST", "url": "Patient"}},
+    ]}
+    r = api.post("", bundle)
+    assert r.status_code == 400
+    assert r.json()["resourceType"] == "OperationOutcome"
+    assert len(r.json()["issue"]) >= 2
