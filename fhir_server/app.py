@@ -7,16 +7,10 @@ import logging
 from flask import Flask, Response
 
 from fhir_server.api import errors, rest, system
+from fhir_server.api.formats import SECURITY_HEADERS
 from fhir_server.config import Settings, load_settings
 from fhir_server.logging_setup import configure_logging
 from fhir_server.server import Server, build_server
-
-SECURITY_HEADERS = {
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-store",
-}
 
 
 def create_app(settings: Settings | None = None, server: Server | None = None) -> Flask:
@@ -35,8 +29,8 @@ def create_app(settings: Settings | None = None, server: Server | None = None) -
 
     @app.after_request
     def _headers(response: Response) -> Response:
-        for key, value in SECURITY_HEADERS.items():
-            response.headers.setdefault(key, value)
+        if "X-Content-Type-Options" not in response.headers:  # responses not built by fhir_response
+            response.headers.extend(SECURITY_HEADERS)
         return response
 
     logging.getLogger(__name__).debug("application created")

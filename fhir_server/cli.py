@@ -20,8 +20,9 @@ def _serve(args: argparse.Namespace) -> int:
     from fhir_server.app import create_app
     from fhir_server.logging_setup import MaskIdentityNumbers
 
-    settings = load_settings(args.config, database_url=args.database_url, base_url=args.base_url,
-                             test_mode=True if args.test_mode else None)
+    settings = load_settings(
+        args.config, database_url=args.database_url, base_url=args.base_url, test_mode=True if args.test_mode else None
+    )
     if settings.database_url.startswith("sqlite:///") and not settings.database_url.startswith("sqlite:////"):
         Path(settings.database_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     # create/upgrade the schema once, before the workers start

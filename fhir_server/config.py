@@ -10,7 +10,8 @@ import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from marshmallow import Schema, ValidationError, fields as mfields, validate
+from marshmallow import Schema, ValidationError, validate
+from marshmallow import fields as mfields
 
 DEFAULT_DATABASE_URL = "sqlite:///data/fhir.sqlite3"
 ENV_PREFIX = "FHIR_SERVER_"

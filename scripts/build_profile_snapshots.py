@@ -25,10 +25,8 @@ DEFAULT_NO_BASIS = ROOT.parent / "shared" / "reference" / "no-basis"
 
 def build_registry(no_basis: Path, profiles_dir: Path = PROFILES_DIR) -> ConformanceRegistry:
     registry = ConformanceRegistry()
-    if no_basis.suffix in (".tgz", ".gz"):
-        problems = registry.load_package(no_basis)
-    else:
-        problems = registry.load_folder(no_basis)
+    is_package = no_basis.suffix in (".tgz", ".gz")
+    problems = registry.load_package(no_basis) if is_package else registry.load_folder(no_basis)
     problems += registry.load_folder(profiles_dir)
     for problem in problems:
         print(f"note: {problem.source}: {problem.message}", file=sys.stderr)

@@ -140,7 +140,9 @@ def main() -> None:
             for vs in load_all(package_dir, "ValueSet")
             if vs.get("url") in vs_urls
         ]
-        cs_urls = {inc["system"] for vs in value_sets for inc in vs.get("compose", {}).get("include", []) if "system" in inc}
+        cs_urls = {
+            inc["system"] for vs in value_sets for inc in vs.get("compose", {}).get("include", []) if "system" in inc
+        }
         code_systems = [
             {k: v for k, v in cs.items() if k not in DROP_NARRATIVE}
             for cs in load_all(package_dir, "CodeSystem")

@@ -62,8 +62,20 @@ def start_server(database_url: str, tmp: Path, *, workers: int = 2, extra: list[
     log = log_path.open("w")
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     process = subprocess.Popen(
-        [sys.executable, "-m", "fhir_server.cli", "serve", "--port", str(port), "--database-url", database_url,
-         "--workers", str(workers), "--access-log", *(extra or [])],
+        [
+            sys.executable,
+            "-m",
+            "fhir_server.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--database-url",
+            database_url,
+            "--workers",
+            str(workers),
+            "--access-log",
+            *(extra or []),
+        ],
         stdout=log,
         stderr=subprocess.STDOUT,
         env=env,

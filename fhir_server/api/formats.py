@@ -33,30 +33,45 @@ class Negotiated:
     pretty: bool
 
 
+_ACCEPT_CACHE: dict[str, str] = {}
+
+
 def negotiate(request: Request) -> Negotiated:
     """The response format from ``_format`` or the Accept header; 406 if none can be served."""
-    pretty = request.args.get("_pretty") == "true"
-    fmt = request.args.get("_format")
+    args = request.args
+    if not args:
+        accept = request.headers.get("Accept", "")
+        cached = _ACCEPT_CACHE.get(accept)
+        if cached is None:
+            cached = _negotiate_accept(request, accept)
+            if len(_ACCEPT_CACHE) < 256:
+                _ACCEPT_CACHE[accept] = cached
+        return Negotiated(cached, False)
+    pretty = args.get("_pretty") == "true"
+    fmt = args.get("_format")
     if fmt:
         # a "+" in a query string arrives as a space: application/fhir xml
         mime = _FORMAT_ALIASES.get(fmt.split(";")[0].strip().lower().replace(" ", "+"))
         if mime is None:
             raise FhirError.single(406, "not-supported", f"_format '{fmt}' cannot be served; use json or xml")
         return Negotiated(mime, pretty)
-    accept = request.headers.get("Accept", "")
+    return Negotiated(_negotiate_accept(request, request.headers.get("Accept", "")), pretty)
+
+
+def _negotiate_accept(request: Request, accept: str) -> str:
     if not accept.strip():
-        return Negotiated(JSON, pretty)
+        return JSON
     best = request.accept_mimetypes.best_match([JSON, "application/json", XML, "application/xml", "text/xml"])
     if best is None:
         # FHIR clients sometimes send versioned types: application/fhir+json; fhirVersion=4.0
         for item in accept.split(","):
             base = item.split(";")[0].strip().lower()
             if base in _FORMAT_ALIASES:
-                return Negotiated(_FORMAT_ALIASES[base], pretty)
+                return _FORMAT_ALIASES[base]
         raise FhirError.single(
             406, "not-supported", f"cannot answer in '{accept}'; this server speaks {JSON} and {XML}"
         )
-    return Negotiated(_FORMAT_ALIASES.get(best, JSON), pretty)
+    return _FORMAT_ALIASES.get(best, JSON)
 
 
 def request_format(request: Request) -> str | None:
@@ -71,7 +86,8 @@ def request_format(request: Request) -> str | None:
     if content_type == JSON_PATCH:
         return JSON_PATCH
     raise FhirError.single(
-        415, "not-supported",
+        415,
+        "not-supported",
         f"cannot read a body of type '{request.mimetype}'; send {JSON} or {XML}",
     )
 
@@ -113,7 +129,7 @@ def xml_to_json(data: bytes) -> dict:
         raise FhirError.single(400, "not-supported", f"'{tag}' is not a FHIR resource type") from exc
     try:
         return jsonio.loads(model.model_validate_xml(data).model_dump_json())
-    except Exception as exc:  # noqa: BLE001 - the XML layer raises many kinds
+    except Exception as exc:
         message = str(exc).split("\n")[0][:300]
         raise FhirError.single(400, "structure", f"the XML is not a valid {tag}: {message}") from exc
 
@@ -125,6 +141,17 @@ def json_to_xml(resource: dict) -> bytes:
     return model.model_validate(jsonio.to_plain(resource)).model_dump_xml()
 
 
+#: Sent with every response (also added to non-FHIR responses by the application factory).
+SECURITY_HEADERS: tuple[tuple[str, str], ...] = (
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "DENY"),
+    ("Referrer-Policy", "no-referrer"),
+    ("Cache-Control", "no-store"),
+)
+_JSON_CONTENT_TYPE = f"{JSON};charset=utf-8"
+_XML_CONTENT_TYPE = f"{XML};charset=utf-8"
+
+
 def fhir_response(
     body: bytes | dict | None,
     status: int,
@@ -132,12 +159,15 @@ def fhir_response(
     headers: dict[str, str] | None = None,
 ) -> Response:
     """A response in the negotiated format; ``body`` may be stored JSON bytes or a dict."""
+    header_list = list(SECURITY_HEADERS)
+    if headers:
+        header_list.extend(headers.items())
     if body is None:
-        response = Response(status=status)
-    elif negotiated.mimetype == XML:
+        return Response(status=status, headers=header_list)
+    if negotiated.mimetype == XML:
         resource = body if isinstance(body, dict) else jsonio.loads(body)
-        response = Response(json_to_xml(resource), status=status,
-                            mimetype=XML, content_type=f"{XML};charset=utf-8")
+        data = json_to_xml(resource)
+        header_list.append(("Content-Type", _XML_CONTENT_TYPE))
     else:
         if isinstance(body, dict):
             data = jsonio.dumps(body, pretty=negotiated.pretty)
@@ -145,7 +175,5 @@ def fhir_response(
             data = jsonio.dumps(jsonio.loads(body), pretty=True)
         else:
             data = body
-        response = Response(data, status=status, content_type=f"{JSON};charset=utf-8")
-    for key, value in (headers or {}).items():
-        response.headers[key] = value
-    return response
+        header_list.append(("Content-Type", _JSON_CONTENT_TYPE))
+    return Response(data, status=status, headers=header_list)

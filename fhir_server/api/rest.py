@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from email.utils import format_datetime, parsedate_to_datetime
 from datetime import datetime
+from email.utils import format_datetime, parsedate_to_datetime
 from urllib.parse import urlencode
 
 from flask import Blueprint, Response, current_app, request
@@ -174,9 +174,7 @@ def create(rtype: str) -> Response:
     condition = request.headers.get("If-None-Exist")
     if request.query_string and not condition:
         condition = request.query_string.decode()  # the conditional create form fhirpy sends
-    service = server().service
-    service.validated(body, rtype)  # fail fast, before any lock is taken
-    result = service.create(body, if_none_exist=condition)  # type: ignore[arg-type]
+    result = server().service.create(body, if_none_exist=condition)  # type: ignore[arg-type]
     if result.existing:
         response = write_response(result)
         response.status_code = 200
@@ -239,8 +237,9 @@ def delete(rtype: str, rid: str) -> Response:
     headers = {"ETag": stored.etag} if stored else {}
     if prefer("return") == "OperationOutcome" or stored is None:
         text = "deleted" if stored else "nothing to delete"
-        return fhir_response(operation_outcome([Issue("information", "informational", text)]), 200,
-                             negotiate(request), headers)
+        return fhir_response(
+            operation_outcome([Issue("information", "informational", text)]), 200, negotiate(request), headers
+        )
     return Response(status=204, headers=headers)
 
 
@@ -271,8 +270,9 @@ def history_response(rtype: str | None, rid: str | None) -> Response:
     if offset + count < total:
         links.append(("next", f"{path}?" + urlencode({**params, "_count": count, "_getpagesoffset": offset + count})))
     if offset > 0:
-        links.append(("previous", f"{path}?" + urlencode({**params, "_count": count,
-                                                              "_getpagesoffset": max(0, offset - count)})))
+        links.append(
+            ("previous", f"{path}?" + urlencode({**params, "_count": count, "_getpagesoffset": max(0, offset - count)}))
+        )
     body = bundles.build_bundle("history", bundles.history_entries(base_url(), versions), total=total, links=links)
     return fhir_response(body, 200, negotiate(request))
 

@@ -14,8 +14,11 @@ from fhir_server.core.definitions import r4
 from fhir_server.core.search.values import now_instant
 from fhir_server.core.store import StoredResource
 
-SUBSETTED = {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED",
-             "display": "subsetted"}
+SUBSETTED = {
+    "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
+    "code": "SUBSETTED",
+    "display": "subsetted",
+}
 _ALWAYS = ("resourceType", "id", "meta")
 
 
@@ -106,14 +109,16 @@ def search_entries(
     elements: list[str] | None = None,
     outcome: dict | None = None,
 ) -> list[bytes]:
-    out = [
-        _entry(base_url, s, {"search": {"mode": "match"}}, resource_bytes(s, summary, elements)) for s in matches
+    out = [_entry(base_url, s, {"search": {"mode": "match"}}, resource_bytes(s, summary, elements)) for s in matches]
+    out += [
+        _entry(base_url, s, {"search": {"mode": "include"}}, resource_bytes(s, summary, elements)) for s in included
     ]
-    out += [_entry(base_url, s, {"search": {"mode": "include"}}, resource_bytes(s, summary, elements))
-            for s in included]
     if outcome is not None:
         out.append(
-            b'{"fullUrl":"urn:uuid:' + str(uuid4()).encode() + b'","resource":' + jsonio.dumps(outcome)
+            b'{"fullUrl":"urn:uuid:'
+            + str(uuid4()).encode()
+            + b'","resource":'
+            + jsonio.dumps(outcome)
             + b',"search":{"mode":"outcome"}}'
         )
     return out

@@ -10,8 +10,17 @@ from fhir_server.core.search.parameters import SearchRegistry
 SOFTWARE_NAME = "Norwegian Referral Hub FHIR Server"
 SOFTWARE_VERSION = "0.1.0"
 
-TYPE_INTERACTIONS = ("read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create",
-                     "search-type")
+TYPE_INTERACTIONS = (
+    "read",
+    "vread",
+    "update",
+    "patch",
+    "delete",
+    "history-instance",
+    "history-type",
+    "create",
+    "search-type",
+)
 RESULT_PARAMS = ("_count", "_sort", "_include", "_revinclude", "_summary", "_elements", "_total")
 
 
@@ -54,25 +63,29 @@ def capability_statement(inputs: CapabilityInputs, date: str) -> dict:
             "searchInclude": sorted({f"{rtype}:{p.code}" for p in params.values() if p.type == "reference"}),
             "searchRevInclude": sorted(_revincludes(inputs.registry, rtype)),
             "searchParam": [
-                {"name": p.code, "definition": p.url, "type": p.type} for p in sorted(params.values(),
-                                                                                       key=lambda p: p.code)
+                {"name": p.code, "definition": p.url, "type": p.type}
+                for p in sorted(params.values(), key=lambda p: p.code)
             ],
         }
         if inputs.profiles.get(rtype):
             entry["supportedProfile"] = inputs.profiles[rtype]
-        ops = [
-            {"name": op.name, "definition": op.definition} for op in inputs.operations if rtype in op.types
-        ]
+        ops = [{"name": op.name, "definition": op.definition} for op in inputs.operations if rtype in op.types]
         if ops:
             entry["operation"] = ops
         resources.append(entry)
     rest: dict = {
         "mode": "server",
         "resource": resources,
-        "interaction": [{"code": "transaction"}, {"code": "batch"}, {"code": "search-system"},
-                        {"code": "history-system"}],
-        "searchParam": [{"name": name, "type": "special" if name != "_count" else "number",
-                         "documentation": "result parameter"} for name in RESULT_PARAMS],
+        "interaction": [
+            {"code": "transaction"},
+            {"code": "batch"},
+            {"code": "search-system"},
+            {"code": "history-system"},
+        ],
+        "searchParam": [
+            {"name": name, "type": "special" if name != "_count" else "number", "documentation": "result parameter"}
+            for name in RESULT_PARAMS
+        ],
     }
     system_ops = [{"name": op.name, "definition": op.definition} for op in inputs.operations if not op.types]
     if system_ops:
@@ -92,8 +105,10 @@ def capability_statement(inputs: CapabilityInputs, date: str) -> dict:
         "publisher": "Norwegian Referral Hub project",
         "kind": "instance",
         "software": {"name": SOFTWARE_NAME, "version": SOFTWARE_VERSION},
-        "implementation": {"description": "FHIR R4 server for Norwegian specialist-health referrals",
-                           "url": inputs.base_url},
+        "implementation": {
+            "description": "FHIR R4 server for Norwegian specialist-health referrals",
+            "url": inputs.base_url,
+        },
         "fhirVersion": FHIR_VERSION,
         "format": ["application/fhir+json", "application/fhir+xml", "json", "xml"],
         "patchFormat": ["application/json-patch+json"],

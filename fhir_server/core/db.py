@@ -101,9 +101,7 @@ def ensure_schema(db: Database) -> None:
             conn.execute(insert(schema_info).values(key="schema_version", value=str(SCHEMA_VERSION)))
             log.info("created database schema version %s", SCHEMA_VERSION)
         elif int(row[0]) > SCHEMA_VERSION:
-            raise RuntimeError(
-                f"the database has schema version {row[0]}, newer than this server's {SCHEMA_VERSION}"
-            )
+            raise RuntimeError(f"the database has schema version {row[0]}, newer than this server's {SCHEMA_VERSION}")
         elif int(row[0]) < SCHEMA_VERSION:
             _upgrade(conn, int(row[0]))
 

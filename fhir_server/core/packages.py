@@ -74,7 +74,7 @@ class Suppression:
 
     id: str
     url: str  # canonical URL of the defective resource
-    action: str  # ignore-binding | ignore-invariant | accept-fixed-alias | allow-non-uri-system
+    action: str  # ignore-binding | ignore-invariant | accept-fixed-alias | context-as-element | allow-non-uri-system
     element: str | None = None  # element path (e.g. ``Extension.value[x]``) or None
     rule: str | None = None  # invariant key for ignore-invariant
     values: tuple[str, ...] = ()  # accepted alias values / literal systems
@@ -129,6 +129,9 @@ class Suppressions:
 
     def fixed_aliases(self, url: str, element: str) -> tuple[str, ...]:
         return tuple(v for s in self.find("accept-fixed-alias", url, element) for v in s.values)
+
+    def context_as_element(self, url: str) -> bool:
+        return next(self.find("context-as-element", url), None) is not None
 
     def non_uri_systems(self) -> frozenset[str]:
         """Literal identifier systems that are tolerated although they are not URIs (e.g. ``HNR``)."""
@@ -276,8 +279,9 @@ def _element_value(child: Any, info: Any, type_code: str | None, name: str, type
         element.types and element.types[0].code in ("BackboneElement", "Element") and len(element.types) == 1
     ):
         # backbone element: children live under the same type, one level deeper
-        return _complex(child, type_name, element.content_reference.lstrip("#") if element.content_reference
-                        else element.path), None
+        return _complex(
+            child, type_name, element.content_reference.lstrip("#") if element.content_reference else element.path
+        ), None
     return _complex(child, type_code, type_code), None
 
 
@@ -311,7 +315,7 @@ def rebase_canonicals(resource: Any, new_base: str, old_base: str = DEFAULT_CANO
 
     def walk(value: Any) -> Any:
         if isinstance(value, str):
-            return new + value[len(old):] if value.startswith(old) else value
+            return new + value[len(old) :] if value.startswith(old) else value
         if isinstance(value, dict):
             return {k: walk(v) for k, v in value.items()}
         if isinstance(value, list):
@@ -367,7 +371,9 @@ class ConformanceRegistry:
         if rtype == "NamingSystem" and not url:
             # R4 NamingSystems have no canonical url: index them by each of their unique ids
             ids = [
-                ("urn:oid:" + u["value"]) if u.get("type") == "oid" and not u["value"].startswith("urn:") else u["value"]
+                ("urn:oid:" + u["value"])
+                if u.get("type") == "oid" and not u["value"].startswith("urn:")
+                else u["value"]
                 for u in resource.get("uniqueId", ())
                 if isinstance(u.get("value"), str)
             ]
@@ -498,8 +504,10 @@ class ConformanceRegistry:
         if self._oid_code_systems is None:
             index: dict[str, dict] = {}
             for cs in self.all("CodeSystem"):
-                for ident in cs.get("identifier", ()) if isinstance(cs.get("identifier"), list) else (
-                    [cs["identifier"]] if isinstance(cs.get("identifier"), dict) else []
+                for ident in (
+                    cs.get("identifier", ())
+                    if isinstance(cs.get("identifier"), list)
+                    else ([cs["identifier"]] if isinstance(cs.get("identifier"), dict) else [])
                 ):
                     value = ident.get("value")
                     if isinstance(value, str):

@@ -38,11 +38,9 @@ resources = Table(
     Column("res_type", String(64), primary_key=True),
     Column("res_id", String(64), primary_key=True),
     Column("version_id", Integer, nullable=False),
-    Column("seq", BigInteger, nullable=False),
     Column("last_updated", String(40), nullable=False),
     Column("deleted", Boolean, nullable=False, default=False),
     Column("body", Text),
-    Index("ix_resources_type_seq", "res_type", "seq"),
     Index("ix_resources_type_updated", "res_type", "last_updated"),
 )
 

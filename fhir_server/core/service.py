@@ -87,11 +87,14 @@ class FhirService:
         if resource_id is not None:
             body_id = resource.get("id")
             if body_id is None:
-                raise FhirError.single(400, "required", "an update must carry the resource's id in the body",
-                                       f"{body_type}.id")
+                raise FhirError.single(
+                    400, "required", "an update must carry the resource's id in the body", f"{body_type}.id"
+                )
             if body_id != resource_id:
                 raise FhirError.single(
-                    400, "invalid", f"the id in the body ('{body_id}') differs from the id in the URL ('{resource_id}')",
+                    400,
+                    "invalid",
+                    f"the id in the body ('{body_id}') differs from the id in the URL ('{resource_id}')",
                     f"{body_type}.id",
                 )
         issues = self.validate(resource)
@@ -109,8 +112,9 @@ class FhirService:
         check_type(resource_type)
         return self.store.vread(resource_type, resource_id, version_id)
 
-    def search(self, resource_type: str, params: list[tuple[str, str]], *, strict: bool = False
-               ) -> tuple[SearchRequest, SearchPage]:
+    def search(
+        self, resource_type: str, params: list[tuple[str, str]], *, strict: bool = False
+    ) -> tuple[SearchRequest, SearchPage]:
         check_type(resource_type)
         request = self.parser.parse(resource_type, params, strict=strict)
         return request, self.engine.search(request)
@@ -123,11 +127,11 @@ class FhirService:
         if not params:
             raise FhirError.single(400, "invalid", "a conditional operation needs search parameters")
         request = self.parser.parse(resource_type, params, strict=True)
-        query_ids = self.engine._id_query(request)  # noqa: SLF001 - same package family
+        query_ids = self.engine._id_query(request)
         if unit is None:
             with self.store.reading() as conn:
                 return list(conn.execute(query_ids.limit(3)).scalars())
-        return list(unit.conn.execute(query_ids.limit(3)).scalars())
+        return list(unit.execute(query_ids.limit(3)).scalars())
 
     # -- writes -----------------------------------------------------------------------------
 
@@ -142,18 +146,20 @@ class FhirService:
                 found = self.conditional_matches(unit, resource_type, if_none_exist)
                 if len(found) > 1:
                     raise FhirError.single(
-                        412, "multiple-matches",
+                        412,
+                        "multiple-matches",
                         f"the conditional create matches {len(found)} or more {resource_type} resources",
                     )
                 if found:
-                    return WriteResult(self.store.read(resource_type, found[0], unit.conn), False, existing=True)
-            stored, created = unit.put(copy.deepcopy(resource), must_not_exist=True)
+                    return WriteResult(unit.read(resource_type, found[0]), False, existing=True)
+            stored, created = unit.put(copy.deepcopy(resource), fresh_id=True)
             return WriteResult(stored, created, warnings)
 
         return self.store.write(work)
 
-    def update(self, resource_type: str, resource_id: str, resource: dict, *, if_match: int | None = None
-               ) -> WriteResult:
+    def update(
+        self, resource_type: str, resource_id: str, resource: dict, *, if_match: int | None = None
+    ) -> WriteResult:
         check_type(resource_type)
         check_id(resource_id, f"{resource_type}.id")
         warnings = self.validated(resource, resource_type, resource_id)
@@ -173,12 +179,17 @@ class FhirService:
             unit.lock_conditional(resource_type)
             found = self.conditional_matches(unit, resource_type, query)
             if len(found) > 1:
-                raise FhirError.single(412, "multiple-matches",
-                                       f"the conditional update matches several {resource_type} resources")
+                raise FhirError.single(
+                    412, "multiple-matches", f"the conditional update matches several {resource_type} resources"
+                )
             if found:
                 if body_id and body_id != found[0]:
-                    raise FhirError.single(400, "invalid", f"the body's id '{body_id}' differs from the matched "
-                                           f"resource '{found[0]}'", f"{resource_type}.id")
+                    raise FhirError.single(
+                        400,
+                        "invalid",
+                        f"the body's id '{body_id}' differs from the matched resource '{found[0]}'",
+                        f"{resource_type}.id",
+                    )
                 target = found[0]
             else:
                 target = body_id
@@ -189,8 +200,9 @@ class FhirService:
 
         return self.store.write(work)
 
-    def patch(self, resource_type: str, resource_id: str, operations: object, *, if_match: int | None = None
-              ) -> WriteResult:
+    def patch(
+        self, resource_type: str, resource_id: str, operations: object, *, if_match: int | None = None
+    ) -> WriteResult:
         """Apply a JSON Patch (RFC 6902) to the current version, then validate and store the result."""
         current = self.read(resource_type, resource_id)
         from fhir_server.core import jsonio
@@ -220,8 +232,9 @@ class FhirService:
             unit.lock_conditional(resource_type)
             found = self.conditional_matches(unit, resource_type, query)
             if len(found) > 1:
-                raise FhirError.single(412, "multiple-matches",
-                                       f"the conditional delete matches several {resource_type} resources")
+                raise FhirError.single(
+                    412, "multiple-matches", f"the conditional delete matches several {resource_type} resources"
+                )
             for rid in found:
                 unit.delete(resource_type, rid)
             return len(found)

@@ -56,19 +56,24 @@ class BundleProcessor:
 
     def process(self, bundle: Any, *, return_preference: str | None = None) -> dict:
         if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
-            raise FhirError.single(400, "invalid", "POST to the base URL takes a Bundle of type batch or transaction",
-                                   "resourceType")
+            raise FhirError.single(
+                400, "invalid", "POST to the base URL takes a Bundle of type batch or transaction", "resourceType"
+            )
         kind = bundle.get("type")
         if kind not in ("batch", "transaction"):
-            raise FhirError.single(400, "invalid", f"Bundle.type must be batch or transaction, not '{kind}'",
-                                   "Bundle.type")
+            raise FhirError.single(
+                400, "invalid", f"Bundle.type must be batch or transaction, not '{kind}'", "Bundle.type"
+            )
         raw_entries = bundle.get("entry", [])
         if not isinstance(raw_entries, list):
             raise FhirError.single(400, "structure", "Bundle.entry must be an array", "Bundle.entry")
         if len(raw_entries) > self.max_entries:
-            raise FhirError.single(413, "too-costly",
-                                   f"the Bundle has {len(raw_entries)} entries; the limit is {self.max_entries}",
-                                   "Bundle.entry")
+            raise FhirError.single(
+                413,
+                "too-costly",
+                f"the Bundle has {len(raw_entries)} entries; the limit is {self.max_entries}",
+                "Bundle.entry",
+            )
         entries, issues = self._parse_entries(raw_entries)
         if kind == "transaction":
             if has_errors(issues):
@@ -88,28 +93,43 @@ class BundleProcessor:
                 continue
             request = raw.get("request")
             if not isinstance(request, dict):
-                issues.append(Issue("error", "required", "the entry has no request (method and url)", f"{path}.request"))
+                issues.append(
+                    Issue("error", "required", "the entry has no request (method and url)", f"{path}.request")
+                )
                 continue
             method = request.get("method")
             url = request.get("url")
             if method not in METHOD_ORDER:
-                issues.append(Issue("error", "value", f"request.method '{method}' is not GET, POST, PUT, PATCH or "
-                                    "DELETE", f"{path}.request.method"))
+                issues.append(
+                    Issue(
+                        "error",
+                        "value",
+                        f"request.method '{method}' is not GET, POST, PUT, PATCH or DELETE",
+                        f"{path}.request.method",
+                    )
+                )
                 continue
             if not isinstance(url, str) or not url:
                 issues.append(Issue("error", "required", "the entry's request has no url", f"{path}.request.url"))
                 continue
             resource = raw.get("resource")
-            entry = Entry(i, method, url, resource if isinstance(resource, dict) else None, raw.get("fullUrl"),
-                          if_none_exist=request.get("ifNoneExist"))
+            entry = Entry(
+                i,
+                method,
+                url,
+                resource if isinstance(resource, dict) else None,
+                raw.get("fullUrl"),
+                if_none_exist=request.get("ifNoneExist"),
+            )
             if_match = request.get("ifMatch")
             if if_match:
                 text = str(if_match).removeprefix("W/").strip('"')
                 if text.isdigit():
                     entry.if_match = int(text)
                 else:
-                    issues.append(Issue("error", "value", f"ifMatch '{if_match}' names no version",
-                                        f"{path}.request.ifMatch"))
+                    issues.append(
+                        Issue("error", "value", f"ifMatch '{if_match}' names no version", f"{path}.request.ifMatch")
+                    )
             issues.extend(self._parse_url(entry))
             issues.extend(self._check_resource(entry))
             entries.append(entry)
@@ -144,8 +164,14 @@ class BundleProcessor:
             return []
         rtype = entry.resource.get("resourceType")
         if rtype != entry.resource_type:
-            return [Issue("error", "invalid", f"the resource is a {rtype} but request.url names "
-                          f"{entry.resource_type}", f"{where}.resourceType")]
+            return [
+                Issue(
+                    "error",
+                    "invalid",
+                    f"the resource is a {rtype} but request.url names {entry.resource_type}",
+                    f"{where}.resourceType",
+                )
+            ]
         if entry.method == "PUT" and entry.resource_id and entry.resource.get("id") not in (None, entry.resource_id):
             return [Issue("error", "invalid", "the resource's id differs from the id in request.url", f"{where}.id")]
         return [issue.at(where) for issue in self.service.validate(entry.resource)]
@@ -197,8 +223,9 @@ class BundleProcessor:
         except FhirError as error:
             raise FhirError(error.status, [i.at(f"{entry.path}.request") for i in error.issues]) from error
         if len(found) > 1:
-            raise FhirError.single(412, "multiple-matches", f"the condition '{query}' matches several resources",
-                                   f"{entry.path}.request")
+            raise FhirError.single(
+                412, "multiple-matches", f"the condition '{query}' matches several resources", f"{entry.path}.request"
+            )
         return found[0] if found else None
 
     def _apply(self, unit: WriteUnit, entry: Entry, ids: dict[str, str]) -> None:
@@ -208,32 +235,32 @@ class BundleProcessor:
             entry.result = {"status": 204, "stored": stored}
             return
         if "existing" in entry.result:
-            entry.result = {"status": 200, "stored": self.store.read(rtype, entry.result["existing"], unit.conn)}
+            entry.result = {"status": 200, "stored": unit.read(rtype, entry.result["existing"])}
             return
-        if entry.method == "PATCH":
-            resource = self._patched(unit, entry)
-        else:
-            resource = copy.deepcopy(entry.resource or {})
+        resource = self._patched(unit, entry) if entry.method == "PATCH" else copy.deepcopy(entry.resource or {})
         self._resolve_references(unit, resource, ids, f"{entry.path}.resource")
         check_id(rid, f"{entry.path}.request.url")
-        stored, created = unit.put(
-            resource, resource_id=rid, if_match=entry.if_match, must_not_exist=entry.method == "POST"
-        )
+        stored, created = unit.put(resource, resource_id=rid, if_match=entry.if_match, fresh_id=entry.method == "POST")
         entry.result = {"status": 201 if created else 200, "stored": stored}
 
     def _patched(self, unit: WriteUnit, entry: Entry) -> dict:
         """PATCH in a Bundle: a Binary resource carrying a JSON Patch document."""
         binary = entry.resource or {}
         if binary.get("resourceType") != "Binary" or "json-patch" not in str(binary.get("contentType")):
-            raise FhirError.single(400, "not-supported", "a PATCH entry takes a Binary with a JSON Patch "
-                                   "(contentType application/json-patch+json)", f"{entry.path}.resource")
-        current = self.store.read(entry.resource_type or "", entry.resource_id or "", unit.conn)
+            raise FhirError.single(
+                400,
+                "not-supported",
+                "a PATCH entry takes a Binary with a JSON Patch (contentType application/json-patch+json)",
+                f"{entry.path}.resource",
+            )
+        current = unit.read(entry.resource_type or "", entry.resource_id or "")
         try:
             operations = jsonio.loads(base64.b64decode(binary.get("data", "")))
             patched = jsonpatch.JsonPatch(operations).apply(jsonio.loads(current.body or b"{}"))
-        except Exception as exc:  # noqa: BLE001 - many ways for a patch to fail
-            raise FhirError.single(422, "processing", f"the patch cannot be applied: {exc}",
-                                   f"{entry.path}.resource") from exc
+        except Exception as exc:
+            raise FhirError.single(
+                422, "processing", f"the patch cannot be applied: {exc}", f"{entry.path}.resource"
+            ) from exc
         issues = [i.at(f"{entry.path}.resource") for i in self.service.validate(patched)]
         if has_errors(issues):
             raise FhirError(422, issues)
@@ -257,8 +284,9 @@ class BundleProcessor:
         if reference in ids:
             return ids[reference]
         if reference.startswith(("urn:uuid:", "urn:oid:")):
-            raise FhirError.single(400, "not-found", f"the reference '{reference}' matches no fullUrl in the Bundle",
-                                   path)
+            raise FhirError.single(
+                400, "not-found", f"the reference '{reference}' matches no fullUrl in the Bundle", path
+            )
         if "?" in reference and not reference.startswith("#"):
             rtype, _, query = reference.partition("?")
             if rtype not in STORABLE_TYPES:
@@ -310,12 +338,14 @@ class BundleProcessor:
             entry.result = {"status": 200 if result.existing else 201, "stored": result.stored}
         elif entry.method == "PUT":
             if entry.resource_id:
-                result = service.update(rtype, entry.resource_id, copy.deepcopy(entry.resource or {}),
-                                        if_match=entry.if_match)
+                result = service.update(
+                    rtype, entry.resource_id, copy.deepcopy(entry.resource or {}), if_match=entry.if_match
+                )
             else:
                 result = service.conditional_update(rtype, entry.query or "", copy.deepcopy(entry.resource or {}))
             entry.result = {"status": 201 if result.created else 200, "stored": result.stored}
         else:
+
             def work(unit: WriteUnit) -> None:
                 self._apply(unit, entry, {})
 
@@ -326,13 +356,18 @@ class BundleProcessor:
         rtype = entry.resource_type or ""
         if entry.resource_id and not entry.query:
             stored = self.service.read(rtype, entry.resource_id)
-            return {"resource": jsonio.loads(stored.body or b"{}"),
-                    "response": {"status": "200 OK", "etag": stored.etag, "lastModified": stored.last_updated}}
+            return {
+                "resource": jsonio.loads(stored.body or b"{}"),
+                "response": {"status": "200 OK", "etag": stored.etag, "lastModified": stored.last_updated},
+            }
         params = parse_qsl(entry.query or "", keep_blank_values=True)
-        request, page = self.service.search(rtype, params)
-        bundle = {"resourceType": "Bundle", "type": "searchset", "total": page.total,
-                  "entry": [{"resource": jsonio.loads(s.body or b"{}"), "search": {"mode": "match"}}
-                            for s in page.matches]}
+        _request, page = self.service.search(rtype, params)
+        bundle = {
+            "resourceType": "Bundle",
+            "type": "searchset",
+            "total": page.total,
+            "entry": [{"resource": jsonio.loads(s.body or b"{}"), "search": {"mode": "match"}} for s in page.matches],
+        }
         return {"resource": bundle, "response": {"status": "200 OK"}}
 
     def _response_entry(self, entry: Entry, return_preference: str | None) -> dict:

@@ -1,20 +1,21 @@
 """Norwegian public holidays and working days (virkedager) for legal deadlines.
 
-Public holidays (helligdager and høytidsdager, lov om helligdager og helligdagsfred § 2, and
-lov om 1. og 17. mai som høgtidsdager): 1 January, Maundy Thursday, Good Friday, Easter Sunday,
-Easter Monday, 1 May, 17 May, Ascension Day (Easter + 39), Whit Sunday (Easter + 49), Whit Monday
+Public holidays (lov om helligdager og helligdagsfred § 2 and the act on 1 and 17 May as
+høgtidsdager; cited from memory): 1 January, Maundy Thursday, Good Friday, Easter Sunday, Easter
+Monday, 1 May, 17 May, Ascension Day (Easter + 39), Whit Sunday (Easter + 49), Whit Monday
 (Easter + 50), 25 and 26 December. Christmas Eve and New Year's Eve are *not* public holidays.
 Easter Sunday is the Gregorian date (the anonymous "Meeus/Jones/Butcher" computus).
 
-Working day: Monday to Friday and not a public holiday. This is how Helsedirektoratet counts
-the § 2-2 assessment deadline ("andel henvisninger som ikke er vurdert innen 10 arbeidsdager").
-Saturdays count as virkedager in some other acts (e.g. ferieloven); that reading is not used here.
+Working day: Monday to Friday and not a public holiday. Helsedirektoratet's quality indicator for the
+§ 2-2 assessment deadline speaks of "10 arbeidsdager"; that is read here as Monday to Friday except
+public holidays. Saturdays count as virkedager in some other acts (e.g. ferieloven); that reading is
+not used here.
 
 Counting convention (:func:`add_working_days`): the day the deadline starts running (the day the
 referral is received) is not counted; counting starts the following day, as in the general rule for
 deadlines in days (domstolloven § 148 first paragraph, which forvaltningsloven § 29 refers to; cited
-from memory, not re-checked against Lovdata). The
-result of ``add_working_days(received, 10)`` is the last day on which the assessment is in time.
+from memory, not re-checked against Lovdata). The result of ``add_working_days(received, 10)`` is the
+last day on which the assessment is in time.
 """
 
 from __future__ import annotations

@@ -128,7 +128,8 @@ def suggest_pathways(
 
         if not holds(codes):
             continue
-        matched = tuple(c.coding for c in codes if holds([c]))
+        # With one code, evaluating it alone is the evaluation just done.
+        matched = tuple(c.coding for c in codes if len(codes) == 1 or holds([c]))
         suggestions.append(
             Suggestion(plan["url"], plan.get("version", ""), plan["title"], rule.reason_en, rule.reason_nb, matched)
         )

@@ -26,8 +26,9 @@ class Fhir:
         return self.session.post(self.url(path), json=body, headers=h, timeout=60, **kw)
 
     def put(self, path: str, body: Any, headers: dict | None = None) -> requests.Response:
-        return self.session.put(self.url(path), json=body, headers={"Content-Type": JSON, **(headers or {})},
-                                timeout=60)
+        return self.session.put(
+            self.url(path), json=body, headers={"Content-Type": JSON, **(headers or {})}, timeout=60
+        )
 
     def patch(self, path: str, ops: Any, headers: dict | None = None) -> requests.Response:
         h = {"Content-Type": "application/json-patch+json", **(headers or {})}

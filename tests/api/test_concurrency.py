@@ -55,8 +55,12 @@ def test_concurrent_if_match_updates_exactly_one_wins(fhir, unique):
 
         def update(i: int, created: dict = created) -> int:
             body = dict(created, name=[{"family": f"Writer{i}"}])
-            r = requests.put(f"{fhir.base}/Patient/{created['id']}", json=body, timeout=60,
-                             headers={"Content-Type": JSON, "If-Match": 'W/"1"'})
+            r = requests.put(
+                f"{fhir.base}/Patient/{created['id']}",
+                json=body,
+                timeout=60,
+                headers={"Content-Type": JSON, "If-Match": 'W/"1"'},
+            )
             return r.status_code
 
         statuses = _together(CLIENTS, update)
@@ -72,8 +76,9 @@ def test_concurrent_plain_updates_lose_nothing(fhir, unique):
 
     def update(i: int) -> int:
         body = dict(created, name=[{"family": f"Writer{i}"}])
-        return requests.put(f"{fhir.base}/Patient/{created['id']}", json=body, timeout=60,
-                            headers={"Content-Type": JSON}).status_code
+        return requests.put(
+            f"{fhir.base}/Patient/{created['id']}", json=body, timeout=60, headers={"Content-Type": JSON}
+        ).status_code
 
     statuses = _together(16, update)
     assert statuses == [200] * 16

@@ -14,29 +14,46 @@ def referral_data(fhir, unique):
     tag = {"system": "urn:test", "code": unique}
     pat = api.create(patient(unique, family="Østby"))
     other = api.create(patient(unique, family="Andersen", gender="female", birthDate="2010-06-01"))
-    org = api.create({"resourceType": "Organization", "meta": {"tag": [tag]}, "name": f"Helse Vest {unique}",
-                      "identifier": [{"system": "urn:oid:2.16.578.1.12.4.1.4.101", "value": "983658725"}]})
+    org = api.create(
+        {
+            "resourceType": "Organization",
+            "meta": {"tag": [tag]},
+            "name": f"Helse Vest {unique}",
+            "identifier": [{"system": "urn:oid:2.16.578.1.12.4.1.4.101", "value": "983658725"}],
+        }
+    )
     prac = api.create({"resourceType": "Practitioner", "meta": {"tag": [tag]}, "name": [{"family": "Lege"}]})
     requests_ = []
     for i, (status, date, subject) in enumerate(
         [("active", "2026-04-01", pat), ("draft", "2026-05-17", pat), ("active", "2025-12-31", other)]
     ):
-        requests_.append(api.create({
-            "resourceType": "ServiceRequest",
-            "meta": {"tag": [tag]},
-            "identifier": [{"system": "urn:test:henvisning", "value": f"{unique}-{i}"}],
-            "status": status,
-            "intent": "order",
-            "category": [{"coding": [{"system": "http://snomed.info/sct", "code": "3457005"}]}],
-            "priority": "routine" if i else "urgent",
-            "subject": {"reference": f"Patient/{subject['id']}"},
-            "requester": {"reference": f"Practitioner/{prac['id']}"},
-            "performer": [{"reference": f"Organization/{org['id']}"}],
-            "authoredOn": date,
-            "occurrenceDateTime": date + "T10:00:00+02:00",
-        }))
-    return {"api": api, "tag": f"urn:test|{unique}", "patient": pat, "other": other, "org": org,
-            "prac": prac, "sr": requests_}
+        requests_.append(
+            api.create(
+                {
+                    "resourceType": "ServiceRequest",
+                    "meta": {"tag": [tag]},
+                    "identifier": [{"system": "urn:test:henvisning", "value": f"{unique}-{i}"}],
+                    "status": status,
+                    "intent": "order",
+                    "category": [{"coding": [{"system": "http://snomed.info/sct", "code": "3457005"}]}],
+                    "priority": "routine" if i else "urgent",
+                    "subject": {"reference": f"Patient/{subject['id']}"},
+                    "requester": {"reference": f"Practitioner/{prac['id']}"},
+                    "performer": [{"reference": f"Organization/{org['id']}"}],
+                    "authoredOn": date,
+                    "occurrenceDateTime": date + "T10:00:00+02:00",
+                }
+            )
+        )
+    return {
+        "api": api,
+        "tag": f"urn:test|{unique}",
+        "patient": pat,
+        "other": other,
+        "org": org,
+        "prac": prac,
+        "sr": requests_,
+    }
 
 
 def test_token_string_and_modifiers(referral_data):
@@ -72,7 +89,8 @@ def test_date_prefixes(referral_data):
     # a dateTime with a zone, compared in UTC: 10:00+02:00 is 08:00Z
     occ = f"ServiceRequest?_tag={tag}&occurrence="
     assert ids(api.search(occ + "gt2026-04-01T08:30:00Z")) == [sr[1]] or sr[0] not in ids(
-        api.search(occ + "gt2026-04-01T08:30:00Z"))
+        api.search(occ + "gt2026-04-01T08:30:00Z")
+    )
     assert sr[0] in ids(api.search(occ + "le2026-04-01T08:00:00Z"))
     bad = api.get(q + "01.04.2026")
     assert bad.status_code == 400 and bad.json()["issue"][0]["expression"] == ["authored"]
@@ -89,7 +107,8 @@ def test_reference_chain_has_and_missing(referral_data):
     chained = api.search(f"ServiceRequest?_tag={tag}&subject:Patient.family=Andersen")
     assert ids(chained) == [sr[2]]
     by_identifier = api.search(
-        f"ServiceRequest?_tag={tag}&performer:Organization.identifier=urn:oid:2.16.578.1.12.4.1.4.101|983658725")
+        f"ServiceRequest?_tag={tag}&performer:Organization.identifier=urn:oid:2.16.578.1.12.4.1.4.101|983658725"
+    )
     assert len(ids(by_identifier)) == 3
     has = api.search(f"Patient?_tag={tag}&_has:ServiceRequest:subject:status=draft")
     assert ids(has) == [pid]
@@ -100,22 +119,30 @@ def test_reference_chain_has_and_missing(referral_data):
 def test_include_revinclude_iterate(referral_data):
     d = referral_data
     api, tag = d["api"], d["tag"]
-    bundle = api.search(f"ServiceRequest?_tag={tag}&status=draft&_include=ServiceRequest:subject"
-                        "&_include=ServiceRequest:requester")
+    bundle = api.search(
+        f"ServiceRequest?_tag={tag}&status=draft&_include=ServiceRequest:subject&_include=ServiceRequest:requester"
+    )
     assert len(ids(bundle)) == 1
     included = {e["resource"]["resourceType"] for e in bundle["entry"] if e["search"]["mode"] == "include"}
     assert included == {"Patient", "Practitioner"}
     rev = api.search(f"Patient?_id={d['patient']['id']}&_revinclude=ServiceRequest:subject")
     assert len(ids(rev, "include")) == 2
     # iterate: from a Task to its focus ServiceRequest, then on to the subject Patient
-    task = api.create({"resourceType": "Task", "meta": {"tag": [{"system": "urn:test", "code": tag.split("|")[1]}]},
-                       "status": "requested", "intent": "order", "code": {"coding": [{
-                           "system": "http://hl7.org/fhir/CodeSystem/task-code", "code": "fulfill"}]},
-                       "focus": {"reference": f"ServiceRequest/{d['sr'][0]['id']}"},
-                       "owner": {"reference": f"Organization/{d['org']['id']}"}})
+    task = api.create(
+        {
+            "resourceType": "Task",
+            "meta": {"tag": [{"system": "urn:test", "code": tag.split("|")[1]}]},
+            "status": "requested",
+            "intent": "order",
+            "code": {"coding": [{"system": "http://hl7.org/fhir/CodeSystem/task-code", "code": "fulfill"}]},
+            "focus": {"reference": f"ServiceRequest/{d['sr'][0]['id']}"},
+            "owner": {"reference": f"Organization/{d['org']['id']}"},
+        }
+    )
     queue = api.search(
         "Task?owner:Organization.identifier=urn:oid:2.16.578.1.12.4.1.4.101|983658725&status=requested"
-        f"&_tag={tag}&_include=Task:focus&_include:iterate=ServiceRequest:subject")
+        f"&_tag={tag}&_include=Task:focus&_include:iterate=ServiceRequest:subject"
+    )
     assert ids(queue) == [task["id"]]
     kinds = sorted(e["resource"]["resourceType"] for e in queue["entry"] if e["search"]["mode"] == "include")
     assert kinds == ["Patient", "ServiceRequest"]
@@ -155,8 +182,9 @@ def test_unknown_parameters_lenient_and_strict(referral_data):
 
 def test_post_search(referral_data):
     d = referral_data
-    r = d["api"].session.post(d["api"].url("ServiceRequest/_search"),
-                              data={"_tag": d["tag"], "status": "draft"}, timeout=30)
+    r = d["api"].session.post(
+        d["api"].url("ServiceRequest/_search"), data={"_tag": d["tag"], "status": "draft"}, timeout=30
+    )
     assert r.status_code == 200
     assert ids(r.json()) == [d["sr"][1]["id"]]
 
@@ -188,6 +216,13 @@ def test_uri_below_and_canonical(fhir, unique):
     pd = api.create({"resourceType": "PlanDefinition", "url": url, "version": "1.0.0", "status": "active"})
     assert ids(api.search(f"PlanDefinition?url={url}")) == [pd["id"]]
     assert ids(api.search(f"PlanDefinition?url:below=https://fhir.referral-hub.no/test/{unique}")) == [pd["id"]]
-    cp = api.create({"resourceType": "CarePlan", "status": "active", "intent": "plan",
-                     "instantiatesCanonical": [f"{url}|1.0.0"], "subject": {"reference": "Patient/x"}})
+    cp = api.create(
+        {
+            "resourceType": "CarePlan",
+            "status": "active",
+            "intent": "plan",
+            "instantiatesCanonical": [f"{url}|1.0.0"],
+            "subject": {"reference": "Patient/x"},
+        }
+    )
     assert ids(api.search(f"CarePlan?instantiates-canonical={url}")) == [cp["id"]]

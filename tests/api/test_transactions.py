@@ -49,8 +49,12 @@ def test_transaction_is_all_or_nothing(fhir, unique):
     # a failure in the database phase (a stale If-Match) also rolls everything back
     created = api.create(patient(unique))
     good = referral_transaction(unique)
-    good["entry"].append({"resource": dict(created, gender="female"),
-                          "request": {"method": "PUT", "url": f"Patient/{created['id']}", "ifMatch": 'W/"7"'}})
+    good["entry"].append(
+        {
+            "resource": dict(created, gender="female"),
+            "request": {"method": "PUT", "url": f"Patient/{created['id']}", "ifMatch": 'W/"7"'},
+        }
+    )
     r = api.post("", good)
     assert r.status_code == 412
     assert api.search(f"ServiceRequest?_tag=urn:test|{unique}")["total"] == 0
@@ -63,17 +67,29 @@ def test_conditional_create_and_reference_in_transaction(fhir, unique):
         "resourceType": "Bundle",
         "type": "transaction",
         "entry": [
-            {"fullUrl": "urn:uuid:11111111-1111-4111-8111-111111111111",
-             "resource": patient(unique, identifier=[{"system": "urn:test:mrn", "value": unique}]),
-             "request": {"method": "POST", "url": "Patient", "ifNoneExist": f"identifier=urn:test:mrn|{unique}"}},
-            {"resource": {"resourceType": "Condition", "meta": {"tag": [{"system": "urn:test", "code": unique}]},
-                          "subject": {"reference": "urn:uuid:11111111-1111-4111-8111-111111111111"},
-                          "code": {"text": "depresjon"}},
-             "request": {"method": "POST", "url": "Condition"}},
-            {"resource": {"resourceType": "Condition", "meta": {"tag": [{"system": "urn:test", "code": unique}]},
-                          "subject": {"reference": f"Patient?identifier=urn:test:mrn|{unique}"},
-                          "code": {"text": "angst"}},
-             "request": {"method": "POST", "url": "Condition"}},
+            {
+                "fullUrl": "urn:uuid:11111111-1111-4111-8111-111111111111",
+                "resource": patient(unique, identifier=[{"system": "urn:test:mrn", "value": unique}]),
+                "request": {"method": "POST", "url": "Patient", "ifNoneExist": f"identifier=urn:test:mrn|{unique}"},
+            },
+            {
+                "resource": {
+                    "resourceType": "Condition",
+                    "meta": {"tag": [{"system": "urn:test", "code": unique}]},
+                    "subject": {"reference": "urn:uuid:11111111-1111-4111-8111-111111111111"},
+                    "code": {"text": "depresjon"},
+                },
+                "request": {"method": "POST", "url": "Condition"},
+            },
+            {
+                "resource": {
+                    "resourceType": "Condition",
+                    "meta": {"tag": [{"system": "urn:test", "code": unique}]},
+                    "subject": {"reference": f"Patient?identifier=urn:test:mrn|{unique}"},
+                    "code": {"text": "angst"},
+                },
+                "request": {"method": "POST", "url": "Condition"},
+            },
         ],
     }
     r = api.post("", bundle)
@@ -85,9 +101,20 @@ def test_conditional_create_and_reference_in_transaction(fhir, unique):
 
 def test_transaction_unresolvable_reference_is_refused(fhir, unique):
     api = Fhir(fhir.base)
-    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
-        {"resource": {"resourceType": "Condition", "subject": {"reference": "urn:uuid:99999999-9999-4999-8999-999999999999"},
-                      "code": {"text": "x"}}, "request": {"method": "POST", "url": "Condition"}}]}
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "resource": {
+                    "resourceType": "Condition",
+                    "subject": {"reference": "urn:uuid:99999999-9999-4999-8999-999999999999"},
+                    "code": {"text": "x"},
+                },
+                "request": {"method": "POST", "url": "Condition"},
+            }
+        ],
+    }
     r = api.post("", bundle)
     assert r.status_code == 400
     assert r.json()["issue"][0]["expression"] == ["Bundle.entry[0].resource.subject.reference"]
@@ -96,13 +123,17 @@ def test_transaction_unresolvable_reference_is_refused(fhir, unique):
 def test_batch_reports_each_entry(fhir, unique):
     api = Fhir(fhir.base)
     created = api.create(patient(unique))
-    bundle = {"resourceType": "Bundle", "type": "batch", "entry": [
-        {"resource": patient(unique), "request": {"method": "POST", "url": "Patient"}},
-        {"resource": dict(patient(unique), gender="mann"), "request": {"method": "POST", "url": "Patient"}},
-        {"request": {"method": "GET", "url": f"Patient/{created['id']}"}},
-        {"request": {"method": "GET", "url": f"Patient?_tag=urn:test|{unique}"}},
-        {"request": {"method": "DELETE", "url": f"Patient/{created['id']}"}},
-    ]}
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "batch",
+        "entry": [
+            {"resource": patient(unique), "request": {"method": "POST", "url": "Patient"}},
+            {"resource": dict(patient(unique), gender="mann"), "request": {"method": "POST", "url": "Patient"}},
+            {"request": {"method": "GET", "url": f"Patient/{created['id']}"}},
+            {"request": {"method": "GET", "url": f"Patient?_tag=urn:test|{unique}"}},
+            {"request": {"method": "DELETE", "url": f"Patient/{created['id']}"}},
+        ],
+    }
     r = api.post("", bundle)
     assert r.status_code == 200
     entries = r.json()["entry"]
@@ -116,10 +147,17 @@ def test_batch_reports_each_entry(fhir, unique):
 
 def test_bundle_with_unknown_resource_type_is_400_not_500(fhir):
     api = Fhir(fhir.base)
-    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
-        {"resource": {"resourceType": "MedicinalProduct"}, "request": {"method": "POST", "url": "MedicinalProduct"}},
-        {"resource": {"resourceType": "Foo", "x": 1}, "request": {"method": "POST", "url": "Patient"}},
-    ]}
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "resource": {"resourceType": "MedicinalProduct"},
+                "request": {"method": "POST", "url": "MedicinalProduct"},
+            },
+            {"resource": {"resourceType": "Foo", "x": 1}, "request": {"method": "POST", "url": "Patient"}},
+        ],
+    }
     r = api.post("", bundle)
     assert r.status_code == 400
     assert r.json()["resourceType"] == "OperationOutcome"

@@ -9,9 +9,9 @@ duplicates nor omissions; resources deleted meanwhile are left out of later page
 from __future__ import annotations
 
 import uuid
-from urllib.parse import urlencode
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlencode
 
 from sqlalchemy import Connection, delete, func, insert, select
 
@@ -113,12 +113,15 @@ class SearchEngine:
             agg = func.max(table.c[desc_col]) if desc else func.min(table.c[asc_col])
             key = (
                 select(agg)
-                .where(table.c.res_type == resources.c.res_type, table.c.res_id == resources.c.res_id,
-                       table.c.param == code)
+                .where(
+                    table.c.res_type == resources.c.res_type,
+                    table.c.res_id == resources.c.res_id,
+                    table.c.param == code,
+                )
                 .scalar_subquery()
             )
             order.append(key.desc().nulls_last() if desc else key.asc().nulls_last())
-        order.append(resources.c.seq)
+        order += [resources.c.last_updated, resources.c.res_id]
         return query.order_by(*order)
 
     def _load_page(self, conn: Connection, request: SearchRequest, rtype: str, ids: list[str]) -> SearchPage:
@@ -127,7 +130,9 @@ class SearchEngine:
         included = self._includes(conn, request.includes, matches) if request.includes else []
         return SearchPage(matches, included)
 
-    def _includes(self, conn: Connection, includes: list[Include], matches: list[StoredResource]) -> list[StoredResource]:
+    def _includes(
+        self, conn: Connection, includes: list[Include], matches: list[StoredResource]
+    ) -> list[StoredResource]:
         seen = {(m.resource_type, m.id) for m in matches}
         found: list[StoredResource] = []
         frontier = list(matches)

@@ -134,6 +134,10 @@ def compile_paths(expression: str, resource_type: str) -> Callable[[dict], list[
             out.extend(_walk([(resource, None)], steps))
         return out
 
+    # the top-level elements the expression reads: a resource without any of them yields nothing
+    evaluate.roots = frozenset(s[0].name for s in compiled if s and s[0].kind == "child")  # type: ignore[attr-defined]
+    if any(not s or s[0].kind != "child" for s in compiled):
+        evaluate.roots = None  # type: ignore[attr-defined]
     return evaluate
 
 
@@ -177,11 +181,39 @@ _PRIMITIVES = frozenset(
 )
 
 
-_COMPLEX = (
-    "Address Age Annotation Attachment CodeableConcept Coding ContactDetail ContactPoint Contributor Count "
-    "DataRequirement Distance Dosage Duration Expression HumanName Identifier Meta Money ParameterDefinition "
-    "Period Quantity Range Ratio Reference RelatedArtifact SampledData Signature Timing TriggerDefinition UsageContext"
-).split()
+_COMPLEX = [
+    "Address",
+    "Age",
+    "Annotation",
+    "Attachment",
+    "CodeableConcept",
+    "Coding",
+    "ContactDetail",
+    "ContactPoint",
+    "Contributor",
+    "Count",
+    "DataRequirement",
+    "Distance",
+    "Dosage",
+    "Duration",
+    "Expression",
+    "HumanName",
+    "Identifier",
+    "Meta",
+    "Money",
+    "ParameterDefinition",
+    "Period",
+    "Quantity",
+    "Range",
+    "Ratio",
+    "Reference",
+    "RelatedArtifact",
+    "SampledData",
+    "Signature",
+    "Timing",
+    "TriggerDefinition",
+    "UsageContext",
+]
 #: JSON name suffix of a choice element -> FHIR type name (``DateTime`` -> ``dateTime``).
 _CHOICE_SUFFIXES: dict[str, str] = {p[0].upper() + p[1:]: p for p in _PRIMITIVES} | {c: c for c in _COMPLEX}
 

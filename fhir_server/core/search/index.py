@@ -33,7 +33,7 @@ def _token_rows(value: Any) -> list[tuple[str | None, str | None]]:
         return [(None, str(value))]
     if not isinstance(value, dict):
         return []
-    if "coding" in value or "text" in value and "value" not in value and "code" not in value:
+    if "coding" in value or ("text" in value and "value" not in value and "code" not in value):
         return [row for coding in value.get("coding", ()) for row in _token_rows(coding)]
     if "code" in value:
         return [(value.get("system"), str(value["code"]))]
@@ -48,8 +48,19 @@ def _string_values(value: Any) -> list[str]:
     if not isinstance(value, dict):
         return []
     out: list[str] = []
-    for key in ("text", "family", "given", "prefix", "suffix", "line", "city", "district", "state", "postalCode",
-                "country"):
+    for key in (
+        "text",
+        "family",
+        "given",
+        "prefix",
+        "suffix",
+        "line",
+        "city",
+        "district",
+        "state",
+        "postalCode",
+        "country",
+    ):
         item = value.get(key)
         if isinstance(item, str):
             out.append(item)
@@ -102,8 +113,14 @@ def _quantity_rows(value: Any) -> list[Row]:
     if isinstance(value, dict) and "value" in value:
         rng = number_range(value["value"])
         if rng:
-            return [{"low": rng[0], "high": rng[1], "system": value.get("system"), "code": value.get("code") or
-                     value.get("unit")}]
+            return [
+                {
+                    "low": rng[0],
+                    "high": rng[1],
+                    "system": value.get("system"),
+                    "code": value.get("code") or value.get("unit"),
+                }
+            ]
     return []
 
 
@@ -123,7 +140,9 @@ def rows_for_param(param: SearchParam, resource: dict) -> list[Row]:
             if isinstance(value, str):
                 rows.append({"value": value})
         elif param.type == "number":
-            rng = number_range(value) if isinstance(value, int | Decimal | str) and not isinstance(value, bool) else None
+            rng = (
+                number_range(value) if isinstance(value, int | Decimal | str) and not isinstance(value, bool) else None
+            )
             if rng:
                 rows.append({"low": rng[0], "high": rng[1]})
         elif param.type == "quantity":
@@ -134,8 +153,12 @@ def rows_for_param(param: SearchParam, resource: dict) -> list[Row]:
 def index_rows(registry: SearchRegistry, resource: dict) -> dict[str, list[Row]]:
     """All index rows of a resource, grouped by parameter type, each row carrying ``param``."""
     grouped: dict[str, list[Row]] = {}
+    present = tuple(resource)
     for code, param in registry.params(resource["resourceType"]).items():
         if code in TABLE_PARAMETERS:
+            continue
+        roots = getattr(param.extract, "roots", None)
+        if roots is not None and not any(key.startswith(root) for root in roots for key in present):
             continue
         for row in rows_for_param(param, resource):
             row["param"] = code

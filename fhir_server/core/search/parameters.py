@@ -7,6 +7,7 @@ Each parameter's FHIRPath expression is compiled once: simple path forms by
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -57,7 +58,7 @@ class SearchParam:
     resource: dict = field(repr=False, default_factory=dict)
 
 
-def _fhirpathpy_extractor(expression: str) -> Callable[[dict], list[Value]]:
+def _fhirpathpy_extractor(expression: str, resource_type: str) -> Callable[[dict], list[Value]]:
     import fhirpathpy
     from fhirpathpy.models import models
 
@@ -66,11 +67,26 @@ def _fhirpathpy_extractor(expression: str) -> Callable[[dict], list[Value]]:
     def evaluate(resource: dict) -> list[Value]:
         try:
             result = compiled(to_plain(resource))
-        except Exception:  # noqa: BLE001 - a search index must never break a write
+        except Exception:
             log.warning("search expression failed: %s", expression)
             return []
         return [(v if not isinstance(v, float) else Decimal(str(v)), None) for v in result if v is not None]
 
+    # the top-level elements the expression reads (``Patient.deceased...`` reads ``deceased``)
+    roots = re.findall(rf"\b(?:{resource_type}|Resource|DomainResource)\.([A-Za-z]+)", expression)
+    starts = re.findall(r"(?:^|[|(]\s*)([A-Za-z]+)\.", expression)
+    evaluate.roots = (
+        frozenset(roots)
+        if roots
+        and set(starts)
+        <= {
+            resource_type,
+            "Resource",  # type: ignore[attr-defined]
+            "DomainResource",
+        }
+        | set(STORABLE_TYPES)
+        else None
+    )
     return evaluate
 
 
@@ -90,7 +106,9 @@ class SearchRegistry:
         bases = sp.get("base", [])
         types = STORABLE_TYPES if set(bases) & {"Resource", "DomainResource"} else set(bases) & STORABLE_TYPES
         for resource_type in types:
-            extract = compile_paths(sp["expression"], resource_type) or _fhirpathpy_extractor(sp["expression"])
+            extract = compile_paths(sp["expression"], resource_type) or _fhirpathpy_extractor(
+                sp["expression"], resource_type
+            )
             self.by_type.setdefault(resource_type, {})[sp["code"]] = SearchParam(
                 code=sp["code"],
                 type=sp["type"],

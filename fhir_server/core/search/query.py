@@ -93,8 +93,11 @@ class SearchParser:
             request.conditions.append(resources.c.res_id.in_(self._has(rtype, name, value)))
             request.used.append((name, value))
             return
-        request.conditions.append(resources.c.res_id.in_(self.matching_ids(rtype, name, value))
-                                  if not _is_negative(name) else self._negative(rtype, name, value))
+        request.conditions.append(
+            resources.c.res_id.in_(self.matching_ids(rtype, name, value))
+            if not _is_negative(name)
+            else self._negative(rtype, name, value)
+        )
         request.used.append((name, value))
 
     # -- result parameters ------------------------------------------------------------------
@@ -113,8 +116,11 @@ class SearchParser:
                 request.sort.append((code, desc))
         elif name in ("_include", "_revinclude") or name.startswith(("_include:", "_revinclude:")):
             base, _, modifier = name.partition(":")
-            request.includes.append(self._include(request.resource_type, value, base == "_revinclude",
-                                                  modifier == "iterate" or modifier == "recurse"))
+            request.includes.append(
+                self._include(
+                    request.resource_type, value, base == "_revinclude", modifier == "iterate" or modifier == "recurse"
+                )
+            )
         elif name == "_summary":
             if value not in SUMMARY_MODES:
                 raise _BadValue(name, f"_summary must be one of {', '.join(SUMMARY_MODES)}, not '{value}'")
@@ -135,8 +141,9 @@ class SearchParser:
             return Include(rtype, "*", None, iterate, reverse)
         parts = value.split(":")
         if len(parts) not in (2, 3) or parts[0] not in STORABLE_TYPES:
-            raise _BadValue("_revinclude" if reverse else "_include",
-                            f"'{value}' is not of the form Type:parameter[:targetType]")
+            raise _BadValue(
+                "_revinclude" if reverse else "_include", f"'{value}' is not of the form Type:parameter[:targetType]"
+            )
         source, code = parts[0], parts[1]
         param = self.registry.get(source, code)
         if param is None or param.type != "reference":
@@ -159,10 +166,13 @@ class SearchParser:
                 resources.c.res_type == rtype, resources.c.deleted.is_(False), resources.c.res_id.in_(ids)
             )
         if code == "_lastUpdated":
-            conds = [self._date_condition(resources.c.last_updated, resources.c.last_updated, v, name)
-                     for v in value.split(",")]
-            return select(resources.c.res_id).where(resources.c.res_type == rtype, resources.c.deleted.is_(False),
-                                                    or_(*conds))
+            conds = [
+                self._date_condition(resources.c.last_updated, resources.c.last_updated, v, name)
+                for v in value.split(",")
+            ]
+            return select(resources.c.res_id).where(
+                resources.c.res_type == rtype, resources.c.deleted.is_(False), or_(*conds)
+            )
         param = self.registry.get(rtype, code)
         if param is None:
             raise _Unknown(name)
@@ -174,8 +184,9 @@ class SearchParser:
             table = INDEX_TABLES[param.type]
             present = select(table.c.res_id).where(table.c.res_type == rtype, table.c.param == code)
             owner = select(resources.c.res_id).where(resources.c.res_type == rtype, resources.c.deleted.is_(False))
-            return owner.where(resources.c.res_id.not_in(present) if value == "true"
-                               else resources.c.res_id.in_(present))
+            return owner.where(
+                resources.c.res_id.not_in(present) if value == "true" else resources.c.res_id.in_(present)
+            )
         table = INDEX_TABLES[param.type]
         conds = [self._value_condition(param, modifier, v, name) for v in _split_or(value)]
         return select(table.c.res_id).where(table.c.res_type == rtype, table.c.param == code, or_(*conds))
@@ -191,13 +202,17 @@ class SearchParser:
         targets = [modifier] if modifier else [t for t in param.targets if t in STORABLE_TYPES]
         if modifier and modifier not in STORABLE_TYPES:
             raise _BadValue(param.code, f"'{modifier}' is not a resource type")
-        matched = [t for t in targets if self.registry.get(t, chain.split(".")[0].split(":")[0])
-                   or chain.split(":")[0] in ("_id", "_lastUpdated")]
+        matched = [
+            t
+            for t in targets
+            if self.registry.get(t, chain.split(".")[0].split(":")[0]) or chain.split(":")[0] in ("_id", "_lastUpdated")
+        ]
         if not matched:
             raise _Unknown(f"{param.code}.{chain}")
         table = INDEX_TABLES["reference"]
-        conds = [and_(table.c.target_type == t, table.c.target_id.in_(self.matching_ids(t, chain, value)))
-                 for t in matched]
+        conds = [
+            and_(table.c.target_type == t, table.c.target_id.in_(self.matching_ids(t, chain, value))) for t in matched
+        ]
         return select(table.c.res_id).where(table.c.res_type == rtype, table.c.param == param.code, or_(*conds))
 
     def _has(self, rtype: str, name: str, value: str) -> Select:
@@ -285,7 +300,7 @@ class SearchParser:
         prefix, text = _prefix(value)
         number, system, code = text, None, None
         if quantity and "|" in text:
-            number, system, code = (text.split("|") + ["", ""])[:3]
+            number, system, code = ([*text.split("|"), "", ""])[:3]
         try:
             Decimal(number)
         except InvalidOperation:

@@ -18,11 +18,12 @@ import re
 from fhir_server.core.issues import Issue
 from fhir_server.core.resource_types import KNOWN_TYPES
 
-from .base import check_base
+from .base import check_base, prop_invariants, resource_invariants
 from .invariants import SKIPPED
-from .structure import check_structure
+from .schema import BACKBONE, COMPLEX, node_schema, resource_schema
+from .structure import check_structure, model_class
 
-__all__ = ["SKIPPED", "check_base", "check_structure", "validate_resource"]
+__all__ = ["SKIPPED", "check_base", "check_structure", "validate_resource", "warm_up"]
 
 log = logging.getLogger(__name__)
 _INDEX = re.compile(r"\[(\d+)\]")
@@ -80,3 +81,27 @@ def validate_resource(resource: dict, allowed: frozenset[str] = KNOWN_TYPES) -> 
     if len(issues) > 1:
         issues.sort(key=_order_key)
     return issues
+
+
+def warm_up(types: frozenset[str] = KNOWN_TYPES, *, models: bool = True) -> int:
+    """Build every schema, invariant and (optionally) fhir.resources model ahead of the first request.
+
+    Returns the number of object schemas built. Call once at start-up (first requests are then not slower).
+    """
+    seen: set[tuple[str, str]] = set()
+    for rtype in sorted(types):
+        resource_invariants(rtype)
+        stack = [(rtype, rtype)]
+        resource_schema(rtype)
+        while stack:
+            key = stack.pop()
+            if key in seen:
+                continue
+            seen.add(key)
+            for prop in node_schema(*key).props.values():
+                if prop.kind in (COMPLEX, BACKBONE) and prop.child is not None:
+                    prop_invariants(prop)
+                    stack.append(prop.child)
+        if models:
+            model_class(rtype)
+    return len(seen)

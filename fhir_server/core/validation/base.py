@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from fhir_server.core.definitions import r4
 from fhir_server.core.issues import Issue
 from fhir_server.core.jsonio import to_plain
 from fhir_server.core.resource_types import KNOWN_TYPES
@@ -86,7 +87,7 @@ def _resource_type_ok(walk: Walk, resource: dict, path: str, allowed: frozenset[
             "resourceType mangler: hver ressurs må oppgi typen sin",
             "resource-type",
         )
-    elif not isinstance(rtype, str) or rtype not in allowed:
+    elif not isinstance(rtype, str) or rtype not in allowed or not r4().is_resource_type(rtype):
         shown = repr(rtype) if isinstance(rtype, str) else describe(rtype)
         walk.add(
             "error",
@@ -135,7 +136,7 @@ def _walk_resource(
         outer_index = scope.contained_index  # type: ignore[union-attr]
         scope.contained_index = contained_index  # type: ignore[union-attr]
     _walk_object(walk, resource, schema, path, scope, allowed, is_resource=True)  # type: ignore[arg-type]
-    _check_invariants(walk, _resource_invariants(rtype), resource, path, scope)  # type: ignore[arg-type]
+    _check_invariants(walk, resource_invariants(rtype), resource, path, scope)  # type: ignore[arg-type]
     if is_contained:
         scope.contained_index = outer_index  # type: ignore[union-attr]
     else:
@@ -206,11 +207,9 @@ def _dom_3(walk: Walk, resource: dict, path: str, scope: _ResourceScope) -> None
 _resource_invariant_cache: dict[str, tuple[invariants.Invariant, ...]] = {}
 
 
-def _resource_invariants(rtype: str) -> tuple[invariants.Invariant, ...]:
+def resource_invariants(rtype: str) -> tuple[invariants.Invariant, ...]:
     found = _resource_invariant_cache.get(rtype)
     if found is None:
-        from fhir_server.core.definitions import r4
-
         element = r4().element(rtype, rtype)
         found = invariants.invariants_for(element.constraints if element else (), rtype)
         _resource_invariant_cache[rtype] = found
@@ -220,13 +219,11 @@ def _resource_invariants(rtype: str) -> tuple[invariants.Invariant, ...]:
 _prop_invariant_cache: dict[int, tuple[invariants.Invariant, ...]] = {}
 
 
-def _prop_invariants(prop: Prop) -> tuple[invariants.Invariant, ...]:
+def prop_invariants(prop: Prop) -> tuple[invariants.Invariant, ...]:
     """Invariants of the element (e.g. pat-1 on Patient.contact) plus those of its data type (per-1 on Period)."""
     key = id(prop)  # props live as long as their cached schema
     found = _prop_invariant_cache.get(key)
     if found is None:
-        from fhir_server.core.definitions import r4
-
         if prop.kind == BACKBONE and prop.child is not None:  # content references: the referenced element's rules
             backbone = r4().element(*prop.child)
             own = invariants.invariants_for(backbone.constraints if backbone else (), prop.child[1])
@@ -269,6 +266,7 @@ def _check_invariants(
 # -- objects -----------------------------------------------------------------------------------
 
 _ELEMENT_SCHEMA: NodeSchema | None = None
+_URI_CODES = frozenset({"uri", "url", "canonical"})
 
 
 def _element_schema() -> NodeSchema:
@@ -414,8 +412,8 @@ def _check_value(
                 issue = bindings.check_code(value, prop.value_set, path)  # type: ignore[arg-type]
                 if issue is not None:
                     walk.issues.append(issue)
-            elif value[:1] == "#":  # type: ignore[index]
-                scope.local_refs.add(value)  # type: ignore[arg-type]
+            elif value[:1] == "#" and prop.type_code in _URI_CODES:  # type: ignore[index]
+                scope.local_refs.add(value)  # type: ignore[arg-type]  # '#id' in a uri/canonical counts for dom-3
         return
     if type(value) is not dict:
         walk.add(
@@ -447,7 +445,7 @@ def _check_value(
     _walk_object(walk, value, schema, path, scope, allowed)  # type: ignore[arg-type]
     if kind == COMPLEX:
         _typed_checks(walk, prop, value, path, scope)  # type: ignore[arg-type]
-    checks = _prop_invariants(prop)
+    checks = prop_invariants(prop)
     if checks:
         _check_invariants(walk, checks, value, path, scope)  # type: ignore[arg-type]
 

@@ -12,14 +12,16 @@ from decimal import Decimal
 
 from fhir_server.core.issues import Issue
 
-from .schema import BOOLEAN, DECIMAL, INTEGER, Prop
+from .schema import BOOLEAN, DECIMAL, INTEGER, STRING, Prop
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 
 _ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 _CODE = re.compile(r"[^\s]+( [^\s]+)*")
 _WHITESPACE = re.compile(r"\s")
+_UUID = re.compile(r"urn:uuid:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _URI_TYPES = frozenset({"uri", "url", "canonical", "oid", "uuid"})
+_CHECKED_STRINGS = _URI_TYPES | {"id", "code"}
 
 _JSON_NAMES = {
     bool: "a boolean (true/false)",
@@ -59,6 +61,8 @@ def check_primitive(value: object, prop: Prop, path: str) -> Issue | None:
     """One issue if ``value`` is not a valid JSON form of the primitive ``prop``, else None."""
     kind = prop.json_kind
     t = type(value)
+    if t is str and kind is STRING and prop.type_code not in _CHECKED_STRINGS and value and not value.isspace():  # type: ignore[union-attr]
+        return None  # fast path: plain string, markdown, date ... (date formats are fhir.resources' job)
     if kind == BOOLEAN:
         if t is not bool:
             return _issue(
@@ -130,6 +134,13 @@ def check_string(value: str, type_code: str, path: str) -> Issue | None:
                 f"code {value!r} kan ikke ha blanke tegn først, sist eller flere etter hverandre",
                 "code-format",
             )
+    elif type_code == "uuid" and not _UUID.fullmatch(value):
+        return _issue(
+            path,
+            f"uuid {value!r} must be written urn:uuid: followed by a lower-case UUID",
+            f"uuid {value!r} må skrives urn:uuid: fulgt av en UUID med små bokstaver",
+            "uuid-format",
+        )
     elif type_code in _URI_TYPES and _WHITESPACE.search(value):
         return _issue(
             path,

@@ -19,6 +19,7 @@ from fhirpathpy.models import models
 
 from fhir_server.core.definitions import r4
 from fhir_server.core.packages import ConformanceRegistry
+from fhir_server.core.validation.profile_fhirpath import Unsupported, compile_fast
 from fhir_server.core.validation.snapshot import _split_id
 
 UNBOUNDED = 10**9
@@ -37,8 +38,10 @@ class Invariant:
     human: str
     expression: str
     source: str
-    evaluate: Callable[[Any, dict], list]
+    fast: Callable[[Any], list] | None
+    slow_text: str
     base_path: str
+    slow: Callable[[Any, dict], list] | None = None
 
 
 @dataclass(slots=True)
@@ -61,6 +64,9 @@ class Node:
     slices: list[Node] = field(default_factory=list)
     children: list[Node] = field(default_factory=list)
     max_text: str = "*"
+    check_min: bool = True  # False when the core definition already demands this minimum
+    check_max: bool = True
+    check_targets: bool = True
     by_key: dict[str, Node] | None = None  # built on first use by the validator
     must_check: list[Node] = field(default_factory=list)
 
@@ -73,7 +79,7 @@ class Node:
 
     def child(self, name: str) -> Node | None:
         for c in self.children:
-            if c.name == name or name in c.json_names:
+            if c.name == name or name in c.json_names or (c.name.endswith("[x]") and c.name[:-3] == name):
                 return c
         return None
 
@@ -92,31 +98,26 @@ class CompiledProfile:
 _PRIMITIVE_VALUE = re.compile(r"(?<![\w.%$`'])value(?![\w\[(`'])")
 
 
-def _rewrite_expression(expression: str, primitive: bool) -> tuple[str | None, str | None]:
-    """An expression fhirpathpy can run, or (None, reason) when it cannot be evaluated."""
-    if "hasValue()" in expression:
-        return None, "hasValue() is not implemented in fhirpathpy"
-    if primitive:
-        # on a primitive, ``value`` means the primitive's own value (as in the HL7 validator)
-        expression = _PRIMITIVE_VALUE.sub("$this", expression)
-    if "$this" in expression:
-        # fhirpathpy leaves $this undefined at the top level: evaluate inside select() where it is the input
-        expression = f"select({expression})"
-    return expression, None
-
-
 def compile_invariant(constraint: dict, base_path: str, primitive: bool) -> tuple[Invariant | None, str | None]:
+    """An :class:`Invariant` ready to run, or (None, reason) when the expression cannot be evaluated here.
+
+    The fast subset evaluator is used when it covers the expression; fhirpathpy otherwise (compiled
+    on first use). On a primitive, ``value`` means the primitive's own value, as in the HL7 validator.
+    """
     expression = constraint.get("expression")
     key = constraint.get("key", "?")
     if not expression:
         return None, f"{key}: no FHIRPath expression"
-    rewritten, reason = _rewrite_expression(expression, primitive)
-    if rewritten is None:
-        return None, f"{key} on {base_path}: {reason}"
-    try:
-        fn = fhirpath_compile(rewritten, _FHIR_MODEL)
-    except Exception as exc:  # the parser raises several exception types
-        return None, f"{key} on {base_path}: cannot compile {expression!r}: {exc}"
+    rewritten = _PRIMITIVE_VALUE.sub("$this", expression) if primitive else expression
+    fast = compile_fast(rewritten)
+    if fast is None and "hasValue()" in rewritten:
+        return None, f"{key} on {base_path or 'element'}: hasValue() is not implemented in fhirpathpy"
+    slow_text = f"select({rewritten})" if "$this" in rewritten else rewritten
+    if fast is None:
+        try:
+            fhirpath_compile(slow_text, _FHIR_MODEL)
+        except Exception as exc:  # the parser raises several exception types
+            return None, f"{key}: cannot compile {expression!r}: {exc}"
     return (
         Invariant(
             key=key,
@@ -124,7 +125,8 @@ def compile_invariant(constraint: dict, base_path: str, primitive: bool) -> tupl
             human=constraint.get("human", ""),
             expression=expression,
             source=constraint.get("source", ""),
-            evaluate=fn,
+            fast=fast,
+            slow_text=slow_text,
             base_path=base_path,
         ),
         None,
@@ -133,11 +135,22 @@ def compile_invariant(constraint: dict, base_path: str, primitive: bool) -> tupl
 
 def run_invariant(inv: Invariant, value: Any, root: Any) -> bool | None:
     """True/False, or None when evaluation raised (reported by the caller as a warning)."""
-    try:
-        node = ResourceNode.create_node(value, inv.base_path) if inv.base_path else value
-        result = inv.evaluate(node, {"resource": root, "rootResource": root})
-    except Exception:
-        return None
+    result = None
+    if inv.fast is not None:
+        try:
+            result = inv.fast(value)
+        except Unsupported:
+            result = None
+        except Exception:
+            result = None
+    if result is None:
+        try:
+            if inv.slow is None:
+                inv.slow = fhirpath_compile(inv.slow_text, _FHIR_MODEL)
+            node = ResourceNode.create_node(value, inv.base_path) if inv.base_path else value
+            result = inv.slow(node, {"resource": root, "rootResource": root})
+        except Exception:
+            return None
     if not result:
         return False
     return all(r is True for r in result) if all(isinstance(r, bool) for r in result) else True
@@ -164,7 +177,7 @@ def _value_key(element: dict, prefix: str) -> tuple[str, Any] | None:
 
 
 def compile_snapshot(
-    sd: dict, elements: list[dict], *, core_invariants: bool = False, suppressions: Any = None
+    sd: dict, elements: list[dict], *, core_checks: bool = False, suppressions: Any = None
 ) -> CompiledProfile:
     """Compile snapshot ``elements`` of ``sd`` into a :class:`CompiledProfile`."""
     skipped: list[str] = []
@@ -191,15 +204,26 @@ def compile_snapshot(
             slicing=raw.get("slicing"),
             slice_name=raw.get("sliceName"),
         )
+        core = None if core_checks else _core_element(raw)
+        if core is not None:
+            # what the core definition already demands is base validation's job: check only what the profile adds
+            base = raw.get("base") or {}
+            node.check_min = node.min > int(base.get("min", core.min))
+            node.check_max = node.max < _max(str(base.get("max", core.max)))
+            node.check_targets = _targets(types) != {p for t in core.types for p in t.target_profiles}
         binding = raw.get("binding") or {}
         if binding.get("valueSet") and binding.get("strength") in ("required", "extensible"):
             ignored = suppressions.ignores_binding(url, _plain_path(eid)) if suppressions else None
-            if ignored is None:
+            same_as_core = core is not None and (core.binding_strength, core.value_set) == (
+                binding["strength"],
+                binding["valueSet"].split("|")[0],
+            )
+            if ignored is None and not same_as_core:
                 node.binding = (binding["strength"], binding["valueSet"])
         primitive = len(types) == 1 and (r4().is_primitive(types[0]["code"]) or types[0]["code"].startswith("System."))
         for constraint in raw.get("constraint", ()):
             source = constraint.get("source") or ""
-            if not core_invariants and (source.startswith(_CORE_SD) or not source):
+            if not core_checks and (source.startswith(_CORE_SD) or not source):
                 continue  # core invariants are the base validator's job
             if suppressions and suppressions.ignores_invariant(url, constraint.get("key", "")):
                 skipped.append(f"{constraint.get('key')}: suppressed (see profiles/suppressions.json)")
@@ -235,6 +259,18 @@ def compile_snapshot(
         context=list(sd.get("context", ())),
         skipped=skipped,
     )
+
+
+def _core_element(raw: dict) -> Any:
+    """The R4 core element this snapshot element derives from (by ``base.path``), if known."""
+    base_path = (raw.get("base") or {}).get("path")
+    if not base_path:
+        return None
+    return r4().element(base_path.split(".", 1)[0], base_path)
+
+
+def _targets(types: list[dict]) -> set[str]:
+    return {p for t in types for p in t.get("targetProfile", ())}
 
 
 def _plain_path(eid: str) -> str:
@@ -292,7 +328,9 @@ def _all_codes(concepts: list[dict]) -> list[str]:
     return out
 
 
-def build_value_set_index(url: str, registry: ConformanceRegistry, _seen: frozenset[str] = frozenset()) -> ValueSetIndex:
+def build_value_set_index(
+    url: str, registry: ConformanceRegistry, _seen: frozenset[str] = frozenset()
+) -> ValueSetIndex:
     """Index the value set ``url``; a ``urn:oid:`` url naming a code system stands for all its codes."""
     base_url = url.split("|")[0]
     vs = registry.value_set(base_url)
@@ -365,8 +403,10 @@ def matches_fixed(instance: Any, fixed: Any) -> bool:
             return False
         return all(matches_fixed(instance.get(k), v) for k, v in fixed.items())
     if isinstance(fixed, list):
-        return isinstance(instance, list) and len(instance) == len(fixed) and all(
-            matches_fixed(a, b) for a, b in zip(instance, fixed, strict=True)
+        return (
+            isinstance(instance, list)
+            and len(instance) == len(fixed)
+            and all(matches_fixed(a, b) for a, b in zip(instance, fixed, strict=True))
         )
     return _norm(instance) == _norm(fixed)
 

@@ -12,9 +12,12 @@ FHIRPath expressions (``Patient.identifier[0].value``). Checked, from the snapsh
   reference string; contained resources, Bundle entries and a resolver callback give the target
   itself, which is then validated against a target profile);
 * bindings: required -> error, extensible -> warning, preferred/example -> nothing;
-* invariants added by profiles (FHIRPath via fhirpathpy, compiled once). Core invariants are
-  left to base validation unless ``core_invariants=True``. Expressions using ``hasValue()``
+* invariants added by profiles (FHIRPath: a fast evaluator for the common subset, fhirpathpy for
+  the rest, each compiled once). Expressions that need ``hasValue()`` outside the fast subset
   (not implemented in fhirpathpy) are skipped and listed in ``CompiledProfile.skipped``;
+
+What R4 core itself demands (core cardinalities, core required bindings, core reference targets,
+core invariants) is base validation's job and is not repeated here, unless ``core_checks=True``.
 * every extension against its definition: context, value type, its own cardinalities and
   bindings; an unknown extension url is a warning.
 
@@ -74,11 +77,11 @@ class ProfileValidator:
         self,
         registry: ConformanceRegistry,
         *,
-        core_invariants: bool = False,
+        core_checks: bool = False,
         unknown_claim_severity: str = "error",
     ) -> None:
         self.registry = registry
-        self.core_invariants = core_invariants
+        self.core_checks = core_checks
         self.unknown_claim_severity = unknown_claim_severity
         self._compiled: dict[str, CompiledProfile | str] = {}
         self._value_sets: dict[str, ValueSetIndex] = {}
@@ -106,9 +109,7 @@ class ProfileValidator:
             raise ProfileUnknown(url)
         try:
             elements = ensure_snapshot(sd, self.registry)
-            cp = compile_snapshot(
-                sd, elements, core_invariants=self.core_invariants, suppressions=self.registry.suppressions
-            )
+            cp = compile_snapshot(sd, elements, core_checks=self.core_checks, suppressions=self.registry.suppressions)
         except (SnapshotError, ValueError, KeyError) as exc:
             self._compiled[url] = str(exc)
             raise SnapshotError(str(exc)) from exc
@@ -188,18 +189,38 @@ class ProfileValidator:
         try:
             cp = self.compiled(url)
         except ProfileUnknown:
-            _add(ctx, unknown_severity, "not-supported", prefix, "profile-unknown",
-                 f"Profile {url} is not known to this server",
-                 f"Profilen {url} er ukjent for denne serveren")  # fmt: skip
+            _add(
+                ctx,
+                unknown_severity,
+                "not-supported",
+                prefix,
+                "profile-unknown",
+                f"Profile {url} is not known to this server",
+                f"Profilen {url} er ukjent for denne serveren",
+            )
             return
         except SnapshotError as exc:
-            _add(ctx, "error", "not-supported", prefix, "profile-broken",
-                 f"Profile {url} cannot be used: {exc}", f"Profilen {url} kan ikke brukes: {exc}")  # fmt: skip
+            _add(
+                ctx,
+                "error",
+                "not-supported",
+                prefix,
+                "profile-broken",
+                f"Profile {url} cannot be used: {exc}",
+                f"Profilen {url} kan ikke brukes: {exc}",
+            )
             return
         rtype = resource.get("resourceType")
         if cp.type not in (rtype, "Resource", "DomainResource"):
-            _add(ctx, "error", "invalid", prefix, "profile-type",
-                 f"Profile {url} is for {cp.type}, not {rtype}", f"Profilen {url} gjelder {cp.type}, ikke {rtype}")  # fmt: skip
+            _add(
+                ctx,
+                "error",
+                "invalid",
+                prefix,
+                "profile-type",
+                f"Profile {url} is for {cp.type}, not {rtype}",
+                f"Profilen {url} gjelder {cp.type}, ikke {rtype}",
+            )
             return
         previous = ctx.profile_url
         ctx.profile_url = url
@@ -212,31 +233,56 @@ class ProfileValidator:
 
     def _check_value(self, node: Node, value: Any, expr: str, ctx: _Ctx, type_code: str | None) -> None:
         """All checks of one occurrence ``value`` of element ``node``."""
-        if node.fixed is not None and value is not None and not matches_fixed(value, node.fixed[1]):
-            if not self._fixed_alias(node, value, ctx):
-                _add(ctx, "error", "value", expr, "profile-fixed",
-                     f"Value must be exactly {_show(node.fixed[1])} (fixed by profile {ctx.profile_url}), "
-                     f"found {_show(value)}",
-                     f"Verdien må være nøyaktig {_show(node.fixed[1])} (låst av profilen), fant {_show(value)}")  # fmt: skip
+        fixed_broken = node.fixed is not None and value is not None and not matches_fixed(value, node.fixed[1])
+        if fixed_broken and not self._fixed_alias(node, value, ctx):
+            _add(
+                ctx,
+                "error",
+                "value",
+                expr,
+                "profile-fixed",
+                f"Value must be exactly {_show(node.fixed[1])} (fixed by profile {ctx.profile_url}), "
+                f"found {_show(value)}",
+                f"Verdien må være nøyaktig {_show(node.fixed[1])} (låst av profilen), fant {_show(value)}",
+            )
         if node.pattern is not None and value is not None and not matches_pattern(value, node.pattern[1]):
-            _add(ctx, "error", "value", expr, "profile-pattern",
-                 f"Value does not match the pattern {_show(node.pattern[1])} required by profile {ctx.profile_url}",
-                 f"Verdien samsvarer ikke med mønsteret {_show(node.pattern[1])} som profilen krever")  # fmt: skip
+            _add(
+                ctx,
+                "error",
+                "value",
+                expr,
+                "profile-pattern",
+                f"Value does not match the pattern {_show(node.pattern[1])} required by profile {ctx.profile_url}",
+                f"Verdien samsvarer ikke med mønsteret {_show(node.pattern[1])} som profilen krever",
+            )
         code = type_code or (node.types[0]["code"] if len(node.types) == 1 else None)
         if node.binding is not None and value is not None:
             self._check_binding(node, value, code, expr, ctx)
-        if code == "Reference" and isinstance(value, dict):
+        if code == "Reference" and isinstance(value, dict) and node.check_targets:
             self._check_reference(node, value, expr, ctx)
         for inv in node.invariants:
             ok = run_invariant(inv, value, ctx.root)
             if ok is None:
-                _add(ctx, "warning", "invariant", expr, inv.key,
-                     f"Constraint {inv.key} could not be evaluated: {inv.expression}",
-                     f"Regelen {inv.key} kunne ikke evalueres")  # fmt: skip
+                _add(
+                    ctx,
+                    "warning",
+                    "invariant",
+                    expr,
+                    inv.key,
+                    f"Constraint {inv.key} could not be evaluated: {inv.expression}",
+                    f"Regelen {inv.key} kunne ikke evalueres",
+                )
             elif not ok:
                 severity = "error" if inv.severity == "error" else "warning"
-                _add(ctx, severity, "invariant", expr, inv.key,
-                     f"Constraint {inv.key} failed: {inv.human}", f"Regelen {inv.key} er brutt: {inv.human}")  # fmt: skip
+                _add(
+                    ctx,
+                    severity,
+                    "invariant",
+                    expr,
+                    inv.key,
+                    f"Constraint {inv.key} failed: {inv.human}",
+                    f"Regelen {inv.key} er brutt: {inv.human}",
+                )
         if not isinstance(value, dict):
             return
         if node.children:
@@ -249,9 +295,15 @@ class ProfileValidator:
         try:
             cp = self.compiled(url)
         except ProfileUnknown:
-            _add(ctx, "warning", "not-supported", expr, "profile-unknown",
-                 f"Type profile {url} is not known to this server; not checked",
-                 f"Typeprofilen {url} er ukjent for serveren; ikke kontrollert")  # fmt: skip
+            _add(
+                ctx,
+                "warning",
+                "not-supported",
+                expr,
+                "profile-unknown",
+                f"Type profile {url} is not known to this server; not checked",
+                f"Typeprofilen {url} er ukjent for serveren; ikke kontrollert",
+            )
             return
         except SnapshotError:
             return
@@ -269,7 +321,7 @@ class ProfileValidator:
             stem = child.name[:-3]
             for key in obj:
                 plain = key[1:] if key.startswith("_") else key
-                if not plain.startswith(stem) or plain[len(stem):] not in self._choice_suffixes:
+                if not plain.startswith(stem) or plain[len(stem) :] not in self._choice_suffixes:
                     continue
                 if key.startswith("_") and plain in obj:
                     continue
@@ -305,14 +357,26 @@ class ProfileValidator:
         items = self._occurrences(child, obj, expr)
         count = len(items)
         where = f"{expr}.{child.name[:-3] if child.is_choice else child.name}"
-        if count < child.min:
-            _add(ctx, "error", "required", where, "profile-min",
-                 f"{where}: minimum required = {child.min}, but only found {count} (profile {ctx.profile_url})",
-                 f"{where}: minst {child.min} påkrevd, fant {count} (profil {ctx.profile_url})")  # fmt: skip
-        if count > child.max:
-            _add(ctx, "error", "structure", where, "profile-max",
-                 f"{where}: maximum allowed = {child.max_text}, but found {count} (profile {ctx.profile_url})",
-                 f"{where}: høyst {child.max_text} tillatt, fant {count} (profil {ctx.profile_url})")  # fmt: skip
+        if count < child.min and child.check_min:
+            _add(
+                ctx,
+                "error",
+                "required",
+                where,
+                "profile-min",
+                f"{where}: minimum required = {child.min}, but only found {count} (profile {ctx.profile_url})",
+                f"{where}: minst {child.min} påkrevd, fant {count} (profil {ctx.profile_url})",
+            )
+        if count > child.max and child.check_max:
+            _add(
+                ctx,
+                "error",
+                "structure",
+                where,
+                "profile-max",
+                f"{where}: maximum allowed = {child.max_text}, but found {count} (profile {ctx.profile_url})",
+                f"{where}: høyst {child.max_text} tillatt, fant {count} (profil {ctx.profile_url})",
+            )
         if not items:
             if child.slices:
                 self._check_slices(child, [], where, ctx)
@@ -321,9 +385,15 @@ class ProfileValidator:
             for key, _value, item_expr, type_code in items:
                 if type_code == "?":
                     allowed = ", ".join(child.json_names) or "none"
-                    _add(ctx, "error", "structure", item_expr, "profile-type",
-                         f"{key} is not allowed here by profile {ctx.profile_url} (allowed: {allowed})",
-                         f"{key} er ikke tillatt her av profilen (tillatt: {allowed})")  # fmt: skip
+                    _add(
+                        ctx,
+                        "error",
+                        "structure",
+                        item_expr,
+                        "profile-type",
+                        f"{key} is not allowed here by profile {ctx.profile_url} (allowed: {allowed})",
+                        f"{key} er ikke tillatt her av profilen (tillatt: {allowed})",
+                    )
         if child.slices:
             self._check_slices(child, items, where, ctx)
         else:
@@ -350,36 +420,66 @@ class ProfileValidator:
                 s = node.slices[match_index]
                 counts[s.id] += 1
                 if rules == "openAtEnd" and seen_unmatched:
-                    _add(ctx, "error", "structure", item_expr, "slice-open-at-end",
-                         f"{item_expr} matches slice '{s.slice_name}' but comes after elements that match no slice "
-                         f"(slicing of {where} is openAtEnd)",
-                         f"{item_expr} passer utsnittet '{s.slice_name}', men står etter elementer uten utsnitt")  # fmt: skip
+                    _add(
+                        ctx,
+                        "error",
+                        "structure",
+                        item_expr,
+                        "slice-open-at-end",
+                        f"{item_expr} matches slice '{s.slice_name}' but comes after elements that match no slice "
+                        f"(slicing of {where} is openAtEnd)",
+                        f"{item_expr} passer utsnittet '{s.slice_name}', men står etter elementer uten utsnitt",
+                    )
                 if slicing.get("ordered") and match_index < last_slice:
-                    _add(ctx, "error", "structure", item_expr, "slice-order",
-                         f"{item_expr}: slices of {where} must appear in the order of the profile",
-                         f"{item_expr}: utsnittene av {where} må komme i profilens rekkefølge")  # fmt: skip
+                    _add(
+                        ctx,
+                        "error",
+                        "structure",
+                        item_expr,
+                        "slice-order",
+                        f"{item_expr}: slices of {where} must appear in the order of the profile",
+                        f"{item_expr}: utsnittene av {where} må komme i profilens rekkefølge",
+                    )
                 last_slice = max(last_slice, match_index)
                 self._check_value(s, value, item_expr, ctx, type_code)
             else:
                 seen_unmatched = True
                 if rules == "closed":
-                    _add(ctx, "error", "structure", item_expr, "slice-closed",
-                         f"{item_expr} does not match any slice of {where}, and the slicing is closed "
-                         f"(profile {ctx.profile_url})",
-                         f"{item_expr} passer ikke i noe utsnitt av {where}, og utsnittene er lukket")  # fmt: skip
+                    _add(
+                        ctx,
+                        "error",
+                        "structure",
+                        item_expr,
+                        "slice-closed",
+                        f"{item_expr} does not match any slice of {where}, and the slicing is closed "
+                        f"(profile {ctx.profile_url})",
+                        f"{item_expr} passer ikke i noe utsnitt av {where}, og utsnittene er lukket",
+                    )
                 self._check_value(node, value, item_expr, ctx, type_code)
         for s in node.slices:
             n = counts[s.id]
             if n < s.min:
-                _add(ctx, "error", "required", where, "slice-min",
-                     f"Slice '{s.slice_name}' of {where} requires at least {s.min} element(s), found {n} "
-                     f"(profile {ctx.profile_url})",
-                     f"Utsnittet '{s.slice_name}' av {where} krever minst {s.min}, fant {n}")  # fmt: skip
+                _add(
+                    ctx,
+                    "error",
+                    "required",
+                    where,
+                    "slice-min",
+                    f"Slice '{s.slice_name}' of {where} requires at least {s.min} element(s), found {n} "
+                    f"(profile {ctx.profile_url})",
+                    f"Utsnittet '{s.slice_name}' av {where} krever minst {s.min}, fant {n}",
+                )
             if n > s.max:
-                _add(ctx, "error", "structure", where, "slice-max",
-                     f"Slice '{s.slice_name}' of {where} allows at most {s.max_text} element(s), found {n} "
-                     f"(profile {ctx.profile_url})",
-                     f"Utsnittet '{s.slice_name}' av {where} tillater høyst {s.max_text}, fant {n}")  # fmt: skip
+                _add(
+                    ctx,
+                    "error",
+                    "structure",
+                    where,
+                    "slice-max",
+                    f"Slice '{s.slice_name}' of {where} allows at most {s.max_text} element(s), found {n} "
+                    f"(profile {ctx.profile_url})",
+                    f"Utsnittet '{s.slice_name}' av {where} tillater høyst {s.max_text}, fant {n}",
+                )
 
     def _slice_matches(self, s: Node, key: str, value: Any, type_code: str | None, discriminators, ctx: _Ctx) -> bool:
         if not discriminators:
@@ -390,8 +490,13 @@ class ProfileValidator:
         return True
 
     def _conforms(self, node: Node, value: Any, type_code: str | None, ctx: _Ctx) -> bool:
-        trial = _Ctx(root=ctx.root, resolver=ctx.resolver, profile_url=ctx.profile_url, depth=ctx.depth + 1,
-                     contained=ctx.contained)  # fmt: skip
+        trial = _Ctx(
+            root=ctx.root,
+            resolver=ctx.resolver,
+            profile_url=ctx.profile_url,
+            depth=ctx.depth + 1,
+            contained=ctx.contained,
+        )
         self._check_value(node, value, "x", trial, type_code)
         return not any(is_error(i) for i in trial.issues)
 
@@ -469,7 +574,7 @@ class ProfileValidator:
                     found = v.get(seg)
                     if found is None:
                         for k, x in v.items():
-                            if k.startswith(seg) and k[len(seg):] in self._choice_suffixes:
+                            if k.startswith(seg) and k[len(seg) :] in self._choice_suffixes:
                                 found = x
                                 break
                     if isinstance(found, list):
@@ -492,8 +597,8 @@ class ProfileValidator:
         for v in parent:
             if isinstance(v, dict):
                 for k in v:
-                    if k.startswith(stem) and k[len(stem):] in self._choice_suffixes:
-                        suffix = k[len(stem):]
+                    if k.startswith(stem) and k[len(stem) :] in self._choice_suffixes:
+                        suffix = k[len(stem) :]
                         out.append(suffix if r4().type(suffix) else suffix[:1].lower() + suffix[1:])
                     elif k == stem and isinstance(v[k], dict) and "resourceType" in v[k]:
                         out.append(v[k]["resourceType"])
@@ -540,27 +645,51 @@ class ProfileValidator:
         index = self.value_set(vs_url)
         if not index.known:
             if strength == "required":
-                _add(ctx, "warning", "not-supported", expr, "binding-unknown-vs",
-                     f"Value set {vs_url} is not known to this server; the code was not checked",
-                     f"Verdisettet {vs_url} er ukjent for serveren; koden er ikke kontrollert")  # fmt: skip
+                _add(
+                    ctx,
+                    "warning",
+                    "not-supported",
+                    expr,
+                    "binding-unknown-vs",
+                    f"Value set {vs_url} is not known to this server; the code was not checked",
+                    f"Verdisettet {vs_url} er ukjent for serveren; koden er ikke kontrollert",
+                )
             return
         if not pairs:
             if strength == "required" and type_code == "CodeableConcept":
-                _add(ctx, "error", "code-invalid", expr, "binding-required",
-                     f"No code given; a code from the required value set {vs_url} is needed",
-                     f"Ingen kode oppgitt; en kode fra det påkrevde verdisettet {vs_url} trengs")  # fmt: skip
+                _add(
+                    ctx,
+                    "error",
+                    "code-invalid",
+                    expr,
+                    "binding-required",
+                    f"No code given; a code from the required value set {vs_url} is needed",
+                    f"Ingen kode oppgitt; en kode fra det påkrevde verdisettet {vs_url} trengs",
+                )
             return
         if any(index.contains(system, code) for system, code in pairs):
             return
         shown = ", ".join(f"{s}#{c}" if s else str(c) for s, c in pairs)
         if strength == "required":
-            _add(ctx, "error", "code-invalid", expr, "binding-required",
-                 f"The code {shown} is not in the required value set {vs_url}",
-                 f"Koden {shown} finnes ikke i det påkrevde verdisettet {vs_url}")  # fmt: skip
+            _add(
+                ctx,
+                "error",
+                "code-invalid",
+                expr,
+                "binding-required",
+                f"The code {shown} is not in the required value set {vs_url}",
+                f"Koden {shown} finnes ikke i det påkrevde verdisettet {vs_url}",
+            )
         else:
-            _add(ctx, "warning", "code-invalid", expr, "binding-extensible",
-                 f"The code {shown} is not in the extensible value set {vs_url}; use a code from it where one fits",
-                 f"Koden {shown} finnes ikke i verdisettet {vs_url}; bruk en kode derfra når en passer")  # fmt: skip
+            _add(
+                ctx,
+                "warning",
+                "code-invalid",
+                expr,
+                "binding-extensible",
+                f"The code {shown} is not in the extensible value set {vs_url}; use a code from it where one fits",
+                f"Koden {shown} finnes ikke i verdisettet {vs_url}; bruk en kode derfra når en passer",
+            )
 
     def _fixed_alias(self, node: Node, value: Any, ctx: _Ctx) -> bool:
         """A documented alias of a defective fixed value (profiles/suppressions.json)."""
@@ -602,9 +731,15 @@ class ProfileValidator:
             return
         if target_type not in allowed:
             names = ", ".join(sorted(allowed))
-            _add(ctx, "error", "structure", f"{expr}", "ref-target-type",
-                 f"A reference to {target_type} is not allowed here; allowed targets: {names}",
-                 f"Referanse til {target_type} er ikke tillatt her; tillatte mål: {names}")  # fmt: skip
+            _add(
+                ctx,
+                "error",
+                "structure",
+                f"{expr}",
+                "ref-target-type",
+                f"A reference to {target_type} is not allowed here; allowed targets: {names}",
+                f"Referanse til {target_type} er ikke tillatt her; tillatte mål: {names}",
+            )
             return
         profiles = allowed[target_type]
         if target is None or not profiles or ctx.depth >= _MAX_DEPTH:
@@ -618,17 +753,29 @@ class ProfileValidator:
                 except (ProfileUnknown, SnapshotError):
                     return
                 contained = {c.get("id"): c for c in target.get("contained", ()) if isinstance(c, dict)}
-                trial = _Ctx(root=target, resolver=ctx.resolver, profile_url=url, depth=ctx.depth + 1,
-                             contained=contained, conformance=ctx.conformance)  # fmt: skip
+                trial = _Ctx(
+                    root=target,
+                    resolver=ctx.resolver,
+                    profile_url=url,
+                    depth=ctx.depth + 1,
+                    contained=contained,
+                    conformance=ctx.conformance,
+                )
                 self._check_value(cp.root, target, target_type, trial, None)
                 conforms = not any(is_error(i) for i in trial.issues)
                 ctx.conformance[key] = conforms
             if conforms:
                 return
         names = ", ".join(profiles)
-        _add(ctx, "error", "structure", expr, "ref-target-profile",
-             f"The referenced {target_type} ({reference}) does not conform to {names}",
-             f"Den refererte {target_type} ({reference}) følger ikke {names}")  # fmt: skip
+        _add(
+            ctx,
+            "error",
+            "structure",
+            expr,
+            "ref-target-profile",
+            f"The referenced {target_type} ({reference}) does not conform to {names}",
+            f"Den refererte {target_type} ({reference}) følger ikke {names}",
+        )
 
     # -- extensions -----------------------------------------------------------------------------
 
@@ -679,21 +826,41 @@ class ProfileValidator:
             return  # relative urls belong to a complex extension; a missing url is base validation's job
         sd = self.registry.structure_definition(url)
         if sd is None:
-            _add(ctx, "warning", "extension", expr, "ext-unknown",
-                 f"Extension {url} is not known to this server; its content was not checked",
-                 f"Utvidelsen {url} er ukjent for serveren; innholdet er ikke kontrollert")  # fmt: skip
+            _add(
+                ctx,
+                "warning",
+                "extension",
+                expr,
+                "ext-unknown",
+                f"Extension {url} is not known to this server; its content was not checked",
+                f"Utvidelsen {url} er ukjent for serveren; innholdet er ikke kontrollert",
+            )
             return
         if sd.get("type") != "Extension":
-            _add(ctx, "error", "extension", expr, "ext-not-extension",
-                 f"{url} is a {sd.get('type')} profile, not an extension definition",
-                 f"{url} er ikke en utvidelsesdefinisjon")  # fmt: skip
+            _add(
+                ctx,
+                "error",
+                "extension",
+                expr,
+                "ext-not-extension",
+                f"{url} is a {sd.get('type')} profile, not an extension definition",
+                f"{url} er ikke en utvidelsesdefinisjon",
+            )
             return
         contexts = sd.get("context") or []
+        if self.registry.suppressions.context_as_element(url):
+            contexts = [dict(c, type="element") for c in contexts]
         if contexts and not any(_context_ok(c, host) for c in contexts):
             allowed = ", ".join(c.get("expression", "?") for c in contexts)
-            _add(ctx, "error", "extension", expr, "ext-context",
-                 f"Extension {url} is not allowed on {host[1]} (allowed on: {allowed})",
-                 f"Utvidelsen {url} er ikke tillatt på {host[1]} (tillatt på: {allowed})")  # fmt: skip
+            _add(
+                ctx,
+                "error",
+                "extension",
+                expr,
+                "ext-context",
+                f"Extension {url} is not allowed on {host[1]} (allowed on: {allowed})",
+                f"Utvidelsen {url} er ikke tillatt på {host[1]} (tillatt på: {allowed})",
+            )
         try:
             cp = self.compiled(url)
         except (ProfileUnknown, SnapshotError):
@@ -743,8 +910,9 @@ def _codes_of(value: Any, type_code: str | None) -> list[tuple[str | None, str |
     if type_code == "Coding" and isinstance(value, dict):
         return [(value.get("system"), value.get("code"))] if value.get("code") else []
     if type_code == "CodeableConcept" and isinstance(value, dict):
-        return [(c.get("system"), c.get("code")) for c in value.get("coding", ()) if isinstance(c, dict)
-                and c.get("code")]  # fmt: skip
+        return [
+            (c.get("system"), c.get("code")) for c in value.get("coding", ()) if isinstance(c, dict) and c.get("code")
+        ]
     return None
 
 
@@ -838,8 +1006,16 @@ def validate_against_profiles(
     nothing to check against profiles. An unknown profile URL is an error.
     """
     if mode not in ("create", "update", "delete"):
-        return [Issue("error", "invalid", f"Unknown validation mode {mode!r}", None,
-                      f"Ukjent valideringsmodus {mode!r}", "validate-mode")]  # fmt: skip
+        return [
+            Issue(
+                "error",
+                "invalid",
+                f"Unknown validation mode {mode!r}",
+                None,
+                f"Ukjent valideringsmodus {mode!r}",
+                "validate-mode",
+            )
+        ]
     if mode == "delete":
         return []
     engine = validator or default_validator()

@@ -194,7 +194,7 @@ class _Builder:
         for n, seg in enumerate(segs):
             name, _, slice_name = seg.partition(":")
             if name.endswith("[x]") and slice_name.startswith(name[:-3]) and slice_name != name[:-3]:
-                type_name = slice_name[len(name[:-3]):]
+                type_name = slice_name[len(name[:-3]) :]
                 out.append(name)
                 if n == len(segs) - 1:
                     diff.pop("sliceName", None)
@@ -352,9 +352,26 @@ def _max_int(value: str) -> int:
 def _type_code_from_suffix(suffix: str) -> str:
     """``'Coding'`` -> ``Coding``; ``'String'`` -> ``string`` (primitive types start lower case)."""
     primitive = {
-        "String", "Boolean", "Integer", "Decimal", "Uri", "Url", "Canonical", "Code", "Id", "Oid", "Uuid",
-        "Date", "DateTime", "Instant", "Time", "Markdown", "Base64Binary", "PositiveInt", "UnsignedInt",
-    }  # fmt: skip
+        "String",
+        "Boolean",
+        "Integer",
+        "Decimal",
+        "Uri",
+        "Url",
+        "Canonical",
+        "Code",
+        "Id",
+        "Oid",
+        "Uuid",
+        "Date",
+        "DateTime",
+        "Instant",
+        "Time",
+        "Markdown",
+        "Base64Binary",
+        "PositiveInt",
+        "UnsignedInt",
+    }
     return suffix[:1].lower() + suffix[1:] if suffix in primitive else suffix
 
 

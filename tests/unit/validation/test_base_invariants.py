@@ -187,3 +187,16 @@ def test_unsupported_expressions_are_skipped_and_listed():
     assert any(key == "bad-1" for key, _expr, _why in SKIPPED)
     # warnings are not checked here
     assert invariant({"key": "w-1", "severity": "warning", "expression": "true"}, "Patient") is None
+
+
+def test_dom_3_counts_canonical_references_but_not_free_text():
+    vs = {"resourceType": "ValueSet", "id": "vs1", "status": "active"}
+    q = {
+        "resourceType": "Questionnaire",
+        "status": "active",
+        "contained": [vs],
+        "item": [{"linkId": "1", "type": "choice", "answerValueSet": "#vs1"}],
+    }
+    assert found(q) == []
+    q["item"][0] = {"linkId": "1", "type": "string", "text": "#vs1"}
+    assert found(q) == [("Questionnaire.contained[0]", "invariant", "dom-3")]

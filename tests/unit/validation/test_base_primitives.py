@@ -164,3 +164,12 @@ def test_national_identity_number_is_masked_in_messages():
     issues = validate_resource(patient(identifier=[{"system": "urn:oid:2.16.578.1.12.4.1.4.1", "value": 15038512363}]))
     assert [(i.expression, i.rule) for i in issues] == [("Patient.identifier[0].value", "json-string")]
     assert "15038512363" not in issues[0].diagnostics and "150385*****" in issues[0].diagnostics
+
+
+def test_uuid_needs_urn_prefix():
+    good = "urn:uuid:3f1c2a9e-6b1d-4c55-9a0e-1b2c3d4e5f01"
+    assert found(patient(extension=[{"url": "http://example.org/x", "valueUuid": good}])) == []
+    bare = good.removeprefix("urn:uuid:")
+    assert found(patient(extension=[{"url": "http://example.org/x", "valueUuid": bare}])) == [
+        ("Patient.extension[0].valueUuid", "value", "uuid-format")
+    ]

@@ -168,3 +168,17 @@ def test_deep_nesting_is_an_issue_not_an_exception():
         ext = {"url": "http://example.org/x", "extension": [ext]}
     issues = validate_resource({"resourceType": "Patient", "extension": [ext]})
     assert [(i.code, i.diagnostics) for i in issues] == [("structure", "the resource is nested too deeply")]
+
+
+def test_warm_up_builds_schemas_without_errors():
+    from fhir_server.core.validation import warm_up
+
+    assert warm_up(frozenset({"Patient", "ServiceRequest"}), models=False) > 10
+
+
+def test_allowlisted_type_without_definitions_is_refused_cleanly():
+    from fhir_server.core.resource_types import KNOWN_TYPES
+
+    allowed = KNOWN_TYPES | {"Medication"}
+    issues = validate_resource({"resourceType": "Medication"}, allowed)
+    assert [(i.expression, i.code) for i in issues] == [("Medication.resourceType", "not-supported")]

@@ -59,7 +59,10 @@ SERVICE_REQUEST = {
     "id": "sr-1",
     "meta": {"profile": [HUB + "hub-referral-servicerequest"]},
     "extension": [
-        {"url": "http://helsenorge.no/fhir/StructureDefinition/no-mottatt-dato", "valueDateTime": "2026-11-20T10:00:00+01:00"}
+        {
+            "url": "http://helsenorge.no/fhir/StructureDefinition/no-mottatt-dato",
+            "valueDateTime": "2026-11-20T10:00:00+01:00",
+        }
     ],
     "identifier": [{"system": "urn:ietf:rfc:3986", "value": "urn:uuid:8a3e4f0c-6a8e-4a7b-9a55-4d3c2b1a0f9e"}],
     "status": "active",
@@ -98,8 +101,16 @@ def referral_bundle() -> dict:
     org3.update(id="org-3", name="Fastlegekontoret", identifier=[{"system": HER, "value": "720"}])
     prac2 = fresh(PRACTITIONER)
     prac2.update(id="prac-2", identifier=[{"system": HPR, "value": "9144897"}])
-    resources = [fresh(PATIENT), fresh(PRACTITIONER), prac2, fresh(ORGANIZATION), org2, org3, fresh(SERVICE_REQUEST),
-                 fresh(TASK)]  # fmt: skip
+    resources = [
+        fresh(PATIENT),
+        fresh(PRACTITIONER),
+        prac2,
+        fresh(ORGANIZATION),
+        org2,
+        org3,
+        fresh(SERVICE_REQUEST),
+        fresh(TASK),
+    ]
     return {
         "resourceType": "Bundle",
         "type": "transaction",

@@ -1,0 +1,174 @@
+"""HTTP benchmark of the FHIR server against ceilings measured in the same run.
+
+Scenarios (each ``--seconds`` long, ``--connections`` concurrent clients, wrk on loopback):
+  read           GET [base]/Patient/{id}
+  search-include GET [base]/ServiceRequest?subject=Patient/{id}&_include=ServiceRequest:subject
+  create         POST [base]/Patient
+  transaction    POST [base] with the 8-entry referral Bundle (tests/data/referral-transaction.json)
+Ceilings, served by gunicorn with the same worker settings:
+  trivial        GET /trivial (constant JSON from Flask)
+  validate-only  POST /validate (fhir.resources R4B validation of the same Bundle)
+
+Run:  python bench/run_bench.py [--database-url URL] [--seconds 10] [--connections 8] [--workers 2]
+Needs wrk (Debian package ``wrk``). Prints a Markdown table and writes bench/results/latest.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.conftest import free_port, start_server, stop_server  # noqa: E402
+
+BUNDLE = ROOT / "tests" / "data" / "referral-transaction.json"
+LUA_POST = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/fhir+json"
+local f = io.open("{path}", "rb"); wrk.body = f:read("*a"); f:close()
+"""
+
+
+def _unit_ms(value: str) -> float:
+    number, unit = re.match(r"([\d.]+)(\w+)", value).groups()  # type: ignore[union-attr]
+    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
+
+
+def run_wrk(url: str, seconds: int, connections: int, body: Path | None = None) -> dict:
+    cmd = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "10s"]
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        if body is not None:
+            script.write(LUA_POST.format(path=body))
+            cmd += ["-s", script.name]
+    out = subprocess.run([*cmd, url], capture_output=True, text=True, check=True).stdout
+    os.unlink(script.name)
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _unit_ms(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p99 = _unit_ms(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {"rps": rps, "p50_ms": p50, "p99_ms": p99, "errors": int(non2xx.group(1)) if non2xx else 0}
+
+
+def start_ceiling(workers: int, threads: int, log_dir: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    log = (log_dir / "ceiling.log").open("w")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-w",
+            str(workers),
+            "--threads",
+            str(threads),
+            "-k",
+            "gthread" if threads > 1 else "sync",
+            "-b",
+            f"127.0.0.1:{port}",
+            "bench.ceiling_app:app",
+        ],
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            requests.get(base + "/trivial", timeout=1)
+            return proc, base
+        except requests.RequestException:
+            time.sleep(0.1)
+    raise RuntimeError("ceiling app did not start")
+
+
+def seed(base: str) -> tuple[str, str]:
+    bundle = json.loads(BUNDLE.read_text())
+    result = requests.post(base, json=bundle, headers={"Content-Type": "application/fhir+json"}, timeout=60).json()
+    patient_ref = next(
+        e["response"]["location"] for e in result["entry"] if e["response"]["location"].startswith("Patient/")
+    )
+    return patient_ref.split("/")[1], patient_ref.rsplit("/_history", 1)[0]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--database-url", default=None, help="default: a fresh SQLite file")
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=4)
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is not installed: apt-get install wrk")
+    work = Path(tempfile.mkdtemp(prefix="fhir-bench-"))
+    db_url = args.database_url or f"sqlite:///{work / 'bench.sqlite3'}"
+    os.environ["FHIR_SERVER_THREADS"] = str(args.threads)
+    server = start_server(db_url, work, workers=args.workers)
+    ceiling, ceiling_base = start_ceiling(args.workers, args.threads, work)
+    patient_file = work / "patient.json"
+    bundle = json.loads(BUNDLE.read_text())
+    patient_file.write_text(json.dumps(bundle["entry"][0]["resource"]))
+    results: dict[str, dict] = {}
+    try:
+        pid, _ = seed(server.base)
+        scenarios = [
+            ("trivial (ceiling)", f"{ceiling_base}/trivial", None),
+            ("read by id", f"{server.base}/Patient/{pid}", None),
+            (
+                "search with _include",
+                f"{server.base}/ServiceRequest?subject=Patient/{pid}&_include=ServiceRequest:subject",
+                None,
+            ),
+            ("create Patient", f"{server.base}/Patient", patient_file),
+            ("validate-only (ceiling)", f"{ceiling_base}/validate", BUNDLE),
+            ("transaction, 8 entries", f"{server.base}", BUNDLE),
+        ]
+        for name, url, body in scenarios:
+            print(f"running {name} for {args.seconds}s ...", file=sys.stderr, flush=True)
+            results[name] = run_wrk(url, args.seconds, args.connections, body)
+    finally:
+        stop_server(server)
+        ceiling.terminate()
+    read_ratio = results["read by id"]["rps"] / results["trivial (ceiling)"]["rps"]
+    tx_ratio = results["transaction, 8 entries"]["rps"] / results["validate-only (ceiling)"]["rps"]
+    print(
+        f"\nDatabase: {db_url.split('://')[0]}; {args.workers} workers x {args.threads} threads; "
+        f"{args.connections} connections; {args.seconds}s each\n"
+    )
+    print("| scenario | req/s | p50 ms | p99 ms | non-2xx |")
+    print("|---|---|---|---|---|")
+    for name, r in results.items():
+        print(f"| {name} | {r['rps']:.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} |")
+    print(
+        f"\nread / trivial = {read_ratio:.0%} (target >= 70%); "
+        f"transaction / validate-only = {tx_ratio:.0%} (target >= 70%)"
+    )
+    out = ROOT / "bench" / "results"
+    out.mkdir(exist_ok=True)
+    (out / "latest.json").write_text(
+        json.dumps(
+            {
+                "database": db_url.split("://")[0],
+                "results": results,
+                "read_ratio": read_ratio,
+                "transaction_ratio": tx_ratio,
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
