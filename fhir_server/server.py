@@ -32,8 +32,9 @@ class Server:
 
 def default_validators(settings: Settings) -> list[Validator]:
     """Base validation of every write (fhir.resources R4B structure plus our stricter checks)."""
-    from fhir_server.core.validation import validate_resource
+    from fhir_server.core.validation import validate_resource, warm_up
 
+    warm_up()  # build schemas and models now, not on the first request
     return [validate_resource]
 
 

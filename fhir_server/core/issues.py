@@ -53,6 +53,16 @@ def has_errors(issues: Iterable[Issue]) -> bool:
     return any(is_error(i) for i in issues)
 
 
+#: Issue codes that mean the content could not be read as FHIR at all (400, not 422).
+UNREADABLE_CODES = frozenset({"structure", "not-supported", "too-costly"})
+
+
+def refusal_status(issues: Iterable[Issue]) -> int:
+    """400 when the content is unreadable as FHIR, 422 when it is FHIR that breaks rules."""
+    errors = [i for i in issues if is_error(i)]
+    return 400 if any(i.code in UNREADABLE_CODES for i in errors) else 422
+
+
 def operation_outcome(issues: Iterable[Issue], language: str = "en") -> dict:
     """Build an OperationOutcome; an empty list yields the customary 'All OK' information issue."""
     items = [i.as_json(language) for i in issues]

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import jsonpatch
 
-from fhir_server.core.issues import FhirError, Issue, has_errors
+from fhir_server.core.issues import FhirError, Issue, has_errors, refusal_status
 from fhir_server.core.resource_types import STORABLE_TYPES
 from fhir_server.core.search.engine import SearchEngine, SearchPage
 from fhir_server.core.search.query import SearchParser, SearchRequest
@@ -99,7 +99,7 @@ class FhirService:
                 )
         issues = self.validate(resource)
         if has_errors(issues):
-            raise FhirError(422 if _is_profile_level(issues) else 400, issues)
+            raise FhirError(refusal_status(issues), issues)
         return issues
 
     # -- reads ------------------------------------------------------------------------------
@@ -240,8 +240,3 @@ class FhirService:
             return len(found)
 
         return self.store.write(work)
-
-
-def _is_profile_level(issues: list[Issue]) -> bool:
-    """422 for content that parses but breaks rules (profiles, bindings, invariants); 400 for structure."""
-    return not any(i.code == "structure" for i in issues if i.severity in ("error", "fatal"))

@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl, urlsplit
 import jsonpatch
 
 from fhir_server.core import jsonio
-from fhir_server.core.issues import FhirError, Issue, has_errors, operation_outcome
+from fhir_server.core.issues import FhirError, Issue, has_errors, operation_outcome, refusal_status
 from fhir_server.core.resource_types import STORABLE_TYPES
 from fhir_server.core.service import FhirService, check_id
 from fhir_server.core.store import StoredResource, WriteUnit, new_id
@@ -76,8 +76,10 @@ class BundleProcessor:
             )
         entries, issues = self._parse_entries(raw_entries)
         if kind == "transaction":
+            # one validation of the whole Bundle: every entry's problems, with Bundle.entry[i] paths
+            issues += [i for i in self.service.validate(bundle) if i not in issues]
             if has_errors(issues):
-                raise FhirError(400, issues)
+                raise FhirError(refusal_status(issues), issues)
             return self._transaction(entries, return_preference)
         return self._batch(entries, issues, return_preference)
 
@@ -174,7 +176,7 @@ class BundleProcessor:
             ]
         if entry.method == "PUT" and entry.resource_id and entry.resource.get("id") not in (None, entry.resource_id):
             return [Issue("error", "invalid", "the resource's id differs from the id in request.url", f"{where}.id")]
-        return [issue.at(where) for issue in self.service.validate(entry.resource)]
+        return []
 
     # -- transaction ------------------------------------------------------------------------
 
@@ -318,7 +320,13 @@ class BundleProcessor:
             try:
                 response.append(self._batch_one(entry, return_preference))
             except FhirError as error:
-                response.append(_error_entry(error))
+                rooted = [
+                    i.at(f"{entry.path}.resource")
+                    if i.expression and entry.resource_type and i.expression.startswith(entry.resource_type)
+                    else i
+                    for i in error.issues
+                ]
+                response.append(_error_entry(FhirError(error.status, rooted)))
         return {"resourceType": "Bundle", "type": "batch-response", "entry": response}
 
     def _batch_one(self, entry: Entry, return_preference: str | None) -> dict:

@@ -296,7 +296,7 @@ def _function(name: str, base: Fn, args: list[Fn]) -> Fn:
         for item in base(c, t):
             holder = item.ext if isinstance(item, Prim) else item
             if isinstance(holder, dict):
-                out.extend(e for e in holder.get("extension", ()) if isinstance(e, dict) and e.get("url") == url)
+                out.extend(e for e in (holder.get("extension") or ()) if isinstance(e, dict) and e.get("url") == url)
         return out
 
     return extension

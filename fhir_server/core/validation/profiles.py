@@ -27,6 +27,7 @@ Each profile is compiled once (cached by ``url|version``), so validation is a wa
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -49,6 +50,7 @@ from fhir_server.core.validation.profile_model import (
 from fhir_server.core.validation.snapshot import SnapshotError, ensure_snapshot
 
 Resolver = Callable[[str], dict | None]
+log = logging.getLogger(__name__)
 
 _REF_PATTERN = re.compile(r"(?:^|/)([A-Z][A-Za-z]+)/[A-Za-z0-9\-.]{1,64}(?:/_history/[A-Za-z0-9\-.]{1,64})?$")
 _MAX_DEPTH = 3
@@ -160,30 +162,48 @@ class ProfileValidator:
         depth: int,
         conformance: dict | None = None,
     ) -> None:
-        rtype = resource.get("resourceType", "Resource")
+        rtype = resource.get("resourceType")
+        rtype = rtype if isinstance(rtype, str) and rtype else "Resource"
         prefix = expression or rtype
-        claims = [p for p in (resource.get("meta") or {}).get("profile", ()) if isinstance(p, str)]
+        claims = _profile_claims(resource)
         if rtype == "Bundle":
             resolver = _bundle_resolver(resource, resolver)
         conformance = {} if conformance is None else conformance
         ctx = _Ctx(root=resource, resolver=resolver, issues=issues, depth=depth, conformance=conformance)
-        ctx.contained = {c.get("id"): c for c in resource.get("contained", ()) if isinstance(c, dict)}
+        ctx.contained = _contained_by_id(resource)
         for url in dict.fromkeys([*claims, *requested]):
             severity = "error" if url in requested else self.unknown_claim_severity
-            self._validate_against(resource, url, prefix, ctx, severity)
-        self._check_extensions(resource, rtype, rtype, rtype, prefix, ctx)
-        for i, contained in enumerate(resource.get("contained", ())):
-            if isinstance(contained, dict) and (contained.get("meta") or {}).get("profile"):
+            self._guarded(self._validate_against, prefix, ctx, resource, url, prefix, ctx, severity)
+        self._guarded(self._check_extensions, prefix, ctx, resource, rtype, rtype, rtype, prefix, ctx)
+        for i, contained in enumerate(_list(resource.get("contained"))):
+            if isinstance(contained, dict) and _profile_claims(contained):
                 self._validate_resource(
                     contained, [], resolver, f"{prefix}.contained[{i}]", issues, depth + 1, conformance
                 )
         if rtype == "Bundle":
-            for i, entry in enumerate(resource.get("entry", ())):
+            for i, entry in enumerate(_list(resource.get("entry"))):
                 inner = entry.get("resource") if isinstance(entry, dict) else None
                 if isinstance(inner, dict):
                     self._validate_resource(
                         inner, [], resolver, f"{prefix}.entry[{i}].resource", issues, depth + 1, conformance
                     )
+
+    @staticmethod
+    def _guarded(step: Callable, prefix: str, ctx: _Ctx, *args: Any) -> None:
+        """Run one validation step; an unexpected failure becomes an issue (and a log line), never a crash."""
+        try:
+            step(*args)
+        except Exception as exc:  # defensive: malformed input the walk did not foresee
+            log.exception("profile validation step failed at %s", prefix)
+            _add(
+                ctx,
+                "error",
+                "exception",
+                prefix,
+                "profile-engine-error",
+                f"The profile check could not be completed ({type(exc).__name__}); the resource is malformed here",
+                f"Profilkontrollen kunne ikke fullføres ({type(exc).__name__}); ressursen er feilformet her",
+            )
 
     def _validate_against(self, resource: dict, url: str, prefix: str, ctx: _Ctx, unknown_severity: str) -> None:
         try:
@@ -564,7 +584,7 @@ class ProfileValidator:
                 url = seg[len("extension(") : -1].strip("'\"")
                 for v in current:
                     if isinstance(v, dict):
-                        nxt.extend(e for e in v.get("extension", ()) if isinstance(e, dict) and e.get("url") == url)
+                        nxt.extend(e for e in _list(v.get("extension")) if isinstance(e, dict) and e.get("url") == url)
             elif seg.startswith("ofType("):
                 nxt = current
             else:
@@ -752,7 +772,7 @@ class ProfileValidator:
                     cp = self.compiled(url)
                 except (ProfileUnknown, SnapshotError):
                     return
-                contained = {c.get("id"): c for c in target.get("contained", ()) if isinstance(c, dict)}
+                contained = _contained_by_id(target)
                 trial = _Ctx(
                     root=target,
                     resolver=ctx.resolver,
@@ -799,7 +819,7 @@ class ProfileValidator:
                     if not isinstance(holder, dict):
                         continue
                     where = f"{expr}.{name}[{i}]" if isinstance(val, list) else f"{expr}.{name}"
-                    for j, ext in enumerate(holder.get("extension", ())):
+                    for j, ext in enumerate(_list(holder.get("extension"))):
                         if isinstance(ext, dict):
                             self._check_extension(ext, host, f"{where}.extension[{j}]", ctx)
                 continue
@@ -826,6 +846,18 @@ class ProfileValidator:
             return  # relative urls belong to a complex extension; a missing url is base validation's job
         sd = self.registry.structure_definition(url)
         if sd is None:
+            if expr.rsplit(".", 1)[-1].startswith("modifierExtension["):
+                # an unknown modifier extension may change the meaning of the resource: it cannot be accepted
+                _add(
+                    ctx,
+                    "error",
+                    "extension",
+                    expr,
+                    "ext-unknown-modifier",
+                    f"Modifier extension {url} is not known to this server, so the resource cannot be understood",
+                    f"Modifikasjonsutvidelsen {url} er ukjent for serveren; ressursen kan ikke tolkes",
+                )
+                return
             _add(
                 ctx,
                 "warning",
@@ -869,7 +901,7 @@ class ProfileValidator:
         ctx.profile_url = url
         self._check_value(cp.root, ext, expr, ctx, "Extension")
         ctx.profile_url = previous
-        for j, inner in enumerate(ext.get("extension", ())):
+        for j, inner in enumerate(_list(ext.get("extension"))):
             if isinstance(inner, dict) and ":" in str(inner.get("url", "")):
                 self._check_extension(inner, ("Extension", "Extension", "Extension"), f"{expr}.extension[{j}]", ctx)
 
@@ -877,6 +909,22 @@ class ProfileValidator:
 # ------------------------------------------------------------------------------------------------
 # helpers
 # ------------------------------------------------------------------------------------------------
+
+
+def _list(value: Any) -> list:
+    return value if isinstance(value, list) else []
+
+
+def _profile_claims(resource: dict) -> list[str]:
+    meta = resource.get("meta")
+    profiles = meta.get("profile") if isinstance(meta, dict) else None
+    return [p for p in _list(profiles) if isinstance(p, str)]
+
+
+def _contained_by_id(resource: dict) -> dict[str, dict]:
+    return {
+        c["id"]: c for c in _list(resource.get("contained")) if isinstance(c, dict) and isinstance(c.get("id"), str)
+    }
 
 
 def _index_children(node: Node, suffixes: set[str]) -> None:
@@ -911,7 +959,9 @@ def _codes_of(value: Any, type_code: str | None) -> list[tuple[str | None, str |
         return [(value.get("system"), value.get("code"))] if value.get("code") else []
     if type_code == "CodeableConcept" and isinstance(value, dict):
         return [
-            (c.get("system"), c.get("code")) for c in value.get("coding", ()) if isinstance(c, dict) and c.get("code")
+            (c.get("system"), c.get("code"))
+            for c in _list(value.get("coding"))
+            if isinstance(c, dict) and c.get("code")
         ]
     return None
 
@@ -950,7 +1000,7 @@ def _context_ok(context: dict, host: tuple[str, str, str | None]) -> bool:
 
 def _bundle_resolver(bundle: dict, outer: Resolver | None) -> Resolver:
     by_url: dict[str, dict] = {}
-    for entry in bundle.get("entry", ()):
+    for entry in _list(bundle.get("entry")):
         if not isinstance(entry, dict) or not isinstance(entry.get("resource"), dict):
             continue
         res = entry["resource"]

@@ -495,3 +495,55 @@ def test_versioned_profile_url(registry):
     v = validator(registry, sd)
     assert rules(v.validate(patient(), [sd["url"] + "|1"])) == ["profile-min"]
     assert rules(v.validate(patient(), [sd["url"] + "|2"])) == ["profile-unknown"]
+
+
+def test_unknown_modifier_extension_is_an_error(registry):
+    v = validator(registry)
+    issues = v.validate(patient(modifierExtension=[{"url": "http://example.org/unknown", "valueString": "x"}]))
+    assert [(i.severity, i.rule, i.expression) for i in issues] == [
+        ("error", "ext-unknown-modifier", "Patient.modifierExtension[0]")
+    ]
+
+
+def test_ordered_slicing(registry):
+    sd = profile(
+        "ordered",
+        "Patient",
+        el(
+            "Patient.identifier",
+            slicing={"discriminator": [{"type": "value", "path": "system"}], "rules": "open", "ordered": True},
+        ),
+        el("Patient.identifier:fnr", min=0, max="1"),
+        el("Patient.identifier:fnr.system", min=1, fixedUri=FNR),
+        el("Patient.identifier:dnr", min=0, max="1"),
+        el("Patient.identifier:dnr.system", min=1, fixedUri=DNR),
+    )
+    v = validator(registry, sd)
+    assert v.validate(patient(identifier=[{"system": FNR}, {"system": DNR}]), [sd["url"]]) == []
+    assert rules(v.validate(patient(identifier=[{"system": DNR}, {"system": FNR}]), [sd["url"]])) == ["slice-order"]
+
+
+def test_bundle_entries_resolve_references_by_full_url(registry):
+    with_birth = profile("with-birth", "Patient", el("Patient.birthDate", min=1))
+    sd = profile(
+        "subj3",
+        "ServiceRequest",
+        el("ServiceRequest.subject", type=[{"code": "Reference", "targetProfile": [with_birth["url"]]}]),
+    )
+    v = validator(registry, with_birth, sd)
+    sr = {
+        "resourceType": "ServiceRequest",
+        "meta": {"profile": [sd["url"]]},
+        "status": "active",
+        "intent": "order",
+        "subject": {"reference": "urn:uuid:p1"},
+    }
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [{"fullUrl": "urn:uuid:p1", "resource": patient()}, {"fullUrl": "urn:uuid:s1", "resource": sr}],
+    }
+    issues = v.validate(bundle)
+    assert [(i.rule, i.expression) for i in issues] == [("ref-target-profile", "Bundle.entry[1].resource.subject")]
+    bundle["entry"][0]["resource"]["birthDate"] = "1990-01-01"
+    assert v.validate(bundle) == []
