@@ -40,6 +40,7 @@ STORABLE_TYPES: frozenset[str] = frozenset(
         "QuestionnaireResponse",
         "RelatedPerson",
         "RequestGroup",
+        "RiskAssessment",
         "SearchParameter",
         "ServiceRequest",
         "StructureDefinition",

@@ -308,6 +308,9 @@ class SearchParser:
         rng = number_range(number)
         if rng is None:
             raise _BadValue(name, f"'{number}' is not a number")
+        if prefix not in ("eq", "ne", "ap"):  # comparisons use the value itself, not its precision range
+            exact = float(Decimal(number))
+            rng = (exact, exact)
         cond = _range_condition(prefix, table.c.low, table.c.high, rng[0], rng[1])
         if quantity and system:
             cond = and_(cond, table.c.system == system)

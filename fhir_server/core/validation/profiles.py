@@ -251,8 +251,10 @@ class ProfileValidator:
 
     # -- the walk -------------------------------------------------------------------------------
 
-    def _check_value(self, node: Node, value: Any, expr: str, ctx: _Ctx, type_code: str | None) -> None:
-        """All checks of one occurrence ``value`` of element ``node``."""
+    def _check_value(
+        self, node: Node, value: Any, expr: str, ctx: _Ctx, type_code: str | None, companion: Any = None
+    ) -> None:
+        """All checks of one occurrence ``value`` of element ``node`` (``companion``: a primitive's ``_x`` object)."""
         fixed_broken = node.fixed is not None and value is not None and not matches_fixed(value, node.fixed[1])
         if fixed_broken and not self._fixed_alias(node, value, ctx):
             _add(
@@ -304,6 +306,9 @@ class ProfileValidator:
                     f"Regelen {inv.key} er brutt: {inv.human}",
                 )
         if not isinstance(value, dict):
+            if node.children:
+                # a primitive the profile constrains inside: its id/extension live in the ``_x`` companion
+                self._check_children(node, companion if isinstance(companion, dict) else {}, expr, ctx)
             return
         if node.children:
             self._check_children(node, value, expr, ctx)
@@ -334,9 +339,9 @@ class ProfileValidator:
         ctx.depth -= 1
         ctx.profile_url = previous
 
-    def _occurrences(self, child: Node, obj: dict, expr: str) -> list[tuple[str, Any, str, str | None]]:
-        """(json key, value, expression, type code) for each occurrence of ``child`` in ``obj``."""
-        out: list[tuple[str, Any, str, str | None]] = []
+    def _occurrences(self, child: Node, obj: dict, expr: str) -> list[tuple[str, Any, str, str | None, Any]]:
+        """(json key, value, expression, type code, ``_x`` companion) for each occurrence of ``child`` in ``obj``."""
+        out: list[tuple[str, Any, str, str | None, Any]] = []
         if child.is_choice:
             stem = child.name[:-3]
             for key in obj:
@@ -345,7 +350,9 @@ class ProfileValidator:
                     continue
                 if key.startswith("_") and plain in obj:
                     continue
-                out.append((plain, obj.get(plain), f"{expr}.{plain}", child.json_names.get(plain, "?")))
+                out.append(
+                    (plain, obj.get(plain), f"{expr}.{plain}", child.json_names.get(plain, "?"), obj.get("_" + plain))
+                )
             return out
         name = child.name
         raw = obj.get(name)
@@ -355,9 +362,11 @@ class ProfileValidator:
             values = raw if isinstance(raw, list) else []
             exts = ext if isinstance(ext, list) else []
             for i in range(max(len(values), len(exts))):
-                out.append((name, values[i] if i < len(values) else None, f"{expr}.{name}[{i}]", type_code))
+                value = values[i] if i < len(values) else None
+                companion = exts[i] if i < len(exts) else None
+                out.append((name, value, f"{expr}.{name}[{i}]", type_code, companion))
         elif raw is not None or ext is not None:
-            out.append((name, raw, f"{expr}.{name}", type_code))
+            out.append((name, raw, f"{expr}.{name}", type_code, ext))
         return out
 
     def _check_children(self, node: Node, obj: dict, expr: str, ctx: _Ctx) -> None:
@@ -402,7 +411,7 @@ class ProfileValidator:
                 self._check_slices(child, [], where, ctx)
             return
         if child.is_choice:
-            for key, _value, item_expr, type_code in items:
+            for key, _value, item_expr, type_code, _companion in items:
                 if type_code == "?":
                     allowed = ", ".join(child.json_names) or "none"
                     _add(
@@ -417,9 +426,9 @@ class ProfileValidator:
         if child.slices:
             self._check_slices(child, items, where, ctx)
         else:
-            for _key, value, item_expr, type_code in items:
+            for _key, value, item_expr, type_code, companion in items:
                 if type_code != "?":
-                    self._check_value(child, value, item_expr, ctx, type_code)
+                    self._check_value(child, value, item_expr, ctx, type_code, companion)
 
     # -- slicing --------------------------------------------------------------------------------
 
@@ -430,7 +439,7 @@ class ProfileValidator:
         counts = dict.fromkeys((s.id for s in node.slices), 0)
         seen_unmatched = False
         last_slice = -1
-        for key, value, item_expr, type_code in items:
+        for key, value, item_expr, type_code, companion in items:
             match_index = -1
             for i, s in enumerate(node.slices):
                 if self._slice_matches(s, key, value, type_code, discriminators, ctx):
@@ -461,7 +470,7 @@ class ProfileValidator:
                         f"{item_expr}: utsnittene av {where} må komme i profilens rekkefølge",
                     )
                 last_slice = max(last_slice, match_index)
-                self._check_value(s, value, item_expr, ctx, type_code)
+                self._check_value(s, value, item_expr, ctx, type_code, companion)
             else:
                 seen_unmatched = True
                 if rules == "closed":
@@ -475,7 +484,7 @@ class ProfileValidator:
                         f"(profile {ctx.profile_url})",
                         f"{item_expr} passer ikke i noe utsnitt av {where}, og utsnittene er lukket",
                     )
-                self._check_value(node, value, item_expr, ctx, type_code)
+                self._check_value(node, value, item_expr, ctx, type_code, companion)
         for s in node.slices:
             n = counts[s.id]
             if n < s.min:

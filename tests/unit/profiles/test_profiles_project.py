@@ -265,3 +265,14 @@ def test_referral_bundle_validation_is_cheap(nobasis_validator):
         nobasis_validator.validate(bundle)
     per_bundle_ms = (time.perf_counter() - start) / runs * 1000
     assert per_bundle_ms < 15, per_bundle_ms
+
+
+def test_no_basis_address_datatype_profile_is_applied(nobasis_validator):
+    """Patient.address is typed Address(no-basis-Address): its slices apply, down to the district primitive."""
+    pat = fresh(PATIENT)
+    municipality = pat["address"][0]["_district"]["extension"][0]
+    assert nobasis_validator.validate(pat) == []
+    pat["address"][0]["_district"]["extension"].append(dict(municipality))
+    issues = nobasis_validator.validate(pat)
+    assert [(i.rule, i.expression) for i in issues] == [("slice-max", "Patient.address[0].district.extension")]
+    assert "no-basis-Address" in issues[0].diagnostics

@@ -1,0 +1,37 @@
+"""``fhir-server load``: files and folders as transactions, with a progress bar and a summary."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import requests
+
+from tests.conftest import ROOT, start_server, stop_server
+
+
+def test_load_folder_then_serve(tmp_path: Path):
+    data = tmp_path / "data"
+    data.mkdir()
+    bundle = json.loads((ROOT / "tests" / "data" / "referral-transaction.json").read_text())
+    (data / "referral.json").write_text(json.dumps(bundle))
+    (data / "org.json").write_text(json.dumps({"resourceType": "Organization", "id": "org-1", "name": "Helse Nord"}))
+    (data / "broken.json").write_text('{"resourceType": "Patient", "gender": "mann"}')
+    db = f"sqlite:///{tmp_path / 'loaded.sqlite3'}"
+    run = subprocess.run(
+        [sys.executable, "-m", "fhir_server.cli", "load", str(data), "--database-url", db],
+        capture_output=True, text=True, cwd=ROOT, timeout=120,
+    )
+    assert run.returncode == 1  # one file was refused
+    assert "3 file(s): 9 resource(s) loaded, 1 file(s) refused" in run.stdout
+    assert "broken.json" in run.stdout and "resource.gender" in run.stdout
+    assert "loading" in run.stderr  # the progress bar
+    server = start_server(db, tmp_path, workers=1)
+    try:
+        assert requests.get(f"{server.base}/Organization/org-1", timeout=10).status_code == 200
+        total = requests.get(f"{server.base}/ServiceRequest?_summary=count", timeout=10).json()["total"]
+        assert total == 1
+    finally:
+        stop_server(server)
