@@ -84,7 +84,7 @@ class Node:
         return None
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class CompiledProfile:
     url: str
     version: str | None

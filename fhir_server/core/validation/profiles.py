@@ -99,24 +99,40 @@ class ProfileValidator:
             self._generation = self.registry.generation
 
     def compiled(self, url: str) -> CompiledProfile:
-        """The compiled profile for ``url`` (``url|version`` accepted); raises ProfileUnknown or SnapshotError."""
+        """The compiled profile for ``url`` (``url|version`` accepted); raises ProfileUnknown or SnapshotError.
+
+        Compiled once per ``url|version`` of the resolved StructureDefinition; requests by either
+        spelling share the result.
+        """
         self._fresh()
         hit = self._compiled.get(url)
-        if isinstance(hit, CompiledProfile):
-            return hit
+        if hit is None:
+            sd = self.registry.structure_definition(url)
+            if sd is None:
+                raise ProfileUnknown(url)
+            key = f"{sd.get('url')}|{sd.get('version', '')}"
+            hit = self._compiled.get(key)
+            if hit is None:
+                try:
+                    elements = ensure_snapshot(sd, self.registry)
+                    hit = compile_snapshot(
+                        sd, elements, core_checks=self.core_checks, suppressions=self.registry.suppressions
+                    )
+                except (SnapshotError, ValueError, KeyError) as exc:
+                    hit = str(exc)
+                self._compiled[key] = hit
+            self._compiled[url] = hit
         if isinstance(hit, str):
             raise SnapshotError(hit)
-        sd = self.registry.structure_definition(url)
-        if sd is None:
-            raise ProfileUnknown(url)
-        try:
-            elements = ensure_snapshot(sd, self.registry)
-            cp = compile_snapshot(sd, elements, core_checks=self.core_checks, suppressions=self.registry.suppressions)
-        except (SnapshotError, ValueError, KeyError) as exc:
-            self._compiled[url] = str(exc)
-            raise SnapshotError(str(exc)) from exc
-        self._compiled[url] = cp
-        return cp
+        return hit
+
+    def skipped_invariants(self) -> dict[str, list[str]]:
+        """Per compiled profile: the invariants not evaluated (suppressed, or unsupported FHIRPath), with why."""
+        return {
+            f"{cp.url}|{cp.version or ''}": list(cp.skipped)
+            for cp in set(c for c in self._compiled.values() if isinstance(c, CompiledProfile))
+            if cp.skipped
+        }
 
     def value_set(self, url: str) -> ValueSetIndex:
         self._fresh()
