@@ -6,7 +6,7 @@ import logging
 
 from flask import Flask, Response
 
-from fhir_server.api import errors, rest, system
+from fhir_server.api import errors, operations, rest, system
 from fhir_server.api.formats import SECURITY_HEADERS
 from fhir_server.config import Settings, load_settings
 from fhir_server.logging_setup import configure_logging
@@ -22,9 +22,11 @@ def create_app(settings: Settings | None = None, server: Server | None = None) -
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.url_map.strict_slashes = False
     app.extensions["fhir"] = server or build_server(settings)
+    app.extensions["fhir"].operations = operations.declared_operations()
     errors.register_error_handlers(app)
     # system routes first: "/metadata" must not be taken for a resource type
     app.register_blueprint(system.bp, url_prefix=settings.base_path)
+    app.register_blueprint(operations.bp, url_prefix=settings.base_path)
     app.register_blueprint(rest.bp, url_prefix=settings.base_path)
 
     @app.after_request

@@ -25,10 +25,18 @@ def _serve(args: argparse.Namespace) -> int:
     )
     if settings.database_url.startswith("sqlite:///") and not settings.database_url.startswith("sqlite:////"):
         Path(settings.database_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    # create/upgrade the schema once, before the workers start
-    from fhir_server.core.db import open_database
+    # create/upgrade the schema and load the data folders once, before the workers start
+    from fhir_server.core.seed import seed
+    from fhir_server.server import build_server
 
-    open_database(settings.database_url).dispose()
+    prepared = build_server(settings)
+    report = seed(prepared.service)
+    print(
+        f"fhir-server: data folders loaded ({report.written} written, {report.unchanged} unchanged, "
+        f"{len(report.refused)} refused)",
+        file=sys.stderr,
+    )
+    prepared.db.dispose()
 
     class MaskingLogger(Logger):
         """gunicorn's logger with identity numbers masked (access log lines carry query strings)."""

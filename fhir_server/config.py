@@ -34,6 +34,10 @@ class Settings:
     test_mode: bool = False
     sqlite_synchronous: str = "FULL"
     log_level: str = "INFO"
+    #: FHIR IG packages (folders of JSON/XML, or .tgz) loaded at start, e.g. hl7.fhir.no.basis.
+    ig_paths: list[str] = field(default_factory=list)
+    #: Canonical base of the project's own profiles (default https://fhir.referral-hub.no).
+    canonical_base: str | None = None
     extra: dict = field(default_factory=dict)
 
 
@@ -48,6 +52,8 @@ class SettingsSchema(Schema):
     test_mode = mfields.Boolean()
     sqlite_synchronous = mfields.String(validate=validate.OneOf(["OFF", "NORMAL", "FULL", "EXTRA"]))
     log_level = mfields.String(validate=validate.OneOf(["DEBUG", "INFO", "WARNING", "ERROR"]))
+    ig_paths = mfields.List(mfields.String())
+    canonical_base = mfields.String(allow_none=True, validate=validate.Regexp(r"^https?://"))
     extra = mfields.Dict()
 
 
@@ -60,7 +66,7 @@ def load_settings(config_file: str | Path | None = None, **overrides: object) ->
     for f in fields(Settings):
         env = os.environ.get(ENV_PREFIX + f.name.upper())
         if env is not None:
-            raw[f.name] = env
+            raw[f.name] = [p for p in env.split(os.pathsep) if p] if f.name == "ig_paths" else env
     raw.update({k: v for k, v in overrides.items() if v is not None})
     try:
         loaded = SettingsSchema().load(raw)

@@ -1,18 +1,28 @@
-"""Wiring of the server's parts (no Flask): database, store, search, validation, capabilities."""
+"""Wiring of the server's parts (no Flask): database, store, search, validation, domain data."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fhir_server.config import Settings
 from fhir_server.core.capabilities import OperationInfo
 from fhir_server.core.db import Database, open_database
+from fhir_server.core.issues import Issue
 from fhir_server.core.search.parameters import SearchRegistry
 from fhir_server.core.service import FhirService, Validator
 from fhir_server.core.store import Store
 
+if TYPE_CHECKING:
+    from fhir_server.core.packages import ConformanceRegistry
+    from fhir_server.core.validation.profiles import ProfileValidator
+    from fhir_server.domain.pathways import PathwayCatalog
+
 log = logging.getLogger(__name__)
+
+REPOSITORY = Path(__file__).resolve().parents[1]
 
 
 @dataclass
@@ -24,25 +34,92 @@ class Server:
     registry: SearchRegistry
     store: Store
     service: FhirService
+    conformance: ConformanceRegistry
+    profiles: ProfileValidator
+    pathways: PathwayCatalog
     validators: list[Validator] = field(default_factory=list)
     operations: list[OperationInfo] = field(default_factory=list)
     profiles_by_type: dict[str, list[str]] = field(default_factory=dict)
     security: dict | None = None
 
+    def validate_with_profiles(self, resource: dict, profiles: list[str]) -> list[Issue]:
+        """Base validation plus the resource's profile claims and the requested profiles ($validate)."""
+        issues = self.service.validate(resource)
+        if profiles:
+            issues += self.profiles.validate(resource, [p for p in profiles if p not in _claims(resource)])
+        return issues
 
-def default_validators(settings: Settings) -> list[Validator]:
-    """Base validation of every write (fhir.resources R4B structure plus our stricter checks)."""
+
+def _claims(resource: dict) -> list[str]:
+    meta = resource.get("meta")
+    return list(meta.get("profile", [])) if isinstance(meta, dict) else []
+
+
+def build_conformance(settings: Settings) -> ConformanceRegistry:
+    """Profiles, extensions and terminology: loaded IG packages, then the project's own folders."""
+    from fhir_server.core.packages import ConformanceRegistry, load_project_profiles
+
+    registry = ConformanceRegistry()
+    for path in settings.ig_paths:
+        target = Path(path)
+        problems = registry.load_package(target) if target.suffix == ".tgz" else registry.load_folder(target)
+        log.info("loaded conformance resources from %s (%s problems)", target, len(problems))
+    for folder in ("terminology", "pathways"):
+        registry.load_folder(REPOSITORY / folder)
+    load_project_profiles(registry, canonical_base=settings.canonical_base)
+    return registry
+
+
+def build_validators(settings: Settings, profiles: ProfileValidator) -> list[Validator]:
+    """What every write is checked against: base R4 rules, Norwegian identifiers, claimed profiles."""
     from fhir_server.core.validation import validate_resource, warm_up
+    from fhir_server.core.validation.identifiers import validate_identifiers
 
     warm_up()  # build schemas and models now, not on the first request
-    return [validate_resource]
+
+    def identifiers(resource: dict) -> list[Issue]:
+        return validate_identifiers(resource, test_mode=settings.test_mode)
+
+    def claimed_profiles(resource: dict) -> list[Issue]:
+        if resource.get("resourceType") == "Bundle" or _claims(resource):
+            return profiles.validate(resource)
+        return []
+
+    return [validate_resource, identifiers, claimed_profiles]
 
 
 def build_server(settings: Settings) -> Server:
+    from fhir_server.core.validation.profiles import ProfileValidator
+    from fhir_server.domain.pathways import PathwayCatalog
+
     db = open_database(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
     registry = SearchRegistry()
     store = Store(db, registry)
-    validators = default_validators(settings)
+    conformance = build_conformance(settings)
+    # an unknown profile claimed in meta.profile is a warning on write; asked for in $validate, an error
+    profiles = ProfileValidator(conformance, unknown_claim_severity="warning")
+    validators = build_validators(settings, profiles)
     service = FhirService(store, validators, base_url=settings.base_url or "")
+    server = Server(
+        settings,
+        db,
+        registry,
+        store,
+        service,
+        conformance,
+        profiles,
+        PathwayCatalog.load(REPOSITORY / "pathways"),
+        validators,
+    )
+    server.profiles_by_type = supported_profiles(conformance)
     log.info("server ready on %s (%s)", settings.database_url.split("@")[-1], db.dialect)
-    return Server(settings, db, registry, store, service, validators)
+    return server
+
+
+def supported_profiles(conformance: ConformanceRegistry) -> dict[str, list[str]]:
+    """The loaded resource profiles by resource type, for the CapabilityStatement."""
+    by_type: dict[str, list[str]] = {}
+    for sd in conformance.all("StructureDefinition"):
+        if sd.get("kind") == "resource" and sd.get("derivation") == "constraint":
+            by_type.setdefault(sd["type"], []).append(sd["url"])
+    return {t: sorted(urls) for t, urls in by_type.items()}

@@ -52,9 +52,12 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"stale snapshot: {file.name}")
                 stale += 1
             continue
-        updated = with_snapshot(sd, registry)
+        warnings: list[str] = []
+        updated = with_snapshot(sd, registry, warnings)
         file.write_text(json.dumps(updated, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
         print(f"wrote {file.name}: {len(updated['snapshot']['element'])} snapshot elements")
+        for warning in warnings:
+            print(f"  note: {warning}")
     return 1 if stale else 0
 
 

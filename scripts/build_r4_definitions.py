@@ -32,6 +32,8 @@ PACKAGE = "hl7.fhir.r4.examples@4.0.1"
 ELEMENT_KEYS = (
     "id",
     "path",
+    "short",
+    "definition",
     "sliceName",
     "min",
     "max",
@@ -41,6 +43,7 @@ ELEMENT_KEYS = (
     "binding",
     "constraint",
     "isModifier",
+    "isModifierReason",
     "isSummary",
 )
 SD_KEYS = (
@@ -76,7 +79,7 @@ def load_all(package_dir: Path, prefix: str) -> list[dict]:
 def trim_element(element: dict) -> dict:
     out = {k: element[k] for k in ELEMENT_KEYS if k in element}
     if "binding" in out:
-        out["binding"] = {k: v for k, v in out["binding"].items() if k in ("strength", "valueSet")}
+        out["binding"] = {k: v for k, v in out["binding"].items() if k in ("strength", "valueSet", "description")}
     if "constraint" in out:
         out["constraint"] = [
             {k: c[k] for k in ("key", "severity", "human", "expression") if k in c} for c in out["constraint"]

@@ -61,6 +61,10 @@ def start_server(database_url: str, tmp: Path, *, workers: int = 2, extra: list[
     log_path = tmp / f"server-{port}.log"
     log = log_path.open("w")
     env = dict(os.environ, PYTHONUNBUFFERED="1")
+    if SHARED.is_dir():  # the HL7 Norway base package and the Helsenorge profiles, read from ../shared
+        env["FHIR_SERVER_IG_PATHS"] = os.pathsep.join(
+            str(SHARED / "reference" / name) for name in ("no-basis", "helsenorge-fhir")
+        )
     process = subprocess.Popen(
         [
             sys.executable,

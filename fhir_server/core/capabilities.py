@@ -30,8 +30,9 @@ class OperationInfo:
 
     name: str
     definition: str
-    #: Resource types it is declared on; empty means system level.
+    #: Resource types it is declared on; empty means every type (or none, for system-only operations).
     types: tuple[str, ...] = ()
+    system: bool = False
 
 
 @dataclass
@@ -69,7 +70,11 @@ def capability_statement(inputs: CapabilityInputs, date: str) -> dict:
         }
         if inputs.profiles.get(rtype):
             entry["supportedProfile"] = inputs.profiles[rtype]
-        ops = [{"name": op.name, "definition": op.definition} for op in inputs.operations if rtype in op.types]
+        ops = [
+            {"name": op.name, "definition": op.definition}
+            for op in inputs.operations
+            if rtype in op.types or (not op.types and not op.system)
+        ]
         if ops:
             entry["operation"] = ops
         resources.append(entry)
@@ -87,7 +92,7 @@ def capability_statement(inputs: CapabilityInputs, date: str) -> dict:
             for name in RESULT_PARAMS
         ],
     }
-    system_ops = [{"name": op.name, "definition": op.definition} for op in inputs.operations if not op.types]
+    system_ops = [{"name": op.name, "definition": op.definition} for op in inputs.operations if op.system]
     if system_ops:
         rest["operation"] = system_ops
     if inputs.security:

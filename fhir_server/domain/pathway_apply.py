@@ -108,12 +108,19 @@ def apply_plan_definition(
 
 
 def _request_group_action(action: dict) -> dict:
+    """A RequestGroup action; a leaf names what it is about (rqg-1: a resource or sub-actions, not both)."""
     out = {k: copy.deepcopy(action[k]) for k in _RG_ACTION_KEYS if k in action}
     if action.get("action"):
-        out["action"] = [
-            {k: copy.deepcopy(child[k]) for k in ("id", "title", "code") if k in child} for child in action["action"]
-        ]
+        out["action"] = [_leaf({k: copy.deepcopy(child[k]) for k in ("id", "title", "code") if k in child})
+                         for child in action["action"]]
+    else:
+        _leaf(out)
     return out
+
+
+def _leaf(action: dict) -> dict:
+    action["resource"] = {"display": action.get("title") or action.get("id") or "milestone"}
+    return action
 
 
 def _reached_on_receipt(milestones: list[dict]) -> set[str]:

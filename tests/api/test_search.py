@@ -231,19 +231,38 @@ def test_uri_below_and_canonical(fhir, unique):
 def test_number_and_quantity(fhir, unique):
     api = Fhir(fhir.base)
     tag = {"system": "urn:test", "code": unique}
-    low = api.create({"resourceType": "Observation", "meta": {"tag": [tag]}, "status": "final",
-                      "code": {"text": "vekt"}, "valueQuantity": {"value": 72.5, "system": "http://unitsofmeasure.org",
-                                                                 "code": "kg", "unit": "kg"}})
-    high = api.create({"resourceType": "Observation", "meta": {"tag": [tag]}, "status": "final",
-                       "code": {"text": "vekt"}, "valueQuantity": {"value": 110, "system": "http://unitsofmeasure.org",
-                                                                  "code": "kg", "unit": "kg"}})
+    low = api.create(
+        {
+            "resourceType": "Observation",
+            "meta": {"tag": [tag]},
+            "status": "final",
+            "code": {"text": "vekt"},
+            "valueQuantity": {"value": 72.5, "system": "http://unitsofmeasure.org", "code": "kg", "unit": "kg"},
+        }
+    )
+    high = api.create(
+        {
+            "resourceType": "Observation",
+            "meta": {"tag": [tag]},
+            "status": "final",
+            "code": {"text": "vekt"},
+            "valueQuantity": {"value": 110, "system": "http://unitsofmeasure.org", "code": "kg", "unit": "kg"},
+        }
+    )
     q = f"Observation?_tag=urn:test|{unique}&value-quantity="
     assert ids(api.search(q + "72.5")) == [low["id"]]
     assert ids(api.search(q + "gt100")) == [high["id"]]
     assert ids(api.search(q + "lt100|http://unitsofmeasure.org|kg")) == [low["id"]]
     assert ids(api.search(q + "lt100|http://unitsofmeasure.org|g")) == []
-    risk = api.create({"resourceType": "RiskAssessment", "meta": {"tag": [tag]}, "status": "final",
-                       "subject": {"reference": "Patient/x"}, "prediction": [{"probabilityDecimal": 0.25}]})
+    risk = api.create(
+        {
+            "resourceType": "RiskAssessment",
+            "meta": {"tag": [tag]},
+            "status": "final",
+            "subject": {"reference": "Patient/x"},
+            "prediction": [{"probabilityDecimal": 0.25}],
+        }
+    )
     r = f"RiskAssessment?_tag=urn:test|{unique}&probability="
     assert ids(api.search(r + "0.25")) == [risk["id"]]
     assert ids(api.search(r + "ge0.3")) == []
@@ -254,15 +273,23 @@ def test_number_and_quantity(fhir, unique):
 def test_profile_security_and_summary_modes(fhir, unique):
     api = Fhir(fhir.base)
     profile = f"https://fhir.referral-hub.no/test/{unique}/StructureDefinition/p"
-    created = api.create(patient(unique, meta={
-        "profile": [profile],
-        "security": [{"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "R"}],
-        "tag": [{"system": "urn:test", "code": unique}]},
-        text={"status": "generated", "div": '<div xmlns="http://www.w3.org/1999/xhtml">Ola</div>'}))
+    created = api.create(
+        patient(
+            unique,
+            meta={
+                "profile": [profile],
+                "security": [{"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "R"}],
+                "tag": [{"system": "urn:test", "code": unique}],
+            },
+            text={"status": "generated", "div": '<div xmlns="http://www.w3.org/1999/xhtml">Ola</div>'},
+        )
+    )
     assert ids(api.search(f"Patient?_profile={profile}")) == [created["id"]]
-    assert ids(api.search(
-        f"Patient?_tag=urn:test|{unique}&_security=http://terminology.hl7.org/CodeSystem/v3-Confidentiality|R"
-    )) == [created["id"]]
+    assert ids(
+        api.search(
+            f"Patient?_tag=urn:test|{unique}&_security=http://terminology.hl7.org/CodeSystem/v3-Confidentiality|R"
+        )
+    ) == [created["id"]]
     text_only = api.search(f"Patient?_id={created['id']}&_summary=text")["entry"][0]["resource"]
     assert "text" in text_only and "name" not in text_only
     data = api.search(f"Patient?_id={created['id']}&_summary=data")["entry"][0]["resource"]

@@ -22,7 +22,10 @@ def test_load_folder_then_serve(tmp_path: Path):
     db = f"sqlite:///{tmp_path / 'loaded.sqlite3'}"
     run = subprocess.run(
         [sys.executable, "-m", "fhir_server.cli", "load", str(data), "--database-url", db],
-        capture_output=True, text=True, cwd=ROOT, timeout=120,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
     )
     assert run.returncode == 1  # one file was refused
     assert "3 file(s): 9 resource(s) loaded, 1 file(s) refused" in run.stdout

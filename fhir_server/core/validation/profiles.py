@@ -192,7 +192,7 @@ class ProfileValidator:
             self._guarded(self._validate_against, prefix, ctx, resource, url, prefix, ctx, severity)
         self._guarded(self._check_extensions, prefix, ctx, resource, rtype, rtype, rtype, prefix, ctx)
         for i, contained in enumerate(_list(resource.get("contained"))):
-            if isinstance(contained, dict) and _profile_claims(contained):
+            if isinstance(contained, dict):  # its own claims, and its extensions
                 self._validate_resource(
                     contained, [], resolver, f"{prefix}.contained[{i}]", issues, depth + 1, conformance
                 )
@@ -760,7 +760,7 @@ class ProfileValidator:
             return
         allowed: dict[str, list[str]] = {}
         for url in target_profiles:
-            if is_core_url(url):
+            if is_core_url(url) and r4().type(url.rsplit("/", 1)[-1]) is not None:
                 allowed.setdefault(url.rsplit("/", 1)[-1], [])
             else:
                 sd = self.registry.structure_definition(url)

@@ -400,14 +400,24 @@ DOCUMENTATION_KEYS = (
 
 
 def strip_documentation(elements: list[dict]) -> list[dict]:
-    """Copies of ``elements`` without narrative documentation keys (see :data:`DOCUMENTATION_KEYS`)."""
-    return [{k: v for k, v in e.items() if k not in DOCUMENTATION_KEYS} for e in elements]
+    """Copies of ``elements`` without long narrative keys; ``short`` and ``definition`` stay (sdf-3 needs one)."""
+    out = []
+    for element in elements:
+        kept = {
+            k: v
+            for k, v in element.items()
+            if k not in DOCUMENTATION_KEYS or k in ("short", "definition", "isModifierReason")
+        }
+        # sdf-3: every snapshot element has a definition; point to the base where we keep none
+        kept.setdefault("definition", f"See the base definition of {element.get('path', 'this element')}.")
+        out.append(kept)
+    return out
 
 
-def with_snapshot(sd: dict, registry: ConformanceRegistry) -> dict:
+def with_snapshot(sd: dict, registry: ConformanceRegistry, warnings: list[str] | None = None) -> dict:
     """A copy of ``sd`` with a freshly generated snapshot (documentation stripped) before its differential."""
     out = {k: v for k, v in sd.items() if k not in ("snapshot", "differential")}
-    out["snapshot"] = {"element": strip_documentation(generate_snapshot(sd, registry))}
+    out["snapshot"] = {"element": strip_documentation(generate_snapshot(sd, registry, warnings=warnings))}
     if "differential" in sd:
         out["differential"] = sd["differential"]
     return out

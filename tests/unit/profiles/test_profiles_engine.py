@@ -547,3 +547,15 @@ def test_bundle_entries_resolve_references_by_full_url(registry):
     assert [(i.rule, i.expression) for i in issues] == [("ref-target-profile", "Bundle.entry[1].resource.subject")]
     bundle["entry"][0]["resource"]["birthDate"] = "1990-01-01"
     assert v.validate(bundle) == []
+
+
+def test_contained_resources_are_checked_for_claims_and_extensions(registry):
+    sd = profile("with-birth", "Patient", el("Patient.birthDate", min=1))
+    v = validator(registry, sd)
+    inner = patient(id="p", meta={"profile": [sd["url"]]}, extension=[{"url": "http://example.org/unknown"}])
+    sr = {"resourceType": "ServiceRequest", "contained": [inner], "subject": {"reference": "#p"}}
+    issues = v.validate(sr)
+    assert [(i.rule, i.expression) for i in issues] == [
+        ("profile-min", "ServiceRequest.contained[0].birthDate"),
+        ("ext-unknown", "ServiceRequest.contained[0].extension[0]"),
+    ]

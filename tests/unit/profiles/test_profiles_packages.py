@@ -209,3 +209,16 @@ def test_suppressions_are_documented():
     assert loaded.ignores_invariant(url, "inv-1") is not None
     assert loaded.ignores_invariant(url, "app-1") is None
     assert Suppressions().ignores_invariant(url, "inv-1") is None
+
+
+def test_xml_resources_inside_resources_and_decimal_precision():
+    xml = (
+        '<Bundle xmlns="http://hl7.org/fhir"><type value="collection"/><entry><fullUrl value="urn:uuid:1"/>'
+        '<resource><ServiceRequest><contained><Patient><id value="p"/></Patient></contained>'
+        '<status value="active"/><intent value="order"/><subject><reference value="#p"/></subject>'
+        '<quantityQuantity><value value="1.50"/></quantityQuantity></ServiceRequest></resource></entry></Bundle>'
+    )
+    bundle = xml_to_json(xml)
+    sr = bundle["entry"][0]["resource"]
+    assert sr["contained"] == [{"resourceType": "Patient", "id": "p"}]
+    assert str(sr["quantityQuantity"]["value"]) == "1.50"

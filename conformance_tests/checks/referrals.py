@@ -1,0 +1,246 @@
+"""Areas ``profiles``, ``validate``, ``referral`` and ``pathways``: the referral hub's own behaviour.
+
+Each check SKIPs, saying why, when the CapabilityStatement does not declare what it needs.
+"""
+
+from __future__ import annotations
+
+import copy
+import uuid
+
+from conformance_tests.client import Client
+from conformance_tests.fhirdata import (
+    declares_operation,
+    entries,
+    interactions_of,
+    load,
+    patient,
+    resource_of,
+    supported_profiles,
+    tagged,
+)
+from conformance_tests.registry import CheckFailed, check, expect, skip
+
+ROUTING_TASK_PROFILE = "https://fhir.referral-hub.no/StructureDefinition/hub-routing-task"
+ORGNR_SYSTEM = "urn:oid:2.16.578.1.12.4.1.4.101"
+#: The RHF the corpus patient (Bergen, municipality 4601, county 46 Vestland) belongs to: Helse Vest RHF.
+HELSE_VEST_ORGNR = "983658725"
+
+
+def _error_issues(outcome: dict) -> list[dict]:
+    return [i for i in outcome.get("issue", []) if i.get("severity") in ("error", "fatal")]
+
+
+# -- profiles --------------------------------------------------------------------------------------------
+
+
+@check("profiles", "served")
+def profiles_served(client: Client) -> None:
+    """Every supportedProfile in the CapabilityStatement is served as a StructureDefinition (search by url)."""
+    caps = client.capabilities()
+    declared = supported_profiles(caps)
+    if not declared:
+        skip("the CapabilityStatement declares no supportedProfile")
+    if "search-type" not in interactions_of(caps, "StructureDefinition"):
+        skip("the CapabilityStatement does not declare search-type on StructureDefinition")
+    problems = []
+    for rtype, urls in declared.items():
+        for url in urls:
+            canonical = url.split("|")[0]
+            found = entries(client.search("StructureDefinition", {"url": canonical}))
+            if len(found) != 1:
+                problems.append(f"{canonical} (declared for {rtype}): {len(found)} StructureDefinitions found")
+                continue
+            sd = found[0]
+            if sd.get("url") != canonical:
+                problems.append(f"{canonical}: the StructureDefinition found has url {sd.get('url')!r}")
+            elif sd.get("type") != rtype:
+                problems.append(f"{canonical}: declared for {rtype} but constrains {sd.get('type')!r}")
+    expect(not problems, "; ".join(problems))
+
+
+# -- $validate ---------------------------------------------------------------------------------------------
+
+
+def _validate(client: Client, item: dict) -> tuple[int, dict]:
+    resource = load(f"referrals/{item['file']}")
+    r = client.post(f"{item['type']}/$validate", resource)
+    expect(
+        r.status_code in (200, 400, 422), f"$validate {item['file']}: expected 200 (or 400/422); {client.describe(r)}"
+    )
+    outcome = client.json_of(r)
+    if outcome.get("resourceType") == "Parameters":
+        outcome = next((p.get("resource") for p in outcome.get("parameter", []) if p.get("name") == "return"), {})
+    expect(
+        outcome.get("resourceType") == "OperationOutcome",
+        f"$validate {item['file']}: expected an OperationOutcome; {client.describe(r)}",
+    )
+    return r.status_code, outcome
+
+
+def _corpus(valid: bool) -> list[dict]:
+    return [item for item in load("referrals/corpus.json")["items"] if item["valid"] is valid]
+
+
+def _need_validate(client: Client) -> None:
+    if not declares_operation(client.capabilities(), "validate"):
+        skip("the CapabilityStatement declares no $validate operation")
+
+
+@check("validate", "valid_referrals")
+def validate_valid_referrals(client: Client) -> None:
+    """``$validate`` accepts each valid referral of the kit's corpus: no error or fatal issue."""
+    _need_validate(client)
+    problems = []
+    for item in _corpus(True):
+        status, outcome = _validate(client, item)
+        errors = _error_issues(outcome)
+        if status != 200 or errors:
+            shown = [f"{i.get('expression')}: {i.get('diagnostics')}" for i in errors][:3]
+            problems.append(f"{item['file']} ({item['why']}) -> {status} with errors {shown}")
+    expect(not problems, f"valid referrals refused by $validate: {'; '.join(problems)}")
+
+
+@check("validate", "invalid_referrals")
+def validate_invalid_referrals(client: Client) -> None:
+    """``$validate`` refuses each invalid referral of the corpus with an error naming the bad element."""
+    _need_validate(client)
+    problems = []
+    for item in _corpus(False):
+        _, outcome = _validate(client, item)
+        errors = _error_issues(outcome)
+        wanted = item["expression"]
+        named = [x for i in errors for x in i.get("expression", []) or []]
+        if not errors:
+            problems.append(f"{item['file']} ({item['why']}): no error issue")
+        elif not any(x.startswith(wanted) for x in named):
+            problems.append(f"{item['file']} ({item['why']}): no error names {wanted}; expressions {named}")
+    expect(not problems, f"invalid referrals not caught by $validate: {'; '.join(problems)}")
+
+
+# -- the referral flow -------------------------------------------------------------------------------------
+
+
+def _org_chain_orgnrs(client: Client, reference: dict) -> list[str]:
+    """Organisation numbers of the Organization ``reference`` names and of its partOf parents (3 levels)."""
+    out: list[str] = []
+    ref: dict | None = reference
+    for _ in range(3):
+        if not ref:
+            break
+        for ident in [ref.get("identifier")] if ref.get("identifier") else []:
+            if ident.get("system") == ORGNR_SYSTEM:
+                out.append(ident.get("value"))
+        target = ref.get("reference")
+        if not target or target.split("/")[-2:-1] != ["Organization"]:
+            break
+        r = client.get(target)
+        if r.status_code != 200:
+            break
+        org = client.json_of(r)
+        out += [i.get("value") for i in org.get("identifier", []) if i.get("system") == ORGNR_SYSTEM]
+        ref = org.get("partOf")
+    return out
+
+
+@check("referral", "flow")
+def referral_flow(client: Client) -> None:
+    """Submit a referral → a routed Task (owner Helse Vest or its HF) → the region finds it → accepts it."""
+    caps = client.capabilities()
+    task = resource_of(caps, "Task") or {}
+    if ROUTING_TASK_PROFILE not in [p.split("|")[0] for p in task.get("supportedProfile", []) or []]:
+        skip(f"the CapabilityStatement does not declare the routing Task profile {ROUTING_TASK_PROFILE} on Task")
+    missing = {"search-type", "update"} - interactions_of(caps, "Task")
+    if missing:
+        skip(f"the CapabilityStatement does not declare {', '.join(sorted(missing))} on Task")
+    tag = client.new_tag()
+    bundle = copy.deepcopy(load("referrals/valid-referral-bundle.json"))
+    for entry in bundle["entry"]:
+        tagged(entry["resource"], tag)
+    sr = bundle["entry"][3]["resource"]
+    sr["identifier"][0]["value"] = f"ck-{uuid.uuid4()}"
+    r = client.post("", bundle)
+    body = client.expect_status(r, 200, what="submit the referral transaction")
+    for e in (body or {}).get("entry", []):
+        client.track((e.get("response") or {}).get("location"))
+    location = (body["entry"][3].get("response") or {}).get("location", "")
+    expect("ServiceRequest/" in location, f"referral: no ServiceRequest location in the response: {location!r}")
+    sr_id = location.split("ServiceRequest/")[1].split("/")[0]
+
+    tasks = entries(client.search("Task", {"focus": f"ServiceRequest/{sr_id}"}))
+    expect(
+        len(tasks) == 1, f"referral: expected one routing Task with focus ServiceRequest/{sr_id}, found {len(tasks)}"
+    )
+    routed = tasks[0]
+    client.track(f"Task/{routed['id']}")
+    expect(
+        routed.get("status") in ("requested", "ready"),
+        f"routing Task: status {routed.get('status')!r}, expected requested",
+    )
+    owner = routed.get("owner") or {}
+    expect(owner, f"routing Task/{routed['id']} has no owner")
+    orgnrs = _org_chain_orgnrs(client, owner)
+    expect(
+        HELSE_VEST_ORGNR in orgnrs,
+        f"routing: a patient in Bergen (4601) belongs to Helse Vest RHF {HELSE_VEST_ORGNR}; the Task owner "
+        f"{owner} has organisation numbers {orgnrs}",
+    )
+
+    owner_param = owner.get("reference") or f"{ORGNR_SYSTEM}|{owner['identifier']['value']}"
+    name = "owner" if owner.get("reference") else "owner:identifier"
+    queue = entries(
+        client.search("Task", {name: owner_param, "status": routed["status"], "focus": f"ServiceRequest/{sr_id}"})
+    )
+    expect(
+        [t.get("id") for t in queue] == [routed["id"]],
+        f"region pull Task?{name}={owner_param}&status={routed['status']}: expected [{routed['id']}], got "
+        f"{[t.get('id') for t in queue]}",
+    )
+
+    accepted = dict(routed, status="accepted")
+    version = (routed.get("meta") or {}).get("versionId")
+    headers = {"If-Match": f'W/"{version}"'} if version else {}
+    r = client.put(f"Task/{routed['id']}", accepted, headers=headers)
+    client.expect_status(r, 200, what="the region accepts the Task (PUT status accepted)")
+    after = client.expect_status(client.get(f"Task/{routed['id']}"), 200, what="read the accepted Task")
+    expect(after.get("status") == "accepted", f"accepted Task reads back with status {after.get('status')!r}")
+
+
+# -- pathways ------------------------------------------------------------------------------------------------
+
+
+@check("pathways", "apply")
+def pathways_apply(client: Client) -> None:
+    """``PlanDefinition/[id]/$apply`` for a Patient returns a CarePlan (or RequestGroup/Bundle) for that Patient."""
+    if not declares_operation(client.capabilities(), "apply", "PlanDefinition"):
+        skip("the CapabilityStatement declares no $apply operation on PlanDefinition")
+    plans = entries(client.search("PlanDefinition", {"status": "active", "_count": "1"}))
+    if not plans:
+        skip("the server holds no active PlanDefinition to apply")
+    plan = plans[0]
+    tag = client.new_tag()
+    subject = client.create(patient(tag, family="Forlop"))
+    params = {
+        "resourceType": "Parameters",
+        "parameter": [{"name": "subject", "valueString": f"Patient/{subject['id']}"}],
+    }
+    r = client.post(f"PlanDefinition/{plan['id']}/$apply", params)
+    result = client.expect_status(r, 200, what=f"PlanDefinition/{plan['id']}/$apply")
+    expect(
+        result and result.get("resourceType") in ("CarePlan", "RequestGroup", "Bundle"),
+        f"$apply: expected a CarePlan, RequestGroup or Bundle; {client.describe(r)}",
+    )
+    care_plan = result
+    if result.get("resourceType") == "Bundle":
+        care_plan = next(
+            (e for e in entries(result, None) if e.get("resourceType") in ("CarePlan", "RequestGroup")), {}
+        )
+        expect(care_plan, f"$apply: the Bundle holds no CarePlan or RequestGroup; {client.describe(r)}")
+    ref = (care_plan.get("subject") or {}).get("reference", "")
+    expect(
+        ref.endswith(f"Patient/{subject['id']}"), f"$apply: subject.reference {ref!r}, expected Patient/{subject['id']}"
+    )
+    if plan.get("url") and care_plan.get("resourceType") == "CarePlan":
+        canon = [c.split("|")[0] for c in care_plan.get("instantiatesCanonical", []) or []]
+        if plan["url"] not in canon:
+            raise CheckFailed(f"$apply: CarePlan.instantiatesCanonical {canon} does not name the plan {plan['url']}")

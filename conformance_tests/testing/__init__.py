@@ -1,0 +1,1 @@
+"""Helpers for testing the kit itself (a deliberately broken FHIR server)."""

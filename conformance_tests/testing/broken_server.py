@@ -1,0 +1,157 @@
+"""A deliberately broken FHIR server, to prove the kit catches what it claims to catch.
+
+It is a small Flask proxy in front of a correct server (``upstream``) that breaks chosen rules:
+
+* ``weak-etag``: sends ``ETag: "1"`` instead of the weak ``W/"1"``;
+* ``ignore-if-match``: drops the ``If-Match`` header, so a stale update succeeds (200 instead of 412);
+* ``drop-page-entry``: leaves the last entry out of every searchset page that has a ``next`` link;
+* ``accept-all-validate``: declares ``$validate`` in its CapabilityStatement and answers every ``$validate``
+  with "all OK", whatever the resource (a validator that catches nothing).
+
+Run it in a thread with :func:`running`, or from a shell::
+
+    python -m conformance_tests.testing.broken_server --upstream http://127.0.0.1:8080/fhir --fault weak-etag
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import requests
+from flask import Flask, Response, request
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+
+FAULTS = ("weak-etag", "ignore-if-match", "drop-page-entry", "accept-all-validate")
+VALIDATE_DEFINITION = "http://hl7.org/fhir/OperationDefinition/Resource-validate"
+ALL_OK = {
+    "resourceType": "OperationOutcome",
+    "issue": [{"severity": "information", "code": "informational", "diagnostics": "All OK"}],
+}
+#: Hop-by-hop and length headers the proxy must not copy.
+SKIPPED_HEADERS = {"host", "content-length", "content-encoding", "transfer-encoding", "connection", "keep-alive"}
+METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+
+
+def create_app(upstream: str, faults: Iterable[str]) -> Flask:
+    """A Flask app serving ``/fhir`` by forwarding to ``upstream`` with ``faults`` applied."""
+    faults = set(faults)
+    unknown = faults - set(FAULTS)
+    if unknown:
+        raise ValueError(f"unknown faults {sorted(unknown)}; known: {FAULTS}")
+    upstream = upstream.rstrip("/")
+    app = Flask(__name__)
+    session = requests.Session()
+
+    @app.route("/fhir", defaults={"path": ""}, methods=METHODS, strict_slashes=False)
+    @app.route("/fhir/<path:path>", methods=METHODS)
+    def forward(path: str) -> Response:
+        own_base = request.host_url.rstrip("/") + "/fhir"
+        if "accept-all-validate" in faults and path.endswith("$validate"):
+            return Response(json.dumps(ALL_OK), status=200, content_type="application/fhir+json")
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in SKIPPED_HEADERS}
+        if "ignore-if-match" in faults:
+            headers.pop("If-Match", None)
+        url = f"{upstream}/{path}" if path else upstream
+        if request.query_string:
+            url += "?" + request.query_string.decode("latin-1")
+        up = session.request(
+            request.method, url, data=request.get_data(), headers=headers, timeout=60, allow_redirects=False
+        )
+        body = up.content.replace(upstream.encode(), own_base.encode())
+        if "drop-page-entry" in faults and "json" in up.headers.get("Content-Type", ""):
+            body = _drop_page_entry(body)
+        if "accept-all-validate" in faults and path == "metadata" and up.status_code == 200:
+            body = _declare_validate(body)
+        out = Response(body, status=up.status_code)
+        for key, value in up.headers.items():
+            if key.lower() in SKIPPED_HEADERS:
+                continue
+            value = value.replace(upstream, own_base)
+            if key.lower() == "etag" and "weak-etag" in faults:
+                value = value.removeprefix("W/")
+            out.headers[key] = value
+        return out
+
+    return app
+
+
+def _drop_page_entry(body: bytes) -> bytes:
+    try:
+        bundle = json.loads(body)
+    except ValueError:
+        return body
+    if not (isinstance(bundle, dict) and bundle.get("resourceType") == "Bundle" and bundle.get("type") == "searchset"):
+        return body
+    has_next = any(link.get("relation") == "next" for link in bundle.get("link", []))
+    if has_next and len(bundle.get("entry", [])) >= 2:
+        bundle["entry"] = bundle["entry"][:-1]
+        return json.dumps(bundle).encode()
+    return body
+
+
+class QuietHandler(WSGIRequestHandler):
+    """No access log on stderr (the kit reports what matters)."""
+
+    def log_request(self, *args: object, **kwargs: object) -> None:
+        pass
+
+
+def _declare_validate(body: bytes) -> bytes:
+    caps = json.loads(body)
+    for rest in caps.get("rest", []):
+        rest.setdefault("operation", []).append({"name": "validate", "definition": VALIDATE_DEFINITION})
+    return json.dumps(caps).encode()
+
+
+@dataclass
+class BrokenServer:
+    """A running broken server: its FHIR base URL and the WSGI server to stop."""
+
+    base: str
+    server: BaseWSGIServer
+    thread: threading.Thread
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.thread.join(timeout=10)
+
+
+def start(upstream: str, faults: Iterable[str], port: int = 0) -> BrokenServer:
+    """Start the broken server on loopback (a free port when ``port`` is 0) in a daemon thread."""
+    server = make_server("127.0.0.1", port, create_app(upstream, faults), threaded=True, request_handler=QuietHandler)
+    thread = threading.Thread(target=server.serve_forever, name="broken-fhir-server", daemon=True)
+    thread.start()
+    return BrokenServer(f"http://127.0.0.1:{server.server_port}/fhir", server, thread)
+
+
+@contextmanager
+def running(upstream: str, faults: Iterable[str]) -> Iterator[BrokenServer]:
+    """``with running(upstream, {"weak-etag"}) as broken: run(broken.base)``."""
+    broken = start(upstream, faults)
+    try:
+        yield broken
+    finally:
+        broken.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="a deliberately broken FHIR server (a faulty proxy)")
+    parser.add_argument("--upstream", required=True, help="base URL of a correct FHIR server")
+    parser.add_argument("--fault", action="append", choices=FAULTS, default=[], help="a rule to break; repeatable")
+    parser.add_argument("--port", type=int, default=8099)
+    args = parser.parse_args(argv)
+    broken = start(args.upstream, args.fault, args.port)
+    print(f"broken FHIR server ({', '.join(args.fault) or 'no faults'}) at {broken.base}", flush=True)
+    try:
+        broken.thread.join()
+    except KeyboardInterrupt:
+        broken.stop()
+
+
+if __name__ == "__main__":
+    main()
