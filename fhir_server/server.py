@@ -55,6 +55,16 @@ def _claims(resource: dict) -> list[str]:
     return list(meta.get("profile", [])) if isinstance(meta, dict) else []
 
 
+def _claims_anywhere(resource: dict) -> bool:
+    """True when the resource, or a resource in its Bundle entries, claims a profile."""
+    if _claims(resource):
+        return True
+    entries = resource.get("entry") if resource.get("resourceType") == "Bundle" else None
+    return isinstance(entries, list) and any(
+        isinstance(e, dict) and isinstance(e.get("resource"), dict) and _claims_anywhere(e["resource"]) for e in entries
+    )
+
+
 def build_conformance(settings: Settings) -> ConformanceRegistry:
     """Profiles, extensions and terminology: loaded IG packages, then the project's own folders."""
     from fhir_server.core.packages import ConformanceRegistry, load_project_profiles
@@ -81,9 +91,7 @@ def build_validators(settings: Settings, profiles: ProfileValidator) -> list[Val
         return validate_identifiers(resource, test_mode=settings.test_mode)
 
     def claimed_profiles(resource: dict) -> list[Issue]:
-        if resource.get("resourceType") == "Bundle" or _claims(resource):
-            return profiles.validate(resource)
-        return []
+        return profiles.validate(resource) if _claims_anywhere(resource) else []
 
     return [validate_resource, identifiers, claimed_profiles]
 

@@ -31,6 +31,7 @@ FAULT_EXPECTATIONS = {
     "ignore-if-match": {"rest.if_match": "expected 412"},
     "drop-page-entry": {"search.paging": "omitted"},
     "accept-all-validate": {"validate.invalid_referrals": "12345678901"},
+    "misroute-referrals": {"referral.flow": "belongs to Helse Vest RHF 983658725"},
 }
 
 
@@ -76,12 +77,14 @@ def test_each_fault_alone_fails_only_its_checks(fhir, fault):
     assert {r.name for r in report.failed} == set(expected), failures(report)
 
 
-def test_a_faultless_proxy_passes(fhir):
+def test_a_faultless_proxy_with_a_stub_referral_door_passes(fhir):
+    """The proxy itself breaks nothing; with the stub door the referral flow runs end to end and passes."""
     if "sqlite" not in fhir.database_url:
         pytest.skip("checked once, on SQLite")
-    with running(fhir.base, []) as proxy:
-        report = run(proxy.base, only=["rest", "search"])
+    with running(fhir.base, ["referral-door"]) as proxy:
+        report = run(proxy.base, only=["rest", "search", "referral"])
     assert report.ok, failures(report)
+    assert report.result("referral.flow").status == "PASS", report.result("referral.flow").line()
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:

@@ -14,14 +14,17 @@ from conformance_tests.fhirdata import (
     entries,
     interactions_of,
     load,
+    operation_names,
     patient,
-    resource_of,
     supported_profiles,
     tagged,
 )
 from conformance_tests.registry import CheckFailed, check, expect, skip
 
-ROUTING_TASK_PROFILE = "https://fhir.referral-hub.no/StructureDefinition/hub-routing-task"
+#: The operation that takes a referral Bundle in (the kit's assumption of this project's door; see README).
+SUBMIT_OPERATION = "submit-referral"
+#: The identifier system of the corpus referrals (the kit's own, not a national one).
+REFERRAL_ID_SYSTEM = "urn:conformance-kit:referral-id"
 ORGNR_SYSTEM = "urn:oid:2.16.578.1.12.4.1.4.101"
 #: The RHF the corpus patient (Bergen, municipality 4601, county 46 Vestland) belongs to: Helse Vest RHF.
 HELSE_VEST_ORGNR = "983658725"
@@ -143,13 +146,23 @@ def _org_chain_orgnrs(client: Client, reference: dict) -> list[str]:
     return out
 
 
+def _submit_path(caps: dict) -> str | None:
+    """Where ``$submit-referral`` is declared: at system level, else on Bundle or ServiceRequest; None if nowhere."""
+    if SUBMIT_OPERATION in operation_names(caps, None):
+        return f"${SUBMIT_OPERATION}"
+    for rtype in ("Bundle", "ServiceRequest"):
+        if SUBMIT_OPERATION in operation_names(caps, rtype):
+            return f"{rtype}/${SUBMIT_OPERATION}"
+    return None
+
+
 @check("referral", "flow")
 def referral_flow(client: Client) -> None:
     """Submit a referral → a routed Task (owner Helse Vest or its HF) → the region finds it → accepts it."""
     caps = client.capabilities()
-    task = resource_of(caps, "Task") or {}
-    if ROUTING_TASK_PROFILE not in [p.split("|")[0] for p in task.get("supportedProfile", []) or []]:
-        skip(f"the CapabilityStatement does not declare the routing Task profile {ROUTING_TASK_PROFILE} on Task")
+    submit = _submit_path(caps)
+    if submit is None:
+        skip(f"the CapabilityStatement declares no ${SUBMIT_OPERATION} operation (system, Bundle or ServiceRequest)")
     missing = {"search-type", "update"} - interactions_of(caps, "Task")
     if missing:
         skip(f"the CapabilityStatement does not declare {', '.join(sorted(missing))} on Task")
@@ -158,14 +171,19 @@ def referral_flow(client: Client) -> None:
     for entry in bundle["entry"]:
         tagged(entry["resource"], tag)
     sr = bundle["entry"][3]["resource"]
-    sr["identifier"][0]["value"] = f"ck-{uuid.uuid4()}"
-    r = client.post("", bundle)
-    body = client.expect_status(r, 200, what="submit the referral transaction")
-    for e in (body or {}).get("entry", []):
+    referral_key = f"ck-{uuid.uuid4()}"
+    sr["identifier"][0]["value"] = referral_key
+    r = client.post(submit, bundle)
+    body = client.expect_status(r, 200, 201, what=f"submit the referral Bundle to {submit}")
+    for e in (body or {}).get("entry", []) or []:
         client.track((e.get("response") or {}).get("location"))
-    location = (body["entry"][3].get("response") or {}).get("location", "")
-    expect("ServiceRequest/" in location, f"referral: no ServiceRequest location in the response: {location!r}")
-    sr_id = location.split("ServiceRequest/")[1].split("/")[0]
+    client.track(r.headers.get("Location"))
+    stored = entries(client.search("ServiceRequest", {"identifier": f"{REFERRAL_ID_SYSTEM}|{referral_key}"}))
+    expect(
+        len(stored) == 1, f"referral: after {submit}, ServiceRequest?identifier=…|{referral_key} finds {len(stored)}"
+    )
+    sr_id = stored[0]["id"]
+    client.track(f"ServiceRequest/{sr_id}")
 
     tasks = entries(client.search("Task", {"focus": f"ServiceRequest/{sr_id}"}))
     expect(
@@ -173,10 +191,8 @@ def referral_flow(client: Client) -> None:
     )
     routed = tasks[0]
     client.track(f"Task/{routed['id']}")
-    expect(
-        routed.get("status") in ("requested", "ready"),
-        f"routing Task: status {routed.get('status')!r}, expected requested",
-    )
+    status = routed.get("status")
+    expect(status in ("requested", "ready"), f"routing Task/{routed['id']}: status {status!r}, expected requested")
     owner = routed.get("owner") or {}
     expect(owner, f"routing Task/{routed['id']} has no owner")
     orgnrs = _org_chain_orgnrs(client, owner)
@@ -186,21 +202,20 @@ def referral_flow(client: Client) -> None:
         f"{owner} has organisation numbers {orgnrs}",
     )
 
-    owner_param = owner.get("reference") or f"{ORGNR_SYSTEM}|{owner['identifier']['value']}"
-    name = "owner" if owner.get("reference") else "owner:identifier"
-    queue = entries(
-        client.search("Task", {name: owner_param, "status": routed["status"], "focus": f"ServiceRequest/{sr_id}"})
-    )
+    if owner.get("reference"):
+        name, value = "owner", owner["reference"]
+    else:
+        name, value = "owner:identifier", f"{ORGNR_SYSTEM}|{owner['identifier']['value']}"
+    queue = entries(client.search("Task", {name: value, "status": status, "focus": f"ServiceRequest/{sr_id}"}))
     expect(
         [t.get("id") for t in queue] == [routed["id"]],
-        f"region pull Task?{name}={owner_param}&status={routed['status']}: expected [{routed['id']}], got "
-        f"{[t.get('id') for t in queue]}",
+        f"region pull Task?{name}={value}&status={status}: expected [{routed['id']}], "
+        f"got {[t.get('id') for t in queue]}",
     )
 
-    accepted = dict(routed, status="accepted")
     version = (routed.get("meta") or {}).get("versionId")
     headers = {"If-Match": f'W/"{version}"'} if version else {}
-    r = client.put(f"Task/{routed['id']}", accepted, headers=headers)
+    r = client.put(f"Task/{routed['id']}", dict(routed, status="accepted"), headers=headers)
     client.expect_status(r, 200, what="the region accepts the Task (PUT status accepted)")
     after = client.expect_status(client.get(f"Task/{routed['id']}"), 200, what="read the accepted Task")
     expect(after.get("status") == "accepted", f"accepted Task reads back with status {after.get('status')!r}")
@@ -209,20 +224,54 @@ def referral_flow(client: Client) -> None:
 # -- pathways ------------------------------------------------------------------------------------------------
 
 
-@check("pathways", "apply")
-def pathways_apply(client: Client) -> None:
-    """``PlanDefinition/[id]/$apply`` for a Patient returns a CarePlan (or RequestGroup/Bundle) for that Patient."""
-    if not declares_operation(client.capabilities(), "apply", "PlanDefinition"):
-        skip("the CapabilityStatement declares no $apply operation on PlanDefinition")
+def _referral_for(client: Client, tag: str, subject_id: str) -> dict:
+    """A referral ServiceRequest (the corpus one) about ``Patient/subject_id``, created on the server."""
+    referral = tagged(copy.deepcopy(load("referrals/valid-servicerequest.json")), tag)
+    referral["subject"] = {"reference": f"Patient/{subject_id}"}
+    referral["identifier"][0]["value"] = f"ck-{uuid.uuid4()}"
+    return client.create(referral)
+
+
+def _plan_to_apply(client: Client, referral: dict) -> dict:
+    """The plan ``$suggest-pathway`` proposes for ``referral`` when declared, else the first active PlanDefinition."""
+    if declares_operation(client.capabilities(), "suggest-pathway", "ServiceRequest"):
+        r = client.get(f"ServiceRequest/{referral['id']}/$suggest-pathway")
+        params = client.expect_status(r, 200, what="ServiceRequest/[id]/$suggest-pathway") or {}
+        canonicals = [
+            part.get("valueCanonical")
+            for p in params.get("parameter", []) or []
+            for part in p.get("part", []) or []
+            if part.get("name") == "pathway" and part.get("valueCanonical")
+        ]
+        expect(
+            canonicals, f"$suggest-pathway proposed no pathway for a depression referral (F32.1); {client.describe(r)}"
+        )
+        plans = entries(client.search("PlanDefinition", {"url": canonicals[0].split("|")[0]}))
+        expect(
+            len(plans) == 1, f"$suggest-pathway proposed {canonicals[0]}, but PlanDefinition?url= finds {len(plans)}"
+        )
+        return plans[0]
     plans = entries(client.search("PlanDefinition", {"status": "active", "_count": "1"}))
     if not plans:
         skip("the server holds no active PlanDefinition to apply")
-    plan = plans[0]
+    return plans[0]
+
+
+@check("pathways", "apply")
+def pathways_apply(client: Client) -> None:
+    """``PlanDefinition/[id]/$apply`` (subject, referral) returns a CarePlan (or RequestGroup/Bundle) for them."""
+    if not declares_operation(client.capabilities(), "apply", "PlanDefinition"):
+        skip("the CapabilityStatement declares no $apply operation on PlanDefinition")
     tag = client.new_tag()
     subject = client.create(patient(tag, family="Forlop"))
+    referral = _referral_for(client, tag, subject["id"])
+    plan = _plan_to_apply(client, referral)
     params = {
         "resourceType": "Parameters",
-        "parameter": [{"name": "subject", "valueString": f"Patient/{subject['id']}"}],
+        "parameter": [
+            {"name": "subject", "valueString": f"Patient/{subject['id']}"},
+            {"name": "referral", "valueReference": {"reference": f"ServiceRequest/{referral['id']}"}},
+        ],
     }
     r = client.post(f"PlanDefinition/{plan['id']}/$apply", params)
     result = client.expect_status(r, 200, what=f"PlanDefinition/{plan['id']}/$apply")

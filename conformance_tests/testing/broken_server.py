@@ -6,7 +6,12 @@ It is a small Flask proxy in front of a correct server (``upstream``) that break
 * ``ignore-if-match``: drops the ``If-Match`` header, so a stale update succeeds (200 instead of 412);
 * ``drop-page-entry``: leaves the last entry out of every searchset page that has a ``next`` link;
 * ``accept-all-validate``: declares ``$validate`` in its CapabilityStatement and answers every ``$validate``
-  with "all OK", whatever the resource (a validator that catches nothing).
+  with "all OK", whatever the resource (a validator that catches nothing);
+* ``misroute-referrals``: like the ``referral-door`` stub below, but routes every referral to Helse Nord RHF.
+
+Not a fault: ``referral-door`` adds a stub of the referral door the ``referral.flow`` check needs: it declares
+``$submit-referral``, stores the posted Bundle as a transaction upstream, and creates a routing Task (focus the
+ServiceRequest, owner Helse Vest RHF, status requested) — enough to exercise the check end to end.
 
 Run it in a thread with :func:`running`, or from a shell::
 
@@ -26,7 +31,13 @@ import requests
 from flask import Flask, Response, request
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-FAULTS = ("weak-etag", "ignore-if-match", "drop-page-entry", "accept-all-validate")
+FAULTS = ("weak-etag", "ignore-if-match", "drop-page-entry", "accept-all-validate", "misroute-referrals")
+#: Behaviours that are not faults.
+EXTRAS = ("referral-door",)
+ORGNR_SYSTEM = "urn:oid:2.16.578.1.12.4.1.4.101"
+HELSE_VEST_ORGNR = "983658725"
+HELSE_NORD_ORGNR = "883658752"
+SUBMIT = "$submit-referral"
 VALIDATE_DEFINITION = "http://hl7.org/fhir/OperationDefinition/Resource-validate"
 ALL_OK = {
     "resourceType": "OperationOutcome",
@@ -40,9 +51,10 @@ METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 def create_app(upstream: str, faults: Iterable[str]) -> Flask:
     """A Flask app serving ``/fhir`` by forwarding to ``upstream`` with ``faults`` applied."""
     faults = set(faults)
-    unknown = faults - set(FAULTS)
+    unknown = faults - set(FAULTS) - set(EXTRAS)
     if unknown:
-        raise ValueError(f"unknown faults {sorted(unknown)}; known: {FAULTS}")
+        raise ValueError(f"unknown faults {sorted(unknown)}; known: {FAULTS + EXTRAS}")
+    door = bool(faults & {"referral-door", "misroute-referrals"})
     upstream = upstream.rstrip("/")
     app = Flask(__name__)
     session = requests.Session()
@@ -53,6 +65,11 @@ def create_app(upstream: str, faults: Iterable[str]) -> Flask:
         own_base = request.host_url.rstrip("/") + "/fhir"
         if "accept-all-validate" in faults and path.endswith("$validate"):
             return Response(json.dumps(ALL_OK), status=200, content_type="application/fhir+json")
+        if door and path == SUBMIT and request.method == "POST":
+            orgnr = HELSE_NORD_ORGNR if "misroute-referrals" in faults else HELSE_VEST_ORGNR
+            up = _submit_referral(session, upstream, request.get_data(), orgnr)
+            body = up.content.replace(upstream.encode(), own_base.encode())
+            return Response(body, status=up.status_code, content_type=up.headers.get("Content-Type"))
         headers = {k: v for k, v in request.headers.items() if k.lower() not in SKIPPED_HEADERS}
         if "ignore-if-match" in faults:
             headers.pop("If-Match", None)
@@ -66,7 +83,9 @@ def create_app(upstream: str, faults: Iterable[str]) -> Flask:
         if "drop-page-entry" in faults and "json" in up.headers.get("Content-Type", ""):
             body = _drop_page_entry(body)
         if "accept-all-validate" in faults and path == "metadata" and up.status_code == 200:
-            body = _declare_validate(body)
+            body = _declare_operation(body, "validate", VALIDATE_DEFINITION)
+        if door and path == "metadata" and up.status_code == 200:
+            body = _declare_operation(body, SUBMIT[1:], "urn:conformance-kit:OperationDefinition/submit-referral")
         out = Response(body, status=up.status_code)
         for key, value in up.headers.items():
             if key.lower() in SKIPPED_HEADERS:
@@ -101,11 +120,34 @@ class QuietHandler(WSGIRequestHandler):
         pass
 
 
-def _declare_validate(body: bytes) -> bytes:
+def _declare_operation(body: bytes, name: str, definition: str) -> bytes:
     caps = json.loads(body)
     for rest in caps.get("rest", []):
-        rest.setdefault("operation", []).append({"name": "validate", "definition": VALIDATE_DEFINITION})
+        rest.setdefault("operation", []).append({"name": name, "definition": definition})
     return json.dumps(caps).encode()
+
+
+def _submit_referral(session: requests.Session, upstream: str, bundle: bytes, orgnr: str) -> requests.Response:
+    """The stub door: store the Bundle by transaction, then create a routing Task owned by the RHF ``orgnr``."""
+    headers = {"Content-Type": "application/fhir+json", "Accept": "application/fhir+json"}
+    stored = session.post(upstream, data=bundle, headers=headers, timeout=60)
+    if stored.status_code != 200:
+        return stored
+    locations = [(e.get("response") or {}).get("location", "") for e in stored.json().get("entry", [])]
+    referral = next(loc for loc in locations if "ServiceRequest/" in loc)
+    referral = "ServiceRequest/" + referral.split("ServiceRequest/")[1].split("/")[0]
+    orgs = session.get(f"{upstream}/Organization", params={"identifier": f"{ORGNR_SYSTEM}|{orgnr}"}, headers=headers)
+    owner = orgs.json()["entry"][0]["resource"]["id"]
+    task = {
+        "resourceType": "Task",
+        "status": "requested",
+        "intent": "order",
+        "code": {"coding": [{"system": "http://hl7.org/fhir/CodeSystem/task-code", "code": "fulfill"}]},
+        "focus": {"reference": referral},
+        "owner": {"reference": f"Organization/{owner}"},
+    }
+    session.post(f"{upstream}/Task", data=json.dumps(task), headers=headers, timeout=60).raise_for_status()
+    return stored
 
 
 @dataclass
@@ -142,7 +184,9 @@ def running(upstream: str, faults: Iterable[str]) -> Iterator[BrokenServer]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="a deliberately broken FHIR server (a faulty proxy)")
     parser.add_argument("--upstream", required=True, help="base URL of a correct FHIR server")
-    parser.add_argument("--fault", action="append", choices=FAULTS, default=[], help="a rule to break; repeatable")
+    parser.add_argument(
+        "--fault", action="append", choices=FAULTS + EXTRAS, default=[], help="a rule to break; repeatable"
+    )
     parser.add_argument("--port", type=int, default=8099)
     args = parser.parse_args(argv)
     broken = start(args.upstream, args.fault, args.port)

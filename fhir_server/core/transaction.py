@@ -181,15 +181,19 @@ class BundleProcessor:
     # -- transaction ------------------------------------------------------------------------
 
     def _transaction(self, entries: list[Entry], return_preference: str | None) -> dict:
+        # server ids for created resources, fixed before the first attempt: a retried attempt reuses them,
+        # so references already rewritten in place (resources are written as parsed, not copied) stay right
+        fixed_ids: dict[str, str] = {}
+        for entry in entries:
+            if entry.method == "POST":
+                entry.resource_id = new_id()
+                if entry.full_url:
+                    fixed_ids[entry.full_url] = f"{entry.resource_type}/{entry.resource_id}"
+            elif entry.method == "PUT" and entry.resource_id and entry.full_url:
+                fixed_ids[entry.full_url] = f"{entry.resource_type}/{entry.resource_id}"
+
         def work(unit: WriteUnit) -> None:
-            ids: dict[str, str] = {}
-            for entry in entries:  # server ids for created resources, known before any write
-                if entry.method == "POST":
-                    entry.resource_id = new_id()
-                    if entry.full_url:
-                        ids[entry.full_url] = f"{entry.resource_type}/{entry.resource_id}"
-                elif entry.method == "PUT" and entry.resource_id and entry.full_url:
-                    ids[entry.full_url] = f"{entry.resource_type}/{entry.resource_id}"
+            ids = dict(fixed_ids)
             ordered = sorted(entries, key=lambda e: METHOD_ORDER[e.method])
             for entry in ordered:  # conditional creates and updates resolve first: they change the id map
                 if entry.method == "POST" and entry.if_none_exist:
@@ -239,7 +243,7 @@ class BundleProcessor:
         if "existing" in entry.result:
             entry.result = {"status": 200, "stored": unit.read(rtype, entry.result["existing"])}
             return
-        resource = self._patched(unit, entry) if entry.method == "PATCH" else copy.deepcopy(entry.resource or {})
+        resource = self._patched(unit, entry) if entry.method == "PATCH" else (entry.resource or {})
         self._resolve_references(unit, resource, ids, f"{entry.path}.resource")
         check_id(rid, f"{entry.path}.request.url")
         stored, created = unit.put(resource, resource_id=rid, if_match=entry.if_match, fresh_id=entry.method == "POST")

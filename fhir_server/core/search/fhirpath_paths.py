@@ -151,8 +151,8 @@ def _children(value: Any, name: str) -> Iterator[Value]:
     # a choice element: occurrence -> occurrenceDateTime / occurrencePeriod ...
     for key, found in value.items():
         suffix = key[len(name) :]
-        if key.startswith(name) and suffix in _CHOICE_SUFFIXES:
-            type_name = _CHOICE_SUFFIXES[suffix]
+        if key.startswith(name) and suffix in CHOICE_SUFFIXES:
+            type_name = CHOICE_SUFFIXES[suffix]
             yield from ((v, type_name) for v in found) if isinstance(found, list) else [(found, type_name)]
 
 
@@ -215,7 +215,7 @@ _COMPLEX = [
     "UsageContext",
 ]
 #: JSON name suffix of a choice element -> FHIR type name (``DateTime`` -> ``dateTime``).
-_CHOICE_SUFFIXES: dict[str, str] = {p[0].upper() + p[1:]: p for p in _PRIMITIVES} | {c: c for c in _COMPLEX}
+CHOICE_SUFFIXES: dict[str, str] = {p[0].upper() + p[1:]: p for p in _PRIMITIVES} | {c: c for c in _COMPLEX}
 
 
 def _type_matches(type_name: str | None, wanted: str) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from fhir_server.core.search.fhirpath_paths import CHOICE_SUFFIXES
 from fhir_server.core.search.parameters import SearchParam, SearchRegistry
 from fhir_server.core.search.values import HIGH_SENTINEL, LOW_SENTINEL, date_range, normalise_text, number_range
 
@@ -150,16 +151,32 @@ def rows_for_param(param: SearchParam, resource: dict) -> list[Row]:
     return rows
 
 
+_STEMS: dict[str, str | None] = {}
+
+
+def element_names(resource: dict) -> set[str]:
+    """Top-level element names, choice elements under their stem too (``occurrenceDateTime`` → ``occurrence``)."""
+    names = set(resource)
+    for key in resource:
+        stem = _STEMS.get(key, "")
+        if stem == "":
+            stem = next((key[: -len(s)] for s in CHOICE_SUFFIXES if key.endswith(s) and len(key) > len(s)), None)
+            _STEMS[key] = stem
+        if stem:
+            names.add(stem)
+    return names
+
+
 def index_rows(registry: SearchRegistry, resource: dict) -> dict[str, list[Row]]:
     """All index rows of a resource, grouped by parameter type, each row carrying ``param``."""
     grouped: dict[str, list[Row]] = {}
-    present = tuple(resource)
+    present = element_names(resource)
     for code, param in registry.params(resource["resourceType"]).items():
         if code in TABLE_PARAMETERS:
             continue
         roots = getattr(param.extract, "roots", None)
-        if roots is not None and not any(key.startswith(root) for root in roots for key in present):
-            continue
+        if roots is not None and roots.isdisjoint(present):
+            continue  # the resource has none of the elements the expression reads
         for row in rows_for_param(param, resource):
             row["param"] = code
             grouped.setdefault(param.type, []).append(row)

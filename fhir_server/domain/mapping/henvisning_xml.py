@@ -167,7 +167,8 @@ def _idents(r: _Reader, node: etree._Element, spec: dict, where: str, systems: d
     return out
 
 
-def _party(r: _Reader, name: str, systems: dict, issues: list[Issue]) -> tuple[etree._Element, dict, str] | None:
+def _party(r: _Reader, name: str) -> tuple[etree._Element, dict, str] | None:
+    """The first candidate node of a party (e.g. the referrer), its spec and its location."""
     for cand in r.conf["parties"][name]["candidates"]:
         found = r.nodes(cand["xpath"])
         if found:
@@ -176,7 +177,7 @@ def _party(r: _Reader, name: str, systems: dict, issues: list[Issue]) -> tuple[e
 
 
 def _person(r: _Reader, name: str, issues: list[Issue]) -> PersonFacts | None:
-    hit = _party(r, name, {}, issues)
+    hit = _party(r, name)
     if not hit:
         return None
     node, spec, where = hit
@@ -425,7 +426,7 @@ def parse_henvisning(xml: bytes, *, test_mode: bool = False) -> MappedReferral:
     facts.referrer = _person(r, "referrer", issues)
     facts.general_practitioner = _person(r, "generalPractitioner", issues)
     for name in ("requesterOrganization", "receiverOrganization"):
-        hit = _party(r, name, {}, issues)
+        hit = _party(r, name)
         org = _org(r, *hit, issues) if hit else None
         if name == "requesterOrganization":
             facts.requester_org = org

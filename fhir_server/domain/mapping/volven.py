@@ -13,6 +13,7 @@ from functools import cache
 from pathlib import Path
 
 from fhir_server.core import jsonio
+from fhir_server.domain.routing_tables import default_tables
 
 MAPPINGS_DIR = Path(__file__).resolve().parents[3] / "mappings"
 
@@ -102,6 +103,4 @@ def canonical_priority_system(system: str | None) -> str | None:
 @cache
 def pre2024_municipalities() -> dict[str, tuple[str, ...]]:
     """Pre-2024 kommunenummer -> 2024 number(s), from the routing tables (terminology/ ConceptMap)."""
-    from fhir_server.domain.routing_tables import default_tables
-
     return dict(default_tables().pre2024)
