@@ -15,6 +15,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only", action="append", metavar="NAME", help="a check (rest.create), an area (search) or a glob; repeatable"
     )
+    parser.add_argument(
+        "--exclude", action="append", metavar="NAME", help="leave out a check, area or glob; repeatable"
+    )
     parser.add_argument("--verbose", action="store_true", help="also print each check's requests and timing")
     parser.add_argument("--keep", action="store_true", help="leave the data the checks created on the server")
     parser.add_argument("--list", action="store_true", help="list the checks and exit")
@@ -34,7 +37,9 @@ def main(argv: list[str] | None = None) -> int:
             for line in result.requests:
                 print(f"    {line}")
 
-    report = run(args.base_url, token=args.token, only=args.only, cleanup=not args.keep, on_result=show)
+    report = run(
+        args.base_url, token=args.token, only=args.only, exclude=args.exclude, cleanup=not args.keep, on_result=show
+    )
     if not report.results:
         print(f"no check matches {args.only}", file=sys.stderr)
     print(report.summary())

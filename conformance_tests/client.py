@@ -103,6 +103,8 @@ class Client:
 
     def short(self, url: str) -> str:
         """``url`` relative to the base, for readable reasons."""
+        if url == self.base_url or url == self.base_url + "/":
+            return "[base]"
         return url[len(self.base_url) + 1 :] if url.startswith(self.base_url + "/") else url
 
     def describe(self, r: requests.Response, limit: int = 400) -> str:

@@ -72,12 +72,20 @@ def all_checks() -> list[Check]:
     return sorted(CHECKS, key=area_rank)
 
 
-def select(checks: Iterable[Check], only: Iterable[str] | None) -> list[Check]:
-    """Checks whose name or area matches one of ``only`` (exact, glob such as ``search.*``, or area)."""
-    patterns = [p for p in (only or []) if p]
-    if not patterns:
-        return list(checks)
-    return [c for c in checks if any(c.name == p or c.area == p or fnmatch.fnmatchcase(c.name, p) for p in patterns)]
+def matches(check: Check, pattern: str) -> bool:
+    """True when ``pattern`` is the check's name, its area, or a glob (``search.*``) matching its name."""
+    return check.name == pattern or check.area == pattern or fnmatch.fnmatchcase(check.name, pattern)
+
+
+def select(checks: Iterable[Check], only: Iterable[str] | None, exclude: Iterable[str] | None = None) -> list[Check]:
+    """Checks matching one of ``only`` (all when empty) and none of ``exclude``."""
+    wanted = [p for p in (only or []) if p]
+    unwanted = [p for p in (exclude or []) if p]
+    return [
+        c
+        for c in checks
+        if (not wanted or any(matches(c, p) for p in wanted)) and not any(matches(c, p) for p in unwanted)
+    ]
 
 
 def run_check(client: Client, check: Check, cleanup: bool = True) -> Result:
@@ -107,13 +115,14 @@ def run(
     token: str | None = None,
     *,
     only: Iterable[str] | None = None,
+    exclude: Iterable[str] | None = None,
     cleanup: bool = True,
     on_result: Callable[[Result], None] | None = None,
 ) -> Report:
-    """Run the kit (or the checks selected by ``only``) against ``base_url`` and return the Report."""
+    """Run the kit (or the checks selected by ``only`` less ``exclude``) against ``base_url``; return the Report."""
     client = Client(base_url, token=token)
     report = Report()
-    for check in select(all_checks(), only):
+    for check in select(all_checks(), only, exclude):
         result = run_check(client, check, cleanup=cleanup)
         report.results.append(result)
         if on_result:

@@ -13,6 +13,19 @@ from fhir_server.logging_setup import configure_logging
 from fhir_server.server import Server, build_server
 
 
+def start_delivery_worker(server: Server) -> None:
+    """One outbox delivery thread per process (several processes share the work safely)."""
+    from fhir_server.domain.outbox import DeliverySettings, DeliveryWorker
+
+    settings = server.settings
+    worker = DeliveryWorker(server.service, DeliverySettings(
+        poll_seconds=settings.outbox_poll_seconds,
+        backoff_seconds=settings.outbox_backoff_seconds,
+        max_attempts=settings.outbox_max_attempts,
+    ))
+    worker.start()
+
+
 def create_app(settings: Settings | None = None, server: Server | None = None) -> Flask:
     """Build the WSGI application (one per process)."""
     settings = settings or load_settings()
@@ -23,6 +36,8 @@ def create_app(settings: Settings | None = None, server: Server | None = None) -
     app.url_map.strict_slashes = False
     app.extensions["fhir"] = server or build_server(settings)
     app.extensions["fhir"].operations = operations.declared_operations()
+    if settings.delivery_worker:
+        start_delivery_worker(app.extensions["fhir"])
     errors.register_error_handlers(app)
     # system routes first: "/metadata" must not be taken for a resource type
     app.register_blueprint(system.bp, url_prefix=settings.base_path)

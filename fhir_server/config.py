@@ -40,6 +40,11 @@ class Settings:
     ig_paths: list[str] = field(default_factory=list)
     #: Canonical base of the project's own profiles (default https://fhir.referral-hub.no).
     canonical_base: str | None = None
+    #: Push delivery to regional Endpoints (outbox worker thread in each server process).
+    delivery_worker: bool = True
+    outbox_poll_seconds: float = 1.0
+    outbox_backoff_seconds: float = 2.0
+    outbox_max_attempts: int = 8
     extra: dict = field(default_factory=dict)
 
 
@@ -56,6 +61,10 @@ class SettingsSchema(Schema):
     log_level = mfields.String(validate=validate.OneOf(["DEBUG", "INFO", "WARNING", "ERROR"]))
     ig_paths = mfields.List(mfields.String())
     canonical_base = mfields.String(allow_none=True, validate=validate.Regexp(r"^https?://"))
+    delivery_worker = mfields.Boolean()
+    outbox_poll_seconds = mfields.Float(validate=validate.Range(min=0.01))
+    outbox_backoff_seconds = mfields.Float(validate=validate.Range(min=0))
+    outbox_max_attempts = mfields.Integer(validate=validate.Range(min=1))
     extra = mfields.Dict()
 
 

@@ -18,6 +18,7 @@ from fhir_server.core.store import Store
 if TYPE_CHECKING:
     from fhir_server.core.packages import ConformanceRegistry
     from fhir_server.core.validation.profiles import ProfileValidator
+    from fhir_server.domain.intake import IntakePipeline
     from fhir_server.domain.pathways import PathwayCatalog
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ class Server:
     operations: list[OperationInfo] = field(default_factory=list)
     profiles_by_type: dict[str, list[str]] = field(default_factory=dict)
     security: dict | None = None
+    intake: IntakePipeline | None = None
 
     def validate_with_profiles(self, resource: dict, profiles: list[str]) -> list[Issue]:
         """Base validation plus the resource's profile claims and the requested profiles ($validate)."""
@@ -98,6 +100,7 @@ def build_validators(settings: Settings, profiles: ProfileValidator) -> list[Val
 
 def build_server(settings: Settings) -> Server:
     from fhir_server.core.validation.profiles import ProfileValidator
+    from fhir_server.domain.intake import IntakePipeline
     from fhir_server.domain.pathways import PathwayCatalog
 
     db = open_database(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
@@ -120,6 +123,9 @@ def build_server(settings: Settings) -> Server:
         validators,
     )
     server.profiles_by_type = supported_profiles(conformance)
+    from fhir_server.domain.routing_tables import default_tables
+
+    server.intake = IntakePipeline(service, server.pathways, default_tables())
     log.info("server ready on %s (%s)", settings.database_url.split("@")[-1], db.dialect)
     return server
 

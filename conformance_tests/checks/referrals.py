@@ -14,15 +14,15 @@ from conformance_tests.fhirdata import (
     entries,
     interactions_of,
     load,
-    operation_names,
     patient,
+    rest_of,
     supported_profiles,
     tagged,
 )
 from conformance_tests.registry import CheckFailed, check, expect, skip
 
-#: The operation that takes a referral Bundle in (the kit's assumption of this project's door; see README).
-SUBMIT_OPERATION = "submit-referral"
+#: The routing Task profile: a server declaring it on Task routes each submitted referral to a Task.
+ROUTING_TASK_PROFILE = "https://fhir.referral-hub.no/StructureDefinition/hub-routing-task"
 #: The identifier system of the corpus referrals (the kit's own, not a national one).
 REFERRAL_ID_SYSTEM = "urn:conformance-kit:referral-id"
 ORGNR_SYSTEM = "urn:oid:2.16.578.1.12.4.1.4.101"
@@ -125,17 +125,22 @@ def validate_invalid_referrals(client: Client) -> None:
 
 
 def _org_chain_orgnrs(client: Client, reference: dict) -> list[str]:
-    """Organisation numbers of the Organization ``reference`` names and of its partOf parents (3 levels)."""
+    """Organisation numbers of the Organization ``reference`` names and of its partOf parents (3 levels).
+
+    A literal reference decides (the Organization is read); a logical identifier counts only without one.
+    """
     out: list[str] = []
     ref: dict | None = reference
     for _ in range(3):
         if not ref:
             break
-        for ident in [ref.get("identifier")] if ref.get("identifier") else []:
+        target = ref.get("reference")
+        if not target:
+            ident = ref.get("identifier") or {}
             if ident.get("system") == ORGNR_SYSTEM:
                 out.append(ident.get("value"))
-        target = ref.get("reference")
-        if not target or target.split("/")[-2:-1] != ["Organization"]:
+            break
+        if target.split("/")[-2:-1] != ["Organization"]:
             break
         r = client.get(target)
         if r.status_code != 200:
@@ -146,23 +151,18 @@ def _org_chain_orgnrs(client: Client, reference: dict) -> list[str]:
     return out
 
 
-def _submit_path(caps: dict) -> str | None:
-    """Where ``$submit-referral`` is declared: at system level, else on Bundle or ServiceRequest; None if nowhere."""
-    if SUBMIT_OPERATION in operation_names(caps, None):
-        return f"${SUBMIT_OPERATION}"
-    for rtype in ("Bundle", "ServiceRequest"):
-        if SUBMIT_OPERATION in operation_names(caps, rtype):
-            return f"{rtype}/${SUBMIT_OPERATION}"
-    return None
+def _declares_routing(caps: dict) -> bool:
+    task = next((r for r in rest_of(caps).get("resource", []) or [] if r.get("type") == "Task"), {})
+    return ROUTING_TASK_PROFILE in [p.split("|")[0] for p in task.get("supportedProfile", []) or []]
 
 
 @check("referral", "flow")
 def referral_flow(client: Client) -> None:
-    """Submit a referral → a routed Task (owner Helse Vest or its HF) → the region finds it → accepts it."""
+    """Submit a referral transaction → a routed Task (owner Helse Vest or its HF) → the region finds it → accepts."""
     caps = client.capabilities()
-    submit = _submit_path(caps)
-    if submit is None:
-        skip(f"the CapabilityStatement declares no ${SUBMIT_OPERATION} operation (system, Bundle or ServiceRequest)")
+    _need_routing(client)
+    if "transaction" not in {i.get("code") for i in rest_of(caps).get("interaction", []) or []}:
+        skip("the CapabilityStatement does not declare the transaction interaction (the referral door)")
     missing = {"search-type", "update"} - interactions_of(caps, "Task")
     if missing:
         skip(f"the CapabilityStatement does not declare {', '.join(sorted(missing))} on Task")
@@ -173,14 +173,14 @@ def referral_flow(client: Client) -> None:
     sr = bundle["entry"][3]["resource"]
     referral_key = f"ck-{uuid.uuid4()}"
     sr["identifier"][0]["value"] = referral_key
-    r = client.post(submit, bundle)
-    body = client.expect_status(r, 200, 201, what=f"submit the referral Bundle to {submit}")
+    r = client.post("", bundle)
+    body = client.expect_status(r, 200, 201, what="submit the referral transaction (POST [base])")
     for e in (body or {}).get("entry", []) or []:
         client.track((e.get("response") or {}).get("location"))
     client.track(r.headers.get("Location"))
     stored = entries(client.search("ServiceRequest", {"identifier": f"{REFERRAL_ID_SYSTEM}|{referral_key}"}))
     expect(
-        len(stored) == 1, f"referral: after {submit}, ServiceRequest?identifier=…|{referral_key} finds {len(stored)}"
+        len(stored) == 1, f"referral: after the submit, ServiceRequest?identifier=…|{referral_key} finds {len(stored)}"
     )
     sr_id = stored[0]["id"]
     client.track(f"ServiceRequest/{sr_id}")
@@ -219,6 +219,58 @@ def referral_flow(client: Client) -> None:
     client.expect_status(r, 200, what="the region accepts the Task (PUT status accepted)")
     after = client.expect_status(client.get(f"Task/{routed['id']}"), 200, what="read the accepted Task")
     expect(after.get("status") == "accepted", f"accepted Task reads back with status {after.get('status')!r}")
+
+
+def _need_routing(client: Client) -> None:
+    caps = client.capabilities()
+    if not _declares_routing(caps):
+        skip(f"the CapabilityStatement does not declare the routing Task profile {ROUTING_TASK_PROFILE} on Task")
+
+
+def _corpus_referral(name: str, tag: str) -> tuple[dict, str]:
+    """A corpus referral Bundle, tagged, with a fresh referral identifier (returned too)."""
+    bundle = copy.deepcopy(load(f"referrals/{name}"))
+    for entry in bundle["entry"]:
+        tagged(entry["resource"], tag)
+    key = f"ck-{uuid.uuid4()}"
+    bundle["entry"][3]["resource"]["identifier"][0]["value"] = key
+    return bundle, key
+
+
+@check("referral", "idempotent")
+def referral_idempotent(client: Client) -> None:
+    """The same referral submitted twice gives one ServiceRequest and one routing Task."""
+    _need_routing(client)
+    bundle, key = _corpus_referral("valid-referral-bundle.json", client.new_tag())
+    for attempt in ("first", "second"):
+        r = client.post("", bundle)
+        body = client.expect_status(r, 200, 201, what=f"{attempt} submit of the same referral")
+        for e in (body or {}).get("entry", []) or []:
+            client.track((e.get("response") or {}).get("location"))
+    stored = entries(client.search("ServiceRequest", {"identifier": f"{REFERRAL_ID_SYSTEM}|{key}"}))
+    expect(len(stored) == 1, f"the same referral submitted twice: expected 1 ServiceRequest, found {len(stored)}")
+    tasks = entries(client.search("Task", {"focus": f"ServiceRequest/{stored[0]['id']}"}))
+    for task in tasks:
+        client.track(f"Task/{task.get('id')}")
+    expect(len(tasks) == 1, f"the same referral submitted twice: expected 1 routing Task, found {len(tasks)}")
+
+
+@check("referral", "invalid_refused")
+def referral_invalid_refused(client: Client) -> None:
+    """A referral with an invalid fødselsnummer is refused (4xx) naming the identifier, and nothing is stored."""
+    _need_routing(client)
+    bundle, key = _corpus_referral("invalid-fodselsnummer-bundle.json", client.new_tag())
+    r = client.post("", bundle)
+    if r.status_code < 300:
+        for e in client.json_of(r).get("entry", []) or []:
+            client.track((e.get("response") or {}).get("location"))
+    expect(400 <= r.status_code < 500, f"referral with fødselsnummer 12345678901: expected 4xx; {client.describe(r)}")
+    outcome = client.json_of(r)
+    named = [x for i in _error_issues(outcome) for x in i.get("expression", []) or []]
+    wanted = "Bundle.entry[0].resource.identifier[0]"
+    expect(any(x.startswith(wanted) for x in named), f"refused referral: no error names {wanted}; expressions {named}")
+    stored = entries(client.search("ServiceRequest", {"identifier": f"{REFERRAL_ID_SYSTEM}|{key}"}))
+    expect(not stored, f"a refused referral stored its ServiceRequest ({len(stored)} found)")
 
 
 # -- pathways ------------------------------------------------------------------------------------------------

@@ -7,11 +7,11 @@ It is a small Flask proxy in front of a correct server (``upstream``) that break
 * ``drop-page-entry``: leaves the last entry out of every searchset page that has a ``next`` link;
 * ``accept-all-validate``: declares ``$validate`` in its CapabilityStatement and answers every ``$validate``
   with "all OK", whatever the resource (a validator that catches nothing);
-* ``misroute-referrals``: like the ``referral-door`` stub below, but routes every referral to Helse Nord RHF.
+* ``misroute-referrals``: every Task it returns names Helse Nord RHF as owner where upstream said Helse Vest.
 
-Not a fault: ``referral-door`` adds a stub of the referral door the ``referral.flow`` check needs: it declares
-``$submit-referral``, stores the posted Bundle as a transaction upstream, and creates a routing Task (focus the
-ServiceRequest, owner Helse Vest RHF, status requested) — enough to exercise the check end to end.
+Not a fault: ``referral-door`` is a stub of the referral door the ``referral.flow`` check needs, for an upstream
+that does not route yet: it declares the routing Task profile on Task and, after a referral transaction, creates
+the routing Task (focus the ServiceRequest, owner Helse Vest RHF, status requested) unless upstream made one.
 
 Run it in a thread with :func:`running`, or from a shell::
 
@@ -36,8 +36,8 @@ FAULTS = ("weak-etag", "ignore-if-match", "drop-page-entry", "accept-all-validat
 EXTRAS = ("referral-door",)
 ORGNR_SYSTEM = "urn:oid:2.16.578.1.12.4.1.4.101"
 HELSE_VEST_ORGNR = "983658725"
-HELSE_NORD_ORGNR = "883658752"
-SUBMIT = "$submit-referral"
+ROUTING_TASK_PROFILE = "https://fhir.referral-hub.no/StructureDefinition/hub-routing-task"
+REFERRAL_CATEGORY = ("http://snomed.info/sct", "3457005")
 VALIDATE_DEFINITION = "http://hl7.org/fhir/OperationDefinition/Resource-validate"
 ALL_OK = {
     "resourceType": "OperationOutcome",
@@ -54,7 +54,7 @@ def create_app(upstream: str, faults: Iterable[str]) -> Flask:
     unknown = faults - set(FAULTS) - set(EXTRAS)
     if unknown:
         raise ValueError(f"unknown faults {sorted(unknown)}; known: {FAULTS + EXTRAS}")
-    door = bool(faults & {"referral-door", "misroute-referrals"})
+    door = "referral-door" in faults
     upstream = upstream.rstrip("/")
     app = Flask(__name__)
     session = requests.Session()
@@ -65,11 +65,6 @@ def create_app(upstream: str, faults: Iterable[str]) -> Flask:
         own_base = request.host_url.rstrip("/") + "/fhir"
         if "accept-all-validate" in faults and path.endswith("$validate"):
             return Response(json.dumps(ALL_OK), status=200, content_type="application/fhir+json")
-        if door and path == SUBMIT and request.method == "POST":
-            orgnr = HELSE_NORD_ORGNR if "misroute-referrals" in faults else HELSE_VEST_ORGNR
-            up = _submit_referral(session, upstream, request.get_data(), orgnr)
-            body = up.content.replace(upstream.encode(), own_base.encode())
-            return Response(body, status=up.status_code, content_type=up.headers.get("Content-Type"))
         headers = {k: v for k, v in request.headers.items() if k.lower() not in SKIPPED_HEADERS}
         if "ignore-if-match" in faults:
             headers.pop("If-Match", None)
@@ -79,13 +74,17 @@ def create_app(upstream: str, faults: Iterable[str]) -> Flask:
         up = session.request(
             request.method, url, data=request.get_data(), headers=headers, timeout=60, allow_redirects=False
         )
+        if door and not path and request.method == "POST" and up.status_code == 200:
+            _route_referrals(session, upstream, request.get_data(), up.content)
         body = up.content.replace(upstream.encode(), own_base.encode())
         if "drop-page-entry" in faults and "json" in up.headers.get("Content-Type", ""):
             body = _drop_page_entry(body)
         if "accept-all-validate" in faults and path == "metadata" and up.status_code == 200:
             body = _declare_operation(body, "validate", VALIDATE_DEFINITION)
         if door and path == "metadata" and up.status_code == 200:
-            body = _declare_operation(body, SUBMIT[1:], "urn:conformance-kit:OperationDefinition/submit-referral")
+            body = _declare_routing(body)
+        if "misroute-referrals" in faults and path.startswith("Task"):
+            body = body.replace(b'"Organization/rhf-helse-vest"', b'"Organization/rhf-helse-nord"')
         out = Response(body, status=up.status_code)
         for key, value in up.headers.items():
             if key.lower() in SKIPPED_HEADERS:
@@ -121,33 +120,55 @@ class QuietHandler(WSGIRequestHandler):
 
 
 def _declare_operation(body: bytes, name: str, definition: str) -> bytes:
+    """``body`` (a CapabilityStatement) with a system-level operation added."""
     caps = json.loads(body)
     for rest in caps.get("rest", []):
         rest.setdefault("operation", []).append({"name": name, "definition": definition})
     return json.dumps(caps).encode()
 
 
-def _submit_referral(session: requests.Session, upstream: str, bundle: bytes, orgnr: str) -> requests.Response:
-    """The stub door: store the Bundle by transaction, then create a routing Task owned by the RHF ``orgnr``."""
+def _declare_routing(body: bytes) -> bytes:
+    caps = json.loads(body)
+    for rest in caps.get("rest", []):
+        for resource in rest.get("resource", []):
+            profiles = resource.setdefault("supportedProfile", []) if resource.get("type") == "Task" else None
+            if profiles is not None and ROUTING_TASK_PROFILE not in profiles:
+                profiles.append(ROUTING_TASK_PROFILE)
+    return json.dumps(caps).encode()
+
+
+def _route_referrals(session: requests.Session, upstream: str, sent: bytes, response: bytes) -> None:
+    """The stub door: for each referral the transaction created, a routing Task to Helse Vest unless one exists."""
+    try:
+        entries = json.loads(sent).get("entry", [])
+        results = json.loads(response).get("entry", [])
+    except (ValueError, AttributeError):
+        return
     headers = {"Content-Type": "application/fhir+json", "Accept": "application/fhir+json"}
-    stored = session.post(upstream, data=bundle, headers=headers, timeout=60)
-    if stored.status_code != 200:
-        return stored
-    locations = [(e.get("response") or {}).get("location", "") for e in stored.json().get("entry", [])]
-    referral = next(loc for loc in locations if "ServiceRequest/" in loc)
-    referral = "ServiceRequest/" + referral.split("ServiceRequest/")[1].split("/")[0]
-    orgs = session.get(f"{upstream}/Organization", params={"identifier": f"{ORGNR_SYSTEM}|{orgnr}"}, headers=headers)
-    owner = orgs.json()["entry"][0]["resource"]["id"]
-    task = {
-        "resourceType": "Task",
-        "status": "requested",
-        "intent": "order",
-        "code": {"coding": [{"system": "http://hl7.org/fhir/CodeSystem/task-code", "code": "fulfill"}]},
-        "focus": {"reference": referral},
-        "owner": {"reference": f"Organization/{owner}"},
-    }
-    session.post(f"{upstream}/Task", data=json.dumps(task), headers=headers, timeout=60).raise_for_status()
-    return stored
+    for entry, result in zip(entries, results, strict=False):
+        resource = entry.get("resource") or {}
+        codings = [c for cat in resource.get("category", []) for c in cat.get("coding", [])]
+        if resource.get("resourceType") != "ServiceRequest" or not any(
+            (c.get("system"), c.get("code")) == REFERRAL_CATEGORY for c in codings
+        ):
+            continue
+        location = (result.get("response") or {}).get("location", "")
+        referral = "ServiceRequest/" + location.split("ServiceRequest/")[-1].split("/")[0]
+        existing = session.get(f"{upstream}/Task", params={"focus": referral}, headers=headers, timeout=60).json()
+        if existing.get("entry"):
+            continue
+        orgs = session.get(
+            f"{upstream}/Organization", params={"identifier": f"{ORGNR_SYSTEM}|{HELSE_VEST_ORGNR}"}, headers=headers
+        ).json()
+        task = {
+            "resourceType": "Task",
+            "status": "requested",
+            "intent": "order",
+            "code": {"coding": [{"system": "http://hl7.org/fhir/CodeSystem/task-code", "code": "fulfill"}]},
+            "focus": {"reference": referral},
+            "owner": {"reference": f"Organization/{orgs['entry'][0]['resource']['id']}"},
+        }
+        session.post(f"{upstream}/Task", data=json.dumps(task), headers=headers, timeout=60).raise_for_status()
 
 
 @dataclass

@@ -11,6 +11,7 @@ from fhir_server.core.capabilities import CapabilityInputs, capability_statement
 from fhir_server.core.issues import FhirError
 from fhir_server.core.search.values import now_instant
 from fhir_server.core.transaction import BundleProcessor
+from fhir_server.domain.intake import submits_referral
 
 bp = Blueprint("system", __name__)
 
@@ -30,6 +31,9 @@ def metadata() -> Response:
 @bp.route("/", methods=["POST"], strict_slashes=False)
 def batch_or_transaction() -> Response:
     bundle = parse_body(request, server().settings.max_body_bytes)
+    if submits_referral(bundle):  # the FHIR REST door for referrals
+        result = server().intake.submit(bundle)  # type: ignore[union-attr]
+        return fhir_response(result.response_bundle, 200, negotiate(request))
     processor = BundleProcessor(server().service, server().settings.max_bundle_entries)
     result = processor.process(bundle, return_preference=prefer("return"))
     return fhir_response(result, 200, negotiate(request))

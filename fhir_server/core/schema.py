@@ -6,6 +6,7 @@
 * ``idx_*``: search index rows of the current version, written in the same transaction.
 * ``search_snapshots``/``search_results``: result lists of searches that span several pages,
   so paging stays consistent while writes go on.
+* ``outbox``: referral deliveries to regional endpoints, written in the referral's transaction.
 * ``schema_info``: the schema version, for automatic upgrades.
 """
 
@@ -151,6 +152,27 @@ search_results = Table(
     Column("position", Integer, primary_key=True),
     Column("res_type", String(64), nullable=False),
     Column("res_id", String(64), nullable=False),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", SeqType, primary_key=True, autoincrement=True),
+    Column("endpoint_id", String(64), nullable=False),
+    Column("address", Text, nullable=False),
+    Column("task_id", String(64), nullable=False),
+    Column("event", String(16), nullable=False),  # create | update | revoke
+    Column("dedupe_key", String(200), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("status", String(16), nullable=False),  # pending | delivered | dead
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", String(40), nullable=False),
+    Column("lease_until", String(40)),
+    Column("last_error", Text),
+    Column("created", String(40), nullable=False),
+    Column("delivered_at", String(40)),
+    UniqueConstraint("endpoint_id", "dedupe_key", name="uq_outbox_delivery"),
+    Index("ix_outbox_due", "status", "next_attempt_at"),
 )
 
 schema_info = Table(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -54,7 +55,14 @@ class BundleProcessor:
         self.store = service.store
         self.max_entries = max_entries
 
-    def process(self, bundle: Any, *, return_preference: str | None = None) -> dict:
+    def process(
+        self,
+        bundle: Any,
+        *,
+        return_preference: str | None = None,
+        after_writes: Callable[[WriteUnit, list[StoredResource | None]], object] | None = None,
+    ) -> dict:
+        """Run a batch or transaction; ``after_writes`` runs inside a transaction's database transaction."""
         if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
             raise FhirError.single(
                 400, "invalid", "POST to the base URL takes a Bundle of type batch or transaction", "resourceType"
@@ -80,7 +88,7 @@ class BundleProcessor:
             issues += [i for i in self.service.validate(bundle) if i not in issues]
             if has_errors(issues):
                 raise FhirError(refusal_status(issues), issues)
-            return self._transaction(entries, return_preference)
+            return self._transaction(entries, return_preference, after_writes)
         return self._batch(entries, issues, return_preference)
 
     # -- parsing ----------------------------------------------------------------------------
@@ -180,7 +188,12 @@ class BundleProcessor:
 
     # -- transaction ------------------------------------------------------------------------
 
-    def _transaction(self, entries: list[Entry], return_preference: str | None) -> dict:
+    def _transaction(
+        self,
+        entries: list[Entry],
+        return_preference: str | None,
+        after_writes: Callable[[WriteUnit, list[StoredResource | None]], object] | None = None,
+    ) -> dict:
         # server ids for created resources, fixed before the first attempt: a retried attempt reuses them,
         # so references already rewritten in place (resources are written as parsed, not copied) stay right
         fixed_ids: dict[str, str] = {}
@@ -215,6 +228,8 @@ class BundleProcessor:
                 if entry.method in ("GET", "HEAD") or entry.result.get("status"):
                     continue
                 self._apply(unit, entry, ids)
+            if after_writes is not None:
+                after_writes(unit, [e.result.get("stored") for e in entries])
 
         self.store.write(work)
         response = [

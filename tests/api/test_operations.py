@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.api.fhirhttp import Fhir, ids, patient
+from tests.api.fhirhttp import Fhir, fnr, ids, patient
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 HUB = "https://fhir.referral-hub.no/StructureDefinition/"
@@ -81,12 +81,16 @@ def test_conformance_resources_are_served(fhir):
 def _referral(api: Fhir, unique: str, code: str, birth: str) -> tuple[str, str]:
     bundle = referral_bundle()
     bundle["entry"][0]["resource"]["birthDate"] = birth
-    bundle["entry"][0]["resource"]["identifier"] = [{"system": "urn:test:mrn", "value": unique}]
+    bundle["entry"][0]["resource"]["identifier"] = [
+        {"system": "urn:oid:2.16.578.1.12.4.1.4.1", "value": fnr(birth, unique)}
+    ]
     sr = bundle["entry"][5]["resource"]
     sr["identifier"][0]["value"] = f"henv-{unique}"
     sr["authoredOn"] = "2026-04-01"
     sr["reasonCode"] = [{"coding": [{"system": "urn:oid:2.16.578.1.12.4.1.1.7110", "code": code}]}]
-    result = api.post("", bundle).json()
+    r = api.post("", bundle)
+    assert r.status_code == 200, r.text
+    result = r.json()
     locations = [e["response"]["location"].rsplit("/_history", 1)[0] for e in result["entry"]]
     patient_ref = next(x for x in locations if x.startswith("Patient/"))
     sr_ref = next(x for x in locations if x.startswith("ServiceRequest/"))

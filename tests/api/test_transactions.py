@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.api.fhirhttp import Fhir, ids, patient
+from tests.api.fhirhttp import Fhir, fnr, ids, patient
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 
@@ -16,6 +16,8 @@ def referral_transaction(unique: str) -> dict:
         entry["resource"].setdefault("meta", {})["tag"] = [{"system": "urn:test", "code": unique}]
         if entry["resource"]["resourceType"] == "ServiceRequest":
             entry["resource"]["identifier"][0]["value"] = f"henv-{unique}"
+        if entry["resource"]["resourceType"] == "Patient":
+            entry["resource"]["identifier"][0]["value"] = fnr("1985-03-15", unique)
     return bundle
 
 
@@ -26,8 +28,10 @@ def test_referral_transaction_resolves_urn_uuid(fhir, unique):
     result = r.json()
     assert result["type"] == "transaction-response"
     statuses = [e["response"]["status"] for e in result["entry"]]
-    assert statuses == ["201 Created"] * 8
+    # a referral: its 8 entries plus the routing Task and its Provenance
+    assert statuses == ["201 Created"] * 10
     locations = {e["response"]["location"].split("/")[0]: e["response"]["location"] for e in result["entry"]}
+    assert {"Task", "Provenance"} <= set(locations)
     sr = api.search(f"ServiceRequest?_tag=urn:test|{unique}&_include=ServiceRequest:subject")
     service_request = sr["entry"][0]["resource"]
     patient_id = locations["Patient"].split("/")[1]

@@ -152,6 +152,8 @@ def rows_for_param(param: SearchParam, resource: dict) -> list[Row]:
 
 
 _STEMS: dict[str, str | None] = {}
+#: longest first, so ``occurrenceDateTime`` loses ``DateTime``, not ``Time``
+_SUFFIXES_LONGEST_FIRST = sorted(CHOICE_SUFFIXES, key=len, reverse=True)
 
 
 def element_names(resource: dict) -> set[str]:
@@ -160,7 +162,7 @@ def element_names(resource: dict) -> set[str]:
     for key in resource:
         stem = _STEMS.get(key, "")
         if stem == "":
-            stem = next((key[: -len(s)] for s in CHOICE_SUFFIXES if key.endswith(s) and len(key) > len(s)), None)
+            stem = next((key[: -len(s)] for s in _SUFFIXES_LONGEST_FIRST if key.endswith(s) and len(key) > len(s)), None)
             _STEMS[key] = stem
         if stem:
             names.add(stem)

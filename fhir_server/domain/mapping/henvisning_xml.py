@@ -96,14 +96,21 @@ class _Reader:
         return [(f"{base}[{i}]", n, spec) for i, n in enumerate(self.nodes(spec["xpath"]), start=1)]
 
 
-def _version(root: etree._Element, issues: list[Issue]) -> str | None:
+def _version(root: etree._Element, issues: list[Issue]) -> tuple[str | None, etree._Element]:
+    """The field-map version of the message and the element its XPaths start from.
+
+    A v1.1 ``Message`` wrapped in a MsgHead is read on its own (its XPaths are written for a bare Message).
+    """
     fmap = volven.field_map()
     tag = root.tag if isinstance(root.tag, str) else ""
     for version, conf in fmap["versions"].items():
         if tag == conf["root"]:
             if version == "2.0" and not root.xpath(conf["content"], namespaces=fmap["namespaces"]):
                 break
-            return version
+            return version, root
+    inner = root.xpath(fmap["wrappedV11"], namespaces=fmap["namespaces"])
+    if tag == fmap["versions"]["2.0"]["root"] and inner:
+        return "1.1", etree.fromstring(etree.tostring(inner[0]), _parser())
     namespaces = {etree.QName(el).namespace for el in root.iter() if isinstance(el.tag, str)}
     known = [name for ns, name in fmap["knownUnsupportedNamespaces"].items() if ns in namespaces]
     what = known[0] if known else f"root element {etree.QName(root).localname} ({etree.QName(root).namespace})"
@@ -114,7 +121,7 @@ def _version(root: etree._Element, issues: list[Issue]) -> str | None:
         "http://ehelse.no/xmlstds/henvisning/2017-11-30).",
         f"Meldingen er ikke en henvisning som støttes: {what}. Støttet: Henvisning v1.1 og Henvisning v2.0 i "
         "Hodemelding.", etree.QName(root).localname, "henvisning-version"))
-    return None
+    return None, root
 
 
 def fhir_datetime(value: str | None) -> str | None:
@@ -262,6 +269,13 @@ def _patient(r: _Reader, issues: list[Issue]) -> PersonFacts:
             municipality_name=r.text(spec["municipalityName"], node) if municipality else None,
             bydel=r.text(spec["bydel"], node),
         ))
+    if not any(a.municipality for a in patient.addresses):
+        spec = r.conf["lists"]["patientAddresses"]
+        issues.append(Issue("warning", "required", "No address of the patient carries a municipality number "
+                            "(Address/County); the referral cannot be routed by home municipality and goes to manual "
+                            "triage.", r.loc(spec["xpath"]) + "/County",
+                            "Ingen av pasientens adresser har kommunenummer (Address/County); henvisningen kan ikke "
+                            "rutes etter hjemkommune og går til manuell fordeling.", "henvisning-municipality"))
     return patient
 
 
@@ -381,6 +395,10 @@ def parse_henvisning(xml: bytes, *, test_mode: bool = False) -> MappedReferral:
     ``test_mode`` accepts synthetic test person numbers (Tenor, SyntPop, NAV/Dolly), as the identifier checks do.
     """
     issues: list[Issue] = []
+    if isinstance(xml, str):
+        return _failed([_error("structure", "The message must be passed as bytes (its XML declaration names the "
+                               "encoding), not as text.", "Meldingen må gis som bytes, ikke tekst.", None,
+                               "henvisning-xml")])
     if not isinstance(xml, bytes | bytearray) or not xml.strip():
         return _failed([_error("structure", "The message is empty.", "Meldingen er tom.", None, "henvisning-xml")])
     if len(xml) > MAX_BYTES:
@@ -395,10 +413,10 @@ def parse_henvisning(xml: bytes, *, test_mode: bool = False) -> MappedReferral:
     if doc.docinfo.doctype:
         return _failed([_error("security", "The message has a DOCTYPE declaration, which is not allowed.",
                                "Meldingen har en DOCTYPE-deklarasjon, som ikke er tillatt.", None, "henvisning-xml")])
-    version = _version(doc.getroot(), issues)
+    version, root = _version(doc.getroot(), issues)
     if version is None:
         return _failed(issues)
-    r = _Reader(doc.getroot(), version)
+    r = _Reader(root, version)
     known: dict = {"message_id": r.field("messageId"), "message_function": r.field("messageFunction"),
                    "source_format": version, "conversation_id": r.field("conversationId")}
     if known["message_function"] not in volven.field_map()["referralMessageTypes"]:

@@ -51,6 +51,19 @@ def test_example_maps_to_a_valid_bundle_that_routes(form: dict) -> None:
     assert (decision.rhf_orgnr, decision.hf_orgnr) == ("983658725", "983974724")
 
 
+def test_example_conforms_to_the_project_profiles(form: dict) -> None:
+    from fhir_server.core.validation.profiles import validate_against_profiles
+
+    profiles = {"Patient": "hub-referral-patient", "Practitioner": "hub-referral-practitioner",
+                "Organization": "hub-referral-organization", "ServiceRequest": "hub-referral-servicerequest"}
+    for entry in form_to_bundle(form).bundle["entry"]:
+        resource = entry["resource"]
+        if resource["resourceType"] in profiles:
+            url = "https://fhir.referral-hub.no/StructureDefinition/" + profiles[resource["resourceType"]]
+            errors = [i for i in validate_against_profiles(resource, [url]) if i.severity in ("error", "fatal")]
+            assert errors == [], (resource["resourceType"], errors)
+
+
 def test_d_number_and_no_receiver(form: dict) -> None:
     del form["patient"]["fnr"], form["receiver"], form["pregnant"]
     form["patient"]["dnr"] = "49079023425"
