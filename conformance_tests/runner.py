@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import re
 import time
 import traceback
 from collections.abc import Callable, Iterable
@@ -10,6 +11,14 @@ from dataclasses import dataclass, field
 
 from conformance_tests.client import Client
 from conformance_tests.registry import AREAS, CHECKS, Check, CheckFailed, CheckSkipped
+
+#: An 11-digit number standing alone (fødselsnummer, D-nummer …): shown as its first 6 digits only.
+NATIONAL_ID = re.compile(r"(?<![0-9A-Za-z-])(\d{6})\d{5}(?![0-9A-Za-z-])")
+
+
+def mask_national_ids(text: str) -> str:
+    """``text`` with every standalone 11-digit number cut to its first 6 digits (``150385*****``)."""
+    return NATIONAL_ID.sub(r"\1*****", text)
 
 
 @dataclass
@@ -107,7 +116,7 @@ def run_check(client: Client, check: Check, cleanup: bool = True) -> Result:
     requests_made = [f"{e.method} {client.short(e.url)} -> {e.status} ({e.seconds * 1000:.0f} ms)" for e in client.log]
     if cleanup:
         client.cleanup()
-    return Result(check.name, status, " ".join(reason.split()), seconds, requests_made)
+    return Result(check.name, status, mask_national_ids(" ".join(reason.split())), seconds, requests_made)
 
 
 def run(

@@ -33,10 +33,10 @@ KNOWN_SERVER_GAPS = {
 }
 #: Each fault of the broken server, the checks it must make fail, and words each failure reason must contain.
 FAULT_EXPECTATIONS = {
-    "weak-etag": {"rest.create": 'expected W/"1"', "rest.update": 'expected W/"2"'},
+    "weak-etag": {"rest.create": 'expected W/"1"', "rest.read": 'expected W/"1"', "rest.update": 'expected W/"2"'},
     "ignore-if-match": {"rest.if_match": "expected 412"},
     "drop-page-entry": {"search.paging": "omitted"},
-    "accept-all-validate": {"validate.invalid_referrals": "12345678901"},
+    "accept-all-validate": {"validate.invalid_referrals": "fødselsnummer 123456***** has wrong check digits"},
     "misroute-referrals": {"referral.flow": "belongs to Helse Vest RHF 983658725"},
 }
 
@@ -155,6 +155,13 @@ def test_cli_without_matching_checks_exits_non_zero():
     done = cli("--base-url", "http://127.0.0.1:9/fhir", "--only", "no-such-check")
     assert done.returncode == 1
     assert done.stdout.strip().splitlines()[-1] == "0 passed, 0 failed"
+
+
+def test_reasons_never_show_a_national_identity_number_in_full():
+    from conformance_tests.runner import mask_national_ids
+
+    assert mask_national_ids("fnr 15038512363, id 4f1c-15038512363a") == "fnr 150385*****, id 4f1c-15038512363a"
+    assert mask_national_ids("orgnr 983658725") == "orgnr 983658725"
 
 
 def test_token_is_sent_as_bearer():

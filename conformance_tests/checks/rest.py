@@ -53,7 +53,7 @@ def create(client: Client) -> None:
 
 @check("rest", "read")
 def read(client: Client) -> None:
-    """GET [type]/[id] returns the resource with its ETag and Last-Modified; an unknown id gives 404."""
+    """GET [type]/[id] returns the resource with ETag W/"1" and Last-Modified; an unknown id gives 404."""
     tag = client.new_tag()
     created = client.create(patient(tag, family="Lesersen"))
     r = client.get(f"Patient/{created['id']}")
@@ -61,6 +61,7 @@ def read(client: Client) -> None:
     expect(body and body.get("id") == created["id"], f"read: expected id {created['id']}; {client.describe(r)}")
     expect(body.get("name") == created.get("name"), f"read: name differs from what was stored: {body.get('name')}")
     expect_version(client, body, "1", "read")
+    expect_etag(client, r, "1")
     expect(r.headers.get("Last-Modified"), f"read: no Last-Modified header; {client.describe(r, 100)}")
     missing = client.get(f"Patient/{uuid.uuid4().hex[:20]}")
     client.expect_status(missing, 404, what="read of an id that does not exist")

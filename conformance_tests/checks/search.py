@@ -156,7 +156,7 @@ def revinclude(client: Client) -> None:
 
 @check("search", "sort")
 def sort(client: Client) -> None:
-    """``_sort=birthdate`` ascending and ``_sort=-birthdate`` descending; ``_sort=family`` by name."""
+    """``_sort=birthdate`` ascending and ``_sort=-birthdate`` descending; ``_sort=-family`` by name."""
     tag = client.new_tag()
     a, b, c = three_patients(client, tag)
     t = client.tag_param(tag)

@@ -52,16 +52,20 @@ class Operation:
     info: OperationInfo
     handler: Handler
     levels: tuple[str, ...]  # system | type | instance
+    #: the handler reads the request body itself (e.g. non-FHIR XML)
+    raw_body: bool = False
 
 
 OPERATIONS: dict[str, Operation] = {}
 
 
-def operation(name: str, definition: str, types: tuple[str, ...], levels: tuple[str, ...]):  # type: ignore[no-untyped-def]
+def operation(name: str, definition: str, types: tuple[str, ...], levels: tuple[str, ...], *,  # type: ignore[no-untyped-def]
+              raw_body: bool = False):
     """Register an operation handler."""
 
     def register(handler: Handler) -> Handler:
-        OPERATIONS[name] = Operation(OperationInfo(name, definition, types, "system" in levels), handler, levels)
+        info = OperationInfo(name, definition, types, "system" in levels)
+        OPERATIONS[name] = Operation(info, handler, levels, raw_body)
         return handler
 
     return register
@@ -83,12 +87,12 @@ def _parameters_value(parameter: dict) -> object:
     return parameter.get("part")
 
 
-def read_call(name: str, rtype: str | None, rid: str | None) -> OperationCall:
+def read_call(name: str, rtype: str | None, rid: str | None, *, raw_body: bool = False) -> OperationCall:
     call = OperationCall(name, rtype, rid)
     for key, value in request.args.items(multi=True):
         if not key.startswith("_"):
             call.params.setdefault(key, []).append(value)
-    if request.method == "POST" and request.get_data():
+    if request.method == "POST" and request.get_data() and not raw_body:
         body = parse_body(request, server().settings.max_body_bytes)
         call.body = body
         if isinstance(body, dict) and body.get("resourceType") == "Parameters":
@@ -111,7 +115,7 @@ def dispatch(name: str, rtype: str | None, rid: str | None) -> Response:
         check_type(rtype)
     if rid:
         check_id(rid)
-    return op.handler(read_call(name, rtype, rid))
+    return op.handler(read_call(name, rtype, rid, raw_body=op.raw_body))
 
 
 @bp.route("/$<name>", methods=["GET", "POST"])

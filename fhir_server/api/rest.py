@@ -15,6 +15,7 @@ from fhir_server.core.search.engine import SearchPage
 from fhir_server.core.search.query import SearchRequest
 from fhir_server.core.service import WriteResult, check_id
 from fhir_server.core.store import StoredResource
+from fhir_server.domain.intake import is_referral
 from fhir_server.server import Server
 
 bp = Blueprint("rest", __name__)
@@ -171,6 +172,8 @@ def create(rtype: str) -> Response:
     if isinstance(body, dict) and body.get("resourceType") != rtype:
         found = body.get("resourceType")
         raise FhirError.single(400, "invalid", f"the body is a {found}, but the URL names {rtype}", "resourceType")
+    if rtype == "ServiceRequest" and is_referral(body) and not request.headers.get("If-None-Exist"):
+        return _referral_door(body)  # type: ignore[arg-type]
     condition = request.headers.get("If-None-Exist")
     if request.query_string and not condition:
         condition = request.query_string.decode()  # the conditional create form fhirpy sends
@@ -180,6 +183,19 @@ def create(rtype: str) -> Response:
         response.status_code = 200
         return response
     return write_response(result)
+
+
+def _referral_door(referral: dict) -> Response:
+    """A plain ``POST ServiceRequest`` that is a referral goes through the intake pipeline."""
+    bundle = {"resourceType": "Bundle", "type": "transaction",
+              "entry": [{"resource": referral, "request": {"method": "POST", "url": "ServiceRequest"}}]}
+    result = server().intake.submit(bundle)  # type: ignore[union-attr]
+    stored = server().service.read("ServiceRequest", result.service_request.split("/")[1])
+    headers = version_headers(stored)
+    headers["Location"] = f"{base_url()}/{stored.location}"
+    if result.task:
+        headers["X-Routing-Task"] = f"{base_url()}/{result.task}"
+    return fhir_response(stored.body, result.status, negotiate(request), headers)
 
 
 @bp.route("/<rtype>", methods=["PUT"])

@@ -54,10 +54,14 @@ TASK_PROFILE = f"{HUB}/StructureDefinition/hub-routing-task"
 TRIAGE_ORGANIZATION = "Organization/hub-manual-triage"
 HUB_ORGANIZATION = "Organization/referral-hub"
 ASSESSMENT_WORKING_DAYS = 10
-#: fødselsnummer, D-nummer, FH-nummer
-PERSON_SYSTEMS = frozenset(
-    {"urn:oid:2.16.578.1.12.4.1.4.1", "urn:oid:2.16.578.1.12.4.1.4.2", "urn:oid:2.16.578.1.12.4.1.4.3"}
-)
+#: identifiers that name one party: fødselsnummer, D-nummer, FH-nummer; HPR; organisasjonsnummer, HER-id
+PARTY_SYSTEMS = {
+    "Patient": frozenset(
+        {"urn:oid:2.16.578.1.12.4.1.4.1", "urn:oid:2.16.578.1.12.4.1.4.2", "urn:oid:2.16.578.1.12.4.1.4.3"}
+    ),
+    "Practitioner": frozenset({"urn:oid:2.16.578.1.12.4.1.4.4"}),
+    "Organization": frozenset({ORGNR_SYSTEM, "urn:oid:2.16.578.1.12.4.1.2"}),
+}
 
 
 def is_referral(resource: Any) -> bool:
@@ -126,7 +130,7 @@ class IntakePipeline:
                 "ifNoneExist": f"identifier={identifier[0]}|{identifier[1]}",
             }
         entries[index].setdefault("fullUrl", f"urn:uuid:{uuid4()}")
-        _reuse_known_patients(entries)
+        notes += _reuse_known_parties(entries, self.service)
         patient = _resolve_patient(entries, referral, self.service)
         conditions = [e["resource"] for e in entries if (e.get("resource") or {}).get("resourceType") == "Condition"]
         suggestions = suggest_pathways(referral, patient or {}, conditions, self.pathways, on_date=received.date())
@@ -321,7 +325,7 @@ class IntakePipeline:
             "authoredOn": received.isoformat(timespec="seconds").replace("+00:00", "Z"),
             "requester": referral.get("requester") or {"reference": HUB_ORGANIZATION},
             "owner": owner,
-            "reasonCode": {"coding": [{"system": ROUTING_RULE, "code": decision.rule}]},
+            "reasonCode": {"coding": [{"system": ROUTING_RULE, "code": routing_rule(decision)}]},
             "input": inputs,
         }
         if patient_ref:
@@ -342,6 +346,15 @@ class IntakePipeline:
     def tables_org_id(self, orgnr: str) -> str | None:
         found = self.service.conditional_matches(None, "Organization", f"identifier={ORGNR_SYSTEM}|{orgnr}")
         return f"Organization/{found[0]}" if found else None
+
+
+def routing_rule(decision: RoutingDecision) -> str:
+    """The rule that chose the owner: a region known but its health trust undecided still routes by home."""
+    if decision.triage and decision.rhf_orgnr:
+        inputs = decision.inputs
+        renumbered = inputs.get("kommunenummer") != inputs.get("kommunenummer_2024")
+        return "pre2024-municipality" if renumbered else "home-municipality"
+    return decision.rule
 
 
 def _code(code: str) -> dict:
@@ -393,17 +406,45 @@ def _resolve_patient(entries: list[dict], referral: dict, service: FhirService) 
     return None
 
 
-def _reuse_known_patients(entries: list[dict]) -> None:
-    """A Patient POSTed with a national identity number becomes a conditional create on it (no duplicates)."""
-    for entry in entries:
+def _reuse_known_parties(entries: list[dict], service: FhirService) -> list[Issue]:
+    """Patients, practitioners and organisations with a national identifier are created only if new.
+
+    A POST becomes a conditional create on the identifier. Where the store already holds several
+    resources with that identifier (a conditional create would refuse with 412), the referral is not
+    refused: a new resource is stored and the sender is told.
+    """
+    notes: list[Issue] = []
+    for i, entry in enumerate(entries):
         resource = entry.get("resource") or {}
         request = entry.get("request") or {}
-        if resource.get("resourceType") != "Patient" or request.get("method") != "POST" or request.get("ifNoneExist"):
+        systems = PARTY_SYSTEMS.get(resource.get("resourceType", ""))
+        if not systems or request.get("method") != "POST":
             continue
-        for identifier in resource.get("identifier", []) or []:
-            if identifier.get("system") in PERSON_SYSTEMS and identifier.get("value"):
-                request["ifNoneExist"] = f"identifier={identifier['system']}|{identifier['value']}"
-                break
+        identifier = next(
+            (
+                x
+                for x in resource.get("identifier", []) or []
+                if isinstance(x, dict) and x.get("system") in systems and x.get("value")
+            ),
+            None,
+        )
+        if identifier is None:
+            continue
+        query = f"identifier={identifier['system']}|{identifier['value']}"
+        if len(service.conditional_matches(None, resource["resourceType"], query)) > 1:
+            request.pop("ifNoneExist", None)
+            notes.append(
+                Issue(
+                    "information",
+                    "informational",
+                    f"several {resource['resourceType']} resources carry this identifier; the referral's "
+                    "copy was stored as a new one",
+                    f"Bundle.entry[{i}].resource.identifier",
+                )
+            )
+        else:
+            request["ifNoneExist"] = query
+    return notes
 
 
 def _provenance(task_url: str, referral_url: str, decision: RoutingDecision, received: datetime, action: str) -> dict:
@@ -422,8 +463,9 @@ def _provenance(task_url: str, referral_url: str, decision: RoutingDecision, rec
         },
         "reason": [
             {
-                "coding": [{"system": ROUTING_RULE, "code": decision.rule}],
-                "text": f"rule {decision.rule}; inputs: {inputs or 'none'}",
+                "coding": [{"system": ROUTING_RULE, "code": routing_rule(decision)}],
+                "text": f"rule {routing_rule(decision)}; inputs: {inputs or 'none'}"
+                + (f"; {decision.triage_reason}" if decision.triage_reason else ""),
             }
         ],
         "agent": [

@@ -416,7 +416,7 @@ class ProfileValidator:
             _add(
                 ctx,
                 "error",
-                "structure",
+                "processing",
                 where,
                 "profile-max",
                 f"{where}: maximum allowed = {child.max_text}, but found {count} (profile {ctx.profile_url})",
@@ -433,7 +433,7 @@ class ProfileValidator:
                     _add(
                         ctx,
                         "error",
-                        "structure",
+                        "processing",
                         item_expr,
                         "profile-type",
                         f"{key} is not allowed here by profile {ctx.profile_url} (allowed: {allowed})",
@@ -468,7 +468,7 @@ class ProfileValidator:
                     _add(
                         ctx,
                         "error",
-                        "structure",
+                        "processing",
                         item_expr,
                         "slice-open-at-end",
                         f"{item_expr} matches slice '{s.slice_name}' but comes after elements that match no slice "
@@ -479,7 +479,7 @@ class ProfileValidator:
                     _add(
                         ctx,
                         "error",
-                        "structure",
+                        "processing",
                         item_expr,
                         "slice-order",
                         f"{item_expr}: slices of {where} must appear in the order of the profile",
@@ -493,7 +493,7 @@ class ProfileValidator:
                     _add(
                         ctx,
                         "error",
-                        "structure",
+                        "processing",
                         item_expr,
                         "slice-closed",
                         f"{item_expr} does not match any slice of {where}, and the slicing is closed "
@@ -518,7 +518,7 @@ class ProfileValidator:
                 _add(
                     ctx,
                     "error",
-                    "structure",
+                    "processing",
                     where,
                     "slice-max",
                     f"Slice '{s.slice_name}' of {where} allows at most {s.max_text} element(s), found {n} "
@@ -779,7 +779,7 @@ class ProfileValidator:
             _add(
                 ctx,
                 "error",
-                "structure",
+                "processing",
                 f"{expr}",
                 "ref-target-type",
                 f"A reference to {target_type} is not allowed here; allowed targets: {names}",
@@ -815,7 +815,7 @@ class ProfileValidator:
         _add(
             ctx,
             "error",
-            "structure",
+            "processing",
             expr,
             "ref-target-profile",
             f"The referenced {target_type} ({reference}) does not conform to {names}",
