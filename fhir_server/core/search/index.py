@@ -162,7 +162,9 @@ def element_names(resource: dict) -> set[str]:
     for key in resource:
         stem = _STEMS.get(key, "")
         if stem == "":
-            stem = next((key[: -len(s)] for s in _SUFFIXES_LONGEST_FIRST if key.endswith(s) and len(key) > len(s)), None)
+            stem = next(
+                (key[: -len(s)] for s in _SUFFIXES_LONGEST_FIRST if key.endswith(s) and len(key) > len(s)), None
+            )
             _STEMS[key] = stem
         if stem:
             names.add(stem)
