@@ -26,11 +26,15 @@ def _serve(args: argparse.Namespace) -> int:
     if settings.database_url.startswith("sqlite:///") and not settings.database_url.startswith("sqlite:////"):
         Path(settings.database_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     # create/upgrade the schema and load the data folders once, before the workers start
-    from fhir_server.core.seed import seed
+    from fhir_server.core.seed import seed, seed_conformance
     from fhir_server.server import build_server
 
     prepared = build_server(settings)
     report = seed(prepared.service)
+    packages = seed_conformance(prepared.service, prepared.conformance)
+    report.written += packages.written
+    report.unchanged += packages.unchanged
+    report.refused += packages.refused
     print(
         f"fhir-server: data folders loaded ({report.written} written, {report.unchanged} unchanged, "
         f"{len(report.refused)} refused)",

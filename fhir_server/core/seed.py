@@ -12,11 +12,15 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fhir_server.core import jsonio
 from fhir_server.core.issues import FhirError
 from fhir_server.core.resource_types import STORABLE_TYPES
 from fhir_server.core.service import FhirService
+
+if TYPE_CHECKING:
+    from fhir_server.core.packages import ConformanceRegistry
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +62,26 @@ def _without_meta(resource: dict) -> dict:
 
 
 def seed(service: FhirService, folders: Iterable[Path] | None = None) -> SeedReport:
-    """Write each data resource whose content differs from the stored version."""
+    """Write each data resource of the folders whose content differs from the stored version."""
     folders = list(folders) if folders is not None else [REPOSITORY / name for name in DATA_FOLDERS]
+    return seed_resources(service, read_data_resources(folders))
+
+
+CONFORMANCE_TYPES = ("StructureDefinition", "ValueSet", "CodeSystem", "NamingSystem", "ConceptMap", "SearchParameter")
+
+
+def seed_conformance(service: FhirService, registry: ConformanceRegistry) -> SeedReport:
+    """Serve what the validator knows: every loaded IG package's conformance resources, stored like any other."""
+    resources = [
+        r for r in registry.all() if r.get("resourceType") in CONFORMANCE_TYPES and r.get("id")
+    ]
+    return seed_resources(service, resources)
+
+
+def seed_resources(service: FhirService, resources: Iterable[dict]) -> SeedReport:
+    """Write each resource (update-as-create by id) unless the stored version has the same content."""
     report = SeedReport()
-    for resource in read_data_resources(folders):
+    for resource in resources:
         rtype, rid = resource["resourceType"], resource["id"]
         try:
             current = service.store.read(rtype, rid)
