@@ -56,11 +56,20 @@ def fresh_postgres_database(admin_url: str) -> str:
     return admin_url.rsplit("/", 1)[0] + "/" + name
 
 
-def start_server(database_url: str, tmp: Path, *, workers: int = 2, extra: list[str] | None = None) -> RunningServer:
-    port = free_port()
+def start_server(
+    database_url: str, tmp: Path, *, workers: int = 2, extra: list[str] | None = None, port: int | None = None
+) -> RunningServer:
+    port = port or free_port()
     log_path = tmp / f"server-{port}.log"
     log = log_path.open("w")
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    # quick outbox retries so push-delivery tests see retries, recovery and dead letters within seconds
+    env = dict(
+        os.environ,
+        PYTHONUNBUFFERED="1",
+        FHIR_SERVER_OUTBOX_POLL_SECONDS="0.2",
+        FHIR_SERVER_OUTBOX_BACKOFF_SECONDS="0.25",
+        FHIR_SERVER_OUTBOX_MAX_ATTEMPTS="8",
+    )
     if SHARED.is_dir():  # the HL7 Norway base package and the Helsenorge profiles, read from ../shared
         env["FHIR_SERVER_IG_PATHS"] = os.pathsep.join(
             str(SHARED / "reference" / name) for name in ("no-basis", "helsenorge-fhir")

@@ -248,11 +248,10 @@ class IntakePipeline:
             task["status"] = "cancelled"
             task["statusReason"] = {"text": "The referral was revoked by the sender"}
             entries.append({"resource": task, "request": {"method": "PUT", "url": f"Task/{task_id}"}})
-        owner = None
+        owner = None  # the orgnr of the region the referral was routed to: it is told of the revoke
         if tasks:
-            owner = (jsonio.loads(self.service.read("Task", tasks[0]).body or b"{}").get("owner") or {}).get(
-                "reference"
-            )
+            task_owner = jsonio.loads(self.service.read("Task", tasks[0]).body or b"{}").get("owner") or {}
+            owner = (task_owner.get("identifier") or {}).get("value")
         processor = BundleProcessor(self.service)
         response = processor.process(
             {"resourceType": "Bundle", "type": "transaction", "entry": entries},

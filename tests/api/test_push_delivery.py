@@ -1,0 +1,152 @@
+"""Push delivery to a region's Endpoint: a second instance of this server is the regional receiver."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.api.fhirhttp import Fhir, ids
+from tests.api.test_referral_intake import ORGNR, referral, task_of
+from tests.conftest import RunningServer, free_port, start_server, stop_server
+
+RHF_ORGS = {
+    "helse-vest": ("4601", "983658725"),
+    "helse-nord": ("5501", "883658752"),
+    "helse-midt-norge": ("5001", "983658776"),
+}
+
+
+def endpoint(api: Fhir, rhf: str, address: str) -> dict:
+    return api.create(
+        {
+            "resourceType": "Endpoint",
+            "status": "active",
+            "connectionType": {
+                "system": "http://terminology.hl7.org/CodeSystem/endpoint-connection-type",
+                "code": "hl7-fhir-rest",
+            },
+            "payloadType": [{"text": "FHIR referral transaction"}],
+            "managingOrganization": {"reference": f"Organization/rhf-{rhf}"},
+            "address": address,
+        }
+    )
+
+
+def switch_off(api: Fhir, ep: dict) -> None:
+    current = api.get(f"Endpoint/{ep['id']}").json()
+    api.put(f"Endpoint/{ep['id']}", dict(current, status="off"))
+
+
+def delivery_state(api: Fhir, unique: str) -> str:
+    outputs = task_of(api, unique).get("output", [])
+    return " ".join(o.get("valueString", "") for o in outputs)
+
+
+def wait_for(predicate, seconds: float = 30.0):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    return predicate()
+
+
+@pytest.fixture(scope="module")
+def receiver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    tmp = tmp_path_factory.mktemp("receiver")
+    server = start_server(f"sqlite:///{tmp / 'region.sqlite3'}", Path(tmp), workers=1)
+    yield server
+    stop_server(server)
+
+
+def received(receiver: RunningServer, unique: str) -> list[dict]:
+    found = Fhir(receiver.base).search(
+        f"ServiceRequest?identifier=https://fhir.referral-hub.no/NamingSystem/referral-id|henv-{unique}"
+    )
+    return [e["resource"] for e in found.get("entry", [])]
+
+
+def test_push_delivers_once_and_revoke_follows(fhir, receiver, unique):
+    api = Fhir(fhir.base)
+    ep = endpoint(api, "helse-nord", receiver.base)
+    try:
+        municipality, _ = RHF_ORGS["helse-nord"]
+        api.post("", referral(unique, municipality))
+        delivered = wait_for(lambda: received(receiver, unique))
+        assert len(delivered) == 1
+        assert wait_for(lambda: "delivered" in delivery_state(api, unique))
+        time.sleep(1.0)  # two sender processes: still exactly one delivery
+        history = Fhir(receiver.base).search(f"ServiceRequest/{delivered[0]['id']}/_history")
+        assert history["total"] == 1
+        region_task = Fhir(receiver.base).search(f"Task?focus=ServiceRequest/{delivered[0]['id']}")
+        assert region_task["total"] == 1
+        assert region_task["entry"][0]["resource"]["owner"]["identifier"] == {"system": ORGNR, "value": "883658752"}
+        # the sender revokes: the region is told
+        message = {
+            "resourceType": "Bundle",
+            "type": "message",
+            "entry": [
+                {
+                    "fullUrl": "urn:uuid:aaaaaaaa-2222-4333-8444-555555555555",
+                    "resource": {
+                        "resourceType": "MessageHeader",
+                        "id": "revoke-1",
+                        "eventCoding": {
+                            "system": "https://fhir.referral-hub.no/CodeSystem/message-event",
+                            "code": "referral-revoke",
+                        },
+                        "source": {"endpoint": "urn:test:ehr"},
+                    },
+                },
+                *[
+                    {"fullUrl": e["fullUrl"], "resource": e["resource"]}
+                    for e in referral(unique, municipality)["entry"]
+                ],
+            ],
+        }
+        assert api.post("$process-message", message).status_code == 200
+        assert wait_for(lambda: [s for s in received(receiver, unique) if s["status"] == "revoked"])
+    finally:
+        switch_off(api, ep)
+
+
+def test_failing_receiver_is_retried_until_it_recovers(fhir, unique, tmp_path):
+    api = Fhir(fhir.base)
+    port = free_port()
+    ep = endpoint(api, "helse-vest", f"http://127.0.0.1:{port}/fhir")
+    late = None
+    try:
+        municipality, _ = RHF_ORGS["helse-vest"]
+        api.post("", referral(unique, municipality))
+        assert wait_for(
+            lambda: "attempt 2" in delivery_state(api, unique) or "attempt 3" in delivery_state(api, unique), 15
+        )
+        assert "pending" in delivery_state(api, unique)
+        late = start_server(f"sqlite:///{tmp_path / 'late.sqlite3'}", tmp_path, workers=1, port=port)
+        assert wait_for(lambda: received(late, unique), 30)
+        assert wait_for(lambda: "delivered" in delivery_state(api, unique), 15)
+        assert len(received(late, unique)) == 1
+    finally:
+        switch_off(api, ep)
+        if late:
+            stop_server(late)
+
+
+def test_dead_letter_after_bounded_attempts(fhir, unique):
+    api = Fhir(fhir.base)
+    ep = endpoint(api, "helse-midt-norge", f"http://127.0.0.1:{free_port()}/fhir")
+    try:
+        municipality, _ = RHF_ORGS["helse-midt-norge"]
+        api.post("", referral(unique, municipality))
+        # 8 attempts, backoff 0.25 s doubling (tests/conftest.py): dead after about 32 s
+        assert wait_for(lambda: "dead-letter" in delivery_state(api, unique), 60), delivery_state(api, unique)
+        assert "attempt 8" in delivery_state(api, unique)
+        # the referral itself is still there and still in the region's pull queue: nothing is lost
+        queue = api.search(f"Task?owner:Organization.identifier={ORGNR}|983658776&status=requested&_count=500")
+        assert task_of(api, unique)["id"] in ids(queue)
+    finally:
+        switch_off(api, ep)
