@@ -6,7 +6,7 @@ import logging
 
 from flask import Flask, Response
 
-from fhir_server.api import errors, operations, referrals, rest, system  # noqa: F401 - referrals registers operations
+from fhir_server.api import errors, operations, referrals, rest, system, terminology_ops  # noqa: F401 - they register operations
 from fhir_server.api.formats import SECURITY_HEADERS
 from fhir_server.config import Settings, load_settings
 from fhir_server.logging_setup import configure_logging

@@ -16,6 +16,7 @@ from fhir_server.core.service import FhirService, Validator
 from fhir_server.core.store import Store
 
 if TYPE_CHECKING:
+    from fhir_server.core.terminology import Terminology
     from fhir_server.core.packages import ConformanceRegistry
     from fhir_server.core.validation.profiles import ProfileValidator
     from fhir_server.domain.intake import IntakePipeline
@@ -43,6 +44,7 @@ class Server:
     profiles_by_type: dict[str, list[str]] = field(default_factory=dict)
     security: dict | None = None
     intake: IntakePipeline | None = None
+    terminology: Terminology | None = None
 
     def validate_with_profiles(self, resource: dict, profiles: list[str]) -> list[Issue]:
         """Base validation plus the resource's profile claims and the requested profiles ($validate)."""
@@ -76,7 +78,7 @@ def build_conformance(settings: Settings) -> ConformanceRegistry:
         target = Path(path)
         problems = registry.load_package(target) if target.suffix == ".tgz" else registry.load_folder(target)
         log.info("loaded conformance resources from %s (%s problems)", target, len(problems))
-    for folder in ("terminology", "pathways"):
+    for folder in ("terminology", "mappings", "pathways"):
         registry.load_folder(REPOSITORY / folder)
     load_project_profiles(registry, canonical_base=settings.canonical_base)
     return registry
@@ -126,8 +128,31 @@ def build_server(settings: Settings) -> Server:
     from fhir_server.domain.routing_tables import default_tables
 
     server.intake = IntakePipeline(service, server.pathways, default_tables())
+    server.terminology = build_terminology(conformance, service)
     log.info("server ready on %s (%s)", settings.database_url.split("@")[-1], db.dialect)
     return server
+
+
+def build_terminology(conformance: ConformanceRegistry, service: FhirService) -> Terminology:
+    """Terminology from the conformance registry, then from resources stored on the server."""
+    from fhir_server.core import jsonio
+    from fhir_server.core.definitions import r4
+    from fhir_server.core.terminology import Terminology
+
+    def stored(rtype: str, url: str) -> dict | None:
+        found = service.conditional_matches(None, rtype, f"url={url.split('|')[0]}")
+        return jsonio.loads(service.read(rtype, found[0]).body or b"{}") if found else None
+
+    def code_system(url: str) -> dict | None:
+        return conformance.code_system(url) or r4().code_system(url) or stored("CodeSystem", url)
+
+    def value_set(url: str) -> dict | None:
+        return conformance.value_set(url) or r4().value_set(url) or stored("ValueSet", url)
+
+    def concept_maps() -> list[dict]:
+        return list(conformance.all("ConceptMap"))
+
+    return Terminology(code_system, value_set, concept_maps)
 
 
 def supported_profiles(conformance: ConformanceRegistry) -> dict[str, list[str]]:
