@@ -16,8 +16,8 @@ from fhir_server.core.service import FhirService, Validator
 from fhir_server.core.store import Store
 
 if TYPE_CHECKING:
-    from fhir_server.core.terminology import Terminology
     from fhir_server.core.packages import ConformanceRegistry
+    from fhir_server.core.terminology import Terminology
     from fhir_server.core.validation.profiles import ProfileValidator
     from fhir_server.domain.intake import IntakePipeline
     from fhir_server.domain.pathways import PathwayCatalog
