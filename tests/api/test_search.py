@@ -35,7 +35,7 @@ def referral_data(fhir, unique):
                     "identifier": [{"system": "urn:test:henvisning", "value": f"{unique}-{i}"}],
                     "status": status,
                     "intent": "order",
-                    "category": [{"coding": [{"system": "http://snomed.info/sct", "code": "3457005"}]}],
+                    "category": [{"coding": [{"system": "http://snomed.info/sct", "code": "409063005"}]}],  # not a referral
                     "priority": "routine" if i else "urgent",
                     "subject": {"reference": f"Patient/{subject['id']}"},
                     "requester": {"reference": f"Practitioner/{prac['id']}"},
@@ -62,8 +62,8 @@ def test_token_string_and_modifiers(referral_data):
     sr_ids = [s["id"] for s in d["sr"]]
     assert sorted(ids(api.search(f"ServiceRequest?_tag={tag}&status=active"))) == sorted([sr_ids[0], sr_ids[2]])
     assert ids(api.search(f"ServiceRequest?_tag={tag}&status:not=active")) == [sr_ids[1]]
-    assert len(ids(api.search(f"ServiceRequest?_tag={tag}&category=http://snomed.info/sct|3457005"))) == 3
-    assert ids(api.search(f"ServiceRequest?_tag={tag}&category=http://loinc.org|3457005")) == []
+    assert len(ids(api.search(f"ServiceRequest?_tag={tag}&category=http://snomed.info/sct|409063005"))) == 3
+    assert ids(api.search(f"ServiceRequest?_tag={tag}&category=http://loinc.org|409063005")) == []
     assert len(ids(api.search(f"ServiceRequest?_tag={tag}&status=active,draft"))) == 3  # OR
     # string: prefix, accent- and case-insensitive; :exact; :contains
     assert ids(api.search(f"Patient?_tag={tag}&family=ostb")) == [d["patient"]["id"]]

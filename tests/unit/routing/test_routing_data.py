@@ -28,7 +28,7 @@ OWN_FILES = [
     MAPPINGS / "ConceptMap-fylke-to-rhf.json",
     MAPPINGS / "ConceptMap-kommune-to-hf-phv.json",
     MAPPINGS / "ConceptMap-kommune-to-hf-tsb.json",
-    *sorted(MAPPINGS.glob("Organization-*.json")),
+    *sorted([*MAPPINGS.glob("Organization-rhf-*.json"), *MAPPINGS.glob("Organization-hf-*.json")]),
 ]
 #: Municipalities per county, 2024 (project notes pathways-and-routing.md §3.3).
 PER_COUNTY = {"03": 1, "11": 23, "15": 27, "18": 41, "31": 12, "32": 21, "33": 18, "34": 46, "39": 6, "40": 17,
@@ -93,7 +93,8 @@ def test_rhf_organizations_carry_the_documented_organisation_numbers() -> None:
 
 
 def test_every_organisation_number_passes_mod11() -> None:
-    numbers = [load(p)["identifier"][0]["value"] for p in MAPPINGS.glob("Organization-*.json")]
+    regional = [*MAPPINGS.glob("Organization-rhf-*.json"), *MAPPINGS.glob("Organization-hf-*.json")]
+    numbers = [load(p)["identifier"][0]["value"] for p in regional]
     assert len(numbers) == 4 + 21
     assert all(stdnum_orgnr.is_valid(n) for n in numbers)
     assert not stdnum_orgnr.is_valid("983658777")  # the check itself can fail
