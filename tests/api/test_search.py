@@ -35,7 +35,8 @@ def referral_data(fhir, unique):
                     "identifier": [{"system": "urn:test:henvisning", "value": f"{unique}-{i}"}],
                     "status": status,
                     "intent": "order",
-                    "category": [{"coding": [{"system": "http://snomed.info/sct", "code": "409063005"}]}],  # not a referral
+                    # not a referral (3457005), so it is stored as it is
+                    "category": [{"coding": [{"system": "http://snomed.info/sct", "code": "409063005"}]}],
                     "priority": "routine" if i else "urgent",
                     "subject": {"reference": f"Patient/{subject['id']}"},
                     "requester": {"reference": f"Practitioner/{prac['id']}"},
