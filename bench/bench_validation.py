@@ -1,0 +1,85 @@
+"""Validation cost, in process: fhir.resources base validation against the server's full validation.
+
+For the 8-entry referral Bundle (tests/data/referral-transaction.json) with the Norwegian profiles
+claimed on its resources, and for each resource alone:
+
+* fhir.resources R4B ``model_validate`` (the baseline);
+* the server's full validation: fhir.resources plus our base checks (strict JSON, required bindings,
+  references, invariants), Norwegian identifier check digits, and the claimed profiles.
+
+Run:  python bench/bench_validation.py [--rounds 200]   (best of 5 runs of --rounds calls, in ms)
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from fhir.resources.R4B import get_fhir_model_class  # noqa: E402
+
+from fhir_server.config import load_settings  # noqa: E402
+from fhir_server.core import jsonio  # noqa: E402
+from fhir_server.domain.intake import PROFILES  # noqa: E402
+from fhir_server.server import build_conformance, build_validators  # noqa: E402
+
+SHARED = ROOT.parent / "shared" / "reference"
+
+
+def best_ms(call, rounds: int) -> float:  # type: ignore[no-untyped-def]
+    times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        for _ in range(rounds):
+            call()
+        times.append((time.perf_counter() - start) / rounds * 1000)
+    return min(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=200)
+    args = parser.parse_args()
+    from fhir_server.core.validation.profiles import ProfileValidator
+
+    ig = [str(SHARED / "no-basis")] if (SHARED / "no-basis").is_dir() else []
+    settings = load_settings(database_url="sqlite://", ig_paths=ig)
+    validators = build_validators(settings, ProfileValidator(build_conformance(settings), unknown_claim_severity="warning"))
+    bundle = jsonio.loads((ROOT / "tests" / "data" / "referral-transaction.json").read_bytes())
+    for entry in bundle["entry"]:
+        resource = entry["resource"]
+        if resource["resourceType"] in PROFILES:
+            resource.setdefault("meta", {})["profile"] = [PROFILES[resource["resourceType"]]]
+    plain = jsonio.to_plain(bundle)
+    model = get_fhir_model_class("Bundle")
+
+    def full(resource: dict) -> None:
+        for validator in validators:
+            validator(resource)
+
+    issues = [i for v in validators for i in v(bundle) if i.severity in ("error", "fatal")]
+    assert not issues, issues
+    rows = []
+    base = best_ms(lambda: model.model_validate(copy.deepcopy(plain)), args.rounds)
+    ours = best_ms(lambda: full(bundle), args.rounds)
+    rows.append(("Bundle, 8 entries", base, ours))
+    for entry in bundle["entry"]:
+        resource = entry["resource"]
+        rtype = resource["resourceType"]
+        cls = get_fhir_model_class(rtype)
+        plain_one = jsonio.to_plain(resource)
+        rows.append((rtype, best_ms(lambda c=cls, p=plain_one: c.model_validate(p), args.rounds),
+                     best_ms(lambda r=resource: full(r), args.rounds)))
+    print("| what | fhir.resources ms | full validation ms | ratio |")
+    print("|---|---|---|---|")
+    for name, b, o in rows:
+        print(f"| {name} | {b:.2f} | {o:.2f} | {o / b:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
