@@ -49,7 +49,8 @@ def main() -> None:
 
     ig = [str(SHARED / "no-basis")] if (SHARED / "no-basis").is_dir() else []
     settings = load_settings(database_url="sqlite://", ig_paths=ig)
-    validators = build_validators(settings, ProfileValidator(build_conformance(settings), unknown_claim_severity="warning"))
+    profiles = ProfileValidator(build_conformance(settings), unknown_claim_severity="warning")
+    validators = build_validators(settings, profiles)
     bundle = jsonio.loads((ROOT / "tests" / "data" / "referral-transaction.json").read_bytes())
     for entry in bundle["entry"]:
         resource = entry["resource"]

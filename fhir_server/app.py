@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 
 from flask import Flask, Response
@@ -50,5 +51,9 @@ def create_app(settings: Settings | None = None, server: Server | None = None) -
             response.headers.extend(SECURITY_HEADERS)
         return response
 
+    # Definitions, profiles and models are millions of long-lived objects: move them out of the
+    # garbage collector's way, so collections triggered by requests stay short.
+    gc.collect()
+    gc.freeze()
     logging.getLogger(__name__).debug("application created")
     return app

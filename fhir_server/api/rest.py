@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from email.utils import format_datetime, parsedate_to_datetime
+from functools import lru_cache
 from urllib.parse import urlencode
 
 from flask import Blueprint, Response, current_app, request
@@ -35,7 +36,9 @@ def base_url() -> str:
     return request.host_url.rstrip("/") + server().settings.base_path
 
 
+@lru_cache(maxsize=8192)
 def http_date(instant: str) -> str:
+    """A FHIR instant as an HTTP date (``Last-Modified``); cached, as the same versions are read again and again."""
     return format_datetime(datetime.fromisoformat(instant.replace("Z", "+00:00")), usegmt=True)
 
 
@@ -95,11 +98,13 @@ def write_response(result: WriteResult, *, created_status: int = 201) -> Respons
 
 
 def read_response(stored: StoredResource) -> Response:
+    req = request._get_current_object()  # type: ignore[attr-defined]  # one proxy lookup, not one per use
     headers = version_headers(stored)
-    if_none_match = request.headers.get("If-None-Match")
+    req_headers = req.headers
+    if_none_match = req_headers.get("If-None-Match")
     if if_none_match and if_none_match.strip() in (stored.etag, f'"{stored.version_id}"'):
         return Response(status=304, headers=headers)
-    since = request.headers.get("If-Modified-Since")
+    since = req_headers.get("If-Modified-Since")
     if since:
         try:
             threshold = parsedate_to_datetime(since)
@@ -108,14 +113,16 @@ def read_response(stored: StoredResource) -> Response:
                 return Response(status=304, headers=headers)
         except (TypeError, ValueError):
             pass
-    summary = request.args.get("_summary")
-    elements = request.args.get("_elements")
-    body = bundles.resource_bytes(
-        stored,
-        summary if summary in ("true", "text", "data") else None,
-        [e for e in elements.split(",") if e] if elements else None,
-    )
-    return fhir_response(body, 200, negotiate(request), headers)
+    body = stored.body
+    args = req.args
+    if args:
+        summary, elements = args.get("_summary"), args.get("_elements")
+        body = bundles.resource_bytes(
+            stored,
+            summary if summary in ("true", "text", "data") else None,
+            [e for e in elements.split(",") if e] if elements else None,
+        )
+    return fhir_response(body, 200, negotiate(req), headers)
 
 
 def page_links(request_: SearchRequest, page: SearchPage, type_url: str) -> list[tuple[str, str]]:

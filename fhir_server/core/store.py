@@ -288,7 +288,7 @@ class Store:
         """Run ``work`` in one write transaction; retried on a lost race (unique key or deadlock)."""
         for attempt in range(1, attempts + 1):
             try:
-                with self.db.write.begin() as conn:
+                with self.db.writing(), self.db.write.begin() as conn:
                     unit = WriteUnit(self, conn)
                     result = work(unit)
                     unit.flush()
