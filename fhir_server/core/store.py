@@ -172,21 +172,28 @@ class WriteUnit:
 
     def flush(self) -> None:
         """Send the collected inserts (versions, new current rows, index rows)."""
-        if self._versions:
-            self.conn.execute(insert(resource_versions), self._versions)
-            self._versions = []
-        if self._new_current:
-            self.conn.execute(insert(resources), self._new_current)
-            self._new_current = []
-        for rtype, ids in self._stale_index.items():
-            for table in INDEX_TABLES.values():
-                self.conn.execute(delete(table).where(table.c.res_type == rtype, table.c.res_id.in_(ids)))
-        self._stale_index = {}
-        for kind, rows in self._index_rows.items():
-            if rows:
-                columns = _INDEX_COLUMNS[kind]
-                self.conn.execute(insert(INDEX_TABLES[kind]), [{c: row.get(c) for c in columns} for row in rows])
-        self._index_rows = {}
+        if not (self._versions or self._new_current or self._stale_index or self._index_rows):
+            return
+        # plain DBAPI executemany on the transaction's own connection: these inserts are the hot path
+        # of every write, and SQLAlchemy's per-row parameter processing costs more than SQLite itself
+        cursor = self.conn.connection.cursor()
+        try:
+            if self._versions:
+                self.store.bulk_insert(cursor, resource_versions, self._versions)
+                self._versions = []
+            if self._new_current:
+                self.store.bulk_insert(cursor, resources, self._new_current)
+                self._new_current = []
+            for rtype, ids in self._stale_index.items():
+                for table in INDEX_TABLES.values():
+                    self.conn.execute(delete(table).where(table.c.res_type == rtype, table.c.res_id.in_(ids)))
+            self._stale_index = {}
+            for kind, rows in self._index_rows.items():
+                if rows:
+                    self.store.bulk_insert(cursor, INDEX_TABLES[kind], rows)
+            self._index_rows = {}
+        finally:
+            cursor.close()
 
     def _replace_current(self, stored: StoredResource) -> None:
         self.conn.execute(
@@ -281,6 +288,18 @@ class Store:
         self.db = db
         self.registry = registry
         self.fast = _FastReads(db)
+        self._insert_sql: dict[str, tuple[str, list[str]]] = {}
+
+    def bulk_insert(self, cursor: Any, table: Any, rows: list[dict]) -> None:
+        """``executemany`` of prepared INSERT text (the table's columns, minus an auto-increment key)."""
+        prepared = self._insert_sql.get(table.name)
+        if prepared is None:
+            columns = [c.name for c in table.columns if not (c.primary_key and c.autoincrement is True)]
+            mark = "?" if self.db.is_sqlite else "%s"
+            sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})"
+            prepared = self._insert_sql[table.name] = (sql, columns)
+        sql, columns = prepared
+        cursor.executemany(sql, [tuple(row.get(c) for c in columns) for row in rows])
 
     # -- writes -----------------------------------------------------------------------------
 
