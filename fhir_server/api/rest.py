@@ -194,8 +194,11 @@ def create(rtype: str) -> Response:
 
 def _referral_door(referral: dict) -> Response:
     """A plain ``POST ServiceRequest`` that is a referral goes through the intake pipeline."""
-    bundle = {"resourceType": "Bundle", "type": "transaction",
-              "entry": [{"resource": referral, "request": {"method": "POST", "url": "ServiceRequest"}}]}
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [{"resource": referral, "request": {"method": "POST", "url": "ServiceRequest"}}],
+    }
     result = server().intake.submit(bundle)  # type: ignore[union-attr]
     stored = server().service.read("ServiceRequest", result.service_request.split("/")[1])
     headers = version_headers(stored)

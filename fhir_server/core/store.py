@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, and_, delete, func, insert, select, update
+from sqlalchemy import Connection, and_, delete, func, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from fhir_server.core import jsonio

@@ -17,6 +17,7 @@ A referral arrives as a transaction-like Bundle (the doors map their formats to 
 
 from __future__ import annotations
 
+import copy
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -103,6 +104,7 @@ class IntakePipeline:
     service: FhirService
     pathways: PathwayCatalog
     tables: RoutingTables
+    _org_ids: dict[str, str] = field(default_factory=dict)
 
     # -- entry point --------------------------------------------------------------------------
 
@@ -130,7 +132,7 @@ class IntakePipeline:
                 "ifNoneExist": f"identifier={identifier[0]}|{identifier[1]}",
             }
         entries[index].setdefault("fullUrl", f"urn:uuid:{uuid4()}")
-        notes += _reuse_known_parties(entries, self.service)
+        _reuse_known_parties(entries)
         patient = _resolve_patient(entries, referral, self.service)
         conditions = [e["resource"] for e in entries if (e.get("resource") or {}).get("resourceType") == "Condition"]
         suggestions = suggest_pathways(referral, patient or {}, conditions, self.pathways, on_date=received.date())
@@ -165,13 +167,8 @@ class IntakePipeline:
             }
         )
         event = "update" if existing else "create"
-        response = BundleProcessor(self.service).process(
-            {"resourceType": "Bundle", "type": "transaction", "entry": entries},
-            return_preference="representation",
-            after_writes=lambda unit, stored: enqueue_deliveries(
-                unit, self.service, decision.rhf_orgnr, stored, event, identifier
-            ),
-        )
+        owner = self._owner(decision).get("reference") if decision.rhf_orgnr else None
+        response = self._store(entries, event, identifier, owner, notes)
         return IntakeResult(
             200 if existing else 201,
             event,
@@ -181,6 +178,41 @@ class IntakePipeline:
             response,
             notes,
         )
+
+    def _store(
+        self, entries: list[dict], event: str, identifier: tuple[str, str], owner: str | None, notes: list[Issue]
+    ) -> dict:
+        """Run the referral's transaction. A party's identifier shared by several stored resources (412 on
+        its conditional create) does not refuse the referral: that party is stored anew and the sender told."""
+        for _ in range(len(entries)):
+            pristine = copy.deepcopy(entries)  # a refused attempt has rewritten references in place
+            try:
+                return BundleProcessor(self.service).process(
+                    {"resourceType": "Bundle", "type": "transaction", "entry": entries},
+                    return_preference="representation",
+                    after_writes=lambda unit, stored: enqueue_deliveries(
+                        unit, self.service, owner, stored, event, identifier
+                    ),
+                )
+            except FhirError as error:
+                index = _ambiguous_entry(error)
+                resource_type = (
+                    (pristine[index].get("resource") or {}).get("resourceType") if index is not None else None
+                )
+                if resource_type not in PARTY_SYSTEMS:
+                    raise
+                entries = pristine
+                entries[index]["request"].pop("ifNoneExist", None)
+                notes.append(
+                    Issue(
+                        "information",
+                        "informational",
+                        f"several {resource_type} resources carry this identifier; the referral's copy "
+                        "was stored as a new one",
+                        f"Bundle.entry[{index}].resource.identifier",
+                    )
+                )
+        raise AssertionError("unreachable")
 
     # -- steps --------------------------------------------------------------------------------
 
@@ -248,10 +280,10 @@ class IntakePipeline:
             task["status"] = "cancelled"
             task["statusReason"] = {"text": "The referral was revoked by the sender"}
             entries.append({"resource": task, "request": {"method": "PUT", "url": f"Task/{task_id}"}})
-        owner = None  # the orgnr of the region the referral was routed to: it is told of the revoke
+        owner = None  # the Organization the referral was routed to: it is told of the revoke
         if tasks:
             task_owner = jsonio.loads(self.service.read("Task", tasks[0]).body or b"{}").get("owner") or {}
-            owner = (task_owner.get("identifier") or {}).get("value")
+            owner = task_owner.get("reference")
         processor = BundleProcessor(self.service)
         response = processor.process(
             {"resourceType": "Bundle", "type": "transaction", "entry": entries},
@@ -343,8 +375,13 @@ class IntakePipeline:
         return {"reference": TRIAGE_ORGANIZATION, "display": "Manuell triage"}
 
     def tables_org_id(self, orgnr: str) -> str | None:
-        found = self.service.conditional_matches(None, "Organization", f"identifier={ORGNR_SYSTEM}|{orgnr}")
-        return f"Organization/{found[0]}" if found else None
+        """The stored Organization of an RHF (cached: they are the project's own data, loaded at start)."""
+        if orgnr not in self._org_ids:
+            found = self.service.conditional_matches(None, "Organization", f"identifier={ORGNR_SYSTEM}|{orgnr}")
+            if not found:
+                return None
+            self._org_ids[orgnr] = f"Organization/{found[0]}"
+        return self._org_ids[orgnr]
 
 
 def routing_rule(decision: RoutingDecision) -> str:
@@ -405,45 +442,29 @@ def _resolve_patient(entries: list[dict], referral: dict, service: FhirService) 
     return None
 
 
-def _reuse_known_parties(entries: list[dict], service: FhirService) -> list[Issue]:
-    """Patients, practitioners and organisations with a national identifier are created only if new.
-
-    A POST becomes a conditional create on the identifier. Where the store already holds several
-    resources with that identifier (a conditional create would refuse with 412), the referral is not
-    refused: a new resource is stored and the sender is told.
-    """
-    notes: list[Issue] = []
-    for i, entry in enumerate(entries):
+def _reuse_known_parties(entries: list[dict]) -> None:
+    """Patients, practitioners and organisations with a national identifier are created only if new:
+    a POST becomes a conditional create on that identifier."""
+    for entry in entries:
         resource = entry.get("resource") or {}
         request = entry.get("request") or {}
         systems = PARTY_SYSTEMS.get(resource.get("resourceType", ""))
-        if not systems or request.get("method") != "POST":
+        if not systems or request.get("method") != "POST" or request.get("ifNoneExist"):
             continue
-        identifier = next(
-            (
-                x
-                for x in resource.get("identifier", []) or []
-                if isinstance(x, dict) and x.get("system") in systems and x.get("value")
-            ),
-            None,
-        )
-        if identifier is None:
-            continue
-        query = f"identifier={identifier['system']}|{identifier['value']}"
-        if len(service.conditional_matches(None, resource["resourceType"], query)) > 1:
-            request.pop("ifNoneExist", None)
-            notes.append(
-                Issue(
-                    "information",
-                    "informational",
-                    f"several {resource['resourceType']} resources carry this identifier; the referral's "
-                    "copy was stored as a new one",
-                    f"Bundle.entry[{i}].resource.identifier",
-                )
-            )
-        else:
-            request["ifNoneExist"] = query
-    return notes
+        for identifier in resource.get("identifier", []) or []:
+            if isinstance(identifier, dict) and identifier.get("system") in systems and identifier.get("value"):
+                request["ifNoneExist"] = f"identifier={identifier['system']}|{identifier['value']}"
+                break
+
+
+def _ambiguous_entry(error: FhirError) -> int | None:
+    """The entry index of a conditional create that matched several resources (412), if that was the refusal."""
+    if error.status != 412 or not error.issues:
+        return None
+    expression = error.issues[0].expression or ""
+    if error.issues[0].code != "multiple-matches" or not expression.startswith("Bundle.entry["):
+        return None
+    return int(expression.split("[", 1)[1].split("]", 1)[0])
 
 
 def _provenance(task_url: str, referral_url: str, decision: RoutingDecision, received: datetime, action: str) -> dict:

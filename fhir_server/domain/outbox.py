@@ -47,18 +47,15 @@ def _iso(moment: datetime) -> str:
 def enqueue_deliveries(
     unit: WriteUnit,
     service: FhirService,
-    owner_orgnr: str | None,
+    owner: str | None,
     stored: list,
     event: str,
     identifier: tuple[str, str],
 ) -> int:
-    """Add one outbox row per active Endpoint of the owner RHF; returns how many."""
-    if not owner_orgnr:
+    """Add one outbox row per active Endpoint of the owner (``Organization/[id]``); returns how many."""
+    if not owner or not owner.startswith("Organization/"):
         return 0
-    orgs = _ids(unit, service, "Organization", [("identifier", f"{ORGNR_SYSTEM}|{owner_orgnr}")])
-    endpoints: list[str] = []
-    for org in orgs:
-        endpoints += _ids(unit, service, "Endpoint", [("organization", f"Organization/{org}"), ("status", "active")])
+    endpoints = _ids(unit, service, "Endpoint", [("organization", owner), ("status", "active")])
     if not endpoints:
         return 0
     entries = [
