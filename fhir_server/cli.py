@@ -84,6 +84,14 @@ def _load(args: argparse.Namespace) -> int:
     return 0 if summary.refused == 0 else 1
 
 
+def _package(args: argparse.Namespace) -> int:
+    from fhir_server.core.package_builder import build_package
+
+    built = build_package(Path(args.out), version=args.version)
+    print(f"wrote {built.path} with {built.files} resources")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fhir-server", description="FHIR R4 server for Norwegian referrals")
     parser.add_argument("--config", help="a JSON settings file (see README)")
@@ -105,6 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--database-url", help="the database to load into")
     load.add_argument("--quiet", action="store_true", help="no progress bar")
     load.set_defaults(func=_load)
+
+    package = sub.add_parser("package", help="build a FHIR package (.tgz) of the project's conformance resources")
+    package.add_argument("--out", default="dist/no.referral-hub.fhir.tgz")
+    package.add_argument("--version", default="0.1.0")
+    package.set_defaults(func=_package)
     return parser
 
 
