@@ -69,6 +69,17 @@ def _claims_anywhere(resource: dict) -> bool:
     )
 
 
+def build_search_registry() -> SearchRegistry:
+    """The R4 search parameters plus the project's own (SearchParameter resources in the data folders)."""
+    from fhir_server.core.definitions import r4
+    from fhir_server.core.seed import DATA_FOLDERS, read_data_resources
+
+    own = [
+        r for r in read_data_resources([REPOSITORY / f for f in DATA_FOLDERS]) if r["resourceType"] == "SearchParameter"
+    ]
+    return SearchRegistry([*r4().search_parameter_resources, *own])
+
+
 def build_conformance(settings: Settings) -> ConformanceRegistry:
     """Profiles, extensions and terminology: loaded IG packages, then the project's own folders."""
     from fhir_server.core.packages import ConformanceRegistry, load_project_profiles
@@ -106,7 +117,7 @@ def build_server(settings: Settings) -> Server:
     from fhir_server.domain.pathways import PathwayCatalog
 
     db = open_database(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
-    registry = SearchRegistry()
+    registry = build_search_registry()
     store = Store(db, registry)
     conformance = build_conformance(settings)
     # an unknown profile claimed in meta.profile is a warning on write; asked for in $validate, an error

@@ -59,8 +59,14 @@ class Operation:
 OPERATIONS: dict[str, Operation] = {}
 
 
-def operation(name: str, definition: str, types: tuple[str, ...], levels: tuple[str, ...], *,  # type: ignore[no-untyped-def]
-              raw_body: bool = False):
+def operation(
+    name: str,
+    definition: str,
+    types: tuple[str, ...],
+    levels: tuple[str, ...],
+    *,  # type: ignore[no-untyped-def]
+    raw_body: bool = False,
+):
     """Register an operation handler."""
 
     def register(handler: Handler) -> Handler:
@@ -273,6 +279,15 @@ def apply(call: OperationCall) -> Response:
     careplan, _request_group = apply_plan_definition(
         plan, referral, subject, when, catalog=server().pathways, service_request_ref=referral_ref
     )
+    organization = _reference(call, "organization")  # the R4 $apply parameter: who carries out the plan
+    if organization:
+        if not organization.startswith("Organization/"):
+            raise FhirError.single(400, "value", "organization must be Organization/[id]", "organization")
+        _read_json(organization, "organization")
+        careplan["author"] = {"reference": organization}
+        for activity in careplan.get("activity", []):
+            if "detail" in activity:
+                activity["detail"]["performer"] = [{"reference": organization}]
     if call.text("persist") == "true":
         result = server().service.create(careplan)
         return fhir_response(

@@ -134,9 +134,29 @@ def test_apply_creates_careplan_with_deadlines(fhir, unique):
     }
     assert "2026-04-20" in dues.values(), dues  # 10 working days after 1 April 2026 (Easter in between)
     params["parameter"].append({"name": "persist", "valueBoolean": True})
+    hf = api.create(
+        {
+            "resourceType": "Organization",
+            "name": f"DPS {unique}",
+            "identifier": [{"system": "urn:oid:2.16.578.1.12.4.1.4.101", "value": "983065287"}],
+        }
+    )
+    params["parameter"].append({"name": "organization", "valueString": f"Organization/{hf['id']}"})
     stored = api.post(f"PlanDefinition/{plan_id}/$apply?persist=true", params)
     assert stored.status_code == 201
     careplan_id = stored.json()["id"]
     summary = api.get(f"CarePlan/{careplan_id}/$milestones?date=2026-04-25").json()
     assert summary["resourceType"] == "Parameters"
     assert "overdue" in json.dumps(summary)
+    # searchable: this organisation's CarePlans with a milestone overdue on 25 April
+    overdue = f"CarePlan?open-milestone-due=lt2026-04-25&performer=Organization/{hf['id']}"
+    assert ids(api.search(overdue)) == [careplan_id]
+    assert ids(api.search(f"CarePlan?open-milestone-due=lt2026-04-15&performer=Organization/{hf['id']}")) == []
+    # the assessment is done: nothing is overdue any more
+    careplan = api.get(f"CarePlan/{careplan_id}").json()
+    for activity in careplan["activity"]:
+        detail = activity.get("detail", {})
+        if detail.get("scheduledPeriod", {}).get("end") == "2026-04-20":
+            detail["status"] = "completed"
+    assert api.put(f"CarePlan/{careplan_id}", careplan).status_code == 200
+    assert ids(api.search(overdue)) == []
