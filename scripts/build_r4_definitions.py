@@ -27,6 +27,11 @@ sys.path.insert(0, str(ROOT))
 
 from fhir_server.core.resource_types import KNOWN_TYPES  # noqa: E402
 
+#: Types not served here whose definitions validation still needs: profiles of the HL7 Norway base
+#: package (no-basis) are built on them, and its examples use them.
+VALIDATION_ONLY_TYPES = frozenset({"Procedure", "AllergyIntolerance", "Medication", "MedicationStatement",
+                                   "Person", "Substance", "Composition"})
+
 OUT = ROOT / "fhir_server" / "core" / "definitions" / "r4"
 PACKAGE = "hl7.fhir.r4.examples@4.0.1"
 ELEMENT_KEYS = (
@@ -88,7 +93,7 @@ def trim_element(element: dict) -> dict:
 
 
 def select_structure_definitions(all_sds: list[dict]) -> list[dict]:
-    wanted = set(KNOWN_TYPES) | {"Resource", "DomainResource"}
+    wanted = set(KNOWN_TYPES) | VALIDATION_ONLY_TYPES | {"Resource", "DomainResource"}
     chosen = []
     for sd in all_sds:
         kind, derivation = sd.get("kind"), sd.get("derivation")
