@@ -190,7 +190,8 @@ class ProfileValidator:
         for url in dict.fromkeys([*claims, *requested]):
             severity = "error" if url in requested else self.unknown_claim_severity
             self._guarded(self._validate_against, prefix, ctx, resource, url, prefix, ctx, severity)
-        self._guarded(self._check_extensions, prefix, ctx, resource, rtype, rtype, rtype, prefix, ctx)
+        if _has_extensions(resource):  # most resources carry none: skip the walk
+            self._guarded(self._check_extensions, prefix, ctx, resource, rtype, rtype, rtype, prefix, ctx)
         for i, contained in enumerate(_list(resource.get("contained"))):
             if isinstance(contained, dict):  # its own claims, and its extensions
                 self._validate_resource(
@@ -934,6 +935,20 @@ class ProfileValidator:
 # ------------------------------------------------------------------------------------------------
 # helpers
 # ------------------------------------------------------------------------------------------------
+
+
+def _has_extensions(node: Any) -> bool:
+    """True when an extension (or a primitive's ``_x`` extension holder) appears anywhere outside nested resources."""
+    if isinstance(node, list):
+        return any(_has_extensions(item) for item in node)
+    if not isinstance(node, dict):
+        return False
+    for key, value in node.items():
+        if key in ("extension", "modifierExtension") or key[0] == "_":
+            return True
+        if isinstance(value, dict | list) and key not in ("contained", "resource") and _has_extensions(value):
+            return True
+    return False
 
 
 def _list(value: Any) -> list:
