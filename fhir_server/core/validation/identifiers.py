@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import datetime
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import Enum
 
@@ -39,6 +38,7 @@ from stdnum.exceptions import ValidationError as StdnumError
 from stdnum.no import fodselsnummer, orgnr
 
 from fhir_server.core.issues import Issue
+from fhir_server.core.jsonwalk import walk_objects
 
 
 class IdentifierKind(Enum):
@@ -372,21 +372,6 @@ def identity_number_in(text: str) -> bool:
 
 # --- walking a resource --------------------------------------------------------------------------------------
 
-def _walk(node: object, path: str) -> Iterator[tuple[str, dict]]:
-    """Yield (FHIRPath, dict) for every JSON object under ``node``."""
-    if isinstance(node, dict):
-        yield path, node
-        for key, child in node.items():
-            if key == "resourceType":
-                continue
-            name = key[1:] if key.startswith("_") else key
-            if isinstance(child, list):
-                for i, item in enumerate(child):
-                    yield from _walk(item, f"{path}.{name}[{i}]")
-            elif isinstance(child, dict):
-                yield from _walk(child, f"{path}.{name}")
-
-
 def validate_identifiers(resource: dict, *, test_mode: bool = False,
                          today: datetime.date | None = None) -> list[Issue]:
     """Check every Identifier (``{"system", "value"}`` anywhere, contained and Bundle entries included).
@@ -396,7 +381,7 @@ def validate_identifiers(resource: dict, *, test_mode: bool = False,
     """
     issues: list[Issue] = []
     root = resource.get("resourceType") or "Resource"
-    for path, node in _walk(resource, root):
+    for path, node in walk_objects(resource, root):
         system, value = node.get("system"), node.get("value")
         if not isinstance(system, str) or "value" not in node:
             continue

@@ -23,6 +23,7 @@ import copy
 from collections.abc import Iterator
 
 from fhir_server.core.issues import Issue
+from fhir_server.core.jsonwalk import walk_objects
 from fhir_server.core.validation.identifiers import ALIASES
 from fhir_server.domain.mapping import volven
 from fhir_server.domain.routing_tables import default_tables
@@ -33,21 +34,6 @@ ORIGINAL_CODING_EXT = "https://fhir.referral-hub.no/StructureDefinition/original
 FHIR_PRIORITIES = frozenset({"routine", "urgent", "asap", "stat"})
 
 
-def _walk(node: object, path: str) -> Iterator[tuple[str, dict]]:
-    """(FHIRPath, dict) for every JSON object under ``node`` (``_x`` primitive extensions as ``x``)."""
-    if isinstance(node, dict):
-        yield path, node
-        for key, child in node.items():
-            if key == "resourceType":
-                continue
-            name = key[1:] if key.startswith("_") else key
-            if isinstance(child, list):
-                for i, item in enumerate(child):
-                    yield from _walk(item, f"{path}.{name}[{i}]")
-            elif isinstance(child, dict):
-                yield from _walk(child, f"{path}.{name}")
-
-
 def _info(en: str, nb: str, where: str, rule: str, severity: str = "information") -> Issue:
     return Issue(severity, "informational" if severity == "information" else "code-invalid", en, where, nb, rule)
 
@@ -56,10 +42,14 @@ def _aliases(path: str, node: dict, issues: list[Issue]) -> None:
     system = node.get("system")
     if isinstance(system, str) and system in ALIASES and "value" in node:
         node["system"] = ALIASES[system]
-        issues.append(_info(
-            f"Identifier system {system} is an alias; rewritten to the preferred system {node['system']}.",
-            f"Identifikatorsystemet {system} er et alias; skrevet om til foretrukket system {node['system']}.",
-            f"{path}.system", "alias-identifier-system"))
+        issues.append(
+            _info(
+                f"Identifier system {system} is an alias; rewritten to the preferred system {node['system']}.",
+                f"Identifikatorsystemet {system} er et alias; skrevet om til foretrukket system {node['system']}.",
+                f"{path}.system",
+                "alias-identifier-system",
+            )
+        )
 
 
 def _municipality_extensions(address: dict, path: str) -> Iterator[tuple[str, dict]]:
@@ -93,12 +83,17 @@ def _municipality(path: str, node: dict, issues: list[Issue]) -> None:
             if not targets:
                 continue
             if len(targets) > 1:
-                issues.append(_info(
-                    f"Municipality number {old} was split in 2024 (into {', '.join(targets)}); it is kept as sent. "
-                    "Send the 2024 number.",
-                    f"Kommunenummer {old} ble delt i 2024 (til {', '.join(targets)}); det er beholdt som sendt. "
-                    "Send 2024-nummeret.",
-                    f"{where}.code", "pre2024-municipality", "warning"))
+                issues.append(
+                    _info(
+                        f"Municipality number {old} was split in 2024 (into {', '.join(targets)}); it is kept as sent. "
+                        "Send the 2024 number.",
+                        f"Kommunenummer {old} ble delt i 2024 (til {', '.join(targets)}); det er beholdt som sendt. "
+                        "Send 2024-nummeret.",
+                        f"{where}.code",
+                        "pre2024-municipality",
+                        "warning",
+                    )
+                )
                 continue
             original = {k: v for k, v in coding.items() if k != "extension"}
             coding["code"] = targets[0]
@@ -106,12 +101,16 @@ def _municipality(path: str, node: dict, issues: list[Issue]) -> None:
             if name := _municipality_name(targets[0]):
                 coding["display"] = name
             coding.setdefault("extension", []).append({"url": ORIGINAL_CODING_EXT, "valueCoding": original})
-            issues.append(_info(
-                f"Municipality number {old} is a pre-2024 number; rewritten to the 2024 number {targets[0]} "
-                f"(the original is kept in extension {ORIGINAL_CODING_EXT}).",
-                f"Kommunenummer {old} er fra før 2024; skrevet om til 2024-nummeret {targets[0]} "
-                f"(originalen er tatt vare på i utvidelsen {ORIGINAL_CODING_EXT}).",
-                f"{where}.code", "pre2024-municipality"))
+            issues.append(
+                _info(
+                    f"Municipality number {old} is a pre-2024 number; rewritten to the 2024 number {targets[0]} "
+                    f"(the original is kept in extension {ORIGINAL_CODING_EXT}).",
+                    f"Kommunenummer {old} er fra før 2024; skrevet om til 2024-nummeret {targets[0]} "
+                    f"(originalen er tatt vare på i utvidelsen {ORIGINAL_CODING_EXT}).",
+                    f"{where}.code",
+                    "pre2024-municipality",
+                )
+            )
 
 
 def _volven_priorities(sr: dict, path: str) -> Iterator[tuple[str, dict]]:
@@ -130,42 +129,63 @@ def _volven_priorities(sr: dict, path: str) -> Iterator[tuple[str, dict]]:
 
 
 def _priority(path: str, sr: dict, issues: list[Issue]) -> None:
-    found = [(where, c) for where, c in _volven_priorities(sr, path)
-             if isinstance(c, dict) and volven.canonical_priority_system(c.get("system"))]
+    found = [
+        (where, c)
+        for where, c in _volven_priorities(sr, path)
+        if isinstance(c, dict) and volven.canonical_priority_system(c.get("system"))
+    ]
     current = sr.get("priority")
     if isinstance(current, str) and current not in FHIR_PRIORITIES:
         mapped = volven.priority_for(volven.VOLVEN_8306, current)
         if mapped:
             sr["priority"] = mapped
-            issues.append(_info(
-                f"Priority '{current}' is a Volven 8306 code, not a FHIR priority; rewritten to '{mapped}'.",
-                f"Prioritet '{current}' er en Volven 8306-kode, ikke en FHIR-prioritet; skrevet om til '{mapped}'.",
-                f"{path}.priority", "volven-priority"))
+            issues.append(
+                _info(
+                    f"Priority '{current}' is a Volven 8306 code, not a FHIR priority; rewritten to '{mapped}'.",
+                    f"Prioritet '{current}' er en Volven 8306-kode, ikke en FHIR-prioritet; skrevet om til '{mapped}'.",
+                    f"{path}.priority",
+                    "volven-priority",
+                )
+            )
         return
     for where, coding in found:
         mapped = volven.priority_for(coding.get("system"), coding.get("code"))
         system_name = volven.canonical_priority_system(coding.get("system")).rsplit(".", 1)[-1]
         if mapped is None:
-            issues.append(_info(
-                f"'{coding.get('code')}' is not a code of Volven {system_name}; no priority can be derived from it.",
-                f"'{coding.get('code')}' er ikke en kode i Volven {system_name}; prioriteten kan ikke utledes av den.",
-                f"{where}.code", "volven-priority", "warning"))
+            issues.append(
+                _info(
+                    f"'{coding.get('code')}' is not a code of Volven {system_name}; no priority can be derived from it.",
+                    f"'{coding.get('code')}' er ikke en kode i Volven {system_name}; prioriteten kan ikke utledes av den.",
+                    f"{where}.code",
+                    "volven-priority",
+                    "warning",
+                )
+            )
             continue
         if current is None:
             sr["priority"] = current = mapped
-            issues.append(_info(
-                f"ServiceRequest.priority was missing; set to '{mapped}' from Volven {system_name} code "
-                f"'{coding.get('code')}' at {where}.",
-                f"ServiceRequest.priority manglet; satt til '{mapped}' fra Volven {system_name}-kode "
-                f"'{coding.get('code')}' i {where}.",
-                f"{path}.priority", "volven-priority"))
+            issues.append(
+                _info(
+                    f"ServiceRequest.priority was missing; set to '{mapped}' from Volven {system_name} code "
+                    f"'{coding.get('code')}' at {where}.",
+                    f"ServiceRequest.priority manglet; satt til '{mapped}' fra Volven {system_name}-kode "
+                    f"'{coding.get('code')}' i {where}.",
+                    f"{path}.priority",
+                    "volven-priority",
+                )
+            )
         elif current != mapped:
-            issues.append(_info(
-                f"ServiceRequest.priority '{current}' disagrees with Volven {system_name} code '{coding.get('code')}' "
-                f"(which means '{mapped}'); the priority is kept.",
-                f"ServiceRequest.priority '{current}' stemmer ikke med Volven {system_name}-kode "
-                f"'{coding.get('code')}' (som betyr '{mapped}'); prioriteten er beholdt.",
-                f"{path}.priority", "volven-priority", "warning"))
+            issues.append(
+                _info(
+                    f"ServiceRequest.priority '{current}' disagrees with Volven {system_name} code '{coding.get('code')}' "
+                    f"(which means '{mapped}'); the priority is kept.",
+                    f"ServiceRequest.priority '{current}' stemmer ikke med Volven {system_name}-kode "
+                    f"'{coding.get('code')}' (som betyr '{mapped}'); prioriteten er beholdt.",
+                    f"{path}.priority",
+                    "volven-priority",
+                    "warning",
+                )
+            )
 
 
 def normalise_referral(resource_or_bundle: dict) -> tuple[dict, list[Issue]]:
@@ -175,7 +195,7 @@ def normalise_referral(resource_or_bundle: dict) -> tuple[dict, list[Issue]]:
     result = copy.deepcopy(resource_or_bundle)
     issues: list[Issue] = []
     root = result.get("resourceType") if isinstance(result.get("resourceType"), str) else "Resource"
-    for path, node in list(_walk(result, root)):
+    for path, node in list(walk_objects(result, root)):
         _aliases(path, node, issues)
         rtype = node.get("resourceType")
         if rtype in ("Patient", "RelatedPerson", "Person", "Practitioner", "Organization", "Location"):
