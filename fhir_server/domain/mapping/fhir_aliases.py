@@ -154,8 +154,10 @@ def _priority(path: str, sr: dict, issues: list[Issue]) -> None:
         if mapped is None:
             issues.append(
                 _info(
-                    f"'{coding.get('code')}' is not a code of Volven {system_name}; no priority can be derived from it.",
-                    f"'{coding.get('code')}' er ikke en kode i Volven {system_name}; prioriteten kan ikke utledes av den.",
+                    f"'{coding.get('code')}' is not a code of Volven "
+                    f"{system_name}; no priority can be derived from it.",
+                    f"'{coding.get('code')}' er ikke en kode i Volven "
+                    f"{system_name}; prioriteten kan ikke utledes av den.",
                     f"{where}.code",
                     "volven-priority",
                     "warning",
@@ -177,7 +179,8 @@ def _priority(path: str, sr: dict, issues: list[Issue]) -> None:
         elif current != mapped:
             issues.append(
                 _info(
-                    f"ServiceRequest.priority '{current}' disagrees with Volven {system_name} code '{coding.get('code')}' "
+                    f"ServiceRequest.priority '{current}' disagrees with Volven "
+                    f"{system_name} code '{coding.get('code')}' "
                     f"(which means '{mapped}'); the priority is kept.",
                     f"ServiceRequest.priority '{current}' stemmer ikke med Volven {system_name}-kode "
                     f"'{coding.get('code')}' (som betyr '{mapped}'); prioriteten er beholdt.",
