@@ -51,6 +51,9 @@ def create_app(settings: Settings | None = None, server: Server | None = None) -
             response.headers.extend(SECURITY_HEADERS)
         return response
 
+    from fhir_server.api.fast_read import FastRead
+
+    app.wsgi_app = FastRead(app.wsgi_app, app.extensions["fhir"], settings.base_path)  # type: ignore[method-assign]
     # Definitions, profiles and models are millions of long-lived objects: move them out of the
     # garbage collector's way, so collections triggered by requests stay short.
     gc.collect()

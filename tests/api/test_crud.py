@@ -146,3 +146,18 @@ def test_conditional_update_and_delete(fhir, unique):
     removed = api.delete(f"Patient?identifier=urn:test:mrn|{unique}")
     assert removed.status_code == 200
     assert api.get(f"Patient/{created.json()['id']}").status_code == 410
+
+
+def test_plain_read_and_application_read_agree(fhir, unique):
+    """The WSGI fast path (plain GET by id) answers exactly as the application route does."""
+    api = Fhir(fhir.base)
+    created = api.create(patient(unique))
+    fast = api.get(f"Patient/{created['id']}")
+    routed = api.get(f"Patient/{created['id']}?_pretty=false")  # a query string takes the Flask route
+    assert fast.content == routed.content
+    skip = {"date", "server", "connection"}
+    assert {k.lower(): v for k, v in fast.headers.items() if k.lower() not in skip} == {
+        k.lower(): v for k, v in routed.headers.items() if k.lower() not in skip
+    }
+    api.delete(f"Patient/{created['id']}")
+    assert api.get(f"Patient/{created['id']}").status_code == 410  # not the fast path's to answer

@@ -1,0 +1,56 @@
+"""A WSGI fast path for the hottest request of a FHIR server: ``GET [base]/[type]/[id]`` of JSON.
+
+It answers only the plain case (no query string, no conditional headers, JSON acceptable, the
+resource exists and is not deleted) straight from the stored bytes, with the same headers the
+Flask route sends; everything else passes through to the Flask application unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from fhir_server.api.formats import SECURITY_HEADERS
+from fhir_server.api.rest import http_date
+from fhir_server.core.issues import FhirError
+from fhir_server.core.resource_types import STORABLE_TYPES
+from fhir_server.core.service import ID_PATTERN_CHARS
+from fhir_server.server import Server
+
+_JSON_ACCEPTS = frozenset({"", "*/*", "application/fhir+json", "application/json", "application/json+fhir"})
+_CONDITIONAL = ("HTTP_IF_NONE_MATCH", "HTTP_IF_MODIFIED_SINCE")
+_BASE_HEADERS = [*SECURITY_HEADERS, ("Content-Type", "application/fhir+json;charset=utf-8")]
+
+WsgiApp = Callable[[dict, Callable], Iterable[bytes]]
+
+
+class FastRead:
+    """WSGI middleware: serves plain reads by id, delegates the rest."""
+
+    def __init__(self, app: WsgiApp, server: Server, base_path: str) -> None:
+        self.app = app
+        self.server = server
+        self.prefix = base_path.rstrip("/") + "/"
+
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if (
+            environ.get("REQUEST_METHOD") != "GET"
+            or environ.get("QUERY_STRING")
+            or not path.startswith(self.prefix)
+            or environ.get("HTTP_ACCEPT", "").split(";")[0].strip() not in _JSON_ACCEPTS
+            or any(environ.get(h) for h in _CONDITIONAL)
+        ):
+            return self.app(environ, start_response)
+        parts = path[len(self.prefix):].split("/")
+        if len(parts) != 2 or parts[0] not in STORABLE_TYPES or not parts[1] or len(parts[1]) > 64 \
+                or not set(parts[1]) <= ID_PATTERN_CHARS:
+            return self.app(environ, start_response)
+        try:
+            stored = self.server.store.read(parts[0], parts[1])
+        except FhirError:
+            return self.app(environ, start_response)  # 404 and 410 are answered by the application
+        body = stored.body or b""
+        headers = [*_BASE_HEADERS, ("ETag", stored.etag), ("Last-Modified", http_date(stored.last_updated)),
+                   ("Content-Length", str(len(body)))]
+        start_response("200 OK", headers)
+        return [body]
