@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -150,3 +151,33 @@ def test_dead_letter_after_bounded_attempts(fhir, unique):
         assert task_of(api, unique)["id"] in ids(queue)
     finally:
         switch_off(api, ep)
+
+
+def test_delivery_survives_a_restart_of_the_sender(tmp_path):
+    """A pending delivery is in the database: a restarted sender (two processes) delivers it, once."""
+    database = f"sqlite:///{tmp_path / 'sender.sqlite3'}"
+    sender = start_server(database, tmp_path, workers=2)
+    unique = uuid.uuid4().hex[:12]
+    port = free_port()
+    receiver = None
+    try:
+        api = Fhir(sender.base)
+        endpoint(api, "helse-nord", f"http://127.0.0.1:{port}/fhir")
+        municipality, _ = RHF_ORGS["helse-nord"]
+        assert api.post("", referral(unique, municipality)).status_code == 200
+        assert wait_for(lambda: "pending" in delivery_state(api, unique), 15)
+    finally:
+        stop_server(sender)
+    receiver = start_server(f"sqlite:///{tmp_path / 'region.sqlite3'}", tmp_path, workers=1, port=port)
+    restarted = start_server(database, tmp_path, workers=2)
+    try:
+        assert wait_for(lambda: received(receiver, unique), 40)
+        assert wait_for(lambda: "delivered" in delivery_state(Fhir(restarted.base), unique), 15)
+        time.sleep(1.0)
+        delivered = received(receiver, unique)
+        assert len(delivered) == 1
+        history = Fhir(receiver.base).search(f"ServiceRequest/{delivered[0]['id']}/_history")
+        assert history["total"] == 1  # sent once, though two processes were looking
+    finally:
+        stop_server(restarted)
+        stop_server(receiver)
