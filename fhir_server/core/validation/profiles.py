@@ -36,6 +36,7 @@ from typing import Any
 from fhir_server.core.definitions import r4
 from fhir_server.core.issues import Issue, is_error
 from fhir_server.core.packages import ConformanceRegistry, default_registry, is_core_url
+from fhir_server.core.pathsplit import split_outside
 from fhir_server.core.validation.profile_model import (
     CompiledProfile,
     Node,
@@ -1007,22 +1008,9 @@ def _codes_of(value: Any, type_code: str | None) -> list[tuple[str | None, str |
 
 
 def _path_segments(path: str) -> list[str]:
-    segments: list[str] = []
-    depth = 0
-    current = ""
-    for ch in path:
-        if ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-        if ch == "." and depth == 0:
-            segments.append(current)
-            current = ""
-        else:
-            current += ch
-    if current:
-        segments.append(current)
-    return segments
+    """A FHIRPath-like path in segments, dots inside parentheses kept; no trailing empty segment."""
+    segments = split_outside(path, opening="(", closing=")")
+    return segments[:-1] if segments[-1] == "" else segments
 
 
 def _context_ok(context: dict, host: tuple[str, str, str | None]) -> bool:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import copy
 
 from fhir_server.core.packages import ConformanceRegistry, is_core_url
+from fhir_server.core.pathsplit import split_outside
 
 #: Differential keys copied onto the snapshot element when present.
 _COPY_KEYS = (
@@ -72,21 +73,7 @@ def element_id(element: dict) -> str:
 
 def _split_id(eid: str) -> list[str]:
     """``'Patient.identifier:FNR.system'`` -> ``['Patient', 'identifier:FNR', 'system']`` (dots inside [] kept)."""
-    parts: list[str] = []
-    depth = 0
-    current = ""
-    for ch in eid:
-        if ch == "[":
-            depth += 1
-        elif ch == "]":
-            depth -= 1
-        if ch == "." and depth == 0:
-            parts.append(current)
-            current = ""
-        else:
-            current += ch
-    parts.append(current)
-    return parts
+    return split_outside(eid, opening="[", closing="]")
 
 
 def _id_to_path(eid: str) -> str:
