@@ -366,13 +366,6 @@ class Store:
             raise FhirError(410, [_gone_issue(resource_type, resource_id, version_id)])
         return stored
 
-    def exists(self, resource_type: str, resource_id: str) -> bool:
-        query = select(resources.c.deleted).where(
-            resources.c.res_type == resource_type, resources.c.res_id == resource_id
-        )
-        row = self._first(query, None)
-        return row is not None and not row.deleted
-
     def history(
         self,
         resource_type: str | None = None,

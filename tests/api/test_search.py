@@ -89,9 +89,7 @@ def test_date_prefixes(referral_data):
     assert sorted(ids(api.search(q + "2026"))) == sorted(sr[:2])
     # a dateTime with a zone, compared in UTC: 10:00+02:00 is 08:00Z
     occ = f"ServiceRequest?_tag={tag}&occurrence="
-    assert ids(api.search(occ + "gt2026-04-01T08:30:00Z")) == [sr[1]] or sr[0] not in ids(
-        api.search(occ + "gt2026-04-01T08:30:00Z")
-    )
+    assert ids(api.search(occ + "gt2026-04-01T08:30:00Z")) == [sr[1]]  # 10:00+02:00 is 08:00Z: not after
     assert sr[0] in ids(api.search(occ + "le2026-04-01T08:00:00Z"))
     bad = api.get(q + "01.04.2026")
     assert bad.status_code == 400 and bad.json()["issue"][0]["expression"] == ["authored"]

@@ -11,7 +11,6 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
 
 from fhir_server.core.definitions import r4
 from fhir_server.core.jsonio import to_plain
@@ -125,7 +124,3 @@ class SearchRegistry:
 
     def get(self, resource_type: str, code: str) -> SearchParam | None:
         return self.by_type.get(resource_type, {}).get(code)
-
-
-def sp_value_is_empty(value: Any) -> bool:
-    return value is None or value == "" or value == [] or value == {}

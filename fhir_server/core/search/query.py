@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
-from sqlalchemy import ColumnElement, Select, and_, false, func, literal, not_, or_, select, true
+from sqlalchemy import ColumnElement, Select, and_, false, literal, or_, select
 
 from fhir_server.core.issues import FhirError, Issue
 from fhir_server.core.resource_types import STORABLE_TYPES
@@ -396,5 +396,3 @@ _MODIFIERS = {
 def _modifier_allowed(kind: str, modifier: str) -> bool:
     return modifier in _MODIFIERS[kind] or (kind == "reference" and modifier in STORABLE_TYPES)
 
-
-__all__ = ["MAX_COUNT", "Include", "SearchParser", "SearchRequest", "func", "not_", "true"]

@@ -431,15 +431,7 @@ def _check_value(
         else:
             _walk_resource(walk, value, path, allowed, None)  # type: ignore[arg-type]
         return
-    if not value or (len(value) == 1 and "id" in value):  # type: ignore[arg-type]
-        walk.add(
-            "error",
-            "invariant",
-            path,
-            "an element must have a value or child elements; empty objects are not allowed (ele-1)",
-            "et element må ha en verdi eller underelementer; tomme objekter er ikke tillatt (ele-1)",
-            "ele-1",
-        )
+    if _empty_element(walk, value, path):  # type: ignore[arg-type]
         return
     schema = node_schema(*prop.child)  # type: ignore[misc]
     _walk_object(walk, value, schema, path, scope, allowed)  # type: ignore[arg-type]
@@ -559,14 +551,21 @@ def _element_object(
             "json-object",
         )
         return
-    if not value or (len(value) == 1 and "id" in value):  # type: ignore[arg-type]
-        walk.add(
-            "error",
-            "invariant",
-            path,
-            "an element must have a value or child elements; empty objects are not allowed (ele-1)",
-            "et element må ha en verdi eller underelementer; tomme objekter er ikke tillatt (ele-1)",
-            "ele-1",
-        )
+    if _empty_element(walk, value, path):  # type: ignore[arg-type]
         return
     _walk_object(walk, value, schema, path, scope, allowed)  # type: ignore[arg-type]
+
+
+def _empty_element(walk: Walk, value: dict, path: str) -> bool:
+    """ele-1: an element needs a value or children; report an empty object (or one with only an id)."""
+    if value and not (len(value) == 1 and "id" in value):
+        return False
+    walk.add(
+        "error",
+        "invariant",
+        path,
+        "an element must have a value or child elements; empty objects are not allowed (ele-1)",
+        "et element må ha en verdi eller underelementer; tomme objekter er ikke tillatt (ele-1)",
+        "ele-1",
+    )
+    return True
