@@ -7,6 +7,8 @@
 * ``search_snapshots``/``search_results``: result lists of searches that span several pages,
   so paging stays consistent while writes go on.
 * ``outbox``: referral deliveries to regional endpoints, written in the referral's transaction.
+* ``access_labels``: which organisations and regions may see a stored resource (``core/access.py``);
+  kept across versions, written in the transaction that writes the resource.
 * ``schema_info``: the schema version, for automatic upgrades.
 """
 
@@ -173,6 +175,15 @@ outbox = Table(
     Column("delivered_at", String(40)),
     UniqueConstraint("endpoint_id", "dedupe_key", name="uq_outbox_delivery"),
     Index("ix_outbox_due", "status", "next_attempt_at"),
+)
+
+access_labels = Table(
+    "access_labels",
+    metadata,
+    Column("res_type", String(64), primary_key=True),
+    Column("res_id", String(64), primary_key=True),
+    Column("label", String(80), primary_key=True),
+    Index("ix_access_labels_label", "label", "res_type", "res_id"),
 )
 
 schema_info = Table(

@@ -18,10 +18,10 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, and_, delete, func, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
-from fhir_server.core import jsonio
+from fhir_server.core import access, jsonio
 from fhir_server.core.db import Database
 from fhir_server.core.issues import FhirError, not_found
-from fhir_server.core.schema import INDEX_TABLES, resource_versions, resources
+from fhir_server.core.schema import INDEX_TABLES, access_labels, resource_versions, resources
 from fhir_server.core.search.index import index_rows
 from fhir_server.core.search.parameters import SearchRegistry
 from fhir_server.core.search.values import now_instant
@@ -88,6 +88,7 @@ class WriteUnit:
         self._new_current: list[dict] = []
         self._index_rows: dict[str, list[dict]] = {}
         self._stale_index: dict[str, list[str]] = {}
+        self._labels: list[dict] = []
 
     # -- locking and reading ------------------------------------------------------------------
 
@@ -136,6 +137,8 @@ class WriteUnit:
             resource_id, fresh_id = new_id(), True
         resource_id = resource_id or resource["id"]
         row = None if fresh_id else self.current(resource_type, resource_id)
+        if row is not None and not access.is_visible(self.conn, resource_type, resource_id):
+            raise not_found(resource_type, resource_id)  # as if it did not exist: its existence is not told
         exists = row is not None and not row.deleted
         if must_not_exist and row is not None:
             raise FhirError.single(409, "duplicate", f"{resource_type}/{resource_id} already exists")
@@ -159,12 +162,19 @@ class WriteUnit:
         for kind, rows in index_rows(self.store.registry, resource).items():
             owner = {"res_type": resource_type, "res_id": resource_id}
             self._index_rows.setdefault(kind, []).extend(row | owner for row in rows)
+        writer = access.current()
+        if writer is not None and writer.stamps:
+            self._labels.extend(access.label_rows([(resource_type, resource_id)], writer.stamps))
         return stored, not exists
+
+    def add_labels(self, keys: list[tuple[str, str]], labels: list[str]) -> None:
+        """Let holders of ``labels`` see the resources ``keys`` too (kept if already there)."""
+        self._labels.extend(access.label_rows(keys, labels))
 
     def delete(self, resource_type: str, resource_id: str) -> StoredResource | None:
         """Mark a resource deleted (a new version without body); None when there was nothing to delete."""
         row = self.current(resource_type, resource_id)
-        if row is None or row.deleted:
+        if row is None or row.deleted or not access.is_visible(self.conn, resource_type, resource_id):
             return None
         stored = self._write_version(None, resource_type, resource_id, row.version_id + 1, "DELETE")
         self._replace_current(stored)
@@ -172,7 +182,7 @@ class WriteUnit:
 
     def flush(self) -> None:
         """Send the collected inserts (versions, new current rows, index rows)."""
-        if not (self._versions or self._new_current or self._stale_index or self._index_rows):
+        if not (self._versions or self._new_current or self._stale_index or self._index_rows or self._labels):
             return
         # plain DBAPI executemany on the transaction's own connection: these inserts are the hot path
         # of every write, and SQLAlchemy's per-row parameter processing costs more than SQLite itself
@@ -192,6 +202,9 @@ class WriteUnit:
                 if rows:
                     self.store.bulk_insert(cursor, INDEX_TABLES[kind], rows)
             self._index_rows = {}
+            if self._labels:
+                self.store.insert_labels(cursor, self._labels)
+                self._labels = []
         finally:
             cursor.close()
 
@@ -301,6 +314,15 @@ class Store:
         sql, columns = prepared
         cursor.executemany(sql, [tuple(row.get(c) for c in columns) for row in rows])
 
+    def insert_labels(self, cursor: Any, rows: list[dict]) -> None:
+        """Add access labels; a label a resource already carries is kept as it is."""
+        mark = "?" if self.db.is_sqlite else "%s"
+        cursor.executemany(
+            f"INSERT INTO {access_labels.name} (res_type, res_id, label) VALUES ({mark}, {mark}, {mark}) "
+            "ON CONFLICT DO NOTHING",
+            [(r["res_type"], r["res_id"], r["label"]) for r in rows],
+        )
+
     # -- writes -----------------------------------------------------------------------------
 
     def write(self, work: Callable[[WriteUnit], T], *, attempts: int = 5) -> T:
@@ -342,6 +364,8 @@ class Store:
             if row is None:
                 raise not_found(resource_type, resource_id)
             stored = _row_to_stored(row)
+        if access.restriction(resource_type) is not None and not self._visible(resource_type, resource_id, conn):
+            raise not_found(resource_type, resource_id)
         if stored.deleted:
             raise FhirError(
                 410,
@@ -361,10 +385,18 @@ class Store:
         row = self._first(query, None)
         if row is None:
             raise not_found(resource_type, f"{resource_id}/_history/{version_id}")
+        if access.restriction(resource_type) is not None and not self._visible(resource_type, resource_id, None):
+            raise not_found(resource_type, f"{resource_id}/_history/{version_id}")
         stored = _row_to_stored(row)
         if stored.deleted:
             raise FhirError(410, [_gone_issue(resource_type, resource_id, version_id)])
         return stored
+
+    def _visible(self, resource_type: str, resource_id: str, conn: Connection | None) -> bool:
+        if conn is not None:
+            return access.is_visible(conn, resource_type, resource_id)
+        with self.reading() as c:
+            return access.is_visible(c, resource_type, resource_id)
 
     def history(
         self,
@@ -383,6 +415,9 @@ class Store:
             conditions.append(resource_versions.c.res_id == resource_id)
         if since:
             conditions.append(resource_versions.c.last_updated >= since)
+        visible = access.visible_condition(resource_versions.c.res_type, resource_versions.c.res_id)
+        if visible is not None:
+            conditions.append(visible)
         where = and_(*conditions) if conditions else None
         query = select(resource_versions).order_by(resource_versions.c.seq.desc()).limit(at_most).offset(offset)
         count = select(func.count()).select_from(resource_versions)
@@ -402,11 +437,13 @@ class Store:
         for rtype, ids in by_type.items():
             for chunk_start in range(0, len(ids), 500):
                 chunk = ids[chunk_start : chunk_start + 500]
-                rows = conn.execute(
-                    select(resources).where(
-                        resources.c.res_type == rtype, resources.c.res_id.in_(chunk), resources.c.deleted.is_(False)
-                    )
-                ).all()
+                query = select(resources).where(
+                    resources.c.res_type == rtype, resources.c.res_id.in_(chunk), resources.c.deleted.is_(False)
+                )
+                visible = access.labelled_condition(rtype, resources.c.res_id)
+                if visible is not None:
+                    query = query.where(visible)
+                rows = conn.execute(query).all()
                 for row in rows:
                     found[(row.res_type, row.res_id)] = _row_to_stored(row)
         return found

@@ -24,9 +24,10 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import uuid4
 
-from fhir_server.core import jsonio
+from fhir_server.core import access, jsonio
 from fhir_server.core.issues import FhirError, Issue
 from fhir_server.core.service import FhirService
+from fhir_server.core.store import WriteUnit
 from fhir_server.core.transaction import BundleProcessor
 from fhir_server.domain.calendar import add_working_days
 from fhir_server.domain.mapping.fhir_aliases import normalise_referral
@@ -168,7 +169,7 @@ class IntakePipeline:
         )
         event = "update" if existing else "create"
         owner = self._owner(decision).get("reference") if decision.rhf_orgnr else None
-        response = self._store(entries, event, identifier, owner, notes)
+        response = self._store(entries, event, identifier, owner, notes, decision.rhf_orgnr)
         return IntakeResult(
             200 if existing else 201,
             event,
@@ -180,19 +181,33 @@ class IntakePipeline:
         )
 
     def _store(
-        self, entries: list[dict], event: str, identifier: tuple[str, str], owner: str | None, notes: list[Issue]
+        self,
+        entries: list[dict],
+        event: str,
+        identifier: tuple[str, str],
+        owner: str | None,
+        notes: list[Issue],
+        region: str | None,
     ) -> dict:
         """Run the referral's transaction. A party's identifier shared by several stored resources (412 on
-        its conditional create) does not refuse the referral: that party is stored anew and the sender told."""
+        its conditional create) does not refuse the referral: that party is stored anew and the sender told.
+
+        Everything the referral stores (and the known parties it names) becomes visible to the region it
+        is routed to; the push to the region's endpoints is the server's own work, whoever sent it."""
+
+        def after_writes(unit: WriteUnit, stored: list) -> None:
+            if region:
+                keys = [(s.resource_type, s.id) for s in stored if s is not None]
+                unit.add_labels(keys, [access.region_label(region)])
+            self._deliver(unit, owner, stored, event, identifier)
+
         for _ in range(len(entries)):
             pristine = copy.deepcopy(entries)  # a refused attempt has rewritten references in place
             try:
                 return BundleProcessor(self.service).process(
                     {"resourceType": "Bundle", "type": "transaction", "entry": entries},
                     return_preference="representation",
-                    after_writes=lambda unit, stored: enqueue_deliveries(
-                        unit, self.service, owner, stored, event, identifier
-                    ),
+                    after_writes=after_writes,
                 )
             except FhirError as error:
                 index = _ambiguous_entry(error)
@@ -213,6 +228,13 @@ class IntakePipeline:
                     )
                 )
         raise AssertionError("unreachable")
+
+    def _deliver(
+        self, unit: WriteUnit, owner: str | None, stored: list, event: str, identifier: tuple[str, str]
+    ) -> None:
+        """Queue the push to the owner's endpoints: the server's own work, whoever sent the referral."""
+        with access.acting_as(None):
+            enqueue_deliveries(unit, self.service, owner, stored, event, identifier)
 
     # -- steps --------------------------------------------------------------------------------
 
@@ -287,9 +309,7 @@ class IntakePipeline:
         processor = BundleProcessor(self.service)
         response = processor.process(
             {"resourceType": "Bundle", "type": "transaction", "entry": entries},
-            after_writes=lambda unit, located: enqueue_deliveries(
-                unit, self.service, owner, located, "revoke", identifier
-            ),
+            after_writes=lambda unit, located: self._deliver(unit, owner, located, "revoke", identifier),
         )
         return IntakeResult(
             200, "revoke", f"ServiceRequest/{existing}", f"Task/{tasks[0]}" if tasks else None, None, response

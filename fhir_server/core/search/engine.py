@@ -15,6 +15,7 @@ from urllib.parse import urlencode
 
 from sqlalchemy import Connection, delete, func, insert, select
 
+from fhir_server.core import access
 from fhir_server.core.issues import FhirError
 from fhir_server.core.schema import INDEX_TABLES, resources, search_results, search_snapshots
 from fhir_server.core.search.query import Include, SearchRequest
@@ -89,9 +90,11 @@ class SearchEngine:
     # -- internals --------------------------------------------------------------------------
 
     def _base_query(self, request: SearchRequest):  # type: ignore[no-untyped-def]
-        return select(resources.c.res_id).where(
+        query = select(resources.c.res_id).where(
             resources.c.res_type == request.resource_type, resources.c.deleted.is_(False), *request.conditions
         )
+        visible = access.labelled_condition(request.resource_type, resources.c.res_id)
+        return query if visible is None else query.where(visible)
 
     def _count(self, conn: Connection, request: SearchRequest) -> int:
         return conn.execute(select(func.count()).select_from(self._base_query(request).subquery())).scalar_one()
