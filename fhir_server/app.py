@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import atexit
 import gc
 import logging
 
 from flask import Flask, Response
 
-from fhir_server.api import errors, operations, referrals, rest, system, terminology_ops  # noqa: F401 - they register operations
+from fhir_server.api import (  # noqa: F401 - they register operations
+    errors,
+    operations,
+    referrals,
+    rest,
+    security_edge,
+    system,
+    terminology_ops,
+)
 from fhir_server.api.formats import SECURITY_HEADERS
 from fhir_server.config import Settings, load_settings
 from fhir_server.logging_setup import configure_logging
+from fhir_server.security.gate import SecurityGate
 from fhir_server.server import Server, build_server
 
 
@@ -27,6 +37,16 @@ def start_delivery_worker(server: Server) -> None:
     worker.start()
 
 
+def build_gate(server: Server) -> SecurityGate:
+    """The security gate: trusted issuer, scopes per operation, regions of the RHFs and HFs, audit trail."""
+    tables = server.intake.tables  # type: ignore[union-attr]
+    region_of = {org.orgnr: org.rhf_orgnr for org in tables.organizations.values()}
+    gate = SecurityGate(server.settings, server.store, region_of, operations.operation_needs())
+    server.security = gate.capability_security()
+    atexit.register(gate.trail.close)  # store the audit events still queued when the process stops
+    return gate
+
+
 def create_app(settings: Settings | None = None, server: Server | None = None) -> Flask:
     """Build the WSGI application (one per process)."""
     settings = settings or load_settings()
@@ -40,6 +60,8 @@ def create_app(settings: Settings | None = None, server: Server | None = None) -
     if settings.delivery_worker:
         start_delivery_worker(app.extensions["fhir"])
     errors.register_error_handlers(app)
+    gate = build_gate(app.extensions["fhir"])
+    security_edge.install(app, gate, settings.base_path)
     # system routes first: "/metadata" must not be taken for a resource type
     app.register_blueprint(system.bp, url_prefix=settings.base_path)
     app.register_blueprint(operations.bp, url_prefix=settings.base_path)
@@ -53,7 +75,7 @@ def create_app(settings: Settings | None = None, server: Server | None = None) -
 
     from fhir_server.api.fast_read import FastRead
 
-    app.wsgi_app = FastRead(app.wsgi_app, app.extensions["fhir"], settings.base_path)  # type: ignore[method-assign]
+    app.wsgi_app = FastRead(app.wsgi_app, app.extensions["fhir"], gate, settings.base_path)  # type: ignore[method-assign]
     # Definitions, profiles and models are millions of long-lived objects: move them out of the
     # garbage collector's way, so collections triggered by requests stay short.
     gc.collect()

@@ -1,4 +1,4 @@
-"""The ``fhir-server`` command: ``serve`` and ``load``."""
+"""The ``fhir-server`` command: ``serve``, ``load``, ``token`` and ``package``."""
 
 from __future__ import annotations
 
@@ -21,8 +21,15 @@ def _serve(args: argparse.Namespace) -> int:
     from fhir_server.logging_setup import MaskIdentityNumbers
 
     settings = load_settings(
-        args.config, database_url=args.database_url, base_url=args.base_url, test_mode=True if args.test_mode else None
+        args.config,
+        database_url=args.database_url,
+        base_url=args.base_url,
+        test_mode=True if args.test_mode else None,
+        auth_mode="development" if args.dev else None,
     )
+    from fhir_server.security.gate import describe_mode, require_trusted_issuer
+
+    require_trusted_issuer(settings)  # production mode does not start without an issuer and its keys
     if settings.database_url.startswith("sqlite:///") and not settings.database_url.startswith("sqlite:////"):
         Path(settings.database_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     # create/upgrade the schema and load the data folders once, before the workers start
@@ -71,6 +78,7 @@ def _serve(args: argparse.Namespace) -> int:
         f"({args.workers} workers) on {settings.database_url.split('@')[-1]}",
         file=sys.stderr,
     )
+    print(f"fhir-server: {describe_mode(settings)}", file=sys.stderr)
     Application().run()
     return 0
 
@@ -82,6 +90,26 @@ def _load(args: argparse.Namespace) -> int:
     summary = load_paths([Path(p) for p in args.paths], settings, progress=not args.quiet)
     print(summary.report())
     return 0 if summary.refused == 0 else 1
+
+
+def _token(args: argparse.Namespace) -> int:
+    from fhir_server.security.dev_issuer import mint
+
+    settings = load_settings(args.config)
+    scopes = [s for item in args.scope for s in item.split()]
+    print(
+        mint(
+            args.key or settings.dev_key_path,
+            scopes=scopes,
+            organisation=args.org,
+            sub_organisation=args.sub_org,
+            audience=args.audience or settings.auth_audience,
+            client_id=args.client_id,
+            client_name=args.client_name,
+            lifetime_seconds=args.lifetime,
+        )
+    )
+    return 0
 
 
 def _package(args: argparse.Namespace) -> int:
@@ -106,7 +134,21 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--threads", type=int, default=int(os.environ.get("FHIR_SERVER_THREADS", "4")))
     serve.add_argument("--test-mode", action="store_true", help="accept synthetic (Tenor) identity numbers")
     serve.add_argument("--access-log", action="store_true", help="log every request (identity numbers masked)")
+    serve.add_argument(
+        "--dev", action="store_true", help="development mode: trust the local test issuer (`fhir-server token`)"
+    )
     serve.set_defaults(func=_serve)
+
+    token = sub.add_parser("token", help="mint a development-mode access token (HelseID-style claims)")
+    token.add_argument("--scope", action="append", default=[], help="e.g. 'system/ServiceRequest.cruds' (repeatable)")
+    token.add_argument("--org", help="the client's organisation number (orgnr_parent)")
+    token.add_argument("--sub-org", help="a sub-unit's organisation number (orgnr_child)")
+    token.add_argument("--client-id", default="dev-client")
+    token.add_argument("--client-name")
+    token.add_argument("--audience", help="default: the configured audience (referral-hub)")
+    token.add_argument("--lifetime", type=int, default=3600, help="seconds (default 3600)")
+    token.add_argument("--key", help="the development key file (default data/dev-issuer-key.json)")
+    token.set_defaults(func=_token)
 
     load = sub.add_parser("load", help="bulk-load Bundles or resources (files or folders) as transactions")
     load.add_argument("paths", nargs="+", help="JSON or XML files, or folders of them")
@@ -125,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from fhir_server.logging_setup import configure_logging
 
-    configure_logging("WARNING" if args.command == "load" else "INFO")
+    configure_logging("WARNING" if args.command in ("load", "token") else "INFO")
     return args.func(args)
 
 

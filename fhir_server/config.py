@@ -45,6 +45,25 @@ class Settings:
     outbox_poll_seconds: float = 1.0
     outbox_backoff_seconds: float = 2.0
     outbox_max_attempts: int = 8
+    #: "production" needs a trusted issuer and its JWKS; "development" trusts the local test issuer,
+    #: whose tokens ``fhir-server token`` mints (never use it with real data).
+    auth_mode: str = "production"
+    #: The trusted token issuer (``iss``), e.g. https://helseid-sts.nhn.no.
+    auth_issuer: str | None = None
+    #: The issuer's signing keys: a JWKS file path or URL (https://…/.well-known/openid-configuration/jwks).
+    auth_jwks: str | None = None
+    #: The audience (``aud``) tokens must be issued for: this API's name at the issuer.
+    auth_audience: str = "referral-hub"
+    #: The issuer's token endpoint, announced in the SMART configuration.
+    auth_token_endpoint: str | None = None
+    auth_clock_skew_seconds: int = 30
+    auth_jwks_cache_seconds: int = 300
+    #: The scope that makes a client an administrator (sees every organisation's data and the audit trail).
+    auth_admin_scope: str = "referral-hub:admin"
+    #: Development mode's signing key (created on first use).
+    dev_key_path: str = "data/dev-issuer-key.json"
+    #: Requests per minute per client (in each server process); 0 turns the limit off.
+    rate_limit_per_minute: int = 6000
     extra: dict = field(default_factory=dict)
 
 
@@ -65,6 +84,16 @@ class SettingsSchema(Schema):
     outbox_poll_seconds = mfields.Float(validate=validate.Range(min=0.01))
     outbox_backoff_seconds = mfields.Float(validate=validate.Range(min=0))
     outbox_max_attempts = mfields.Integer(validate=validate.Range(min=1))
+    auth_mode = mfields.String(validate=validate.OneOf(["production", "development"]))
+    auth_issuer = mfields.String(allow_none=True, validate=validate.Length(min=1))
+    auth_jwks = mfields.String(allow_none=True, validate=validate.Length(min=1))
+    auth_audience = mfields.String(validate=validate.Length(min=1))
+    auth_token_endpoint = mfields.String(allow_none=True, validate=validate.Regexp(r"^https?://"))
+    auth_clock_skew_seconds = mfields.Integer(validate=validate.Range(min=0, max=300))
+    auth_jwks_cache_seconds = mfields.Integer(validate=validate.Range(min=0))
+    auth_admin_scope = mfields.String(validate=validate.Length(min=1))
+    dev_key_path = mfields.String(validate=validate.Length(min=1))
+    rate_limit_per_minute = mfields.Integer(validate=validate.Range(min=0))
     extra = mfields.Dict()
 
 

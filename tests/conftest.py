@@ -31,20 +31,40 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+#: The scopes of the administrator token most tests use (every interaction, every organisation).
+ADMIN_SCOPES = ["system/*.cruds", "referral-hub:admin"]
+#: The organisation number of the test administrator's client (the project's own test value).
+ADMIN_ORG = "999999999"
+
+
 @dataclass
 class RunningServer:
-    """A server process under test: its base URL, database URL and log file."""
+    """A server process under test (development mode): base URL, database URL, log file, token key."""
 
     base: str
     database_url: str
     log_path: Path
     process: subprocess.Popen
+    key_path: Path
 
     def url(self, path: str = "") -> str:
         return f"{self.base}/{path.lstrip('/')}" if path else self.base
 
     def log_text(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def token(self, scopes: list[str], org: str | None, **claims: object) -> str:
+        """A real token signed by the development issuer this server trusts."""
+        from fhir_server.security.dev_issuer import mint
+
+        return mint(self.key_path, scopes=scopes, organisation=org, audience="referral-hub", **claims)  # type: ignore[arg-type]
+
+    @property
+    def auth(self) -> dict[str, str]:
+        """``Authorization`` header of an administrator (sees and may do everything)."""
+        if not hasattr(self, "_admin"):
+            self._admin = self.token(ADMIN_SCOPES, ADMIN_ORG, client_id="test-admin")
+        return {"Authorization": f"Bearer {self._admin}"}
 
 
 def fresh_postgres_database(admin_url: str) -> str:
@@ -63,9 +83,11 @@ def start_server(
     log_path = tmp / f"server-{port}.log"
     log = log_path.open("w")
     # quick outbox retries so push-delivery tests see retries, recovery and dead letters within seconds
+    key_path = tmp / "dev-issuer-key.json"
     env = dict(
         os.environ,
         PYTHONUNBUFFERED="1",
+        FHIR_SERVER_DEV_KEY_PATH=str(key_path),
         FHIR_SERVER_OUTBOX_POLL_SECONDS="0.2",
         FHIR_SERVER_OUTBOX_BACKOFF_SECONDS="0.25",
         FHIR_SERVER_OUTBOX_MAX_ATTEMPTS="8",
@@ -87,6 +109,7 @@ def start_server(
             "--workers",
             str(workers),
             "--access-log",
+            "--dev",
             *(extra or []),
         ],
         stdout=log,
@@ -101,7 +124,7 @@ def start_server(
             raise RuntimeError(f"server exited early:\n{log_path.read_text()}")
         try:
             if requests.get(base + "/metadata", timeout=2).status_code == 200:
-                return RunningServer(base, database_url, log_path, process)
+                return RunningServer(base, database_url, log_path, process, key_path)
         except requests.RequestException:
             pass
         time.sleep(0.2)

@@ -44,6 +44,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def admin_token(server) -> str:  # type: ignore[no-untyped-def]
+    """The kit runs as the server's administrator, with a real token of its development issuer."""
+    return server.auth["Authorization"].removeprefix("Bearer ")
+
+
 def failures(report: Report) -> str:
     return "\n".join(r.line() for r in report.failed)
 
@@ -58,7 +63,7 @@ def xfail_known_gaps(report: Report) -> None:
 
 
 def test_kit_passes_against_our_server(fhir):
-    report = run(fhir.base)
+    report = run(fhir.base, token=admin_token(fhir))
     assert len(report.passed) >= 35, report.summary()
     for result in report.skipped:
         assert result.name.split(".")[0] in OPTIONAL_AREAS, result.line()
@@ -70,7 +75,7 @@ def test_kit_passes_against_our_server(fhir):
 def test_kit_catches_each_rule_the_broken_server_breaks(fhir):
     expected = {name: words for per_fault in FAULT_EXPECTATIONS.values() for name, words in per_fault.items()}
     with running(fhir.base, FAULT_EXPECTATIONS) as broken:
-        report = run(broken.base, exclude=list(KNOWN_SERVER_GAPS))
+        report = run(broken.base, token=admin_token(fhir), exclude=list(KNOWN_SERVER_GAPS))
     assert {r.name for r in report.failed} == set(expected), failures(report)
     for name, words in expected.items():
         result = report.result(name)
@@ -85,7 +90,7 @@ def test_each_fault_alone_fails_only_its_checks(fhir, fault):
     expected = FAULT_EXPECTATIONS[fault]
     areas = sorted({name.split(".")[0] for name in expected} | {"capabilities"})
     with running(fhir.base, [fault]) as broken:
-        report = run(broken.base, only=areas)
+        report = run(broken.base, token=admin_token(fhir), only=areas)
     assert {r.name for r in report.failed} == set(expected), failures(report)
 
 
@@ -94,7 +99,7 @@ def test_a_faultless_proxy_with_a_stub_referral_door_passes(fhir):
     if "sqlite" not in fhir.database_url:
         pytest.skip("checked once, on SQLite")
     with running(fhir.base, ["referral-door"]) as proxy:
-        report = run(proxy.base, only=["rest", "search", "referral"])
+        report = run(proxy.base, token=admin_token(fhir), only=["rest", "search", "referral"])
     assert report.ok, failures(report)
     assert report.result("referral.flow").status == "PASS", report.result("referral.flow").line()
 
@@ -106,7 +111,9 @@ def cli(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_cli_prints_one_line_per_check_and_the_summary_and_exits_zero(fhir):
-    done = cli("--base-url", fhir.base, *[f"--exclude={name}" for name in KNOWN_SERVER_GAPS])
+    done = cli(
+        "--base-url", fhir.base, "--token", admin_token(fhir), *[f"--exclude={name}" for name in KNOWN_SERVER_GAPS]
+    )
     lines = done.stdout.strip().splitlines()
     assert done.returncode == 0, done.stdout + done.stderr
     assert SUMMARY.match(lines[-1]), lines[-1]
@@ -119,7 +126,10 @@ def test_cli_exits_non_zero_and_says_why_when_a_check_fails(fhir):
     if "sqlite" not in fhir.database_url:
         pytest.skip("checked once, on SQLite")
     with running(fhir.base, ["ignore-if-match"]) as broken:
-        done = cli("--base-url", broken.base, "--only", "rest.if_match", "--only", "rest.create", "--verbose")
+        done = cli(
+            "--base-url", broken.base, "--token", admin_token(fhir), "--only", "rest.if_match", "--only",
+            "rest.create", "--verbose",
+        )
     assert done.returncode == 1, done.stdout
     assert "PASS rest.create" in done.stdout
     assert re.search(r"^FAIL rest\.if_match: .*expected 412.*-> 200", done.stdout, re.M), done.stdout

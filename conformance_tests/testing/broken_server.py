@@ -75,7 +75,7 @@ def create_app(upstream: str, faults: Iterable[str]) -> Flask:
             request.method, url, data=request.get_data(), headers=headers, timeout=60, allow_redirects=False
         )
         if door and not path and request.method == "POST" and up.status_code == 200:
-            _route_referrals(session, upstream, request.get_data(), up.content)
+            _route_referrals(session, upstream, request.get_data(), up.content, request.headers.get("Authorization"))
         body = up.content.replace(upstream.encode(), own_base.encode())
         if "drop-page-entry" in faults and "json" in up.headers.get("Content-Type", ""):
             body = _drop_page_entry(body)
@@ -137,7 +137,9 @@ def _declare_routing(body: bytes) -> bytes:
     return json.dumps(caps).encode()
 
 
-def _route_referrals(session: requests.Session, upstream: str, sent: bytes, response: bytes) -> None:
+def _route_referrals(
+    session: requests.Session, upstream: str, sent: bytes, response: bytes, authorization: str | None
+) -> None:
     """The stub door: for each referral the transaction created, a routing Task to Helse Vest unless one exists."""
     try:
         entries = json.loads(sent).get("entry", [])
@@ -145,6 +147,8 @@ def _route_referrals(session: requests.Session, upstream: str, sent: bytes, resp
     except (ValueError, AttributeError):
         return
     headers = {"Content-Type": "application/fhir+json", "Accept": "application/fhir+json"}
+    if authorization:  # the client's own token, as the real door would act for it
+        headers["Authorization"] = authorization
     for entry, result in zip(entries, results, strict=False):
         resource = entry.get("resource") or {}
         codings = [c for cat in resource.get("category", []) for c in cat.get("coding", [])]

@@ -1,8 +1,9 @@
 """A WSGI fast path for the hottest request of a FHIR server: ``GET [base]/[type]/[id]`` of JSON.
 
 It answers only the plain case (no query string, no conditional headers, JSON acceptable, the
-resource exists and is not deleted) straight from the stored bytes, with the same headers the
-Flask route sends; everything else passes through to the Flask application unchanged.
+caller admitted by the security gate and allowed to see the resource, the resource exists and is
+not deleted) straight from the stored bytes, with the same headers the Flask route sends, and
+records the same AuditEvent; everything else passes through to the Flask application unchanged.
 """
 
 from __future__ import annotations
@@ -11,9 +12,13 @@ from collections.abc import Callable, Iterable
 
 from fhir_server.api.formats import SECURITY_HEADERS
 from fhir_server.api.rest import http_date
+from fhir_server.core import access
 from fhir_server.core.issues import FhirError
 from fhir_server.core.resource_types import STORABLE_TYPES
 from fhir_server.core.service import ID_PATTERN_CHARS
+from fhir_server.security.audit import AuditRecord
+from fhir_server.security.gate import SecurityGate
+from fhir_server.security.policy import RequestInfo
 from fhir_server.server import Server
 
 _JSON_ACCEPTS = frozenset({"", "*/*", "application/fhir+json", "application/json", "application/json+fhir"})
@@ -26,9 +31,10 @@ WsgiApp = Callable[[dict, Callable], Iterable[bytes]]
 class FastRead:
     """WSGI middleware: serves plain reads by id, delegates the rest."""
 
-    def __init__(self, app: WsgiApp, server: Server, base_path: str) -> None:
+    def __init__(self, app: WsgiApp, server: Server, gate: SecurityGate, base_path: str) -> None:
         self.app = app
         self.server = server
+        self.gate = gate
         self.prefix = base_path.rstrip("/") + "/"
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
@@ -45,10 +51,15 @@ class FastRead:
         if len(parts) != 2 or parts[0] not in STORABLE_TYPES or not parts[1] or len(parts[1]) > 64 \
                 or not set(parts[1]) <= ID_PATTERN_CHARS:
             return self.app(environ, start_response)
-        try:
-            stored = self.server.store.read(parts[0], parts[1])
+        info = RequestInfo("read", parts[0], parts[1])
+        try:  # every refusal (401, 403, 404, 410, 429) is answered, and audited, by the application
+            caller = self.gate.authenticate(environ.get("HTTP_AUTHORIZATION"))
+            admission = self.gate.admit(info, caller)
+            with access.acting_as(admission.access):
+                stored = self.server.store.read(parts[0], parts[1])
         except FhirError:
-            return self.app(environ, start_response)  # 404 and 410 are answered by the application
+            return self.app(environ, start_response)
+        self.gate.audit(AuditRecord(info, caller, 200, environ.get("REMOTE_ADDR")))
         body = stored.body or b""
         headers = [*_BASE_HEADERS, ("ETag", stored.etag), ("Last-Modified", http_date(stored.last_updated)),
                    ("Content-Length", str(len(body)))]

@@ -18,6 +18,7 @@ from fhir_server.core import jsonio
 from fhir_server.core.capabilities import OperationInfo
 from fhir_server.core.issues import FhirError, Issue, operation_outcome
 from fhir_server.core.service import check_id, check_type
+from fhir_server.security.policy import Need
 
 bp = Blueprint("operations", __name__)
 
@@ -54,6 +55,8 @@ class Operation:
     levels: tuple[str, ...]  # system | type | instance
     #: the handler reads the request body itself (e.g. non-FHIR XML)
     raw_body: bool = False
+    #: the scopes a caller needs (any letter of each Need; an empty type means the URL's type)
+    requires: tuple[Need, ...] = ()
 
 
 OPERATIONS: dict[str, Operation] = {}
@@ -65,13 +68,14 @@ def operation(
     types: tuple[str, ...],
     levels: tuple[str, ...],
     *,  # type: ignore[no-untyped-def]
+    requires: tuple[Need, ...],
     raw_body: bool = False,
 ):
-    """Register an operation handler."""
+    """Register an operation handler and the scopes it needs."""
 
     def register(handler: Handler) -> Handler:
         info = OperationInfo(name, definition, types, "system" in levels)
-        OPERATIONS[name] = Operation(info, handler, levels, raw_body)
+        OPERATIONS[name] = Operation(info, handler, levels, raw_body, requires)
         return handler
 
     return register
@@ -79,6 +83,11 @@ def operation(
 
 def declared_operations() -> list[OperationInfo]:
     return [op.info for op in OPERATIONS.values()]
+
+
+def operation_needs() -> dict[str, tuple[Need, ...]]:
+    """Operation name → the scopes it needs (for the security gate)."""
+    return {name: op.requires for name, op in OPERATIONS.items()}
 
 
 # -- parameter parsing ------------------------------------------------------------------------
@@ -152,7 +161,7 @@ def resource_response(resource: dict, status: int = 200) -> Response:
 # -- $validate ----------------------------------------------------------------------------------
 
 
-@operation("validate", BASE_DEFINITION + "Resource-validate", (), ("type", "instance"))
+@operation("validate", BASE_DEFINITION + "Resource-validate", (), ("type", "instance"), requires=(Need("", "cru"),))
 def validate(call: OperationCall) -> Response:
     mode = call.text("mode") or "create"
     if mode not in ("create", "update", "delete", "profile"):
@@ -225,7 +234,13 @@ def received_date(service_request: dict) -> date:
     return date.today()
 
 
-@operation("suggest-pathway", OUR_DEFINITION + "ServiceRequest-suggest-pathway", ("ServiceRequest",), ("instance",))
+@operation(
+    "suggest-pathway",
+    OUR_DEFINITION + "ServiceRequest-suggest-pathway",
+    ("ServiceRequest",),
+    ("instance",),
+    requires=(Need("ServiceRequest", "r"),),
+)
 def suggest_pathway(call: OperationCall) -> Response:
     from fhir_server.domain.pathways import suggest_pathways
 
@@ -258,7 +273,13 @@ def suggest_pathway(call: OperationCall) -> Response:
     return resource_response(parameters)
 
 
-@operation("apply", BASE_DEFINITION + "PlanDefinition-apply", ("PlanDefinition",), ("instance",))
+@operation(
+    "apply",
+    BASE_DEFINITION + "PlanDefinition-apply",
+    ("PlanDefinition",),
+    ("instance",),
+    requires=(Need("PlanDefinition", "r"), Need("CarePlan", "c")),
+)
 def apply(call: OperationCall) -> Response:
     from fhir_server.domain.pathways import apply_plan_definition
 
@@ -299,7 +320,13 @@ def apply(call: OperationCall) -> Response:
     return resource_response(careplan)
 
 
-@operation("milestones", OUR_DEFINITION + "CarePlan-milestones", ("CarePlan",), ("instance",))
+@operation(
+    "milestones",
+    OUR_DEFINITION + "CarePlan-milestones",
+    ("CarePlan",),
+    ("instance",),
+    requires=(Need("CarePlan", "r"),),
+)
 def milestones(call: OperationCall) -> Response:
     from fhir_server.domain.pathways import summary
 

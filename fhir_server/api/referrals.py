@@ -16,6 +16,7 @@ from fhir_server.api.rest import server
 from fhir_server.core import jsonio
 from fhir_server.core.issues import FhirError, has_errors, operation_outcome
 from fhir_server.domain.intake import IntakeResult
+from fhir_server.security.policy import Need
 
 MESSAGE_EVENTS = "https://fhir.referral-hub.no/CodeSystem/message-event"
 EVENT_ACTIONS = {
@@ -62,6 +63,7 @@ def _now() -> str:
     "http://hl7.org/fhir/OperationDefinition/MessageHeader-process-message",
     (),
     ("system",),
+    requires=(Need("ServiceRequest", "c"),),
     raw_body=True,
 )
 def process_message(call: OperationCall) -> Response:
@@ -126,7 +128,10 @@ def _henvisning_xml() -> Response:
     return intake_response(result, mapped.message_id, event)
 
 
-@operation("referral-form", OUR_DEFINITION + "referral-form", (), ("system",), raw_body=True)
+@operation(
+    "referral-form", OUR_DEFINITION + "referral-form", (), ("system",), requires=(Need("ServiceRequest", "c"),),
+    raw_body=True,
+)
 def referral_form(call: OperationCall) -> Response:
     """A plain JSON referral form (see mappings/examples/referral-form-example.json)."""
     from fhir_server.domain.mapping import form_to_bundle

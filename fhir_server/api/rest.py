@@ -9,6 +9,7 @@ from urllib.parse import urlencode
 
 from flask import Blueprint, Response, current_app, request
 
+from fhir_server.api import security_edge
 from fhir_server.api.formats import JSON_PATCH, fhir_response, negotiate, parse_body, request_format
 from fhir_server.core import bundles, jsonio
 from fhir_server.core.issues import FhirError, Issue, operation_outcome
@@ -345,6 +346,7 @@ def get_pages() -> Response:
 
     engine: SearchEngine = server().service.engine
     snapshot = _snapshot_request(snapshot_id)
+    security_edge.require(snapshot.resource_type, "s")
     page = engine.page(snapshot_id, int(offset_text), min(int(count_text), server().settings.max_count), snapshot)
     return searchset_response(snapshot, page, f"{base_url()}/{snapshot.resource_type}")
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, request
 
-from fhir_server.api.formats import fhir_response, negotiate, parse_body
+from fhir_server.api import security_edge
+from fhir_server.api.formats import SECURITY_HEADERS, fhir_response, negotiate, parse_body
 from fhir_server.api.rest import base_url, get_pages, prefer, server
 from fhir_server.core import jsonio
 from fhir_server.core.capabilities import CapabilityInputs, capability_statement
@@ -28,10 +29,28 @@ def metadata() -> Response:
     return fhir_response(_capability_cache[key], 200, negotiate(request))
 
 
+@bp.route("/.well-known/smart-configuration", methods=["GET"])
+def smart_configuration() -> Response:
+    """SMART discovery: the issuer, its keys, the scopes and the capabilities (public)."""
+    body = jsonio.dumps(security_edge.gate().smart_configuration(base_url()))
+    return Response(body, 200, headers=[*SECURITY_HEADERS, ("Content-Type", "application/json")])
+
+
+@bp.route("/.well-known/jwks.json", methods=["GET"])
+def development_jwks() -> Response:
+    """The development issuer's public key (only in development mode)."""
+    jwks = security_edge.gate().public_jwks()
+    if jwks is None:
+        raise FhirError.single(404, "not-found", "in production the token issuer publishes its own keys")
+    return Response(jsonio.dumps(jwks), 200, headers=[*SECURITY_HEADERS, ("Content-Type", "application/json")])
+
+
 @bp.route("/", methods=["POST"], strict_slashes=False)
 def batch_or_transaction() -> Response:
     bundle = parse_body(request, server().settings.max_body_bytes)
-    if submits_referral(bundle):  # the FHIR REST door for referrals
+    referral = submits_referral(bundle)
+    security_edge.check_bundle(bundle, referral=referral)  # type: ignore[arg-type]
+    if referral:  # the FHIR REST door for referrals
         result = server().intake.submit(bundle)  # type: ignore[union-attr]
         return fhir_response(result.response_bundle, 200, negotiate(request))
     processor = BundleProcessor(server().service, server().settings.max_bundle_entries)

@@ -9,6 +9,7 @@ from fhir_server.api.rest import server
 from fhir_server.core import terminology
 from fhir_server.core.issues import FhirError
 from fhir_server.core.search.values import now_instant
+from fhir_server.security.policy import Need
 
 
 def _required(call: OperationCall, name: str) -> str:
@@ -66,7 +67,13 @@ def _int(call: OperationCall, name: str) -> int | None:
     return number
 
 
-@operation("lookup", BASE_DEFINITION + "CodeSystem-lookup", ("CodeSystem",), ("type", "instance"))
+@operation(
+    "lookup",
+    BASE_DEFINITION + "CodeSystem-lookup",
+    ("CodeSystem",),
+    ("type", "instance"),
+    requires=(Need("CodeSystem", "r"),),
+)
 def lookup(call: OperationCall) -> Response:
     if call.resource_id:
         system = _read_json(f"CodeSystem/{call.resource_id}", "CodeSystem").get("url", "")
@@ -77,7 +84,13 @@ def lookup(call: OperationCall) -> Response:
     return resource_response(terminology.lookup(server().terminology, system, code))
 
 
-@operation("expand", BASE_DEFINITION + "ValueSet-expand", ("ValueSet",), ("type", "instance"))
+@operation(
+    "expand",
+    BASE_DEFINITION + "ValueSet-expand",
+    ("ValueSet",),
+    ("type", "instance"),
+    requires=(Need("ValueSet", "r"),),
+)
 def expand(call: OperationCall) -> Response:
     value_set = _value_set(call)
     result = terminology.expand(
@@ -91,7 +104,13 @@ def expand(call: OperationCall) -> Response:
     return resource_response(result)
 
 
-@operation("validate-code", BASE_DEFINITION + "ValueSet-validate-code", ("ValueSet",), ("type", "instance"))
+@operation(
+    "validate-code",
+    BASE_DEFINITION + "ValueSet-validate-code",
+    ("ValueSet",),
+    ("type", "instance"),
+    requires=(Need("ValueSet", "r"),),
+)
 def validate_code(call: OperationCall) -> Response:
     value_set = _value_set(call)
     concept = call.first("codeableConcept")
@@ -111,7 +130,13 @@ def validate_code(call: OperationCall) -> Response:
     )
 
 
-@operation("translate", BASE_DEFINITION + "ConceptMap-translate", ("ConceptMap",), ("type", "instance"))
+@operation(
+    "translate",
+    BASE_DEFINITION + "ConceptMap-translate",
+    ("ConceptMap",),
+    ("type", "instance"),
+    requires=(Need("ConceptMap", "r"),),
+)
 def translate(call: OperationCall) -> Response:
     if call.resource_id:
         maps = [_read_json(f"ConceptMap/{call.resource_id}", "ConceptMap")]

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, Connection, and_, exists, or_, select
@@ -74,14 +74,23 @@ def current() -> Access | None:
     return _current.get()
 
 
+def enter(access: Access | None) -> Token:
+    """Make ``access`` the caller's access until :func:`leave` (for request hooks)."""
+    return _current.set(access)
+
+
+def leave(token: Token) -> None:
+    _current.reset(token)
+
+
 @contextmanager
 def acting_as(access: Access | None) -> Iterator[None]:
     """Run a block with ``access`` as the caller's access."""
-    token = _current.set(access)
+    token = enter(access)
     try:
         yield
     finally:
-        _current.reset(token)
+        leave(token)
 
 
 def restriction(resource_type: str) -> frozenset[str] | None:

@@ -26,6 +26,7 @@ from sqlalchemy import insert, select, update
 from fhir_server.core import jsonio
 from fhir_server.core.issues import FhirError
 from fhir_server.core.schema import outbox
+from fhir_server.core.search.index import plain_matches
 from fhir_server.core.service import FhirService
 from fhir_server.core.store import Store, WriteUnit
 
@@ -90,6 +91,9 @@ def enqueue_deliveries(
 
 
 def _ids(unit: WriteUnit, service: FhirService, rtype: str, params: list[tuple[str, str]]) -> list[str]:
+    plain = plain_matches(service.store.registry, rtype, params)
+    if plain is not None:
+        return unit.match_ids(rtype, plain)
     request = service.parser.parse(rtype, params)
     return list(unit.execute(service.engine._id_query(request)).scalars())
 
@@ -164,6 +168,19 @@ class DeliveryWorker:
 
         return self.store.write(work)
 
+    def _endpoint_headers(self, endpoint_id: str) -> dict[str, str]:
+        """``Endpoint.header`` ("Name: value", e.g. the receiver's Authorization), read at each attempt."""
+        try:
+            endpoint = jsonio.loads(self.service.read("Endpoint", endpoint_id).body or b"{}")
+        except FhirError:
+            return {}
+        headers = {}
+        for line in endpoint.get("header") or []:
+            name, sep, value = str(line).partition(":")
+            if sep and name.strip():
+                headers[name.strip()] = value.strip()
+        return headers
+
     def _deliver(self, row) -> None:  # type: ignore[no-untyped-def]
         attempt = row.attempts + 1
         error = None
@@ -172,6 +189,7 @@ class DeliveryWorker:
                 row.address.rstrip("/"),
                 data=row.payload.encode(),
                 headers={
+                    **self._endpoint_headers(row.endpoint_id),
                     "Content-Type": "application/fhir+json",
                     "Accept": "application/fhir+json",
                     "X-Delivery-Id": f"{row.id}:{row.dedupe_key}",

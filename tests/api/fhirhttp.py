@@ -10,10 +10,13 @@ JSON = "application/fhir+json"
 
 
 class Fhir:
-    def __init__(self, base: str) -> None:
-        self.base = base
+    """Requests to a server under test, as its administrator unless another token is given."""
+
+    def __init__(self, server: Any, token: str | None = None) -> None:
+        self.base = server.base
         self.session = requests.Session()
         self.session.headers.update({"Accept": JSON})
+        self.session.headers.update({"Authorization": f"Bearer {token}"} if token else server.auth)
 
     def url(self, path: str) -> str:
         return path if path.startswith("http") else f"{self.base}/{path.lstrip('/')}"

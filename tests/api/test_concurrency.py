@@ -26,14 +26,14 @@ def _together(n: int, work) -> list:  # type: ignore[no-untyped-def]
 
 
 def test_concurrent_conditional_creates_make_one_resource(fhir, unique):
-    api = Fhir(fhir.base)
+    api = Fhir(fhir)
     for round_ in range(ROUNDS):
         key = f"{unique}-{round_}"
         body = patient(unique, identifier=[{"system": "urn:test:mrn", "value": key}])
 
         def create(i: int, key: str = key, body: dict = body) -> int:
             form = i % 2  # half use the If-None-Exist header, half the query-string form
-            headers = {"Content-Type": JSON}
+            headers = {"Content-Type": JSON, **fhir.auth}
             url = f"{fhir.base}/Patient"
             if form:
                 headers["If-None-Exist"] = f"identifier=urn:test:mrn|{key}"
@@ -48,7 +48,7 @@ def test_concurrent_conditional_creates_make_one_resource(fhir, unique):
 
 
 def test_concurrent_if_match_updates_exactly_one_wins(fhir, unique):
-    api = Fhir(fhir.base)
+    api = Fhir(fhir)
     for _ in range(ROUNDS):
         created = api.create(patient(unique))
         pid = created["id"]
@@ -59,7 +59,7 @@ def test_concurrent_if_match_updates_exactly_one_wins(fhir, unique):
                 f"{fhir.base}/Patient/{created['id']}",
                 json=body,
                 timeout=60,
-                headers={"Content-Type": JSON, "If-Match": 'W/"1"'},
+                headers={"Content-Type": JSON, "If-Match": 'W/"1"', **fhir.auth},
             )
             return r.status_code
 
@@ -71,13 +71,13 @@ def test_concurrent_if_match_updates_exactly_one_wins(fhir, unique):
 
 
 def test_concurrent_plain_updates_lose_nothing(fhir, unique):
-    api = Fhir(fhir.base)
+    api = Fhir(fhir)
     created = api.create(patient(unique))
 
     def update(i: int) -> int:
         body = dict(created, name=[{"family": f"Writer{i}"}])
         return requests.put(
-            f"{fhir.base}/Patient/{created['id']}", json=body, timeout=60, headers={"Content-Type": JSON}
+            f"{fhir.base}/Patient/{created['id']}", json=body, timeout=60, headers={"Content-Type": JSON, **fhir.auth}
         ).status_code
 
     statuses = _together(16, update)

@@ -8,7 +8,7 @@ from tests.api.fhirhttp import Fhir, patient
 
 
 def test_create_read_vread(fhir, unique):
-    api = Fhir(fhir.base)
+    api = Fhir(fhir)
     r = api.post("Patient", patient(unique))
     assert r.status_code == 201
     assert r.headers["ETag"] == 'W/"1"'
@@ -27,7 +27,7 @@ def test_create_read_vread(fhir, unique):
 
 
 def test_update_versions_and_if_match(fhir, unique):
-    api = Fhir(fhir.base)
+    api = Fhir(fhir)
     created = api.create(patient(unique))
     pid = created["id"]
     changed = dict(created, gender="female")
@@ -42,7 +42,7 @@ def test_update_versions_and_if_match(fhir, unique):
 
 
 def test_update_as_create_with_client_id(fhir, unique):
-    api = Fhir(fhir.base)
+    api = Fhir(fhir)
     pid = f"client-{unique}"
     body = dict(patient(unique), id=pid)
     r = api.put(f"Patient/{pid}", body)
@@ -52,14 +52,14 @@ def test_update_as_create_with_client_id(fhir, unique):
 
 
 def test_update_id_mismatch_is_400(fhir, unique):
-    api = Fhir(fhir.base)
+    api = Fhir(fhir)
     r = api.put(f"Patient/a-{unique}", dict(patient(unique), id=f"b-{unique}"))
     assert r.status_code == 400
     assert r.json()["issue"][0]["expression"] == ["Patient.id"]
 
 
 def test_patch_json_patch(fhir, unique):
-    api = Fhir(fhir.base)
+    api = Fhir(fhir)
     created = api.create(patient(unique))
     r = api.patch(f"Patient/{created['id']}", [{"op": "replace", "path": "/gender", "value": "female"}])
     assert r.status_code == 200, r.text
@@ -72,7 +72,7 @@ def test_patch_json_patch(fhir, unique):
 
 
 def test_delete_then_gone(fhir, unique):
-    api = Fhir(fhir.base)
+    api = Fhir(fhir)
     created = api.create(patient(unique))
     assert api.delete(f"Patient/{created['id']}").status_code == 204
     gone = api.get(f"Patient/{created['id']}")
@@ -85,7 +85,7 @@ def test_delete_then_gone(fhir, unique):
 
 
 def test_history_instance_type_system_since(fhir, unique):
-    api = Fhir(fhir.base)
+    api = Fhir(fhir)
     created = api.create(patient(unique))
     pid = created["id"]
     api.put(f"Patient/{pid}", dict(created, gender="female"))
@@ -104,7 +104,7 @@ def test_history_instance_type_system_since(fhir, unique):
 
 
 def test_conditional_read_headers(fhir, unique):
-    api = Fhir(fhir.base)
+    api = Fhir(fhir)
     created = api.create(patient(unique))
     r = api.get(f"Patient/{created['id']}", headers={"If-None-Match": 'W/"1"'})
     assert r.status_code == 304
@@ -117,7 +117,7 @@ def test_conditional_read_headers(fhir, unique):
 
 
 def test_prefer_return(fhir, unique):
-    api = Fhir(fhir.base)
+    api = Fhir(fhir)
     minimal = api.post("Patient", patient(unique), headers={"Prefer": "return=minimal"})
     assert minimal.status_code == 201 and minimal.content == b"" and minimal.headers["Location"]
     outcome = api.post("Patient", patient(unique), headers={"Prefer": "return=OperationOutcome"})
@@ -125,7 +125,7 @@ def test_prefer_return(fhir, unique):
 
 
 def test_conditional_create_header_and_query_form(fhir, unique):
-    api = Fhir(fhir.base)
+    api = Fhir(fhir)
     body = patient(unique, identifier=[{"system": "urn:test:mrn", "value": unique}])
     first = api.post("Patient", body, headers={"If-None-Exist": f"identifier=urn:test:mrn|{unique}"})
     assert first.status_code == 201
@@ -137,7 +137,7 @@ def test_conditional_create_header_and_query_form(fhir, unique):
 
 
 def test_conditional_update_and_delete(fhir, unique):
-    api = Fhir(fhir.base)
+    api = Fhir(fhir)
     body = patient(unique, identifier=[{"system": "urn:test:mrn", "value": unique}])
     created = api.put(f"Patient?identifier=urn:test:mrn|{unique}", body)
     assert created.status_code == 201
@@ -150,7 +150,7 @@ def test_conditional_update_and_delete(fhir, unique):
 
 def test_plain_read_and_application_read_agree(fhir, unique):
     """The WSGI fast path (plain GET by id) answers exactly as the application route does."""
-    api = Fhir(fhir.base)
+    api = Fhir(fhir)
     created = api.create(patient(unique))
     fast = api.get(f"Patient/{created['id']}")
     routed = api.get(f"Patient/{created['id']}?_pretty=false")  # a query string takes the Flask route

@@ -7,7 +7,7 @@ from tests.api.test_referral_intake import referral
 
 
 def test_logs_of_a_referral_flow_carry_no_identity_number(fhir, unique):
-    api = Fhir(fhir.base)
+    api = Fhir(fhir)
     bundle = referral(unique)
     number = bundle["entry"][0]["resource"]["identifier"][0]["value"]
     assert api.post("", bundle).status_code == 200

@@ -16,7 +16,7 @@ def referral_bundle() -> dict:
 
 
 def test_validate_type_level_and_profile(fhir):
-    api = Fhir(fhir.base)
+    api = Fhir(fhir)
     sr = referral_bundle()["entry"][5]["resource"]
     ok = api.post("ServiceRequest/$validate", sr)
     assert ok.status_code == 200
@@ -42,7 +42,7 @@ def test_validate_type_level_and_profile(fhir):
 
 
 def test_validate_identifier_check_digits_and_norwegian(fhir, unique):
-    api = Fhir(fhir.base)
+    api = Fhir(fhir)
     body = patient(unique, identifier=[{"system": "urn:oid:2.16.578.1.12.4.1.4.1", "value": "12345678901"}])
     r = api.post("Patient/$validate", body, headers={"Accept-Language": "nb"})
     issue = next(i for i in r.json()["issue"] if i["severity"] == "error")
@@ -53,7 +53,7 @@ def test_validate_identifier_check_digits_and_norwegian(fhir, unique):
 
 
 def test_validate_instance_and_delete_mode(fhir, unique):
-    api = Fhir(fhir.base)
+    api = Fhir(fhir)
     created = api.create(patient(unique))
     r = api.get(f"Patient/{created['id']}/$validate")
     assert r.status_code == 200 and r.json()["issue"][0]["severity"] == "information"
@@ -62,7 +62,7 @@ def test_validate_instance_and_delete_mode(fhir, unique):
 
 
 def test_conformance_resources_are_served(fhir):
-    api = Fhir(fhir.base)
+    api = Fhir(fhir)
     sd = api.search(f"StructureDefinition?url={HUB}hub-referral-servicerequest")
     assert sd["total"] == 1
     resource = sd["entry"][0]["resource"]
@@ -98,7 +98,7 @@ def _referral(api: Fhir, unique: str, code: str, birth: str) -> tuple[str, str]:
 
 
 def test_suggest_pathway_over_http(fhir, unique):
-    api = Fhir(fhir.base)
+    api = Fhir(fhir)
     _, sr_ref = _referral(api, unique, "F20.0", "1985-03-15")
     result = api.get(f"{sr_ref}/$suggest-pathway").json()
     pathways = [p["valueCanonical"] for s in result["parameter"] for p in s["part"] if p["name"] == "pathway"]
@@ -110,7 +110,7 @@ def test_suggest_pathway_over_http(fhir, unique):
 
 
 def test_apply_creates_careplan_with_deadlines(fhir, unique):
-    api = Fhir(fhir.base)
+    api = Fhir(fhir)
     patient_ref, sr_ref = _referral(api, unique, "F32.1", "1985-03-15")
     plan = api.search("PlanDefinition?url=https://fhir.referral-hub.no/PlanDefinition/psykisk-helsevern-voksne")
     plan_id = ids(plan)[0]

@@ -11,7 +11,7 @@ import pytest
 
 from tests.api.fhirhttp import Fhir, ids
 from tests.api.test_referral_intake import ORGNR, referral, task_of
-from tests.conftest import RunningServer, free_port, start_server, stop_server
+from tests.conftest import ADMIN_ORG, ADMIN_SCOPES, RunningServer, free_port, start_server, stop_server
 
 RHF_ORGS = {
     "helse-vest": ("4601", "983658725"),
@@ -20,9 +20,19 @@ RHF_ORGS = {
 }
 
 
-def endpoint(api: Fhir, rhf: str, address: str) -> dict:
+def receiver_token(key_path: Path) -> str:
+    """An administrator token of the receiving server (the key file is created if it is not yet running)."""
+    from fhir_server.security.dev_issuer import mint
+
+    return mint(key_path, scopes=ADMIN_SCOPES, organisation=ADMIN_ORG, audience="referral-hub", lifetime_seconds=7200)
+
+
+def endpoint(api: Fhir, rhf: str, address: str, key_path: Path | None = None) -> dict:
+    """An active Endpoint of the region; with the receiver's token in ``Endpoint.header`` when its key is given."""
+    headers = {"header": [f"Authorization: Bearer {receiver_token(key_path)}"]} if key_path else {}
     return api.create(
         {
+            **headers,
             "resourceType": "Endpoint",
             "status": "active",
             "connectionType": {
@@ -65,15 +75,15 @@ def receiver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer
 
 
 def received(receiver: RunningServer, unique: str) -> list[dict]:
-    found = Fhir(receiver.base).search(
+    found = Fhir(receiver).search(
         f"ServiceRequest?identifier=https://fhir.referral-hub.no/NamingSystem/referral-id|henv-{unique}"
     )
     return [e["resource"] for e in found.get("entry", [])]
 
 
 def test_push_delivers_once_and_revoke_follows(fhir, receiver, unique):
-    api = Fhir(fhir.base)
-    ep = endpoint(api, "helse-nord", receiver.base)
+    api = Fhir(fhir)
+    ep = endpoint(api, "helse-nord", receiver.base, receiver.key_path)
     try:
         municipality, _ = RHF_ORGS["helse-nord"]
         api.post("", referral(unique, municipality))
@@ -81,9 +91,9 @@ def test_push_delivers_once_and_revoke_follows(fhir, receiver, unique):
         assert len(delivered) == 1
         assert wait_for(lambda: "delivered" in delivery_state(api, unique))
         time.sleep(1.0)  # two sender processes: still exactly one delivery
-        history = Fhir(receiver.base).search(f"ServiceRequest/{delivered[0]['id']}/_history")
+        history = Fhir(receiver).search(f"ServiceRequest/{delivered[0]['id']}/_history")
         assert history["total"] == 1
-        region_task = Fhir(receiver.base).search(f"Task?focus=ServiceRequest/{delivered[0]['id']}")
+        region_task = Fhir(receiver).search(f"Task?focus=ServiceRequest/{delivered[0]['id']}")
         assert region_task["total"] == 1
         assert region_task["entry"][0]["resource"]["owner"]["identifier"] == {"system": ORGNR, "value": "883658752"}
         # the sender revokes: the region is told
@@ -116,9 +126,9 @@ def test_push_delivers_once_and_revoke_follows(fhir, receiver, unique):
 
 
 def test_failing_receiver_is_retried_until_it_recovers(fhir, unique, tmp_path):
-    api = Fhir(fhir.base)
+    api = Fhir(fhir)
     port = free_port()
-    ep = endpoint(api, "helse-vest", f"http://127.0.0.1:{port}/fhir")
+    ep = endpoint(api, "helse-vest", f"http://127.0.0.1:{port}/fhir", tmp_path / "dev-issuer-key.json")
     late = None
     try:
         municipality, _ = RHF_ORGS["helse-vest"]
@@ -138,7 +148,7 @@ def test_failing_receiver_is_retried_until_it_recovers(fhir, unique, tmp_path):
 
 
 def test_dead_letter_after_bounded_attempts(fhir, unique):
-    api = Fhir(fhir.base)
+    api = Fhir(fhir)
     ep = endpoint(api, "helse-midt-norge", f"http://127.0.0.1:{free_port()}/fhir")
     try:
         municipality, _ = RHF_ORGS["helse-midt-norge"]
@@ -161,8 +171,8 @@ def test_delivery_survives_a_restart_of_the_sender(tmp_path):
     port = free_port()
     receiver = None
     try:
-        api = Fhir(sender.base)
-        endpoint(api, "helse-nord", f"http://127.0.0.1:{port}/fhir")
+        api = Fhir(sender)
+        endpoint(api, "helse-nord", f"http://127.0.0.1:{port}/fhir", tmp_path / "dev-issuer-key.json")
         municipality, _ = RHF_ORGS["helse-nord"]
         assert api.post("", referral(unique, municipality)).status_code == 200
         assert wait_for(lambda: "pending" in delivery_state(api, unique), 15)
@@ -172,11 +182,11 @@ def test_delivery_survives_a_restart_of_the_sender(tmp_path):
     restarted = start_server(database, tmp_path, workers=2)
     try:
         assert wait_for(lambda: received(receiver, unique), 40)
-        assert wait_for(lambda: "delivered" in delivery_state(Fhir(restarted.base), unique), 15)
+        assert wait_for(lambda: "delivered" in delivery_state(Fhir(restarted), unique), 15)
         time.sleep(1.0)
         delivered = received(receiver, unique)
         assert len(delivered) == 1
-        history = Fhir(receiver.base).search(f"ServiceRequest/{delivered[0]['id']}/_history")
+        history = Fhir(receiver).search(f"ServiceRequest/{delivered[0]['id']}/_history")
         assert history["total"] == 1  # sent once, though two processes were looking
     finally:
         stop_server(restarted)

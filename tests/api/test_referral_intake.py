@@ -72,7 +72,7 @@ def task_of(api: Fhir, unique: str) -> dict:
 
 
 def test_rest_door_routes_stamps_and_explains(fhir, unique):
-    api = Fhir(fhir.base)
+    api = Fhir(fhir)
     result = submit(api, referral(unique))
     task = task_of(api, unique)
     assert task["status"] == "requested" and task["intent"] == "order"
@@ -93,7 +93,7 @@ def test_rest_door_routes_stamps_and_explains(fhir, unique):
 
 
 def test_same_referral_twice_is_stored_once(fhir, unique):
-    api = Fhir(fhir.base)
+    api = Fhir(fhir)
     submit(api, referral(unique))
     again = submit(api, referral(unique))
     assert again["entry"][0]["response"]["status"] == "200 OK"
@@ -107,7 +107,7 @@ def test_same_referral_twice_is_stored_once(fhir, unique):
 
 
 def test_invalid_referral_is_refused_and_nothing_stored(fhir, unique):
-    api = Fhir(fhir.base)
+    api = Fhir(fhir)
     bundle = referral(unique)
     bundle["entry"][0]["resource"]["identifier"][0]["value"] = "12345678901"  # check digits fail
     r = api.post("", bundle)
@@ -125,7 +125,7 @@ def test_invalid_referral_is_refused_and_nothing_stored(fhir, unique):
 
 @pytest.mark.parametrize(("municipality", "rhf"), COUNTIES + PRE_2024)
 def test_routing_by_municipality(fhir, unique, municipality, rhf):
-    api = Fhir(fhir.base)
+    api = Fhir(fhir)
     submit(api, referral(unique, municipality))
     task = task_of(api, unique)
     assert task["owner"]["identifier"]["value"] == rhf
@@ -136,7 +136,7 @@ def test_routing_by_municipality(fhir, unique, municipality, rhf):
 
 
 def test_free_choice_of_treatment_place(fhir, unique):
-    api = Fhir(fhir.base)
+    api = Fhir(fhir)
     bundle = referral(unique, "0301")
     bundle["entry"][5]["resource"]["performer"] = [
         {"identifier": {"system": ORGNR, "value": HV}, "display": "Helse Vest RHF"}
@@ -148,7 +148,7 @@ def test_free_choice_of_treatment_place(fhir, unique):
 
 
 def test_no_municipality_goes_to_manual_triage(fhir, unique):
-    api = Fhir(fhir.base)
+    api = Fhir(fhir)
     submit(api, referral(unique, None))
     task = task_of(api, unique)
     assert task["owner"]["reference"] == "Organization/hub-manual-triage"
@@ -157,7 +157,7 @@ def test_no_municipality_goes_to_manual_triage(fhir, unique):
 
 
 def test_region_pulls_its_queue_and_accepts(fhir, unique):
-    api = Fhir(fhir.base)
+    api = Fhir(fhir)
     submit(api, referral(unique, "4601"))  # Bergen: Helse Vest
     queue = api.search(
         f"Task?owner:Organization.identifier={ORGNR}|{HV}&status=requested"
@@ -181,7 +181,7 @@ def test_region_pulls_its_queue_and_accepts(fhir, unique):
 
 
 def test_plain_post_servicerequest_is_a_referral_door(fhir, unique):
-    api = Fhir(fhir.base)
+    api = Fhir(fhir)
     bundle = referral(unique)
     patient_resource = bundle["entry"][0]["resource"]
     patient_resource.pop("generalPractitioner", None)
@@ -218,7 +218,7 @@ def _message(bundle: dict, event: str) -> dict:
 
 
 def test_fhir_messaging_new_update_revoke(fhir, unique):
-    api = Fhir(fhir.base)
+    api = Fhir(fhir)
     bundle = referral(unique)
     r = api.post("$process-message", _message(bundle, "referral-new"))
     assert r.status_code == 200, r.text
@@ -240,7 +240,7 @@ def _post_xml(fhir, path: Path) -> requests.Response:
         f"{fhir.base}/$process-message",
         data=path.read_bytes(),
         timeout=60,
-        headers={"Content-Type": "application/xml", "Accept": "application/fhir+json"},
+        headers={"Content-Type": "application/xml", "Accept": "application/fhir+json", **fhir.auth},
     )
 
 
@@ -268,7 +268,7 @@ def test_every_official_xml_example(fhir):
             assert body["entry"][0]["resource"]["response"]["code"] == "ok"
     referrals = [n for n, s in outcomes.items() if s == 200]
     assert len(referrals) >= 10, outcomes
-    sr = Fhir(fhir.base).search(
+    sr = Fhir(fhir).search(
         "ServiceRequest?identifier=https://fhir.referral-hub.no/NamingSystem/henvisning-id|"
         "cf4efb50-3198-11e8-b566-0800200c9a66"
     )
@@ -278,12 +278,12 @@ def test_every_official_xml_example(fhir):
 def test_json_form_door(fhir):
     example = ROOT / "mappings" / "examples" / "referral-form-example.json"
     form = json.loads(example.read_text(encoding="utf-8"))
-    r = requests.post(f"{fhir.base}/$referral-form", json=form, timeout=60)
+    r = requests.post(f"{fhir.base}/$referral-form", json=form, timeout=60, headers=fhir.auth)
     assert r.status_code == 200, r.text
     focus = r.json()["entry"][0]["resource"]["focus"]
     assert any(f["reference"].startswith("Task/") for f in focus)
     broken = dict(form)
     broken["patient"] = {**form["patient"], "fnr": "123"}
-    bad = requests.post(f"{fhir.base}/$referral-form", json=broken, timeout=60)
+    bad = requests.post(f"{fhir.base}/$referral-form", json=broken, timeout=60, headers=fhir.auth)
     assert bad.status_code == 422
     assert any("patient.fnr" in x for i in bad.json()["issue"] for x in i.get("expression", []))

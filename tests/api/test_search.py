@@ -10,7 +10,7 @@ from tests.api.fhirhttp import Fhir, ids, patient
 @pytest.fixture
 def referral_data(fhir, unique):
     """A Patient, two Organizations, a Practitioner and three ServiceRequests tagged with ``unique``."""
-    api = Fhir(fhir.base)
+    api = Fhir(fhir)
     tag = {"system": "urn:test", "code": unique}
     pat = api.create(patient(unique, family="Østby"))
     other = api.create(patient(unique, family="Andersen", gender="female", birthDate="2010-06-01"))
@@ -189,7 +189,7 @@ def test_post_search(referral_data):
 
 
 def test_paging_is_stable_while_writes_go_on(fhir, unique):
-    api = Fhir(fhir.base)
+    api = Fhir(fhir)
     tag = f"urn:test|{unique}"
     created = [api.create(patient(unique, family=f"P{i:03d}"))["id"] for i in range(25)]
     first = api.search(f"Patient?_tag={tag}&_count=10&_sort=family")
@@ -210,7 +210,7 @@ def test_paging_is_stable_while_writes_go_on(fhir, unique):
 
 
 def test_uri_below_and_canonical(fhir, unique):
-    api = Fhir(fhir.base)
+    api = Fhir(fhir)
     url = f"https://fhir.referral-hub.no/test/{unique}/PlanDefinition/x"
     pd = api.create({"resourceType": "PlanDefinition", "url": url, "version": "1.0.0", "status": "active"})
     assert ids(api.search(f"PlanDefinition?url={url}")) == [pd["id"]]
@@ -228,7 +228,7 @@ def test_uri_below_and_canonical(fhir, unique):
 
 
 def test_number_and_quantity(fhir, unique):
-    api = Fhir(fhir.base)
+    api = Fhir(fhir)
     tag = {"system": "urn:test", "code": unique}
     low = api.create(
         {
@@ -270,7 +270,7 @@ def test_number_and_quantity(fhir, unique):
 
 
 def test_profile_security_and_summary_modes(fhir, unique):
-    api = Fhir(fhir.base)
+    api = Fhir(fhir)
     profile = f"https://fhir.referral-hub.no/test/{unique}/StructureDefinition/p"
     created = api.create(
         patient(

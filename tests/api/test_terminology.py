@@ -14,7 +14,7 @@ def params(body: dict) -> dict:
 
 
 def test_lookup(fhir):
-    api = Fhir(fhir.base)
+    api = Fhir(fhir)
     found = params(api.get(f"CodeSystem/$lookup?system={GENDER_CS}&code=female").json())
     assert found["display"]["valueString"] == "Female"
     oslo = params(api.get(f"CodeSystem/$lookup?system={KOMMUNE_2024}&code=0301").json())
@@ -24,7 +24,7 @@ def test_lookup(fhir):
 
 
 def test_expand_with_filter_count_offset(fhir):
-    api = Fhir(fhir.base)
+    api = Fhir(fhir)
     full = api.get(f"ValueSet/$expand?url={GENDER_VS}").json()["expansion"]
     assert full["total"] == 4 and {c["code"] for c in full["contains"]} == {"male", "female", "other", "unknown"}
     page = api.get(f"ValueSet/$expand?url={GENDER_VS}&count=2&offset=1").json()["expansion"]
@@ -38,7 +38,7 @@ def test_expand_with_filter_count_offset(fhir):
 
 
 def test_validate_code(fhir):
-    api = Fhir(fhir.base)
+    api = Fhir(fhir)
     ok = params(api.get(f"ValueSet/$validate-code?url={GENDER_VS}&system={GENDER_CS}&code=male").json())
     assert ok["result"]["valueBoolean"] is True
     bad = params(api.get(f"ValueSet/$validate-code?url={GENDER_VS}&system={GENDER_CS}&code=mann").json())
@@ -54,7 +54,7 @@ def test_validate_code(fhir):
 
 
 def test_translate_pre2024_municipality(fhir):
-    api = Fhir(fhir.base)
+    api = Fhir(fhir)
     result = api.get(
         "ConceptMap/$translate?system=https://fhir.referral-hub.no/CodeSystem/kommunenummer-2020&code=3005"
     ).json()

@@ -22,7 +22,7 @@ def referral_transaction(unique: str) -> dict:
 
 
 def test_referral_transaction_resolves_urn_uuid(fhir, unique):
-    api = Fhir(fhir.base)
+    api = Fhir(fhir)
     r = api.post("", referral_transaction(unique))
     assert r.status_code == 200, r.text
     result = r.json()
@@ -42,7 +42,7 @@ def test_referral_transaction_resolves_urn_uuid(fhir, unique):
 
 
 def test_transaction_is_all_or_nothing(fhir, unique):
-    api = Fhir(fhir.base)
+    api = Fhir(fhir)
     bundle = referral_transaction(unique)
     bundle["entry"][0]["resource"]["birthDate"] = "15.03.1985"
     bundle["entry"][5]["resource"]["status"] = "bogus"
@@ -67,7 +67,7 @@ def test_transaction_is_all_or_nothing(fhir, unique):
 
 
 def test_conditional_create_and_reference_in_transaction(fhir, unique):
-    api = Fhir(fhir.base)
+    api = Fhir(fhir)
     existing = api.create(patient(unique, identifier=[{"system": "urn:test:mrn", "value": unique}]))
     bundle = {
         "resourceType": "Bundle",
@@ -106,7 +106,7 @@ def test_conditional_create_and_reference_in_transaction(fhir, unique):
 
 
 def test_transaction_unresolvable_reference_is_refused(fhir, unique):
-    api = Fhir(fhir.base)
+    api = Fhir(fhir)
     bundle = {
         "resourceType": "Bundle",
         "type": "transaction",
@@ -127,7 +127,7 @@ def test_transaction_unresolvable_reference_is_refused(fhir, unique):
 
 
 def test_batch_reports_each_entry(fhir, unique):
-    api = Fhir(fhir.base)
+    api = Fhir(fhir)
     created = api.create(patient(unique))
     bundle = {
         "resourceType": "Bundle",
@@ -152,7 +152,7 @@ def test_batch_reports_each_entry(fhir, unique):
 
 
 def test_bundle_with_unknown_resource_type_is_400_not_500(fhir):
-    api = Fhir(fhir.base)
+    api = Fhir(fhir)
     bundle = {
         "resourceType": "Bundle",
         "type": "transaction",

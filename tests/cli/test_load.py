@@ -33,8 +33,8 @@ def test_load_folder_then_serve(tmp_path: Path):
     assert "loading" in run.stderr  # the progress bar
     server = start_server(db, tmp_path, workers=1)
     try:
-        assert requests.get(f"{server.base}/Organization/org-1", timeout=10).status_code == 200
-        total = requests.get(f"{server.base}/ServiceRequest?_summary=count", timeout=10).json()["total"]
-        assert total == 1
+        assert requests.get(f"{server.base}/Organization/org-1", timeout=10, headers=server.auth).status_code == 200
+        counted = requests.get(f"{server.base}/ServiceRequest?_summary=count", timeout=10, headers=server.auth)
+        assert counted.json()["total"] == 1
     finally:
         stop_server(server)

@@ -17,7 +17,7 @@ def _patient(client: SyncFHIRClient, tag: str, family: str):  # type: ignore[no-
 
 
 def test_fhirpy_crud_conditional_create_count_include_paging(fhir):
-    client = SyncFHIRClient(fhir.base)
+    client = SyncFHIRClient(fhir.base, authorization=fhir.auth["Authorization"])
     tag = uuid.uuid4().hex[:12]
     created = []
     for i in range(7):
@@ -66,10 +66,11 @@ def test_fhirclient_strict_models_metadata_and_paging(fhir):
     from fhirclient.models.patient import Patient
 
     smart = smart_client.FHIRClient(settings={"app_id": "referral-hub-tests", "api_base": fhir.base + "/"})
-    statement = CapabilityStatement.read_from("metadata", smart.server)  # strict R4 model
+    statement = CapabilityStatement.read_from("metadata", smart.server)  # strict R4 model (public)
+    smart.server.session.headers.update(fhir.auth)  # a backend client's bearer token on every request
     assert statement.fhirVersion == "4.0.1"
     tag = uuid.uuid4().hex[:12]
-    fhirpy_client = SyncFHIRClient(fhir.base)
+    fhirpy_client = SyncFHIRClient(fhir.base, authorization=fhir.auth["Authorization"])
     ids = set()
     for i in range(5):
         patient = _patient(fhirpy_client, tag, f"Smart{i}")

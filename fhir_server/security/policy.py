@@ -1,0 +1,144 @@
+"""What a request asks to do, what a token must grant for it, and what the caller may see.
+
+:func:`describe` reads a request's method and path (relative to the FHIR base) into a
+:class:`RequestInfo`: the FHIR interaction, the resource type and id, and the audit action.
+:func:`needs` lists the scope letters it takes; :meth:`Policy.access` turns a verified caller into
+the :class:`~fhir_server.core.access.Access` the storage layer filters with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fhir_server.core.access import Access, org_label, region_label
+from fhir_server.security.scopes import INTERACTION_LETTER
+from fhir_server.security.tokens import Caller
+
+#: Paths anyone may call without a token (discovery).
+PUBLIC_PATHS = frozenset({"metadata", ".well-known/smart-configuration", ".well-known/jwks.json"})
+
+#: The audit trail is written by the server only.
+SERVER_WRITTEN_TYPES = frozenset({"AuditEvent"})
+
+_ACTIONS = {"create": "C", "update": "U", "patch": "U", "delete": "D"}
+
+
+@dataclass(frozen=True)
+class RequestInfo:
+    """A request as FHIR sees it: interaction (restful-interaction code), type, id, operation."""
+
+    interaction: str
+    resource_type: str | None = None
+    resource_id: str | None = None
+    operation: str | None = None
+    conditional: bool = False
+
+    @property
+    def action(self) -> str:
+        """The AuditEvent action code: C, R, U, D or E (execute: searches, operations, Bundles)."""
+        if self.interaction in _ACTIONS:
+            return _ACTIONS[self.interaction]
+        if self.interaction in ("read", "vread", "history-instance", "capabilities"):
+            return "R"
+        return "E"
+
+
+@dataclass(frozen=True)
+class Need:
+    """One permission a request needs: any of ``letters`` on ``resource_type`` (``*``: on every type)."""
+
+    resource_type: str
+    letters: str
+
+
+def describe(method: str, path: str, has_query: bool) -> RequestInfo:
+    """Classify a request; ``path`` is relative to the FHIR base, without leading or trailing ``/``."""
+    parts = [p for p in path.split("/") if p] if path else []
+    if not parts:
+        if method == "POST":
+            return RequestInfo("batch")  # or transaction: the Bundle says, see bundle_needs
+        return RequestInfo("search-system")  # paging of a stored search (?_getpages=)
+    head = parts[0]
+    if head.startswith("$"):
+        return RequestInfo("operation", operation=head[1:])
+    if head == "metadata":
+        return RequestInfo("capabilities")
+    if head == "_history":
+        return RequestInfo("history-system")
+    rtype = head
+    if len(parts) == 1:
+        if method == "POST":
+            return RequestInfo("create", rtype, conditional=has_query)
+        if method == "PUT":
+            return RequestInfo("update", rtype, conditional=True)
+        if method == "DELETE":
+            return RequestInfo("delete", rtype, conditional=True)
+        return RequestInfo("search-type", rtype)
+    second = parts[1]
+    if second == "_search":
+        return RequestInfo("search-type", rtype)
+    if second == "_history":
+        return RequestInfo("history-type", rtype)
+    if second.startswith("$"):
+        return RequestInfo("operation", rtype, operation=second[1:])
+    rid = second
+    if len(parts) == 2:
+        by_method = {"GET": "read", "HEAD": "read", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
+        return RequestInfo(by_method.get(method, "read"), rtype, rid)
+    if parts[2] == "_history":
+        return RequestInfo("vread" if len(parts) > 3 else "history-instance", rtype, rid)
+    if parts[2].startswith("$"):
+        return RequestInfo("operation", rtype, rid, operation=parts[2][1:])
+    return RequestInfo("read", rtype, rid)
+
+
+def needs(info: RequestInfo, operation_needs: dict[str, tuple[Need, ...]]) -> tuple[Need, ...] | None:
+    """The permissions a request takes; None when only an administrator may do it."""
+    if info.interaction == "operation":
+        declared = operation_needs.get(info.operation or "")
+        if declared is None:
+            return None
+        return tuple(Need(n.resource_type or info.resource_type or "*", n.letters) for n in declared)
+    if info.interaction == "history-system":
+        return (Need("*", "s"),)
+    if info.interaction in ("capabilities", "batch", "search-system"):
+        return ()  # public, per Bundle entry, or the stored search's own type (checked where it is known)
+    return (Need(info.resource_type or "*", INTERACTION_LETTER[info.interaction]),)
+
+
+def bundle_needs(bundle: dict) -> list[tuple[int, Need]]:
+    """Per entry of a batch or transaction: the permission its request takes (for ``Bundle.entry[i]``)."""
+    found: list[tuple[int, Need]] = []
+    for index, entry in enumerate(bundle.get("entry") or []):
+        request = entry.get("request") if isinstance(entry, dict) else None
+        if not isinstance(request, dict):
+            continue
+        method, url = str(request.get("method", "")), str(request.get("url", ""))
+        path, _, query = url.partition("?")
+        if path.startswith(("http://", "https://")):
+            continue  # absolute URLs are refused by the Bundle processor
+        info = describe(method, path.strip("/"), bool(query))
+        if info.interaction == "operation" or not info.resource_type:
+            found.append((index, Need("*", "cruds")))  # not allowed inside Bundles: the processor says why
+            continue
+        found.append((index, Need(info.resource_type, INTERACTION_LETTER.get(info.interaction, "r"))))
+    return found
+
+
+class Policy:
+    """Turns callers into access: administrators, regional systems (RHF and HF), other organisations."""
+
+    def __init__(self, region_of: dict[str, str], admin_scope: str) -> None:
+        #: organisation number of an RHF or an HF → organisation number of its RHF
+        self.region_of = region_of
+        self.admin_scope = admin_scope
+
+    def is_admin(self, caller: Caller) -> bool:
+        return self.admin_scope in caller.raw_scopes
+
+    def access(self, caller: Caller) -> Access:
+        """Labels the caller sees and stamps: its organisations, and its region when it is an RHF or HF."""
+        labels = {org_label(o) for o in caller.organisations}
+        labels |= {region_label(self.region_of[o]) for o in caller.organisations if o in self.region_of}
+        return Access(frozenset(labels), frozenset(labels), unrestricted=self.is_admin(caller))
+
