@@ -77,8 +77,15 @@ def fresh_postgres_database(admin_url: str) -> str:
 
 
 def start_server(
-    database_url: str, tmp: Path, *, workers: int = 2, extra: list[str] | None = None, port: int | None = None
+    database_url: str,
+    tmp: Path,
+    *,
+    workers: int = 2,
+    extra: list[str] | None = None,
+    port: int | None = None,
+    dev: bool = True,
 ) -> RunningServer:
+    """Start ``fhir-server serve``; in development mode (``--dev``) unless ``dev`` is False."""
     port = port or free_port()
     log_path = tmp / f"server-{port}.log"
     log = log_path.open("w")
@@ -109,7 +116,7 @@ def start_server(
             "--workers",
             str(workers),
             "--access-log",
-            "--dev",
+            *(["--dev"] if dev else []),
             *(extra or []),
         ],
         stdout=log,

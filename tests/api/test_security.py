@@ -1,0 +1,298 @@
+"""Authorisation over HTTP with real signed tokens: roles by interactions by regions, refusals, audit trail.
+
+Two GP systems (EHR A in Bergen's region, EHR B in Tromsø's) each send a referral; the regional
+systems of Helse Vest (and its health trust Helse Bergen) and Helse Nord pull them. Each party must
+see exactly its own share, in reads, searches, includes, totals and history; an administrator sees all.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from dataclasses import dataclass
+
+import pytest
+import requests
+
+from fhir_server.security.audit import CLIENT_ID_SYSTEM
+from tests.api.fhirhttp import Fhir, ids
+from tests.api.test_referral_intake import HN, HV, referral
+
+EHR_A, EHR_B = "910000001", "910000002"  # the project's own test organisation numbers (not real ones)
+HELSE_BERGEN = "983974724"  # an HF under Helse Vest RHF
+EHR_SCOPES = ["system/ServiceRequest.crs", "system/Task.rs", "system/Patient.rs", "system/Provenance.rs"]
+REGION_SCOPES = [
+    "system/ServiceRequest.rus",
+    "system/Task.rus",
+    "system/Patient.rs",
+    "system/CarePlan.crs",
+    "system/PlanDefinition.rs",
+    "system/AuditEvent.rs",
+]
+
+
+@dataclass
+class Referral:
+    service_request: str
+    task: str
+    patient: str
+
+
+def sent(api: Fhir, unique: str, municipality: str) -> Referral:
+    r = api.post("", referral(unique, municipality))
+    assert r.status_code == 200, r.text
+    locations = [e["response"]["location"] for e in r.json()["entry"]]
+
+    def first(rtype: str) -> str:
+        return next(loc.split("/_history")[0] for loc in locations if loc.startswith(rtype + "/"))
+
+    return Referral(first("ServiceRequest"), first("Task"), first("Patient"))
+
+
+@pytest.fixture(scope="module")
+def world(fhir):  # type: ignore[no-untyped-def]
+    """Clients of every role, and one referral from each GP system (A → Helse Vest, B → Helse Nord)."""
+    unique = f"{int(time.time() * 1000) % 10**12:012x}"
+    clients = {
+        "ehr_a": Fhir(fhir, fhir.token(EHR_SCOPES, EHR_A, client_id="ehr-a")),
+        "ehr_b": Fhir(fhir, fhir.token(EHR_SCOPES, EHR_B, client_id="ehr-b")),
+        "vest": Fhir(fhir, fhir.token(REGION_SCOPES, HV, client_id="helse-vest")),
+        "bergen": Fhir(fhir, fhir.token(REGION_SCOPES, HELSE_BERGEN, client_id="helse-bergen")),
+        "nord": Fhir(fhir, fhir.token(REGION_SCOPES, HN, client_id="helse-nord")),
+        "admin": Fhir(fhir),
+    }
+    a = sent(clients["ehr_a"], unique + "a", "4601")  # Bergen → Helse Vest
+    b = sent(clients["ehr_b"], unique[:-1] + "b1", "5501")  # Tromsø → Helse Nord
+    return clients, a, b
+
+
+#: who sees which referral (A: sent by EHR A, routed to Helse Vest; B: sent by EHR B, routed to Helse Nord)
+SEES = {
+    "ehr_a": {"a"},
+    "ehr_b": {"b"},
+    "vest": {"a"},
+    "bergen": {"a"},
+    "nord": {"b"},
+    "admin": {"a", "b"},
+}
+
+
+@pytest.mark.parametrize("role", sorted(SEES))
+def test_reads_and_searches_show_each_party_its_own_share(world, role):
+    clients, a, b = world
+    api = clients[role]
+    referrals = {"a": a, "b": b}
+    for name, ref in referrals.items():
+        visible = name in SEES[role]
+        for path in (ref.service_request, ref.task, ref.patient):
+            status = api.get(path).status_code  # plain reads take the fast path
+            assert status == (200 if visible else 404), (role, path, status)
+            with_query = api.get(path + "?_summary=false").status_code  # and the application
+            assert with_query == status
+        found = api.search(f"Task?focus={ref.service_request}&_include=Task:focus&_include=Task:patient")
+        assert found["total"] == (1 if visible else 0), (role, name, found.get("total"))
+        included = {f"{e['resource']['resourceType']}/{e['resource']['id']}" for e in found.get("entry", [])}
+        assert included == ({ref.task, ref.service_request, ref.patient} if visible else set()), (role, included)
+        counted = api.search(f"ServiceRequest?_id={ref.service_request.split('/')[1]}&_summary=count")
+        assert counted["total"] == (1 if visible else 0)
+        history = api.get(f"{ref.service_request}/_history")
+        assert history.status_code == (200 if visible else 404)
+    # reverse include from the referral: its Task and Provenance, only when the referral is visible
+    revs = api.search(f"ServiceRequest?_id={a.service_request.split('/')[1]}&_revinclude=Task:focus")
+    assert len(revs.get("entry", [])) == (2 if "a" in SEES[role] else 0)
+    # type-level history lists only visible versions
+    history = api.search("ServiceRequest/_history?_count=1000")
+    listed = {f"ServiceRequest/{e['resource']['id']}" for e in history.get("entry", []) if "resource" in e}
+    assert (a.service_request in listed) == ("a" in SEES[role])
+    assert (b.service_request in listed) == ("b" in SEES[role])
+
+
+def test_regional_system_updates_its_own_tasks_only(world):
+    clients, a, b = world
+    vest, nord = clients["vest"], clients["nord"]
+    task = vest.get(a.task).json()
+    task["status"] = "accepted"
+    assert vest.put(a.task, task).status_code == 200
+    assert nord.put(a.task, task).status_code == 404  # not routed to Helse Nord: as if it did not exist
+    assert nord.patch(a.task, [{"op": "replace", "path": "/status", "value": "rejected"}]).status_code == 404
+    assert clients["admin"].get(a.task).json()["status"] == "accepted"
+    # the queue a region pulls: only its own referrals
+    queue = nord.search("Task?status=requested&_count=1000")
+    assert b.task.split("/")[1] in ids(queue) and a.task.split("/")[1] not in ids(queue)
+
+
+def test_nobody_deletes_what_they_cannot_see(world, fhir):
+    clients, a, _ = world
+    ehr_b = Fhir(fhir, fhir.token(["system/ServiceRequest.cruds"], EHR_B, client_id="ehr-b"))  # may delete its own
+    r = ehr_b.delete(a.service_request)
+    assert r.status_code == 200 and "nothing to delete" in r.text  # the same answer as for an unknown id
+    assert clients["admin"].get(a.service_request).status_code == 200
+
+
+def test_scopes_are_enforced_per_interaction_type_and_operation(world, fhir):
+    _, a, _ = world
+
+    def client(*scopes: str, org: str = EHR_A) -> Fhir:
+        return Fhir(fhir, fhir.token(list(scopes), org, client_id="narrow"))
+
+    read_only = client("system/ServiceRequest.r")
+    assert read_only.get(a.service_request).status_code == 200
+    refused = read_only.get("ServiceRequest?status=active")
+    assert refused.status_code == 403
+    assert "system/ServiceRequest.s" in refused.json()["issue"][0]["diagnostics"]
+    assert read_only.get(a.patient).status_code == 403  # no Patient scope at all
+    assert read_only.post("Patient", {"resourceType": "Patient"}).status_code == 403
+    assert read_only.delete(a.service_request).status_code == 403
+    assert read_only.get(f"{a.service_request}/$suggest-pathway").status_code == 200  # needs ServiceRequest.r
+    # SMART v1 scopes read as v2: .read = rs
+    v1 = client("system/ServiceRequest.read")
+    assert v1.get("ServiceRequest?status=active").status_code == 200
+    assert v1.post("ServiceRequest", {"resourceType": "ServiceRequest"}).status_code == 403
+    # an operation needs every scope it declares: $apply writes a CarePlan
+    planner = client("system/PlanDefinition.rs", org=HV)
+    plans = planner.search("PlanDefinition?_count=1")
+    plan_id = plans["entry"][0]["resource"]["id"]
+    apply = planner.post(f"PlanDefinition/{plan_id}/$apply", {"resourceType": "Parameters", "parameter": []})
+    assert apply.status_code == 403 and "system/CarePlan.c" in apply.text
+    # a transaction's entries are checked one by one, before anything is written
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {"resource": {"resourceType": "Basic"}, "request": {"method": "GET", "url": "ServiceRequest?status=x"}},
+            {"resource": {"resourceType": "Patient"}, "request": {"method": "POST", "url": "Patient"}},
+        ],
+    }
+    tx = client("system/ServiceRequest.rs").post("", bundle)
+    assert tx.status_code == 403
+    assert tx.json()["issue"][0]["expression"] == ["Bundle.entry[1].request"]
+    # submitting a referral takes ServiceRequest.c, nothing else
+    assert client("system/ServiceRequest.rs").post("", referral("ab12cd34ef56", "4601")).status_code == 403
+
+
+def test_audit_trail_is_admin_only_and_never_changed(world):
+    clients, _, _ = world
+    admin, vest = clients["admin"], clients["vest"]
+    assert vest.get("AuditEvent").status_code == 403  # holds AuditEvent.rs, but is no administrator
+    events = admin.search("AuditEvent?_count=1")
+    event = events["entry"][0]["resource"]
+    for response in (
+        admin.put(f"AuditEvent/{event['id']}", event),
+        admin.delete(f"AuditEvent/{event['id']}"),
+        admin.patch(f"AuditEvent/{event['id']}", [{"op": "replace", "path": "/outcome", "value": "0"}]),
+        admin.post("AuditEvent", dict(event, id=None)),
+    ):
+        assert response.status_code == 405, response.text
+    bundle = {"resourceType": "Bundle", "type": "batch",
+              "entry": [{"request": {"method": "DELETE", "url": f"AuditEvent/{event['id']}"}}]}
+    assert admin.post("", bundle).status_code == 403
+    assert admin.get(f"AuditEvent/{event['id']}").json() == event
+
+
+def wait_for_events(admin: Fhir, query: str, at_least: int = 1) -> list[dict]:
+    deadline = time.monotonic() + 10
+    while True:
+        found = admin.search(f"AuditEvent?{query}&_count=100")
+        events = [e["resource"] for e in found.get("entry", [])]
+        if len(events) >= at_least or time.monotonic() > deadline:
+            return events
+        time.sleep(0.2)
+
+
+def test_every_interaction_is_audited_with_who_what_when_outcome_where(world, fhir):
+    clients, a, b = world
+    reader = Fhir(fhir, fhir.token(REGION_SCOPES, HV, client_id=f"auditor-{time.time_ns()}"))
+    client_id = reader.session.headers["Authorization"]  # unique per test run: its events are ours
+    assert reader.get(a.service_request).status_code == 200  # fast path
+    assert reader.get(b.service_request).status_code == 404  # refused: not its region
+    assert reader.get("ServiceRequest?status=active&_count=1").status_code == 200
+    admin = clients["admin"]
+    reader_id = _client_id_of(client_id)
+    events = wait_for_events(admin, f"agent:identifier={CLIENT_ID_SYSTEM}|{reader_id}", 3)
+    assert len(events) == 3, events
+    by_subtype = {}
+    for event in events:
+        by_subtype.setdefault(event["subtype"][0]["code"], []).append(event)
+        who = event["agent"][0]["who"]["identifier"]["value"]
+        assert who == reader_id
+        assert {"system": "urn:oid:2.16.578.1.12.4.1.4.101", "value": HV} in [
+            ag["who"].get("identifier") for ag in event["agent"]
+        ]
+        assert event["agent"][0]["network"]["address"] == "127.0.0.1"
+        assert event["recorded"].startswith("20")
+    reads = {e["entity"][0]["what"]["reference"]: e for e in by_subtype["read"]}
+    assert reads[a.service_request]["outcome"] == "0" and reads[a.service_request]["action"] == "R"
+    assert reads[b.service_request]["outcome"] == "4"
+    search = by_subtype["search-type"][0]
+    assert base64.b64decode(search["entity"][0]["query"]).decode() == "status=active&_count=1"
+    assert search["action"] == "E"
+    # administrators find who saw a resource
+    seen = wait_for_events(admin, f"entity={a.service_request}")
+    assert any(e["agent"][0]["who"]["identifier"]["value"] == reader_id for e in seen)
+
+
+def _client_id_of(authorization: str) -> str:
+    import jwt
+
+    return jwt.decode(authorization.removeprefix("Bearer "), options={"verify_signature": False})["client_id"]
+
+
+# -- refused tokens ------------------------------------------------------------------------------------
+
+
+def test_bad_tokens_are_refused_with_a_challenge(fhir, tmp_path):
+    url = f"{fhir.base}/Patient"
+    cases = {
+        "no token": None,
+        "not bearer": "Basic dXNlcjpwYXNz",
+        "not a JWT": "Bearer not-a-jwt",
+        "expired": "Bearer " + fhir.token(EHR_SCOPES, EHR_A, lifetime_seconds=-120),
+    }
+    from fhir_server.security.dev_issuer import mint
+
+    cases["wrong audience"] = "Bearer " + mint(
+        fhir.key_path, scopes=EHR_SCOPES, organisation=EHR_A, audience="another-api"
+    )
+    cases["wrong signature"] = "Bearer " + mint(
+        tmp_path / "other-key.json", scopes=EHR_SCOPES, organisation=EHR_A, audience="referral-hub"
+    )
+    cases["wrong issuer"] = "Bearer " + mint(
+        fhir.key_path, scopes=EHR_SCOPES, organisation=EHR_A, audience="referral-hub", issuer="https://evil.example"
+    )
+    cases["not yet valid"] = "Bearer " + mint(
+        fhir.key_path, scopes=EHR_SCOPES, organisation=EHR_A, audience="referral-hub", now=time.time() + 600
+    )
+    words = {
+        "no token": "needs a bearer token",
+        "not bearer": "must be 'Bearer",
+        "not a JWT": "not a JWT",
+        "expired": "expired",
+        "wrong audience": "audience",
+        "wrong signature": "key",
+        "wrong issuer": "issuer",
+        "not yet valid": "not valid yet",
+    }
+    for name, header in cases.items():
+        r = requests.get(url, headers={"Authorization": header} if header else {}, timeout=30)
+        assert r.status_code == 401, (name, r.status_code, r.text)
+        assert r.headers["WWW-Authenticate"].startswith("Bearer"), name
+        assert words[name] in r.json()["issue"][0]["diagnostics"], (name, r.text)
+        assert r.headers["X-Content-Type-Options"] == "nosniff"  # security headers on refusals too
+        fast = requests.get(f"{url}/any-id", headers={"Authorization": header} if header else {}, timeout=30)
+        assert fast.status_code == 401, name  # the read fast path refuses the same way
+
+
+def test_token_without_organisation_is_refused(fhir):
+    r = Fhir(fhir, fhir.token(EHR_SCOPES, None)).get("ServiceRequest?status=active")
+    assert r.status_code == 403 and "organisation number" in r.text
+
+
+def test_discovery_is_public(fhir):
+    config = requests.get(f"{fhir.base}/.well-known/smart-configuration", timeout=30)
+    assert config.status_code == 200
+    body = config.json()
+    assert "permission-v2" in body["capabilities"] and body["grant_types_supported"] == ["client_credentials"]
+    jwks = requests.get(body["jwks_uri"], timeout=30).json()
+    assert jwks["keys"][0]["kty"] == "EC" and "d" not in jwks["keys"][0]
+    security = requests.get(f"{fhir.base}/metadata", timeout=30).json()["rest"][0]["security"]
+    assert security["service"][0]["coding"][0]["code"] == "SMART-on-FHIR"
