@@ -11,6 +11,8 @@ Scenarios (each ``--seconds`` long, ``--connections`` concurrent clients, wrk on
 Ceilings, served by gunicorn with the same worker settings:
   trivial        GET /trivial (constant JSON from Flask)
   validate-only  POST /validate (fhir.resources R4B validation of the same Bundle)
+Every request to the server carries a real bearer token (development issuer, administrator scopes),
+passes the security gate and is audited (an AuditEvent per request), as in production.
 
 Run:  python bench/run_bench.py [--database-url URL] [--seconds 5] [--rounds 3] [--connections 8] [--workers 2]
 Needs wrk (Debian package ``wrk``). Prints a Markdown table and writes bench/results/latest.json.
@@ -58,8 +60,10 @@ def _unit_ms(value: str) -> float:
     return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
 
 
-def run_wrk(url: str, seconds: int, connections: int, body: Path | None = None) -> dict:
+def run_wrk(url: str, seconds: int, connections: int, body: Path | None = None, token: str | None = None) -> dict:
     cmd = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "10s"]
+    if token:
+        cmd += ["-H", f"Authorization: Bearer {token}"]
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         if body is not None:
             script.write(LUA_POST.format(path=body))
@@ -105,9 +109,10 @@ def start_ceiling(workers: int, threads: int, log_dir: Path) -> tuple[subprocess
     raise RuntimeError("ceiling app did not start")
 
 
-def seed(base: str) -> tuple[str, str]:
+def seed(base: str, auth: dict[str, str]) -> tuple[str, str]:
     bundle = json.loads(BUNDLE.read_text())
-    result = requests.post(base, json=bundle, headers={"Content-Type": "application/fhir+json"}, timeout=60).json()
+    headers = {"Content-Type": "application/fhir+json", **auth}
+    result = requests.post(base, json=bundle, headers=headers, timeout=60).json()
     patient_ref = next(
         e["response"]["location"] for e in result["entry"] if e["response"]["location"].startswith("Patient/")
     )
@@ -128,6 +133,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="fhir-bench-"))
     db_url = args.database_url or f"sqlite:///{work / 'bench.sqlite3'}"
     os.environ["FHIR_SERVER_THREADS"] = str(args.threads)
+    os.environ["FHIR_SERVER_RATE_LIMIT_PER_MINUTE"] = "0"  # one client sends everything: no per-client limit
     server = start_server(db_url, work, workers=args.workers)
     ceiling, ceiling_base = start_ceiling(args.workers, args.threads, work)
     patient_file = work / "patient.json"
@@ -141,7 +147,9 @@ def main() -> None:
     core_file.write_text(json.dumps(bundle))
     results: dict[str, dict] = {}
     try:
-        pid, _ = seed(server.base)
+        # every request carries a real token (development issuer, an administrator's scopes) and is audited
+        token = server.auth["Authorization"].removeprefix("Bearer ")
+        pid, _ = seed(server.base, server.auth)
         scenarios = [
             ("trivial (ceiling)", f"{ceiling_base}/trivial", None),
             ("read by id", f"{server.base}/Patient/{pid}", None),
@@ -160,7 +168,9 @@ def main() -> None:
         for round_ in range(1, args.rounds + 1):
             for name, url, body in scenarios:
                 print(f"round {round_}/{args.rounds}: {name} for {args.seconds}s ...", file=sys.stderr, flush=True)
-                runs[name].append(run_wrk(url, args.seconds, args.connections, body))
+                runs[name].append(
+                    run_wrk(url, args.seconds, args.connections, body, None if "ceiling" in name else token)
+                )
         for name, measured in runs.items():
             results[name] = sorted(measured, key=lambda r: r["rps"])[len(measured) // 2]
     finally:

@@ -296,3 +296,22 @@ def test_discovery_is_public(fhir):
     assert jwks["keys"][0]["kty"] == "EC" and "d" not in jwks["keys"][0]
     security = requests.get(f"{fhir.base}/metadata", timeout=30).json()["rest"][0]["security"]
     assert security["service"][0]["coding"][0]["code"] == "SMART-on-FHIR"
+
+
+def test_limits_answer_with_clear_outcomes(fhir):
+    api = Fhir(fhir)
+    capped = api.search("Organization?_count=5000")
+    notes = [e["resource"] for e in capped["entry"] if e.get("search", {}).get("mode") == "outcome"]
+    assert notes and notes[0]["issue"][0]["code"] == "too-costly"
+    assert "1000" in notes[0]["issue"][0]["diagnostics"]
+    too_many = {
+        "resourceType": "Bundle",
+        "type": "batch",
+        "entry": [{"request": {"method": "GET", "url": "Organization?_count=1"}}] * 1001,
+    }
+    r = api.post("", too_many)
+    assert r.status_code == 413 and r.json()["resourceType"] == "OperationOutcome", r.text[:300]
+    big = b'{"resourceType":"Patient","text":{"status":"generated","div":"' + b"a" * (11 * 1024 * 1024) + b'"}}'
+    r = requests.post(f"{fhir.base}/Patient", data=big, headers={"Content-Type": "application/fhir+json", **fhir.auth},
+                      timeout=60)
+    assert r.status_code == 413 and r.json()["issue"][0]["code"] == "too-costly"

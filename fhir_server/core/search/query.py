@@ -107,6 +107,16 @@ class SearchParser:
             if not value.isdigit():
                 raise _BadValue(name, f"_count must be a whole number, not '{value}'")
             request.count = min(int(value), MAX_COUNT)
+            if int(value) > MAX_COUNT:
+                request.ignored.append(
+                    Issue(
+                        "information",
+                        "too-costly",
+                        f"_count={value} is more than this server returns per page; pages hold {MAX_COUNT} entries",
+                        "_count",
+                        f"_count={value} er mer enn tjeneren gir per side; sidene har {MAX_COUNT} treff",
+                    )
+                )
         elif name == "_sort":
             for key in filter(None, (k.strip() for k in value.split(","))):
                 desc = key.startswith("-")
