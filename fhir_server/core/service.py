@@ -15,6 +15,7 @@ import jsonpatch
 from fhir_server.core.issues import FhirError, Issue, has_errors, refusal_status
 from fhir_server.core.resource_types import STORABLE_TYPES
 from fhir_server.core.search.engine import SearchEngine, SearchPage
+from fhir_server.core.search.index import plain_matches
 from fhir_server.core.search.query import SearchParser, SearchRequest
 from fhir_server.core.store import Store, StoredResource, WriteUnit
 
@@ -126,6 +127,9 @@ class FhirService:
         params = parse_qsl(query, keep_blank_values=True)
         if not params:
             raise FhirError.single(400, "invalid", "a conditional operation needs search parameters")
+        plain = plain_matches(self.store.registry, resource_type, params)
+        if plain is not None:  # identifier=system|value and the like: straight to the index tables
+            return self.store.match_ids(resource_type, plain, unit=unit, limit=3)
         request = self.parser.parse(resource_type, params, strict=True)
         query_ids = self.engine._id_query(request)
         if unit is None:

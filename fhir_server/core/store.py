@@ -10,10 +10,10 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from sqlalchemy import Connection, and_, delete, func, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
@@ -22,7 +22,7 @@ from fhir_server.core import access, jsonio
 from fhir_server.core.db import Database
 from fhir_server.core.issues import FhirError, not_found
 from fhir_server.core.schema import INDEX_TABLES, access_labels, resource_versions, resources
-from fhir_server.core.search.index import index_rows
+from fhir_server.core.search.index import IndexMatch, index_rows
 from fhir_server.core.search.parameters import SearchRegistry
 from fhir_server.core.search.values import now_instant
 
@@ -53,6 +53,13 @@ class StoredResource:
     @property
     def location(self) -> str:
         return f"{self.resource_type}/{self.id}/_history/{self.version_id}"
+
+
+class CurrentRow(NamedTuple):
+    """The version facts of a resource's current row."""
+
+    version_id: int
+    deleted: bool
 
 
 def new_id() -> str:
@@ -97,12 +104,12 @@ class WriteUnit:
         if not self.store.db.is_sqlite:
             self.conn.execute(select(func.pg_advisory_xact_lock(func.hashtext("cond:" + resource_type))))
 
-    def current(self, resource_type: str, resource_id: str, *, for_update: bool = True) -> Any:
+    def current(self, resource_type: str, resource_id: str, *, for_update: bool = True) -> CurrentRow | None:
+        """The current row's version facts (locked for this transaction on PostgreSQL); None if never stored."""
         self.flush()
-        query = select(resources).where(resources.c.res_type == resource_type, resources.c.res_id == resource_id)
-        if for_update and not self.store.db.is_sqlite:
-            query = query.with_for_update()
-        return self.conn.execute(query).first()
+        sql = self.store.current_sql + (" FOR UPDATE" if for_update and not self.store.db.is_sqlite else "")
+        rows = _fetch_all(self.conn, sql, (resource_type, resource_id))
+        return CurrentRow(rows[0][0], bool(rows[0][1])) if rows else None
 
     def read(self, resource_type: str, resource_id: str) -> StoredResource:
         """The current version as this transaction sees it (pending writes flushed first)."""
@@ -113,6 +120,15 @@ class WriteUnit:
         """Run a query inside this transaction (pending writes flushed first)."""
         self.flush()
         return self.conn.execute(statement)
+
+    def rows(self, sql: str, params: Sequence[Any]) -> list[tuple]:
+        """Run prepared SQL text inside this transaction (pending writes flushed first)."""
+        self.flush()
+        return _fetch_all(self.conn, sql, params)
+
+    def match_ids(self, resource_type: str, matches: list[IndexMatch], *, limit: int | None = None) -> list[str]:
+        """:meth:`Store.match_ids` inside this transaction."""
+        return self.store.match_ids(resource_type, matches, unit=self, limit=limit)
 
     # -- writes -----------------------------------------------------------------------------
 
@@ -160,8 +176,9 @@ class WriteUnit:
         else:
             self._replace_current(stored)
         for kind, rows in index_rows(self.store.registry, resource).items():
-            owner = {"res_type": resource_type, "res_id": resource_id}
-            self._index_rows.setdefault(kind, []).extend(row | owner for row in rows)
+            for row in rows:  # fresh dicts: the owner columns go straight in
+                row["res_type"], row["res_id"] = resource_type, resource_id
+            self._index_rows.setdefault(kind, []).extend(rows)
         writer = access.current()
         if writer is not None and writer.stamps:
             self._labels.extend(access.label_rows([(resource_type, resource_id)], writer.stamps))
@@ -285,10 +302,15 @@ class _FastReads:
         return conn.cursor()
 
     def row(self, resource_type: str, resource_id: str) -> tuple | None:
+        rows = self.rows(self.sql, (resource_type, resource_id))
+        return rows[0] if rows else None
+
+    def rows(self, sql: str, params: Sequence[Any]) -> list[tuple]:
+        """All rows of one prepared ``SELECT`` (no transaction around it: one statement is one snapshot)."""
         try:
             cursor = self._cursor()
-            cursor.execute(self.sql, (resource_type, resource_id))
-            return cursor.fetchone()
+            cursor.execute(sql, params)
+            return cursor.fetchall()
         except Exception:
             self.local.conn = None  # a broken connection: open a new one next time
             raise
@@ -302,6 +324,9 @@ class Store:
         self.registry = registry
         self.fast = _FastReads(db)
         self._insert_sql: dict[str, tuple[str, list[str]]] = {}
+        self._match_sql: dict[tuple, str] = {}
+        mark = "?" if db.is_sqlite else "%s"
+        self.current_sql = f"SELECT version_id, deleted FROM resources WHERE res_type = {mark} AND res_id = {mark}"
 
     def bulk_insert(self, cursor: Any, table: Any, rows: list[dict]) -> None:
         """``executemany`` of prepared INSERT text (the table's columns, minus an auto-increment key)."""
@@ -312,7 +337,7 @@ class Store:
             sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})"
             prepared = self._insert_sql[table.name] = (sql, columns)
         sql, columns = prepared
-        cursor.executemany(sql, [tuple(row.get(c) for c in columns) for row in rows])
+        cursor.executemany(sql, [tuple(map(row.get, columns)) for row in rows])
 
     def insert_labels(self, cursor: Any, rows: list[dict]) -> None:
         """Add access labels; a label a resource already carries is kept as it is."""
@@ -343,6 +368,57 @@ class Store:
 
     # -- reads ------------------------------------------------------------------------------
 
+    def match_ids(
+        self,
+        resource_type: str,
+        matches: list[IndexMatch],
+        *,
+        unit: WriteUnit | None = None,
+        limit: int | None = None,
+    ) -> list[str]:
+        """Ids of current resources meeting every plain condition, in search order (last updated, then id).
+
+        The same rows, in the same order, as the general search of those parameters; without its
+        statement building: prepared SQL text on a raw connection, unless the caller's access filters.
+        On SQLite the text also fixes the plan (see :meth:`_match_text`)."""
+        run = unit.rows if unit is not None else self.fast.rows
+        scan = limit is not None and self.db.is_sqlite and all(self._common(run, resource_type, m) for m in matches)
+        visible = access.labelled_condition(resource_type, resources.c.res_id)
+        if visible is not None:  # the caller sees labelled resources only, as in every search
+            sort_apart = self.db.is_sqlite and not scan
+            query = _match_query(resource_type, matches, limit, sort_apart=sort_apart).where(visible)
+            if unit is not None:
+                return list(unit.execute(query).scalars())
+            with self.reading() as conn:
+                return list(conn.execute(query).scalars())
+        params: list[Any] = [resource_type, False]
+        for match in matches:
+            params += [resource_type, match.param, *(value for _, value in match.values)]
+        return [row[0] for row in run(self._match_text(matches, limit, scan), params)]
+
+    def _common(self, run: Callable[[str, Sequence[Any]], list[tuple]], resource_type: str, match: IndexMatch) -> bool:
+        """True when at least :data:`SCAN_FROM` index rows meet the condition (counting stops there)."""
+        table = INDEX_TABLES[match.kind].name
+        equal = "".join(f" AND {column} = ?" for column, _ in match.values)
+        sql = f"SELECT count(*) FROM (SELECT 1 FROM {table} WHERE res_type = ? AND param = ?{equal} LIMIT {SCAN_FROM})"
+        return run(sql, [resource_type, match.param, *(value for _, value in match.values)])[0][0] >= SCAN_FROM
+
+    def _match_text(self, matches: list[IndexMatch], limit: int | None, scan: bool) -> str:
+        """The SQL text of :func:`_match_query` for this shape of conditions (built once per shape).
+
+        Without statistics SQLite walks every resource of the type in ``last_updated`` order (to skip
+        the sort) and tests each against the conditions: a conditional create then costs time in
+        proportion to the number of stored resources of its type. So on SQLite the text chooses:
+        a few matching index rows are looked up by primary key and sorted (``ORDER BY +last_updated``
+        keeps the ordered index out); a condition many resources meet (``scan``) walks the type in
+        search order through the index rows' owner index and stops at ``limit``. Same rows, same order.
+        """
+        shape = (tuple((m.kind, tuple(column for column, _ in m.values)) for m in matches), limit, scan)
+        sql = self._match_sql.get(shape)
+        if sql is None:
+            sql = self._match_sql[shape] = _match_sql_text(shape[0], limit, scan, sqlite=self.db.is_sqlite)
+        return sql
+
     @contextmanager
     def reading(self) -> Iterator[Connection]:
         """A read transaction (one consistent snapshot for a search and its includes)."""
@@ -358,12 +434,12 @@ class Store:
             body = raw[5].encode() if isinstance(raw[5], str) else raw[5]
             stored = StoredResource(raw[0], raw[1], raw[2], raw[3], body, bool(raw[4]))
         else:
-            row = conn.execute(
-                select(resources).where(resources.c.res_type == resource_type, resources.c.res_id == resource_id)
-            ).first()
-            if row is None:
+            rows = _fetch_all(conn, self.fast.sql, (resource_type, resource_id))
+            if not rows:
                 raise not_found(resource_type, resource_id)
-            stored = _row_to_stored(row)
+            raw = rows[0]
+            body = raw[5].encode() if isinstance(raw[5], str) else raw[5]
+            stored = StoredResource(raw[0], raw[1], raw[2], raw[3], body, bool(raw[4]))
         if access.restriction(resource_type) is not None and not self._visible(resource_type, resource_id, conn):
             raise not_found(resource_type, resource_id)
         if stored.deleted:
@@ -453,6 +529,79 @@ class Store:
             return conn.execute(query).first()
         with self.reading() as c:
             return c.execute(query).first()
+
+
+#: A plain condition met by this many index rows or more is answered by walking the type in search order.
+SCAN_FROM = 64
+
+
+def _match_sql_text(
+    shape: tuple[tuple[str, tuple[str, ...]], ...], limit: int | None, scan: bool, *, sqlite: bool
+) -> str:
+    """SQL text selecting what :func:`_match_query` selects (parameters: type, False, then per condition
+    the type, the parameter code and the column values)."""
+    mark = "?" if sqlite else "%s"
+    if scan:
+        head = (
+            f"SELECT res_id FROM {resources.name} AS r INDEXED BY {_index_on(resources, 'res_type', 'last_updated')} "
+            f"WHERE res_type = {mark} AND deleted = {mark}"
+        )
+    else:
+        head = f"SELECT res_id FROM {resources.name} WHERE res_type = {mark} AND deleted = {mark}"
+    parts = [head]
+    for kind, columns in shape:
+        table = INDEX_TABLES[kind]
+        if scan:
+            equal = "".join(f" AND i.{column} = {mark}" for column in columns)
+            parts.append(
+                f" AND EXISTS (SELECT 1 FROM {table.name} AS i INDEXED BY {_index_on(table, 'res_type', 'res_id')} "
+                f"WHERE i.res_type = {mark} AND i.param = {mark} AND i.res_id = r.res_id{equal})"
+            )
+        else:
+            equal = "".join(f" AND {column} = {mark}" for column in columns)
+            parts.append(
+                f" AND res_id IN (SELECT res_id FROM {table.name} WHERE res_type = {mark} AND param = {mark}{equal})"
+            )
+    order = "+last_updated" if sqlite and not scan else "last_updated"
+    parts.append(f" ORDER BY {order}, res_id" + (f" LIMIT {int(limit)}" if limit is not None else ""))
+    return "".join(parts)
+
+
+def _index_on(table: Any, *columns: str) -> str:
+    """The name of the table's index on exactly these columns."""
+    return next(ix.name for ix in table.indexes if [c.name for c in ix.columns] == list(columns))
+
+
+def _match_query(resource_type: str, matches: list[IndexMatch], limit: int | None, *, sort_apart: bool = False) -> Any:
+    """The ids of current resources meeting every plain condition, ordered as a search orders them.
+
+    ``sort_apart`` sorts by an expression of ``last_updated`` (the same order) that no index serves, so
+    SQLite looks the few matches up by primary key instead of walking the type (see ``Store._match_text``)."""
+    conditions = []
+    for match in matches:
+        table = INDEX_TABLES[match.kind]
+        rows = select(table.c.res_id).where(
+            table.c.res_type == resource_type,
+            table.c.param == match.param,
+            *(table.c[column] == value for column, value in match.values),
+        )
+        conditions.append(resources.c.res_id.in_(rows))
+    query = (
+        select(resources.c.res_id)
+        .where(resources.c.res_type == resource_type, resources.c.deleted.is_(False), *conditions)
+        .order_by(resources.c.last_updated.concat("") if sort_apart else resources.c.last_updated, resources.c.res_id)
+    )
+    return query.limit(limit) if limit is not None else query
+
+
+def _fetch_all(conn: Connection, sql: str, params: Sequence[Any]) -> list[tuple]:
+    """Prepared SQL text on the DBAPI connection under ``conn`` (inside its transaction, if any)."""
+    cursor = conn.connection.cursor()
+    try:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+    finally:
+        cursor.close()
 
 
 def _gone_issue(resource_type: str, resource_id: str, version: str | None = None):  # type: ignore[no-untyped-def]

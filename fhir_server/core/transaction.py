@@ -61,8 +61,14 @@ class BundleProcessor:
         *,
         return_preference: str | None = None,
         after_writes: Callable[[WriteUnit, list[StoredResource | None]], object] | None = None,
+        store_anew: Callable[[Entry], bool] | None = None,
     ) -> dict:
-        """Run a batch or transaction; ``after_writes`` runs inside a transaction's database transaction."""
+        """Run a batch or transaction; ``after_writes`` runs inside a transaction's database transaction.
+
+        ``store_anew`` is asked about a transaction's conditional create whose condition matches several
+        resources: True stores the entry's resource as a new one, False (and no ``store_anew``) refuses
+        the transaction with 412.
+        """
         if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
             raise FhirError.single(
                 400, "invalid", "POST to the base URL takes a Bundle of type batch or transaction", "resourceType"
@@ -88,7 +94,7 @@ class BundleProcessor:
             issues += [i for i in self.service.validate(bundle) if i not in issues]
             if has_errors(issues):
                 raise FhirError(refusal_status(issues), issues)
-            return self._transaction(entries, return_preference, after_writes)
+            return self._transaction(entries, return_preference, after_writes, store_anew)
         return self._batch(entries, issues, return_preference)
 
     # -- parsing ----------------------------------------------------------------------------
@@ -193,6 +199,7 @@ class BundleProcessor:
         entries: list[Entry],
         return_preference: str | None,
         after_writes: Callable[[WriteUnit, list[StoredResource | None]], object] | None = None,
+        store_anew: Callable[[Entry], bool] | None = None,
     ) -> dict:
         # server ids for created resources, fixed before the first attempt: a retried attempt reuses them,
         # so references already rewritten in place (resources are written as parsed, not copied) stay right
@@ -210,8 +217,7 @@ class BundleProcessor:
             ordered = sorted(entries, key=lambda e: METHOD_ORDER[e.method])
             for entry in ordered:  # conditional creates and updates resolve first: they change the id map
                 if entry.method == "POST" and entry.if_none_exist:
-                    unit.lock_conditional(entry.resource_type or "")
-                    found = self._conditional(unit, entry, entry.if_none_exist)
+                    found = self._conditional_create(unit, entry, store_anew)
                     if found:
                         entry.result = {"existing": found}
                         if entry.full_url:
@@ -238,11 +244,28 @@ class BundleProcessor:
         ]
         return {"resourceType": "Bundle", "type": "transaction-response", "entry": response}
 
+    def _conditional_create(
+        self, unit: WriteUnit, entry: Entry, store_anew: Callable[[Entry], bool] | None
+    ) -> str | None:
+        """The id a conditional create matches (lock, then match); None: create (also when ``store_anew`` says so)."""
+        unit.lock_conditional(entry.resource_type or "")
+        found = self._matches(unit, entry, entry.if_none_exist or "")
+        if len(found) > 1 and store_anew is not None and store_anew(entry):
+            return None
+        return self._one(entry, entry.if_none_exist or "", found)
+
     def _conditional(self, unit: WriteUnit, entry: Entry, query: str) -> str | None:
+        return self._one(entry, query, self._matches(unit, entry, query))
+
+    def _matches(self, unit: WriteUnit, entry: Entry, query: str) -> list[str]:
         try:
-            found = self.service.conditional_matches(unit, entry.resource_type or "", query)
+            return self.service.conditional_matches(unit, entry.resource_type or "", query)
         except FhirError as error:
             raise FhirError(error.status, [i.at(f"{entry.path}.request") for i in error.issues]) from error
+
+    @staticmethod
+    def _one(entry: Entry, query: str, found: list[str]) -> str | None:
+        """The one match of a condition, or None; 412 when it matched several."""
         if len(found) > 1:
             raise FhirError.single(
                 412, "multiple-matches", f"the condition '{query}' matches several resources", f"{entry.path}.request"

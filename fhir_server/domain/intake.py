@@ -17,7 +17,6 @@ A referral arrives as a transaction-like Bundle (the doors map their formats to 
 
 from __future__ import annotations
 
-import copy
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -28,7 +27,7 @@ from fhir_server.core import access, jsonio
 from fhir_server.core.issues import FhirError, Issue
 from fhir_server.core.service import FhirService
 from fhir_server.core.store import WriteUnit
-from fhir_server.core.transaction import BundleProcessor
+from fhir_server.core.transaction import BundleProcessor, Entry
 from fhir_server.domain.calendar import add_working_days
 from fhir_server.domain.mapping.fhir_aliases import normalise_referral
 from fhir_server.domain.outbox import enqueue_deliveries
@@ -201,33 +200,22 @@ class IntakePipeline:
                 unit.add_labels(keys, [access.region_label(region)])
             self._deliver(unit, owner, stored, event, identifier)
 
-        for _ in range(len(entries)):
-            pristine = copy.deepcopy(entries)  # a refused attempt has rewritten references in place
-            try:
-                return BundleProcessor(self.service).process(
-                    {"resourceType": "Bundle", "type": "transaction", "entry": entries},
-                    return_preference="representation",
-                    after_writes=after_writes,
-                )
-            except FhirError as error:
-                index = _ambiguous_entry(error)
-                resource_type = (
-                    (pristine[index].get("resource") or {}).get("resourceType") if index is not None else None
-                )
-                if resource_type not in PARTY_SYSTEMS:
-                    raise
-                entries = pristine
-                entries[index]["request"].pop("ifNoneExist", None)
-                notes.append(
-                    Issue(
-                        "information",
-                        "informational",
-                        f"several {resource_type} resources carry this identifier; the referral's copy "
-                        "was stored as a new one",
-                        f"Bundle.entry[{index}].resource.identifier",
-                    )
-                )
-        raise AssertionError("unreachable")
+        ambiguous: dict[int, str] = {}  # entry index -> the party type stored anew
+
+        def store_anew(entry: Entry) -> bool:
+            if entry.resource_type not in PARTY_SYSTEMS:
+                return False
+            ambiguous[entry.index] = entry.resource_type or ""
+            return True
+
+        response = BundleProcessor(self.service).process(
+            {"resourceType": "Bundle", "type": "transaction", "entry": entries},
+            return_preference="representation",
+            after_writes=after_writes,
+            store_anew=store_anew,
+        )
+        notes.extend(_stored_anew_note(index, resource_type) for index, resource_type in ambiguous.items())
+        return response
 
     def _deliver(
         self, unit: WriteUnit, owner: str | None, stored: list, event: str, identifier: tuple[str, str]
@@ -477,14 +465,14 @@ def _reuse_known_parties(entries: list[dict]) -> None:
                 break
 
 
-def _ambiguous_entry(error: FhirError) -> int | None:
-    """The entry index of a conditional create that matched several resources (412), if that was the refusal."""
-    if error.status != 412 or not error.issues:
-        return None
-    expression = error.issues[0].expression or ""
-    if error.issues[0].code != "multiple-matches" or not expression.startswith("Bundle.entry["):
-        return None
-    return int(expression.split("[", 1)[1].split("]", 1)[0])
+def _stored_anew_note(index: int, resource_type: str) -> Issue:
+    """What the sender is told of a party whose identifier several stored resources carry."""
+    return Issue(
+        "information",
+        "informational",
+        f"several {resource_type} resources carry this identifier; the referral's copy was stored as a new one",
+        f"Bundle.entry[{index}].resource.identifier",
+    )
 
 
 def _provenance(task_url: str, referral_url: str, decision: RoutingDecision, received: datetime, action: str) -> dict:

@@ -150,9 +150,10 @@ def _children(value: Any, name: str) -> Iterator[Value]:
         return
     # a choice element: occurrence -> occurrenceDateTime / occurrencePeriod ...
     for key, found in value.items():
-        suffix = key[len(name) :]
-        if key.startswith(name) and suffix in CHOICE_SUFFIXES:
-            type_name = CHOICE_SUFFIXES[suffix]
+        if not key.startswith(name):
+            continue
+        type_name = CHOICE_SUFFIXES.get(key[len(name) :])
+        if type_name is not None:
             yield from ((v, type_name) for v in found) if isinstance(found, list) else [(found, type_name)]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -176,12 +177,58 @@ def index_rows(registry: SearchRegistry, resource: dict) -> dict[str, list[Row]]
     grouped: dict[str, list[Row]] = {}
     present = element_names(resource)
     for code, param in registry.params(resource["resourceType"]).items():
-        if code in TABLE_PARAMETERS:
-            continue
         roots = getattr(param.extract, "roots", None)
-        if roots is not None and roots.isdisjoint(present):
+        if (roots is not None and roots.isdisjoint(present)) or code in TABLE_PARAMETERS:
             continue  # the resource has none of the elements the expression reads
-        for row in rows_for_param(param, resource):
-            row["param"] = code
-            grouped.setdefault(param.type, []).append(row)
+        rows = rows_for_param(param, resource)
+        if rows:
+            for row in rows:
+                row["param"] = code
+            grouped.setdefault(param.type, []).extend(rows)
     return grouped
+
+
+@dataclass(frozen=True, slots=True)
+class IndexMatch:
+    """A plain search condition answered by one index table: rows of ``param`` with these column values."""
+
+    kind: str  # the index table (INDEX_TABLES key): token, reference or uri
+    param: str
+    values: tuple[tuple[str, str], ...]  # (column, value): each compared with =
+
+
+def plain_matches(
+    registry: SearchRegistry, resource_type: str, params: list[tuple[str, str]]
+) -> list[IndexMatch] | None:
+    """The conditions of a search made only of plain equality parameters (``identifier=system|value``,
+    ``code=x``, ``subject=Patient/1``, ``url=http://...``); None when any parameter needs the general
+    search (modifiers, chains, several values, prefixes, result parameters, unknown names).
+
+    Each condition selects exactly the index rows the general search (:mod:`.query`) selects for it."""
+    found: list[IndexMatch] = []
+    for name, value in params:
+        param = None if name.startswith("_") else registry.get(resource_type, name)
+        values = _plain_values(param.type, value) if param is not None and _single(value) else None
+        if values is None:
+            return None
+        found.append(IndexMatch(param.type, param.code, values))  # type: ignore[union-attr]
+    return found
+
+
+def _single(value: str) -> bool:
+    """One value, nothing escaped (the general search splits on commas and unescapes)."""
+    return bool(value) and "," not in value and "\\" not in value
+
+
+def _plain_values(kind: str, value: str) -> tuple[tuple[str, str], ...] | None:
+    if kind == "token":
+        system, bar, code = value.partition("|")
+        if not bar:
+            return (("code", value),)
+        return (("system", system), ("code", code)) if system and code else None
+    if kind == "uri":
+        return (("value", value),)
+    if kind == "reference" and "|" not in value and "://" not in value and not value.startswith("urn:"):
+        rtype, rid, _ = parse_reference(value)
+        return (("target_type", rtype), ("target_id", rid)) if rtype and value == f"{rtype}/{rid}" else None
+    return None

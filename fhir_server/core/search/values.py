@@ -7,6 +7,7 @@ import re
 import unicodedata
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 
 _DATE_RE = re.compile(
     r"^(?P<y>\d{4})(?:-(?P<m>\d{2})(?:-(?P<d>\d{2})"
@@ -21,12 +22,27 @@ def _fmt(dt: datetime) -> str:
     return dt.strftime("%Y-%m-%dT%H:%M:%S.%f")
 
 
+#: Values seen again (birth dates, names, places) are worked out once: index rows are built on every write.
+_CACHED = 8192
+#: Longer text is normalised afresh each time (the cache holds short values only).
+_CACHED_TEXT_LENGTH = 200
+
+
 def date_range(text: str) -> tuple[str, str] | None:
     """The instant range a FHIR date/dateTime/instant covers, as sortable UTC strings.
 
     ``2026`` covers the whole year; ``2026-04-01T10:00:00+02:00`` covers that second.
     Values without a time zone are taken as UTC.
     """
+    return _date_range(text) if isinstance(text, str) and len(text) <= _CACHED_TEXT_LENGTH else _range_of(text)
+
+
+@lru_cache(maxsize=_CACHED)
+def _date_range(text: str) -> tuple[str, str] | None:
+    return _range_of(text)
+
+
+def _range_of(text: str) -> tuple[str, str] | None:
     m = _DATE_RE.match(text.strip()) if isinstance(text, str) else None
     if not m:
         return None
@@ -87,5 +103,14 @@ _FOLD = str.maketrans({"ø": "o", "æ": "ae", "ð": "d", "þ": "th", "ł": "l", 
 
 def normalise_text(text: str) -> str:
     """Case- and accent-insensitive form for string search (``Ålesund`` → ``alesund``, ``Østby`` → ``ostby``)."""
+    return _normalised(text) if len(text) <= _CACHED_TEXT_LENGTH else _normalise(text)
+
+
+@lru_cache(maxsize=_CACHED)
+def _normalised(text: str) -> str:
+    return _normalise(text)
+
+
+def _normalise(text: str) -> str:
     decomposed = unicodedata.normalize("NFKD", text.casefold().translate(_FOLD))
     return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
