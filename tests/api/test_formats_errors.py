@@ -74,6 +74,9 @@ def test_bad_input_never_500(fhir):
         b'{"resourceType":"Patient","identifier":[]}',
         b"\xff\xfe",
         b'{"resourceType":"Patient","active":NaN}',
+        # an empty key in a resource that claims a profile (the profile engine once crashed on it)
+        b'{"resourceType":"Patient","meta":{"profile":["https://fhir.referral-hub.no/StructureDefinition/'
+        b'hub-referral-patient"]},"name":[{"":"x"}]}',
     ]
     for data in cases:
         r = post(data)

@@ -6,6 +6,10 @@ elements (all of them, unlike fhir.resources), choice exclusivity, required bind
 targets, ele-1, ext-1, dom-2..dom-5, ref-1 and the other error invariants of the definitions.
 Resources inside Bundles, Parameters and ``contained`` are walked too; a resource type outside the
 server's allowlist is one issue at its ``resourceType`` and the walk does not enter it.
+
+The happy path is kept cheap (``walk_plan.py``): per property of a schema the walk knows its yes/no
+primitive check, nested schema and invariants, so a good value costs a lookup and a test; paths are
+built for nested objects and for values that fail the quick check (the full check then reports).
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ from fhir_server.core.resource_types import KNOWN_TYPES
 from . import bindings, invariants
 from .primitives import check_primitive, describe, mask
 from .references import check_reference
-from .schema import BACKBONE, COMPLEX, PRIMITIVE, RESOURCE, NodeSchema, Prop, node_schema, resource_schema, type_schema
+from .schema import COMPLEX, PRIMITIVE, RESOURCE, NodeSchema, Prop, node_schema, resource_schema, type_schema
+from .walk_plan import Step, prop_invariants, resource_invariants, steps
 
 
 @dataclass(slots=True)
@@ -204,41 +209,6 @@ def _dom_3(walk: Walk, resource: dict, path: str, scope: _ResourceScope) -> None
             )
 
 
-_resource_invariant_cache: dict[str, tuple[invariants.Invariant, ...]] = {}
-
-
-def resource_invariants(rtype: str) -> tuple[invariants.Invariant, ...]:
-    found = _resource_invariant_cache.get(rtype)
-    if found is None:
-        element = r4().element(rtype, rtype)
-        found = invariants.invariants_for(element.constraints if element else (), rtype)
-        _resource_invariant_cache[rtype] = found
-    return found
-
-
-_prop_invariant_cache: dict[int, tuple[invariants.Invariant, ...]] = {}
-
-
-def prop_invariants(prop: Prop) -> tuple[invariants.Invariant, ...]:
-    """Invariants of the element (e.g. pat-1 on Patient.contact) plus those of its data type (per-1 on Period)."""
-    key = id(prop)  # props live as long as their cached schema
-    found = _prop_invariant_cache.get(key)
-    if found is None:
-        if prop.kind == BACKBONE and prop.child is not None:  # content references: the referenced element's rules
-            backbone = r4().element(*prop.child)
-            own = invariants.invariants_for(backbone.constraints if backbone else (), prop.child[1])
-        else:
-            own = invariants.invariants_for(prop.element.constraints, prop.element.path)
-        typed: tuple[invariants.Invariant, ...] = ()
-        if prop.kind == COMPLEX and prop.child is not None:
-            root = r4().element(prop.child[0], prop.child[1])
-            typed = invariants.invariants_for(root.constraints if root else (), prop.child[1])
-        seen = {i.key for i in own}
-        found = own + tuple(i for i in typed if i.key not in seen)
-        _prop_invariant_cache[key] = found
-    return found
-
-
 def _check_invariants(
     walk: Walk, checks: tuple[invariants.Invariant, ...], node: dict, path: str, scope: _ResourceScope
 ) -> None:
@@ -266,6 +236,7 @@ def _check_invariants(
 # -- objects -----------------------------------------------------------------------------------
 
 _ELEMENT_SCHEMA: NodeSchema | None = None
+_UNSET = object()
 _URI_CODES = frozenset({"uri", "url", "canonical"})
 
 
@@ -286,10 +257,14 @@ def _walk_object(
     *,
     is_resource: bool = False,
 ) -> None:
-    props = schema.props
+    """Check the properties of ``obj`` against ``schema`` (values, nested objects), then its required
+    elements and choice groups."""
+    plan = schema.steps
+    if plan is None:
+        plan = steps(schema)
     for key, value in obj.items():
-        prop = props.get(key)
-        if prop is None:
+        step = plan.get(key)
+        if step is None:
             if key == "resourceType" and is_resource:
                 continue
             if key[:1] == "_" and key != "_":
@@ -304,6 +279,38 @@ def _walk_object(
                 "unknown-element",
             )
             continue
+        # the happy path first: values that need no path and report nothing, objects walked directly
+        quick = step.quick
+        if step.array:
+            if type(value) is list and value:
+                if quick is not None:
+                    _primitive_items(walk, obj, key, value, step, path, scope, allowed)
+                    continue
+                child = step.child
+                if child is not None:
+                    for i, item in enumerate(value):
+                        if type(item) is dict and item and not (len(item) == 1 and "id" in item):
+                            _walk_element(walk, item, step, child, f"{path}.{key}[{i}]", scope, allowed)
+                        elif item is None:
+                            _null(walk, f"{path}.{key}[{i}]")
+                        else:
+                            _check_value(walk, step.prop, item, f"{path}.{key}[{i}]", scope, allowed, i)
+                    continue
+        elif step.plain:  # plain_string, inlined
+            if type(value) is str and value and not value.isspace():
+                continue
+        elif quick is not None:
+            if quick(value):
+                continue
+        elif (
+            step.child is not None
+            and type(value) is dict
+            and value
+            and not (len(value) == 1 and "id" in value)
+        ):
+            _walk_element(walk, value, step, step.child, path + "." + key, scope, allowed)
+            continue
+        prop = step.prop
         cpath = path + "." + key
         if value is None:
             _null(walk, cpath)
@@ -322,13 +329,10 @@ def _walk_object(
             if not value:
                 _empty(walk, cpath, "array")
                 continue
-            prim_ext = obj.get("_" + key) if prop.kind == PRIMITIVE else None
             for i, item in enumerate(value):
                 ipath = f"{cpath}[{i}]"
                 if item is None:
-                    ext_ok = isinstance(prim_ext, list) and i < len(prim_ext) and isinstance(prim_ext[i], dict)
-                    if not ext_ok:
-                        _null(walk, ipath)
+                    _null(walk, ipath)  # not a primitive (those are handled above): no ``_x`` can stand in
                     continue
                 _check_value(walk, prop, item, ipath, scope, allowed, i)
         else:
@@ -343,9 +347,9 @@ def _walk_object(
                 )
                 continue
             _check_value(walk, prop, value, cpath, scope, allowed, None)
-    for label, names in schema.required:
-        for name in names:
-            if name in obj or "_" + name in obj:
+    for label, keys in schema.required_keys:
+        for name in keys:
+            if name in obj:
                 break
         else:
             shown = label
@@ -357,6 +361,60 @@ def _walk_object(
                 f"{shown} er påkrevd (minst 1) men mangler",
                 "cardinality-min",
             )
+    if schema.choices:
+        choice_keys = schema.choice_keys
+        found = 0
+        for key in obj:
+            if key in choice_keys:
+                found += 1
+        if found > 1:  # with fewer keys no choice group can have two types present
+            _choice_single(walk, obj, schema, path)
+
+
+def _primitive_items(
+    walk: Walk,
+    obj: dict,
+    key: str,
+    items: list,
+    step: Step,
+    path: str,
+    scope: _ResourceScope,
+    allowed: frozenset[str],
+) -> None:
+    """The items of a primitive array: the yes/no check, then the full check (with its path) for the others."""
+    quick = step.quick
+    prim_ext: object = _UNSET
+    for i, item in enumerate(items):
+        if quick(item):  # type: ignore[misc]
+            continue
+        if item is None:
+            if prim_ext is _UNSET:
+                prim_ext = obj.get("_" + key)
+            ext_ok = isinstance(prim_ext, list) and i < len(prim_ext) and isinstance(prim_ext[i], dict)
+            if not ext_ok:
+                _null(walk, f"{path}.{key}[{i}]")
+            continue
+        _check_value(walk, step.prop, item, f"{path}.{key}[{i}]", scope, allowed, i)
+
+
+def _walk_element(
+    walk: Walk,
+    value: dict,
+    step: Step,
+    schema: NodeSchema,
+    path: str,
+    scope: _ResourceScope,
+    allowed: frozenset[str],
+) -> None:
+    """A non-empty object of a complex or backbone element (what ``_check_value`` does for it)."""
+    _walk_object(walk, value, schema, path, scope, allowed)
+    if step.typed:
+        _typed_checks(walk, step.prop, value, path, scope)
+    if step.checks:
+        _check_invariants(walk, step.checks, value, path, scope)
+
+
+def _choice_single(walk: Walk, obj: dict, schema: NodeSchema, path: str) -> None:
     for label, names in schema.choices.items():
         present = [n for n in names if n in obj or "_" + n in obj]
         if len(present) > 1:

@@ -38,7 +38,8 @@ from stdnum.exceptions import ValidationError as StdnumError
 from stdnum.no import fodselsnummer, orgnr
 
 from fhir_server.core.issues import Issue
-from fhir_server.core.jsonwalk import walk_objects
+
+from .object_paths import matching_objects
 
 
 class IdentifierKind(Enum):
@@ -372,6 +373,32 @@ def identity_number_in(text: str) -> bool:
 
 # --- walking a resource --------------------------------------------------------------------------------------
 
+def _names_a_known_system(node: dict) -> bool:
+    """An object with a ``value`` and a ``system`` the server checks (canonical or alias)."""
+    system = node["system"]
+    return isinstance(system, str) and "value" in node and (system in SYSTEMS or system in ALIASES)
+
+
+_MEMO_LIMIT = 4096
+_memo: dict[tuple, NumberProblem | None] = {}
+
+
+def _checked(kind: IdentifierKind, value: object, test_mode: bool, today: datetime.date) -> NumberProblem | None:
+    """:func:`check_number`, memoised for string values (it is a pure function of its arguments)."""
+    if not isinstance(value, str):
+        return check_number(kind, value, test_mode=test_mode, today=today)  # type: ignore[arg-type]
+    key = (kind, value, test_mode, today)
+    try:
+        return _memo[key]
+    except KeyError:
+        pass
+    problem = check_number(kind, value, test_mode=test_mode, today=today)
+    if len(_memo) >= _MEMO_LIMIT:
+        _memo.clear()
+    _memo[key] = problem
+    return problem
+
+
 def validate_identifiers(resource: dict, *, test_mode: bool = False,
                          today: datetime.date | None = None) -> list[Issue]:
     """Check every Identifier (``{"system", "value"}`` anywhere, contained and Bundle entries included).
@@ -381,14 +408,16 @@ def validate_identifiers(resource: dict, *, test_mode: bool = False,
     """
     issues: list[Issue] = []
     root = resource.get("resourceType") or "Resource"
-    for path, node in walk_objects(resource, root):
-        system, value = node.get("system"), node.get("value")
-        if not isinstance(system, str) or "value" not in node:
-            continue
+    found = matching_objects(resource, root, "system", _names_a_known_system)
+    if not found:
+        return issues
+    today = today or datetime.date.today()
+    for path, node in found:
+        system, value = node["system"], node["value"]
         kind = kind_of_system(system)
         if kind is None:
             continue
-        problem = check_number(kind, value, test_mode=test_mode, today=today)
+        problem = _checked(kind, value, test_mode, today)
         if problem is None:
             continue
         en, nb = _LABEL[kind]

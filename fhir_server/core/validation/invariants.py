@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from functools import lru_cache
 
 from fhir_server.core.jsonio import to_plain
 
@@ -55,6 +56,12 @@ def _instant(value: object) -> datetime | str | None:
         return None
     if len(value) <= 10:
         return value
+    return _parsed_instant(str(value))
+
+
+@lru_cache(maxsize=1024)
+def _parsed_instant(value: str) -> datetime | None:
+    """The aware datetime of a dateTime/instant string, None when it has no time zone or does not parse."""
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
@@ -117,14 +124,27 @@ def _entries(n: dict) -> list[dict]:
     return [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
 
 
+def _every_entry_has(n: dict, key: str, need: bool) -> bool:
+    """Whether ``key`` is in every entry object (need) or in none (not need); other items are ignored."""
+    entries = n.get("entry")
+    if not isinstance(entries, list):
+        return True
+    for e in entries:  # noqa: SIM110 - a loop, not all() over a generator: this runs on every Bundle
+        if isinstance(e, dict) and (key in e) != need:
+            return False
+    return True
+
+
+def _bdl_2(n: dict) -> bool:
+    return n.get("type") == "searchset" or _every_entry_has(n, "search", False)
+
+
 def _bdl_3(n: dict) -> bool:
-    need = n.get("type") in ("batch", "transaction", "history")
-    return all(("request" in e) == need for e in _entries(n))
+    return _every_entry_has(n, "request", n.get("type") in ("batch", "transaction", "history"))
 
 
 def _bdl_4(n: dict) -> bool:
-    need = n.get("type") in ("batch-response", "transaction-response", "history")
-    return all(("response" in e) == need for e in _entries(n))
+    return _every_entry_has(n, "response", n.get("type") in ("batch-response", "transaction-response", "history"))
 
 
 def _bdl_7(n: dict) -> bool:
@@ -169,17 +189,17 @@ NATIVE: dict[str, Callable[[dict], bool]] = {
     "org-1": lambda n: "identifier" in n or "name" in n,
     "org-2": lambda n: n.get("use") != "home",
     "org-3": lambda n: n.get("use") != "home",
-    "pat-1": lambda n: any(k in n for k in ("name", "telecom", "address", "organization")),
+    "pat-1": lambda n: "name" in n or "telecom" in n or "address" in n or "organization" in n,
     "prr-1": lambda n: "orderDetail" not in n or "code" in n,
     "con-1": lambda n: "summary" in n or "assessment" in n,
     "con-2": lambda n: "code" in n or "detail" in n,
     "con-4": _con_4,
     "con-5": _con_5,
     "bdl-1": lambda n: "total" not in n or n.get("type") in ("searchset", "history"),
-    "bdl-2": lambda n: n.get("type") == "searchset" or all("search" not in e for e in _entries(n)),
+    "bdl-2": _bdl_2,
     "bdl-3": _bdl_3,
     "bdl-4": _bdl_4,
-    "bdl-5": lambda n: any(k in n for k in ("resource", "request", "response")),
+    "bdl-5": lambda n: "resource" in n or "request" in n or "response" in n,
     "bdl-7": _bdl_7,
     "bdl-8": lambda n: "/_history/" not in str(n.get("fullUrl", "")),
     "bdl-9": _bdl_9,

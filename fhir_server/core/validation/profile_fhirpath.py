@@ -51,6 +51,8 @@ class Prim:
 
 
 def _plain(v: Any) -> Any:
+    if type(v) is str:  # the common case, returned as it is below too
+        return v
     v = v.value if isinstance(v, Prim) else v
     if isinstance(v, float | int) and not isinstance(v, bool):
         return Decimal(str(v))
@@ -128,22 +130,20 @@ class _Parser:
         kind, value = self.take()
         if kind == "str":
             text = value[1:-1].replace("\\'", "'")
-            return lambda c, t: [text]
+            return _literal(text)
         if kind == "num":
-            number = Decimal(value)
-            return lambda c, t: [number]
+            return _literal(Decimal(value))
         if kind == "this":
-            return lambda c, t: list(c)
+            return _mark(lambda c, t: list(c), nothrow=True)
         if value == "(":
             fn = self.implies()
             self.take(")")
             return fn
         if kind == "id":
             if value in ("true", "false"):
-                flag = value == "true"
-                return lambda c, t: [flag]
+                return _literal(value == "true")
             self.i -= 1
-            return self.step(lambda c, t: list(c), first=first)
+            return self.step(_mark(lambda c, t: list(c), nothrow=True), first=first)
         raise _Unsupported(value)
 
     def step(self, base: Fn, first: bool = False) -> Fn:
@@ -162,9 +162,13 @@ class _Parser:
                     args.append(self.implies())
             self.take(")")
             return _function(name, base, args)
+        nothrow = _nothrow(base)
         if first and name[:1].isupper():
-            return lambda c, t: [x for x in base(c, t) if isinstance(x, dict) and x.get("resourceType") == name]
-        return lambda c, t: _members(base(c, t), name)
+            return _mark(
+                lambda c, t: [x for x in base(c, t) if isinstance(x, dict) and x.get("resourceType") == name],
+                nothrow=nothrow,
+            )
+        return _mark(lambda c, t: _members(base(c, t), name), nothrow=nothrow)
 
 
 def _members(items: list, name: str) -> list:
@@ -206,8 +210,15 @@ def _truth(items: list) -> bool | None:
 
 
 def _logic(op: str, a: Fn, b: Fn) -> Fn:
+    # the right side decides nothing when the left one already does (true or, false and, false implies);
+    # it is then skipped, but only when it cannot raise (an exception would have sent us to fhirpathpy)
+    settles = {"or": True, "and": False, "implies": False}.get(op) if _nothrow(b) and _single(b) else None
+
     def run(c: list, t: Any) -> list:
-        x, y = _truth(a(c, t)), _truth(b(c, t))
+        x = _truth(a(c, t))
+        if x is not None and x is settles:
+            return [op == "or" or op == "implies"]
+        y = _truth(b(c, t))
         if op == "and":
             r = False if (x is False or y is False) else (None if (x is None or y is None) else True)
         elif op == "or":
@@ -218,10 +229,24 @@ def _logic(op: str, a: Fn, b: Fn) -> Fn:
             r = True if x is False else (y if x is True else (True if y is True else None))
         return [] if r is None else [r]
 
-    return run
+    return _mark(run, nothrow=_nothrow(a) and _nothrow(b) and _single(a) and _single(b), single=True)
 
 
 def _equal(op: str, a: Fn, b: Fn) -> Fn:
+    nothrow = _nothrow(a) and _nothrow(b)
+    constant = getattr(b, "constant", None)
+    if constant is not None:  # ``x = 'literal'``: the right side is worked out once
+        wanted = [_plain(v) for v in constant]
+
+        def run_constant(c: list, t: Any) -> list:
+            x = a(c, t)
+            if not x:
+                return []
+            same = [_plain(v) for v in x] == wanted
+            return [same if op == "=" else not same]
+
+        return _mark(run_constant, nothrow=nothrow, single=True)
+
     def run(c: list, t: Any) -> list:
         x, y = a(c, t), b(c, t)
         if not x or not y:
@@ -229,7 +254,30 @@ def _equal(op: str, a: Fn, b: Fn) -> Fn:
         same = [_plain(v) for v in x] == [_plain(v) for v in y]
         return [same if op == "=" else not same]
 
-    return run
+    return _mark(run, nothrow=nothrow, single=True)
+
+
+def _literal(value: Any) -> Fn:
+    """A string, number or boolean literal: always the same one-item collection."""
+    return _mark(lambda c, t: [value], nothrow=True, single=True, constant=[value])
+
+
+def _mark(fn: Fn, *, nothrow: bool = False, single: bool = False, constant: list | None = None) -> Fn:
+    """Facts about a compiled node: ``nothrow`` (its evaluation cannot raise on JSON input), ``single``
+    (it yields at most one item), ``constant`` (the collection it always yields)."""
+    fn.nothrow = nothrow  # type: ignore[attr-defined]
+    fn.single = single  # type: ignore[attr-defined]
+    if constant is not None:
+        fn.constant = constant  # type: ignore[attr-defined]
+    return fn
+
+
+def _nothrow(fn: Fn) -> bool:
+    return getattr(fn, "nothrow", False)
+
+
+def _single(fn: Fn) -> bool:
+    return getattr(fn, "single", False)
 
 
 def _member(op: str, a: Fn, b: Fn) -> Fn:

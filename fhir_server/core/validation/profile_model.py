@@ -20,6 +20,7 @@ from fhirpathpy.models import models
 from fhir_server.core.definitions import r4
 from fhir_server.core.packages import ConformanceRegistry
 from fhir_server.core.validation.profile_fhirpath import Unsupported, compile_fast
+from fhir_server.core.validation.profile_fhirpath_shapes import compile_shape
 from fhir_server.core.validation.snapshot import _split_id
 
 UNBOUNDED = 10**9
@@ -67,15 +68,21 @@ class Node:
     check_min: bool = True  # False when the core definition already demands this minimum
     check_max: bool = True
     check_targets: bool = True
-    by_key: dict[str, Node] | None = None  # built on first use by the validator
+    by_key: dict[str, Node] | None = None  # built on first use by the validator (profile_plan.py)
     must_check: list[Node] = field(default_factory=list)
+    inert: bool | None = None  # nothing to check here or below (profile_plan.py), worked out on first use
+    is_choice: bool = field(init=False)  # a choice element (``value[x]``): from ``name``, set once
+    profiles_of_types: list[str] | None = None  # type_profiles(), worked out on first use
 
-    @property
-    def is_choice(self) -> bool:
-        return self.name.endswith("[x]")
+    def __post_init__(self) -> None:
+        self.is_choice = self.name.endswith("[x]")
 
     def type_profiles(self) -> list[str]:
-        return [p for t in self.types for p in t.get("profile", ())]
+        """The profiles of the element's types (computed once; callers must not modify the list)."""
+        found = self.profiles_of_types
+        if found is None:
+            found = self.profiles_of_types = [p for t in self.types for p in t.get("profile", ())]
+        return found
 
     def child(self, name: str) -> Node | None:
         for c in self.children:
@@ -110,6 +117,8 @@ def compile_invariant(constraint: dict, base_path: str, primitive: bool) -> tupl
         return None, f"{key}: no FHIRPath expression"
     rewritten = _PRIMITIVE_VALUE.sub("$this", expression) if primitive else expression
     fast = compile_fast(rewritten)
+    if fast is not None:  # a hand-written evaluator where the expression has one of its shapes (same results)
+        fast = compile_shape(rewritten) or fast
     if fast is None and "hasValue()" in rewritten:
         return None, f"{key} on {base_path or 'element'}: hasValue() is not implemented in fhirpathpy"
     slow_text = f"select({rewritten})" if "$this" in rewritten else rewritten
@@ -153,6 +162,8 @@ def run_invariant(inv: Invariant, value: Any, root: Any) -> bool | None:
             return None
     if not result:
         return False
+    if len(result) == 1 and type(result[0]) is bool:  # the usual [True] / [False]: as below, sooner
+        return result[0]
     return all(r is True for r in result) if all(isinstance(r, bool) for r in result) else True
 
 
@@ -398,6 +409,8 @@ def _norm(value: Any) -> Any:
 
 def matches_fixed(instance: Any, fixed: Any) -> bool:
     """Exact equality (FHIR fixed[x]); decimals compared by value."""
+    if type(fixed) is str:  # the common case (a fixed system or code): _norm leaves both sides as they are
+        return instance == fixed
     if isinstance(fixed, dict):
         if not isinstance(instance, dict) or set(instance) - {"id", "extension"} != set(fixed):
             return False
@@ -413,6 +426,8 @@ def matches_fixed(instance: Any, fixed: Any) -> bool:
 
 def matches_pattern(instance: Any, pattern: Any) -> bool:
     """FHIR pattern[x]: every property in the pattern is present with a matching value (arrays: each item found)."""
+    if type(pattern) is str:  # as for matches_fixed: _norm(instance) == pattern is instance == pattern
+        return instance == pattern
     if isinstance(pattern, dict):
         if not isinstance(instance, dict):
             return False

@@ -23,6 +23,10 @@ core invariants) is base validation's job and is not repeated here, unless ``cor
 
 Documented defects of published profiles are tolerated only through ``profiles/suppressions.json``.
 Each profile is compiled once (cached by ``url|version``), so validation is a walk over the JSON.
+The walk skips elements that can report nothing (``profile_plan.py``), finds slices discriminated by
+one fixed string with a lookup (``_slice_table``), enters only the objects that hold extensions
+(``extension_scan.py``) and remembers per node what does not depend on the instance (reference
+targets, discriminator paths); each shortcut gives the issues of the full walk.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from fhir_server.core.definitions import r4
 from fhir_server.core.issues import Issue, is_error
 from fhir_server.core.packages import ConformanceRegistry, default_registry, is_core_url
 from fhir_server.core.pathsplit import split_outside
+from fhir_server.core.validation.extension_scan import extension_holders
 from fhir_server.core.validation.profile_model import (
     CompiledProfile,
     Node,
@@ -48,6 +53,7 @@ from fhir_server.core.validation.profile_model import (
     run_invariant,
     upper_first,
 )
+from fhir_server.core.validation.profile_plan import index_children, is_inert
 from fhir_server.core.validation.snapshot import SnapshotError, ensure_snapshot
 
 Resolver = Callable[[str], dict | None]
@@ -57,7 +63,7 @@ _REF_PATTERN = re.compile(r"(?:^|/)([A-Z][A-Za-z]+)/[A-Za-z0-9\-.]{1,64}(?:/_his
 _MAX_DEPTH = 3
 
 
-@dataclass
+@dataclass(slots=True)
 class _Ctx:
     root: dict
     resolver: Resolver | None
@@ -88,6 +94,11 @@ class ProfileValidator:
         self.unknown_claim_severity = unknown_claim_severity
         self._compiled: dict[str, CompiledProfile | str] = {}
         self._value_sets: dict[str, ValueSetIndex] = {}
+        #: per node (by id, the node kept alive): reference targets, and the node a discriminator path reaches
+        self._targets: dict[int, tuple[Node, dict[str, list[str]]]] = {}
+        self._discriminated: dict[tuple[int, str], tuple[Node, Node | None]] = {}
+        self._sds: dict[str, dict | None] = {}
+        self._slice_tables: dict[int, tuple[Node, tuple[dict[str, int], list[str]] | None]] = {}
         self._generation = registry.generation
         self._choice_suffixes = {upper_first(name) for name in r4().types}
 
@@ -97,6 +108,10 @@ class ProfileValidator:
         if self._generation != self.registry.generation:
             self._compiled.clear()
             self._value_sets.clear()
+            self._targets.clear()
+            self._discriminated.clear()
+            self._sds.clear()
+            self._slice_tables.clear()
             self._generation = self.registry.generation
 
     def compiled(self, url: str) -> CompiledProfile:
@@ -126,6 +141,15 @@ class ProfileValidator:
         if isinstance(hit, str):
             raise SnapshotError(hit)
         return hit
+
+    def _structure_definition(self, url: str) -> dict | None:
+        """``registry.structure_definition(url)``, remembered until the registry changes."""
+        self._fresh()
+        try:
+            return self._sds[url]
+        except KeyError:
+            sd = self._sds[url] = self.registry.structure_definition(url)
+            return sd
 
     def skipped_invariants(self) -> dict[str, list[str]]:
         """Per compiled profile: the invariants not evaluated (suppressed, or unsupported FHIRPath), with why."""
@@ -191,8 +215,9 @@ class ProfileValidator:
         for url in dict.fromkeys([*claims, *requested]):
             severity = "error" if url in requested else self.unknown_claim_severity
             self._guarded(self._validate_against, prefix, ctx, resource, url, prefix, ctx, severity)
-        if _has_extensions(resource):  # most resources carry none: skip the walk
-            self._guarded(self._check_extensions, prefix, ctx, resource, rtype, rtype, rtype, prefix, ctx)
+        has_extensions, holders = extension_holders(resource)
+        if has_extensions:  # most resources carry none: skip the walk
+            self._guarded(self._check_extensions, prefix, ctx, resource, rtype, rtype, rtype, prefix, ctx, holders)
         for i, contained in enumerate(_list(resource.get("contained"))):
             if isinstance(contained, dict):  # its own claims, and its extensions
                 self._validate_resource(
@@ -375,6 +400,8 @@ class ProfileValidator:
         name = child.name
         raw = obj.get(name)
         ext = obj.get("_" + name)
+        if raw is None and ext is None:  # absent (the common case for elements checked for their minimum)
+            return out
         type_code = child.json_names.get(name)
         if isinstance(raw, list) or isinstance(ext, list):
             values = raw if isinstance(raw, list) else []
@@ -383,13 +410,13 @@ class ProfileValidator:
                 value = values[i] if i < len(values) else None
                 companion = exts[i] if i < len(exts) else None
                 out.append((name, value, f"{expr}.{name}[{i}]", type_code, companion))
-        elif raw is not None or ext is not None:
+        else:
             out.append((name, raw, f"{expr}.{name}", type_code, ext))
         return out
 
     def _check_children(self, node: Node, obj: dict, expr: str, ctx: _Ctx) -> None:
         if node.by_key is None:
-            _index_children(node, self._choice_suffixes)
+            index_children(node, self._choice_suffixes)
         done: set[str] = set()
         for key in obj:
             child = node.by_key.get(key)
@@ -401,8 +428,24 @@ class ProfileValidator:
                 self._check_child(child, obj, expr, ctx)
 
     def _check_child(self, child: Node, obj: dict, expr: str, ctx: _Ctx) -> None:
+        if not child.slices and not child.is_choice and is_inert(child):
+            # only the cardinality can be wrong: count the occurrences without listing them
+            raw, ext = obj.get(child.name), obj.get("_" + child.name)
+            if isinstance(raw, list) or isinstance(ext, list):
+                count = max(len(raw) if isinstance(raw, list) else 0, len(ext) if isinstance(ext, list) else 0)
+            else:
+                count = 0 if raw is None and ext is None else 1
+            if child.min <= count <= child.max:
+                return
         items = self._occurrences(child, obj, expr)
         count = len(items)
+        if not child.slices and child.min <= count <= child.max and not child.is_choice:
+            # the common case: no cardinality issue, no slicing, no choice type to check
+            if not is_inert(child):  # an inert element reports nothing for any value
+                for _key, value, item_expr, type_code, companion in items:
+                    if type_code != "?":
+                        self._check_value(child, value, item_expr, ctx, type_code, companion)
+            return
         where = f"{expr}.{child.name[:-3] if child.is_choice else child.name}"
         if count < child.min and child.check_min:
             _add(
@@ -443,7 +486,7 @@ class ProfileValidator:
                     )
         if child.slices:
             self._check_slices(child, items, where, ctx)
-        else:
+        elif not is_inert(child):
             for _key, value, item_expr, type_code, companion in items:
                 if type_code != "?":
                     self._check_value(child, value, item_expr, ctx, type_code, companion)
@@ -457,12 +500,20 @@ class ProfileValidator:
         counts = dict.fromkeys((s.id for s in node.slices), 0)
         seen_unmatched = False
         last_slice = -1
+        table = self._slice_table(node, discriminators) if items else None
         for key, value, item_expr, type_code, companion in items:
             match_index = -1
-            for i, s in enumerate(node.slices):
-                if self._slice_matches(s, key, value, type_code, discriminators, ctx):
-                    match_index = i
-                    break
+            if table is not None:  # one string per slice at one path: a lookup finds the first slice that matches
+                found, segments = table
+                for v in self._values_at(value, segments, ctx):
+                    if isinstance(v, str) and v in found and (match_index < 0 or found[v] < match_index):
+                        match_index = found[v]
+            else:
+                reached: dict[str, list] = {}  # discriminator path -> values of this item (shared by the slices)
+                for i, s in enumerate(node.slices):
+                    if self._slice_matches(s, key, value, type_code, discriminators, ctx, reached):
+                        match_index = i
+                        break
             if match_index >= 0:
                 s = node.slices[match_index]
                 counts[s.id] += 1
@@ -488,7 +539,8 @@ class ProfileValidator:
                         f"{item_expr}: utsnittene av {where} må komme i profilens rekkefølge",
                     )
                 last_slice = max(last_slice, match_index)
-                self._check_value(s, value, item_expr, ctx, type_code, companion)
+                if not is_inert(s):
+                    self._check_value(s, value, item_expr, ctx, type_code, companion)
             else:
                 seen_unmatched = True
                 if rules == "closed":
@@ -502,7 +554,8 @@ class ProfileValidator:
                         f"(profile {ctx.profile_url})",
                         f"{item_expr} passer ikke i noe utsnitt av {where}, og utsnittene er lukket",
                     )
-                self._check_value(node, value, item_expr, ctx, type_code, companion)
+                if not is_inert(node):
+                    self._check_value(node, value, item_expr, ctx, type_code, companion)
         for s in node.slices:
             n = counts[s.id]
             if n < s.min:
@@ -528,11 +581,66 @@ class ProfileValidator:
                     f"Utsnittet '{s.slice_name}' av {where} tillater høyst {s.max_text}, fant {n}",
                 )
 
-    def _slice_matches(self, s: Node, key: str, value: Any, type_code: str | None, discriminators, ctx: _Ctx) -> bool:
+    def _slice_table(self, node: Node, discriminators: Any) -> tuple[dict[str, int], list[str]] | None:
+        """For slicing by one ``value``/``pattern`` discriminator where every slice fixes a string (or names
+        extension profiles, for ``url``): (string -> index of the first slice it selects, the path's segments).
+
+        None when the slicing is of another kind (the slices are then tried one by one). Built once per node.
+        """
+        self._fresh()
+        hit = self._slice_tables.get(id(node))
+        if hit is None:
+            hit = (node, self._build_slice_table(node, discriminators))  # the node is kept: its id stays unique
+            self._slice_tables[id(node)] = hit
+        return hit[1]
+
+    def _build_slice_table(self, node: Node, discriminators: Any) -> tuple[dict[str, int], list[str]] | None:
+        if not isinstance(discriminators, list | tuple) or len(discriminators) != 1:
+            return None
+        d = discriminators[0]
+        if not isinstance(d, dict) or d.get("type") not in ("value", "pattern"):
+            return None
+        path = d.get("path", "$this")
+        if type(path) is not str:
+            return None
+        segments = _path_segments(path)
+        if "resolve()" in segments:
+            return None
+        found: dict[str, int] = {}
+        for i, s in enumerate(node.slices):
+            # what _discriminator_ok compares the item's values with, in the same order of precedence
+            target = self._discriminated_node(s, path, segments)
+            if target is not None and target.fixed is not None:
+                wanted = [target.fixed[1]]
+            elif target is not None and target.pattern is not None:
+                wanted = [target.pattern[1]]
+            elif segments == ["url"] and s.type_profiles():
+                wanted = s.type_profiles()
+            elif target is not None and target.binding is not None:
+                return None
+            else:
+                wanted = []  # the slice matches nothing
+            for w in wanted:
+                if type(w) is not str:  # e.g. a Coding pattern: compared by structure, not by a lookup
+                    return None
+                found.setdefault(w, i)
+        return found, segments
+
+    def _slice_matches(
+        self,
+        s: Node,
+        key: str,
+        value: Any,
+        type_code: str | None,
+        discriminators,
+        ctx: _Ctx,
+        reached: dict[str, list] | None = None,
+    ) -> bool:
         if not discriminators:
             return self._conforms(s, value, type_code, ctx)
         for d in discriminators:
-            if not self._discriminator_ok(s, d.get("type"), d.get("path", "$this"), key, value, type_code, ctx):
+            path = d.get("path", "$this")
+            if not self._discriminator_ok(s, d.get("type"), path, key, value, type_code, ctx, reached):
                 return False
         return True
 
@@ -548,11 +656,26 @@ class ProfileValidator:
         return not any(is_error(i) for i in trial.issues)
 
     def _discriminator_ok(
-        self, s: Node, dtype: str | None, path: str, key: str, value: Any, type_code: str | None, ctx: _Ctx
+        self,
+        s: Node,
+        dtype: str | None,
+        path: str,
+        key: str,
+        value: Any,
+        type_code: str | None,
+        ctx: _Ctx,
+        reached: dict[str, list] | None = None,
     ) -> bool:
+        """``reached``: values of this item per discriminator path, filled and reused across the slices
+        (not for paths through ``resolve()``, whose resolver is called each time as before)."""
         segments = _path_segments(path)
-        values = self._values_at(value, segments, ctx)
-        target = self._node_at(s, segments)
+        if reached is not None and type(path) is str and "resolve()" not in segments:
+            values = reached.get(path)
+            if values is None:
+                values = reached[path] = self._values_at(value, segments, ctx)
+        else:
+            values = self._values_at(value, segments, ctx)
+        target = self._discriminated_node(s, path, segments)
         if dtype in ("value", "pattern"):
             if target is not None and target.fixed is not None:
                 return any(matches_fixed(v, target.fixed[1]) for v in values)
@@ -650,6 +773,18 @@ class ProfileValidator:
                     elif k == stem and isinstance(v[k], dict) and "resourceType" in v[k]:
                         out.append(v[k]["resourceType"])
         return out
+
+    def _discriminated_node(self, s: Node, path: str, segments: list[str]) -> Node | None:
+        """:meth:`_node_at` for a discriminator path, computed once per (slice, path)."""
+        if type(path) is not str:  # a malformed profile: no memo, the walk fails as it would have
+            return self._node_at(s, segments)
+        self._fresh()
+        key = (id(s), path)
+        hit = self._discriminated.get(key)
+        if hit is None:
+            hit = (s, self._node_at(s, segments))  # the slice is kept so that its id is not reused
+            self._discriminated[key] = hit
+        return hit[1]
 
     def _node_at(self, s: Node, segments: list[str]) -> Node | None:
         node: Node | None = s
@@ -756,18 +891,28 @@ class ProfileValidator:
         m = _REF_PATTERN.search(reference)
         return (m.group(1) if m else None), None
 
-    def _check_reference(self, node: Node, value: dict, expr: str, ctx: _Ctx) -> None:
-        target_profiles = [p for t in node.types if t["code"] == "Reference" for p in t.get("targetProfile", ())]
-        if not target_profiles:
-            return
+    def _reference_targets(self, node: Node) -> dict[str, list[str]]:
+        """Target type -> its target profiles (empty: any profile) allowed by ``node``; computed once per node."""
+        self._fresh()
+        hit = self._targets.get(id(node))
+        if hit is not None:
+            return hit[1]
         allowed: dict[str, list[str]] = {}
-        for url in target_profiles:
-            if is_core_url(url) and r4().type(url.rsplit("/", 1)[-1]) is not None:
-                allowed.setdefault(url.rsplit("/", 1)[-1], [])
-            else:
-                sd = self.registry.structure_definition(url)
-                if sd is not None:
-                    allowed.setdefault(sd.get("type", ""), []).append(url)
+        for t in node.types:
+            if t["code"] != "Reference":
+                continue
+            for url in t.get("targetProfile", ()):
+                if is_core_url(url) and r4().type(url.rsplit("/", 1)[-1]) is not None:
+                    allowed.setdefault(url.rsplit("/", 1)[-1], [])
+                else:
+                    sd = self.registry.structure_definition(url)
+                    if sd is not None:
+                        allowed.setdefault(sd.get("type", ""), []).append(url)
+        self._targets[id(node)] = (node, allowed)  # the node is kept so that its id is not reused
+        return allowed
+
+    def _check_reference(self, node: Node, value: dict, expr: str, ctx: _Ctx) -> None:
+        allowed = self._reference_targets(node)
         if not allowed or "Resource" in allowed:
             return
         reference = value.get("reference")
@@ -826,8 +971,14 @@ class ProfileValidator:
 
     # -- extensions -----------------------------------------------------------------------------
 
-    def _check_extensions(self, obj: dict, type_name: str, path: str, full: str, expr: str, ctx: _Ctx) -> None:
-        """Find every extension in ``obj`` (an element of ``type_name`` at ``path``) and check it."""
+    def _check_extensions(
+        self, obj: dict, type_name: str, path: str, full: str, expr: str, ctx: _Ctx, holders: set[int] | None = None
+    ) -> None:
+        """Find every extension in ``obj`` (an element of ``type_name`` at ``path``) and check it.
+
+        ``holders``: ids of the objects with an extension at or below them (``extension_scan.py``); the
+        walk does not enter the others, where it would find nothing. None: the walk enters every object.
+        """
         defs = r4()
         kids = defs.children(type_name, path) if defs.type(type_name) else {}
         for key, val in obj.items():
@@ -856,22 +1007,24 @@ class ProfileValidator:
             items = val if isinstance(val, list) else [val]
             code = child.type_code
             for i, item in enumerate(items):
-                if not isinstance(item, dict):
+                if not isinstance(item, dict) or (holders is not None and id(item) not in holders):
                     continue
                 where = f"{expr}.{key}[{i}]" if isinstance(val, list) else f"{expr}.{key}"
                 if code == "Resource" or "resourceType" in item:
                     continue  # resources inside (Bundle entries, contained) are checked on their own
                 if code in ("BackboneElement", "Element") or code is None:
                     sub = child.element.content_reference.lstrip("#") if child.element.content_reference else None
-                    self._check_extensions(item, type_name, sub or child.element.path, f"{full}.{key}", where, ctx)
+                    self._check_extensions(
+                        item, type_name, sub or child.element.path, f"{full}.{key}", where, ctx, holders
+                    )
                 elif defs.type(code) is not None and not defs.is_primitive(code):
-                    self._check_extensions(item, code, code, f"{full}.{key}", where, ctx)
+                    self._check_extensions(item, code, code, f"{full}.{key}", where, ctx, holders)
 
     def _check_extension(self, ext: dict, host: tuple[str, str, str | None], expr: str, ctx: _Ctx) -> None:
         url = ext.get("url")
         if not isinstance(url, str) or ":" not in url:
             return  # relative urls belong to a complex extension; a missing url is base validation's job
-        sd = self.registry.structure_definition(url)
+        sd = self._structure_definition(url)
         if sd is None:
             if expr.rsplit(".", 1)[-1].startswith("modifierExtension["):
                 # an unknown modifier extension may change the meaning of the resource: it cannot be accepted
@@ -938,20 +1091,6 @@ class ProfileValidator:
 # ------------------------------------------------------------------------------------------------
 
 
-def _has_extensions(node: Any) -> bool:
-    """True when an extension (or a primitive's ``_x`` extension holder) appears anywhere outside nested resources."""
-    if isinstance(node, list):
-        return any(_has_extensions(item) for item in node)
-    if not isinstance(node, dict):
-        return False
-    for key, value in node.items():
-        if key in ("extension", "modifierExtension") or key[0] == "_":
-            return True
-        if isinstance(value, dict | list) and key not in ("contained", "resource") and _has_extensions(value):
-            return True
-    return False
-
-
 def _list(value: Any) -> list:
     return value if isinstance(value, list) else []
 
@@ -966,22 +1105,6 @@ def _contained_by_id(resource: dict) -> dict[str, dict]:
     return {
         c["id"]: c for c in _list(resource.get("contained")) if isinstance(c, dict) and isinstance(c.get("id"), str)
     }
-
-
-def _index_children(node: Node, suffixes: set[str]) -> None:
-    """Per node: JSON key -> child (``_x`` and every choice spelling included), and the children always checked."""
-    by_key: dict[str, Node] = {}
-    for child in node.children:
-        if child.is_choice:
-            stem = child.name[:-3]
-            for suffix in suffixes:
-                by_key[stem + suffix] = child
-                by_key["_" + stem + suffix] = child
-        else:
-            by_key[child.name] = child
-            by_key["_" + child.name] = child
-    node.must_check = [c for c in node.children if c.min > 0 or any(s.min > 0 for s in c.slices)]
-    node.by_key = by_key
 
 
 def _add(ctx: _Ctx, severity: str, code: str, expr: str, rule: str, en: str, nb: str) -> None:
@@ -1007,10 +1130,21 @@ def _codes_of(value: Any, type_code: str | None) -> list[tuple[str | None, str |
     return None
 
 
+_SEGMENTS: dict[str, list[str]] = {}
+
+
 def _path_segments(path: str) -> list[str]:
-    """A FHIRPath-like path in segments, dots inside parentheses kept; no trailing empty segment."""
-    segments = split_outside(path, opening="(", closing=")")
-    return segments[:-1] if segments[-1] == "" else segments
+    """A FHIRPath-like path in segments, dots inside parentheses kept; no trailing empty segment.
+
+    Memoised (discriminator paths are few); callers must not modify the list.
+    """
+    segments = _SEGMENTS.get(path) if type(path) is str else None
+    if segments is None:
+        segments = split_outside(path, opening="(", closing=")")
+        segments = segments[:-1] if segments[-1] == "" else segments
+        if type(path) is str and len(_SEGMENTS) < 4096:
+            _SEGMENTS[path] = segments
+    return segments
 
 
 def _context_ok(context: dict, host: tuple[str, str, str | None]) -> bool:

@@ -56,6 +56,11 @@ class NodeSchema:
     required: tuple[tuple[str, tuple[str, ...]], ...]
     #: choice groups with more than one JSON name: element name -> property names
     choices: dict[str, tuple[str, ...]]
+    #: the property names (plain and ``_``-prefixed) of ``required``, and of all the ``choices``
+    required_keys: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    choice_keys: frozenset[str] = frozenset()
+    #: per property: how the walk checks it (``walk_plan.py``), filled on the first walk
+    steps: dict | None = None
 
 
 def root_path(type_name: str) -> str:
@@ -133,12 +138,17 @@ def node_schema(type_name: str, path: str) -> NodeSchema:
             required.setdefault(label, []).append(name)
         if element.is_choice:
             choices.setdefault(label, []).append(name)
+    multi = {label: tuple(names) for label, names in choices.items() if len(names) > 1}
     return NodeSchema(
         type_name=type_name,
         path=path,
         props=props,
         required=tuple((label, tuple(names)) for label, names in required.items()),
-        choices={label: tuple(names) for label, names in choices.items() if len(names) > 1},
+        choices=multi,
+        required_keys=tuple(
+            (label, tuple(k for n in names for k in (n, "_" + n))) for label, names in required.items()
+        ),
+        choice_keys=frozenset(k for names in multi.values() for n in names for k in (n, "_" + n)),
     )
 
 
