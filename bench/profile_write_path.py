@@ -41,28 +41,11 @@ from fhir_server.core import jsonio  # noqa: E402
 from fhir_server.core.seed import seed, seed_conformance  # noqa: E402
 from fhir_server.core.transaction import BundleProcessor  # noqa: E402
 from fhir_server.server import Server, build_server  # noqa: E402
+from tests.api.fhirhttp import fnr  # noqa: E402
 
 BUNDLE = ROOT / "tests" / "data" / "referral-transaction.json"
 SHARED = ROOT.parent / "shared" / "reference"
 PLAIN_CATEGORY = "409063005"  # a ServiceRequest category that is not "patient referral"
-
-
-def fnr(birth_date: str, seed: int) -> str:
-    """A fødselsnummer with valid check digits for ``birth_date`` (YYYY-MM-DD), varied by ``seed``."""
-    year, month, day = birth_date.split("-")
-    for n in range(1000):
-        individual = (seed + n) % 499
-        digits = [int(c) for c in f"{day}{month}{year[2:]}{individual:03d}"]
-        k1 = 11 - sum(w * d for w, d in zip((3, 7, 6, 1, 8, 9, 4, 5, 2), digits, strict=True)) % 11
-        k1 = 0 if k1 == 11 else k1
-        if k1 == 10:
-            continue
-        digits.append(k1)
-        k2 = 11 - sum(w * d for w, d in zip((5, 4, 3, 2, 7, 6, 5, 4, 3, 2), digits, strict=True)) % 11
-        k2 = 0 if k2 == 11 else k2
-        if k2 != 10:
-            return "".join(map(str, digits)) + str(k2)
-    raise ValueError("no valid fødselsnummer")
 
 
 class Bundles:
@@ -79,7 +62,7 @@ class Bundles:
         bundle = copy.deepcopy(self.template)
         birth = f"{1950 + n % 50}-{1 + (n // 50) % 12:02d}-{1 + (n // 600) % 28:02d}"
         patient = bundle["entry"][0]["resource"]
-        patient["identifier"][0]["value"] = fnr(birth, n)
+        patient["identifier"][0]["value"] = fnr(birth, f"{n:x}")
         patient["birthDate"] = birth
         bundle["entry"][5]["resource"]["identifier"][0]["value"] = f"henv-{self.prefix}-{n}"
         return bundle

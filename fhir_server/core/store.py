@@ -316,6 +316,10 @@ class _FastReads:
             raise
 
 
+#: From this many rows on, PostgreSQL inserts go through COPY (fewer: INSERT is as quick and simpler).
+COPY_THRESHOLD = 20
+
+
 class Store:
     """Reads and transactional writes of versioned resources."""
 
@@ -337,6 +341,12 @@ class Store:
             sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})"
             prepared = self._insert_sql[table.name] = (sql, columns)
         sql, columns = prepared
+        if not self.db.is_sqlite and len(rows) >= COPY_THRESHOLD:
+            # PostgreSQL: COPY streams the rows in one statement, several times cheaper than one INSERT each
+            with cursor.copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(tuple(map(row.get, columns)))
+            return
         cursor.executemany(sql, [tuple(map(row.get, columns)) for row in rows])
 
     def insert_labels(self, cursor: Any, rows: list[dict]) -> None:
