@@ -139,6 +139,9 @@ def build_server(settings: Settings) -> Server:
     from fhir_server.domain.routing_tables import default_tables
 
     server.intake = IntakePipeline(service, server.pathways, default_tables())
+    from fhir_server.domain.region_access import region_follows_task_owner
+
+    store.write_hooks.append(region_follows_task_owner(default_tables()))
     server.terminology = build_terminology(conformance, service)
     log.info("server ready on %s (%s)", settings.database_url.split("@")[-1], db.dialect)
     return server

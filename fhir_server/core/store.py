@@ -182,6 +182,8 @@ class WriteUnit:
         writer = access.current()
         if writer is not None and writer.stamps:
             self._labels.extend(access.label_rows([(resource_type, resource_id)], writer.stamps))
+        for hook in self.store.write_hooks:
+            hook(self, resource)
         return stored, not exists
 
     def add_labels(self, keys: list[tuple[str, str]], labels: list[str]) -> None:
@@ -328,6 +330,9 @@ class Store:
         self.registry = registry
         self.fast = _FastReads(db)
         self._insert_sql: dict[str, tuple[str, list[str]]] = {}
+        #: Called with (unit, resource) after each resource is put, inside its transaction (domain rules
+        #: that add access labels, e.g. a referral becoming visible to the region its Task is owned by).
+        self.write_hooks: list[Callable[[WriteUnit, dict], None]] = []
         self._match_sql: dict[tuple, str] = {}
         mark = "?" if db.is_sqlite else "%s"
         self.current_sql = f"SELECT version_id, deleted FROM resources WHERE res_type = {mark} AND res_id = {mark}"

@@ -315,3 +315,21 @@ def test_limits_answer_with_clear_outcomes(fhir):
     r = requests.post(f"{fhir.base}/Patient", data=big, headers={"Content-Type": "application/fhir+json", **fhir.auth},
                       timeout=60)
     assert r.status_code == 413 and r.json()["issue"][0]["code"] == "too-costly"
+
+
+def test_forwarding_a_referral_shows_it_to_the_new_region(world, fhir):
+    """Helse Vest forwards a referral to Helse Nord (the Task's owner changes): Helse Nord now sees it all."""
+    clients, _, _ = world
+    vest, nord = clients["vest"], clients["nord"]
+    forwarded = sent(clients["ehr_a"], f"{time.time_ns() % 16**12:012x}", "4601")
+    for path in (forwarded.task, forwarded.service_request, forwarded.patient):
+        assert nord.get(path).status_code == 404
+    task = vest.get(forwarded.task).json()
+    task["owner"] = {"reference": "Organization/rhf-helse-nord", "display": "Helse Nord RHF"}
+    assert vest.put(forwarded.task, task).status_code == 200
+    for path in (forwarded.task, forwarded.service_request, forwarded.patient):
+        assert nord.get(path).status_code == 200, path
+        assert vest.get(path).status_code == 200, path  # the forwarding region keeps what it saw
+    queue = nord.search(f"Task?owner=Organization/rhf-helse-nord&focus={forwarded.service_request}")
+    assert queue["total"] == 1
+    assert clients["ehr_b"].get(forwarded.service_request).status_code == 404  # still nobody else's
