@@ -16,6 +16,7 @@ from fhir_server.api.rest import server
 from fhir_server.core import jsonio
 from fhir_server.core.issues import FhirError, has_errors, operation_outcome
 from fhir_server.domain.intake import IntakeResult
+from fhir_server.domain.mapping.model import MappedReferral
 from fhir_server.security.policy import Need
 
 MESSAGE_EVENTS = "https://fhir.referral-hub.no/CodeSystem/message-event"
@@ -120,10 +121,7 @@ def _henvisning_xml() -> Response:
     if len(data) > server().settings.max_body_bytes:
         raise FhirError.single(413, "too-costly", "the message is larger than the body limit")
     mapped = parse_henvisning(data, test_mode=server().settings.test_mode)
-    if has_errors(mapped.issues) or not mapped.bundle:
-        raise FhirError(422, mapped.issues)
-    result = server().intake.submit(mapped.bundle, action=mapped.action or "create")  # type: ignore[union-attr]
-    result.issues = [*mapped.issues, *result.issues]
+    result = _submit_mapped(mapped)
     event = {"system": MESSAGE_EVENTS, "code": f"referral-{'new' if mapped.action == 'create' else mapped.action}"}
     return intake_response(result, mapped.message_id, event)
 
@@ -142,9 +140,14 @@ def referral_form(call: OperationCall) -> Response:
         raise FhirError.single(400, "structure", str(exc)) from exc
     if not isinstance(data, dict):
         raise FhirError.single(400, "structure", "the form must be a JSON object")
-    mapped = form_to_bundle(data, test_mode=server().settings.test_mode)
+    result = _submit_mapped(form_to_bundle(data, test_mode=server().settings.test_mode))
+    return intake_response(result, None, {"system": MESSAGE_EVENTS, "code": "referral-new"})
+
+
+def _submit_mapped(mapped: MappedReferral) -> IntakeResult:
+    """A referral mapped from another format through the intake; 422 with the mapping's issues if it failed."""
     if has_errors(mapped.issues) or not mapped.bundle:
         raise FhirError(422, mapped.issues)
     result = server().intake.submit(mapped.bundle, action=mapped.action or "create")  # type: ignore[union-attr]
     result.issues = [*mapped.issues, *result.issues]
-    return intake_response(result, None, {"system": MESSAGE_EVENTS, "code": "referral-new"})
+    return result

@@ -37,7 +37,7 @@ def install(app: Flask, security_gate: SecurityGate, base_path: str) -> None:
         g.fhir_path = path
         if path is None or path in PUBLIC_PATHS:
             return
-        g.info = describe(request.method, path, bool(request.query_string))
+        g.info = describe(request.method, path)
         g.caller = security_gate.authenticate(request.headers.get("Authorization"))
         g.admission = security_gate.admit(g.info, g.caller)
         g.access_token = access.enter(g.admission.access)
@@ -48,7 +48,7 @@ def install(app: Flask, security_gate: SecurityGate, base_path: str) -> None:
         if path is None or path in PUBLIC_PATHS:
             return response
         admission: Admission | None = g.get("admission")
-        info = admission.info if admission else g.get("info") or describe(request.method, path, False)
+        info = admission.info if admission else g.get("info") or describe(request.method, path)
         query = request.query_string.decode(errors="replace") or None
         if request.method == "POST" and request.mimetype == "application/x-www-form-urlencoded":
             query = request.get_data(as_text=True) or query  # POST _search: the query is the form

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, Connection, and_, exists, or_, select
+from sqlalchemy import ColumnElement, Connection, exists, or_, select
 
 from fhir_server.core.schema import access_labels
 
@@ -101,31 +101,27 @@ def restriction(resource_type: str) -> frozenset[str] | None:
     return access.labels
 
 
+def _carries(resource_type: object, resource_id: object, labels: frozenset[str]) -> ColumnElement:
+    """SQL: the resource (columns or values) carries one of ``labels``."""
+    return exists().where(
+        access_labels.c.res_type == resource_type,
+        access_labels.c.res_id == resource_id,
+        access_labels.c.label.in_(sorted(labels) or [""]),
+    )
+
+
 def visible_condition(type_column: ColumnElement, id_column: ColumnElement) -> ColumnElement | None:
     """A SQL condition on rows of (type, id) columns that keeps what the caller may see; None: no filter."""
     access = _current.get()
     if access is None or access.unrestricted:
         return None
-    labelled = exists().where(
-        access_labels.c.res_type == type_column,
-        access_labels.c.res_id == id_column,
-        access_labels.c.label.in_(sorted(access.labels) or [""]),
-    )
-    return or_(type_column.in_(sorted(PUBLIC_TYPES)), labelled)
+    return or_(type_column.in_(sorted(PUBLIC_TYPES)), _carries(type_column, id_column, access.labels))
 
 
 def labelled_condition(resource_type: str, id_column: ColumnElement) -> ColumnElement | None:
     """As :func:`visible_condition`, for rows of one known resource type."""
     labels = restriction(resource_type)
-    if labels is None:
-        return None
-    return exists().where(
-        and_(
-            access_labels.c.res_type == resource_type,
-            access_labels.c.res_id == id_column,
-            access_labels.c.label.in_(sorted(labels) or [""]),
-        )
-    )
+    return None if labels is None else _carries(resource_type, id_column, labels)
 
 
 def is_visible(conn: Connection, resource_type: str, resource_id: str) -> bool:
@@ -133,14 +129,7 @@ def is_visible(conn: Connection, resource_type: str, resource_id: str) -> bool:
     labels = restriction(resource_type)
     if labels is None:
         return True
-    if not labels:
-        return False
-    query = select(access_labels.c.label).where(
-        access_labels.c.res_type == resource_type,
-        access_labels.c.res_id == resource_id,
-        access_labels.c.label.in_(sorted(labels)),
-    )
-    return conn.execute(query.limit(1)).first() is not None
+    return bool(labels) and bool(conn.execute(select(_carries(resource_type, resource_id, labels))).scalar())
 
 
 def label_rows(keys: Iterable[tuple[str, str]], labels: Iterable[str]) -> list[dict]:

@@ -444,17 +444,13 @@ class Store:
         """The current version; 404 if unknown, 410 if deleted."""
         if conn is None:
             raw = self.fast.row(resource_type, resource_id)
-            if raw is None:
-                raise not_found(resource_type, resource_id)
-            body = raw[5].encode() if isinstance(raw[5], str) else raw[5]
-            stored = StoredResource(raw[0], raw[1], raw[2], raw[3], body, bool(raw[4]))
         else:
             rows = _fetch_all(conn, self.fast.sql, (resource_type, resource_id))
-            if not rows:
-                raise not_found(resource_type, resource_id)
-            raw = rows[0]
-            body = raw[5].encode() if isinstance(raw[5], str) else raw[5]
-            stored = StoredResource(raw[0], raw[1], raw[2], raw[3], body, bool(raw[4]))
+            raw = rows[0] if rows else None
+        if raw is None:
+            raise not_found(resource_type, resource_id)
+        body = raw[5].encode() if isinstance(raw[5], str) else raw[5]
+        stored = StoredResource(raw[0], raw[1], raw[2], raw[3], body, bool(raw[4]))
         if access.restriction(resource_type) is not None and not self._visible(resource_type, resource_id, conn):
             raise not_found(resource_type, resource_id)
         if stored.deleted:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from fhir_server.core import access, jsonio
 from fhir_server.core.issues import FhirError
 from fhir_server.core.jsonwalk import walk_objects
+from fhir_server.core.search.index import parse_reference
 from fhir_server.core.store import WriteUnit
 from fhir_server.domain.routing_tables import ORGNR_SYSTEM, Org, RoutingTables
 
@@ -50,12 +51,12 @@ def region_follows_task_owner(tables: RoutingTables) -> Callable[[WriteUnit, dic
 
 
 def _relative(reference: object) -> list[tuple[str, str]]:
-    """``[(type, id)]`` of a relative reference (``Type/id``), else nothing."""
+    """``[(type, id)]`` of a reference to a resource on this server (``Type/id``), else nothing."""
     text = reference.get("reference") if isinstance(reference, dict) else None
-    if not isinstance(text, str) or text.count("/") != 1 or ":" in text:
+    if not isinstance(text, str) or ":" in text:  # absolute URLs, urn:uuid: and the like
         return []
-    rtype, rid = text.split("/")
-    return [(rtype, rid)]
+    rtype, rid, _ = parse_reference(text)
+    return [(rtype, rid)] if rtype and rid else []
 
 
 def _references_of(unit: WriteUnit, resource_type: str, resource_id: str) -> list[tuple[str, str]]:

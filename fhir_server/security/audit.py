@@ -39,10 +39,6 @@ _INTERACTION_SYSTEM = "http://hl7.org/fhir/restful-interaction"
 _SOURCE_TYPE = {"system": "http://terminology.hl7.org/CodeSystem/security-source-type", "code": "4"}
 _ORGANISATION_ROLE = {"text": "the organisation the client acts for"}
 _APPLICATION = {"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "110150", "display": "Application"}
-_INTERACTION_CODES = {
-    "read", "vread", "update", "patch", "delete", "history-instance", "history-type", "history-system",
-    "create", "search-type", "search-system", "capabilities", "transaction", "batch", "operation",
-}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -82,11 +78,10 @@ def audit_event(record: AuditRecord, recorded: str, observer: str) -> dict:
             {"type": _ORGANISATION_ROLE, "who": {"identifier": {"system": ORGNR_SYSTEM, "value": orgnr}},
              "requestor": False}
         )
-    code = info.interaction if info.interaction in _INTERACTION_CODES else "operation"
     event: dict = {
         "resourceType": "AuditEvent",
         "type": _EVENT_TYPE,
-        "subtype": [{"system": _INTERACTION_SYSTEM, "code": code}],
+        "subtype": [{"system": _INTERACTION_SYSTEM, "code": info.interaction}],
         "action": info.action,
         "recorded": recorded,
         "outcome": outcome_code(record.status),
@@ -122,6 +117,7 @@ class AuditTrail:
         self._queue: queue.Queue[tuple[AuditRecord, str]] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
+        self._start_lock = threading.Lock()
 
     def record(self, record: AuditRecord) -> None:
         """Queue one request's audit record (stamped with the time now)."""
@@ -130,7 +126,7 @@ class AuditTrail:
             self._start()
 
     def _start(self) -> None:
-        with _START_LOCK:
+        with self._start_lock:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
                 self._thread.start()
@@ -177,5 +173,3 @@ class AuditTrail:
         while self.flush():
             pass
 
-
-_START_LOCK = threading.Lock()

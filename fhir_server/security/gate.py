@@ -25,7 +25,7 @@ from fhir_server.security.policy import (
     needs,
 )
 from fhir_server.security.rate_limit import RateLimiter
-from fhir_server.security.scopes import LETTERS, required_scope
+from fhir_server.security.scopes import required_scope
 from fhir_server.security.tokens import Caller, KeySource, TokenRejected, TokenVerifier
 
 SMART_SECURITY_SERVICE = "http://terminology.hl7.org/CodeSystem/restful-security-service"
@@ -54,9 +54,8 @@ class SecurityGate:
         self.settings = settings
         self.development = settings.auth_mode == "development"
         if self.development:
-            issuer, jwks = dev_issuer.DEV_ISSUER, settings.dev_key_path
-            dev_issuer.private_jwk(jwks)  # created on first use
-            keys = KeySource(dev_issuer.public_jwks(jwks))
+            issuer = dev_issuer.DEV_ISSUER
+            keys = KeySource(dev_issuer.public_jwks(settings.dev_key_path))  # the key is created on first use
         else:
             require_trusted_issuer(settings)
             issuer = settings.auth_issuer or ""
@@ -111,10 +110,7 @@ class SecurityGate:
 
     def check(self, caller: Caller, need: Need, expression: str | None = None) -> None:
         """Raise 403 unless a scope of the caller grants the need."""
-        if need.resource_type == "*":
-            if any(caller.scopes.allows_everywhere(letter) for letter in need.letters):
-                return
-        elif any(caller.scopes.allows(need.resource_type, letter) for letter in need.letters):
+        if any(caller.scopes.allows(need.resource_type, letter) for letter in need.letters):
             return
         wanted = " or ".join(required_scope(need.resource_type, letter) for letter in need.letters)
         raise _forbidden(f"the token's scopes do not allow this: it needs {wanted}", expression)
@@ -127,10 +123,8 @@ class SecurityGate:
         admin = self.policy.is_admin(admission.caller)
         for index, need in bundle_needs(bundle):
             where = f"Bundle.entry[{index}].request"
-            if need.resource_type in SERVER_WRITTEN_TYPES and not (need.letters in "rs" and admin):
+            if need.resource_type in SERVER_WRITTEN_TYPES and not (need.letters in ("r", "s") and admin):
                 raise _forbidden(f"{need.resource_type} resources are written by the server only", where)
-            if need.letters == LETTERS:
-                continue  # not a FHIR interaction; the Bundle processor refuses it
             self.check(admission.caller, need, where)
         kind = bundle.get("type") if bundle.get("type") in ("batch", "transaction") else "batch"
         return replace(admission, info=RequestInfo(kind))

@@ -25,13 +25,13 @@ _ACTIONS = {"create": "C", "update": "U", "patch": "U", "delete": "D"}
 
 @dataclass(frozen=True)
 class RequestInfo:
-    """A request as FHIR sees it: interaction (restful-interaction code), type, id, operation."""
+    """A request as FHIR sees it: interaction (a code of http://hl7.org/fhir/restful-interaction), type,
+    id, operation."""
 
     interaction: str
     resource_type: str | None = None
     resource_id: str | None = None
     operation: str | None = None
-    conditional: bool = False
 
     @property
     def action(self) -> str:
@@ -51,7 +51,7 @@ class Need:
     letters: str
 
 
-def describe(method: str, path: str, has_query: bool) -> RequestInfo:
+def describe(method: str, path: str) -> RequestInfo:
     """Classify a request; ``path`` is relative to the FHIR base, without leading or trailing ``/``."""
     parts = [p for p in path.split("/") if p] if path else []
     if not parts:
@@ -68,11 +68,11 @@ def describe(method: str, path: str, has_query: bool) -> RequestInfo:
     rtype = head
     if len(parts) == 1:
         if method == "POST":
-            return RequestInfo("create", rtype, conditional=has_query)
+            return RequestInfo("create", rtype)
         if method == "PUT":
-            return RequestInfo("update", rtype, conditional=True)
+            return RequestInfo("update", rtype)  # conditional update
         if method == "DELETE":
-            return RequestInfo("delete", rtype, conditional=True)
+            return RequestInfo("delete", rtype)  # conditional delete
         return RequestInfo("search-type", rtype)
     second = parts[1]
     if second == "_search":
@@ -107,19 +107,21 @@ def needs(info: RequestInfo, operation_needs: dict[str, tuple[Need, ...]]) -> tu
 
 
 def bundle_needs(bundle: dict) -> list[tuple[int, Need]]:
-    """Per entry of a batch or transaction: the permission its request takes (for ``Bundle.entry[i]``)."""
+    """Per entry of a batch or transaction: the permission its request takes (for ``Bundle.entry[i]``).
+
+    Entries that are no interaction on a resource type (absolute URLs, operations) are left out: the
+    Bundle processor refuses them."""
     found: list[tuple[int, Need]] = []
     for index, entry in enumerate(bundle.get("entry") or []):
         request = entry.get("request") if isinstance(entry, dict) else None
         if not isinstance(request, dict):
             continue
         method, url = str(request.get("method", "")), str(request.get("url", ""))
-        path, _, query = url.partition("?")
+        path = url.partition("?")[0]
         if path.startswith(("http://", "https://")):
-            continue  # absolute URLs are refused by the Bundle processor
-        info = describe(method, path.strip("/"), bool(query))
+            continue
+        info = describe(method, path.strip("/"))
         if info.interaction == "operation" or not info.resource_type:
-            found.append((index, Need("*", "cruds")))  # not allowed inside Bundles: the processor says why
             continue
         found.append((index, Need(info.resource_type, INTERACTION_LETTER.get(info.interaction, "r"))))
     return found

@@ -53,12 +53,9 @@ class ScopeSet:
         return cls({k: frozenset(v) for k, v in grants.items()})
 
     def allows(self, resource_type: str, letter: str) -> bool:
-        """True when a scope grants ``letter`` on ``resource_type`` (or on every type)."""
+        """True when a scope grants ``letter`` on ``resource_type`` (or on every type); type ``*`` asks
+        for a grant on every type (``system/*.<letter>``)."""
         return letter in self.grants.get(resource_type, ()) or letter in self.grants.get("*", ())
-
-    def allows_everywhere(self, letter: str) -> bool:
-        """True when ``letter`` is granted on every resource type (``system/*.<letter>``)."""
-        return letter in self.grants.get("*", ())
 
     def __bool__(self) -> bool:
         return bool(self.grants)

@@ -26,7 +26,8 @@ def test_v2_letters_v1_words_wildcards_and_rubbish():
     assert not scopes.allows("Patient", "s")  # patient-level and query-narrowed scopes are not taken
     assert not scopes.allows("Basic", "c")  # letters out of order
     assert all(scopes.allows("Goal", letter) for letter in "cruds")
-    assert ScopeSet.parse(["system/*.read"]).allows_everywhere("s")
+    assert ScopeSet.parse(["system/*.read"]).allows("*", "s")
+    assert not ScopeSet.parse(["system/Task.read"]).allows("*", "s")
 
 
 @pytest.mark.parametrize(
@@ -44,13 +45,13 @@ def test_v2_letters_v1_words_wildcards_and_rubbish():
     ],
 )
 def test_each_interaction_needs_its_letter(method, path, interaction, letter):
-    info = describe(method, path, False)
+    info = describe(method, path)
     assert info.interaction == interaction
     assert [(n.resource_type, n.letters) for n in needs(info, {})] == [("Patient", letter)]
 
 
 def test_undeclared_operations_are_for_administrators():
-    assert needs(describe("POST", "Patient/$everything", False), {}) is None
+    assert needs(describe("POST", "Patient/$everything"), {}) is None
 
 
 def test_rs256_token_against_a_jwks_file(tmp_path):
