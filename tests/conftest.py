@@ -84,6 +84,7 @@ def start_server(
     extra: list[str] | None = None,
     port: int | None = None,
     dev: bool = True,
+    access_log: bool = True,
 ) -> RunningServer:
     """Start ``fhir-server serve``; in development mode (``--dev``) unless ``dev`` is False."""
     port = port or free_port()
@@ -115,7 +116,7 @@ def start_server(
             database_url,
             "--workers",
             str(workers),
-            "--access-log",
+            *(["--access-log"] if access_log else []),
             *(["--dev"] if dev else []),
             *(extra or []),
         ],

@@ -9,6 +9,8 @@
 * ``outbox``: referral deliveries to regional endpoints, written in the referral's transaction.
 * ``access_labels``: which organisations and regions may see a stored resource (``core/access.py``);
   kept across versions, written in the transaction that writes the resource.
+* ``index_backlog``: resources stored without their search index rows yet (AuditEvents: their index
+  is built when someone searches them, or when the process is idle; ``core/index_backlog.py``).
 * ``schema_info``: the schema version, for automatic upgrades.
 """
 
@@ -184,6 +186,13 @@ access_labels = Table(
     Column("res_id", String(64), primary_key=True),
     Column("label", String(80), primary_key=True),
     Index("ix_access_labels_label", "label", "res_type", "res_id"),
+)
+
+index_backlog = Table(
+    "index_backlog",
+    metadata,
+    Column("res_type", String(64), primary_key=True),
+    Column("res_id", String(64), primary_key=True),
 )
 
 schema_info = Table(

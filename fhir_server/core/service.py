@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import jsonpatch
 
+from fhir_server.core import index_backlog
 from fhir_server.core.issues import FhirError, Issue, has_errors, refusal_status
 from fhir_server.core.resource_types import STORABLE_TYPES
 from fhir_server.core.search.engine import SearchEngine, SearchPage
@@ -118,6 +119,7 @@ class FhirService:
     ) -> tuple[SearchRequest, SearchPage]:
         check_type(resource_type)
         request = self.parser.parse(resource_type, params, strict=strict)
+        index_backlog.catch_up_for_search(self.store, resource_type, params)
         return request, self.engine.search(request)
 
     def conditional_matches(self, unit: WriteUnit | None, resource_type: str, query: str) -> list[str]:

@@ -3,7 +3,9 @@
 Who (client id and name, organisation numbers), what (resource type and id, or the search's query),
 when, the outcome, and from where (the client's network address). Request threads only queue an
 event; one writer thread per process stores the queue in batches (one database transaction for
-many events), so auditing a read costs the read almost nothing. Events are written with the
+many events), so auditing a read costs the read almost nothing. The events' search index rows are
+built later (:mod:`fhir_server.core.index_backlog`): before anyone searches them, or when the writer
+has nothing else to do. Events are written with the
 server's own access, and nobody can change or delete them (the security edge refuses writes).
 
 The event's structure follows FHIR R4 AuditEvent with the restful-interaction subtypes, as IHE
@@ -19,7 +21,7 @@ import threading
 import uuid
 from dataclasses import dataclass
 
-from fhir_server.core import access
+from fhir_server.core import access, index_backlog
 from fhir_server.core.search.values import now_instant
 from fhir_server.core.store import Store, WriteUnit
 from fhir_server.security.policy import RequestInfo
@@ -134,7 +136,16 @@ class AuditTrail:
     def _run(self) -> None:
         while not self._stopping.is_set():
             self._stopping.wait(self.interval)
-            self.flush()
+            if not self.flush():
+                self._index_when_idle()
+
+    def _index_when_idle(self) -> None:
+        """Nothing came in during the last interval: work off some of the events' index backlog."""
+        try:
+            with access.acting_as(None):
+                index_backlog.catch_up(self.store, "AuditEvent", limit=index_backlog.BATCH)
+        except Exception:  # the backlog stays; a search or a later idle moment indexes it
+            log.exception("indexing stored audit events failed; will retry")
 
     def flush(self) -> int:
         """Store what is queued now; returns how many events were stored."""
@@ -151,7 +162,7 @@ class AuditTrail:
         def work(unit: WriteUnit) -> None:
             for event in events:
                 event["id"] = str(uuid.uuid4())
-                unit.put(event, fresh_id=True)
+                unit.put(event, fresh_id=True, defer_index=True)
 
         try:
             with access.acting_as(None):

@@ -1,0 +1,89 @@
+"""Search index rows built later: for resources written often and searched seldom (AuditEvents).
+
+Every request writes an AuditEvent; few people ever search them. Computing and inserting an event's
+search index rows cost about twice as much as storing the event itself, so the audit writer stores
+events with ``WriteUnit.put(..., defer_index=True)``: the resource and its version are stored at
+once (read, vread and history see it), and its key goes into the ``index_backlog`` table.
+
+The backlog is worked off, in batches, by :func:`catch_up`:
+
+* before any search that can return or reach such a resource (:func:`catch_up_for_search`), so a
+  search never misses a stored event;
+* by the audit writer when its process has nothing else to store (idle time).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from sqlalchemy import delete, select
+
+from fhir_server.core import jsonio
+from fhir_server.core.schema import index_backlog, resources
+from fhir_server.core.store import Store, WriteUnit
+
+log = logging.getLogger(__name__)
+
+#: Resource types the server stores with deferred index rows.
+DEFERRED_TYPES = frozenset({"AuditEvent"})
+BATCH = 500
+
+
+def has_backlog(store: Store, resource_type: str) -> bool:
+    """True when some stored ``resource_type`` still waits for its index rows."""
+    mark = "?" if store.db.is_sqlite else "%s"
+    sql = f"SELECT 1 FROM {index_backlog.name} WHERE res_type = {mark} LIMIT 1"
+    return bool(store.fast.rows(sql, (resource_type,)))
+
+
+def catch_up(store: Store, resource_type: str, *, limit: int | None = None) -> int:
+    """Index waiting resources of ``resource_type`` (all, or about ``limit``); returns how many."""
+    done = 0
+    while limit is None or done < limit:
+        indexed = store.write(lambda unit: _index_batch(unit, resource_type))
+        done += indexed
+        if indexed < BATCH:
+            break
+    if done:
+        log.info("indexed %s %s resources from the backlog", done, resource_type)
+    return done
+
+
+def catch_up_for_search(store: Store, resource_type: str, params: Iterable[tuple[str, str]]) -> None:
+    """Complete the index of every deferred type a search of ``resource_type`` with ``params`` can reach."""
+    for deferred in DEFERRED_TYPES:
+        if _reaches(deferred, resource_type, params) and has_backlog(store, deferred):
+            catch_up(store, deferred)
+
+
+def _reaches(deferred: str, resource_type: str, params: Iterable[tuple[str, str]]) -> bool:
+    if resource_type == deferred:
+        return True
+    for name, value in params:
+        if deferred in name or deferred in value:  # _has:AuditEvent:…, _revinclude=AuditEvent:…, chains
+            return True
+        if name.startswith(("_include", "_revinclude")) and "*" in value:
+            return True
+    return False
+
+
+def _index_batch(unit: WriteUnit, resource_type: str) -> int:
+    """Index one batch of the backlog inside ``unit``'s transaction; returns how many were indexed."""
+    keys = select(index_backlog.c.res_id).where(index_backlog.c.res_type == resource_type).limit(BATCH)
+    if not unit.store.db.is_sqlite:
+        keys = keys.with_for_update()  # a second process catching up waits, then finds them gone
+    ids = list(unit.execute(keys).scalars())
+    if not ids:
+        return 0
+    rows = unit.execute(
+        select(resources.c.res_id, resources.c.body).where(
+            resources.c.res_type == resource_type, resources.c.res_id.in_(ids), resources.c.deleted.is_(False)
+        )
+    ).all()
+    for res_id, body in rows:
+        unit.add_index_rows(resource_type, res_id, jsonio.loads(body))
+    unit.execute(
+        delete(index_backlog).where(index_backlog.c.res_type == resource_type, index_backlog.c.res_id.in_(ids))
+    )
+    return len(ids)
