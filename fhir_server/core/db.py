@@ -5,7 +5,8 @@ Writes are serialised where they must be:
 * SQLite: every write transaction starts with ``BEGIN IMMEDIATE``, which takes the database's
   write lock up front, so a check-then-write (conditional create, If-Match) cannot interleave
   with another writer, across threads and across gunicorn worker processes. WAL mode keeps
-  readers running meanwhile.
+  readers running meanwhile. Writers queue at the :class:`WriteGate`, and the threads of one
+  process share commits (:mod:`fhir_server.core.group_commit`).
 * PostgreSQL: rows are locked with ``SELECT ... FOR UPDATE`` and conditional operations take a
   transaction-scoped advisory lock (see :mod:`fhir_server.core.store`).
 """
@@ -16,8 +17,9 @@ import fcntl
 import logging
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from sqlalchemy import Engine, create_engine, event, insert, select
 from sqlalchemy.engine import make_url
@@ -39,18 +41,38 @@ class WriteGate:
         self.thread_lock = threading.Lock()
         self.lock_path = f"{path}.writelock" if path else None
 
+        self._handle: BinaryIO | None = None
+
+    def acquire(self) -> None:
+        """Wait for the write turn of this thread's process, then of this process among all."""
+        self.thread_lock.acquire()
+        if self.lock_path is None:
+            return
+        try:
+            handle = open(self.lock_path, "a+b")  # noqa: SIM115 (closed in release)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        except BaseException:
+            self.thread_lock.release()
+            raise
+        self._handle = handle
+
+    def release(self) -> None:
+        """Give the write turn back (may be called from another thread than the one that acquired it)."""
+        handle, self._handle = self._handle, None
+        try:
+            if handle is not None:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+                handle.close()
+        finally:
+            self.thread_lock.release()
+
     @contextmanager
     def held(self) -> Iterator[None]:
-        with self.thread_lock:
-            if self.lock_path is None:
-                yield
-                return
-            with open(self.lock_path, "a+b") as handle:
-                fcntl.flock(handle, fcntl.LOCK_EX)
-                try:
-                    yield
-                finally:
-                    fcntl.flock(handle, fcntl.LOCK_UN)
+        self.acquire()
+        try:
+            yield
+        finally:
+            self.release()
 
 
 @dataclass
@@ -69,10 +91,6 @@ class Database:
     @property
     def is_sqlite(self) -> bool:
         return self.dialect == "sqlite"
-
-    def writing(self):  # type: ignore[no-untyped-def]
-        """Hold the SQLite write gate (a no-op on PostgreSQL) for one write transaction."""
-        return self.gate.held() if self.gate is not None else nullcontext()
 
     def dispose(self) -> None:
         self.read.dispose()

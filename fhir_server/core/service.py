@@ -139,6 +139,18 @@ class FhirService:
                 return list(conn.execute(query_ids.limit(3)).scalars())
         return list(unit.execute(query_ids.limit(3)).scalars())
 
+    def conditional_create_matches(self, unit: WriteUnit, resource_type: str, query: str) -> list[str]:
+        """What a conditional create's condition matches, locking only when it matches nothing.
+
+        A match that exists is used as it is; only a create must be serialised against concurrent
+        identical creates (lock, then look again), so resending known resources never waits.
+        """
+        found = self.conditional_matches(unit, resource_type, query)
+        if found:
+            return found
+        unit.lock_conditional(resource_type, query)
+        return self.conditional_matches(unit, resource_type, query)
+
     # -- writes -----------------------------------------------------------------------------
 
     def create(self, resource: dict, *, if_none_exist: str | None = None) -> WriteResult:
@@ -148,8 +160,7 @@ class FhirService:
 
         def work(unit: WriteUnit) -> WriteResult:
             if if_none_exist:
-                unit.lock_conditional(resource_type)
-                found = self.conditional_matches(unit, resource_type, if_none_exist)
+                found = self.conditional_create_matches(unit, resource_type, if_none_exist)
                 if len(found) > 1:
                     raise FhirError.single(
                         412,
@@ -182,7 +193,7 @@ class FhirService:
         warnings = self.validated(resource, resource_type)
 
         def work(unit: WriteUnit) -> WriteResult:
-            unit.lock_conditional(resource_type)
+            unit.lock_conditional(resource_type, query)
             found = self.conditional_matches(unit, resource_type, query)
             if len(found) > 1:
                 raise FhirError.single(
@@ -235,7 +246,7 @@ class FhirService:
         check_type(resource_type)
 
         def work(unit: WriteUnit) -> int:
-            unit.lock_conditional(resource_type)
+            unit.lock_conditional(resource_type, query)
             found = self.conditional_matches(unit, resource_type, query)
             if len(found) > 1:
                 raise FhirError.single(

@@ -14,12 +14,14 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeVar
+from urllib.parse import parse_qsl, urlencode
 
 from sqlalchemy import Connection, and_, delete, func, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from fhir_server.core import access, jsonio
 from fhir_server.core.db import Database
+from fhir_server.core.group_commit import GroupCommit
 from fhir_server.core.issues import FhirError, not_found
 from fhir_server.core.schema import INDEX_TABLES, access_labels, index_backlog, resource_versions, resources
 from fhir_server.core.search.index import IndexMatch, index_rows
@@ -100,10 +102,13 @@ class WriteUnit:
 
     # -- locking and reading ------------------------------------------------------------------
 
-    def lock_conditional(self, resource_type: str) -> None:
-        """Serialise conditional operations on a type (PostgreSQL; SQLite already holds the write lock)."""
+    def lock_conditional(self, resource_type: str, query: str) -> None:
+        """Serialise conditional operations with the same condition until commit (PostgreSQL; SQLite
+        already holds the write lock). As in HAPI FHIR, the condition's text is the key: identical
+        conditional creates leave exactly one resource; different conditions do not wait for each other."""
         if not self.store.db.is_sqlite:
-            self.conn.execute(select(func.pg_advisory_xact_lock(func.hashtext("cond:" + resource_type))))
+            key = f"cond:{resource_type}?{urlencode(sorted(parse_qsl(query, keep_blank_values=True)))}"
+            self.conn.execute(select(func.pg_advisory_xact_lock(func.hashtext(key))))
 
     def current(self, resource_type: str, resource_id: str, *, for_update: bool = True) -> CurrentRow | None:
         """The current row's version facts (locked for this transaction on PostgreSQL); None if never stored."""
@@ -344,6 +349,8 @@ class Store:
         self.db = db
         self.registry = registry
         self.fast = _FastReads(db)
+        #: SQLite: concurrent writers of this process share commits (see core/group_commit.py).
+        self.group_commit = GroupCommit(db) if db.is_sqlite else None
         self._insert_sql: dict[str, tuple[str, list[str]]] = {}
         #: Called with (unit, resource) after each resource is put, inside its transaction (domain rules
         #: that add access labels, e.g. a referral becoming visible to the region its Task is owned by).
@@ -382,13 +389,18 @@ class Store:
 
     def write(self, work: Callable[[WriteUnit], T], *, attempts: int = 5) -> T:
         """Run ``work`` in one write transaction; retried on a lost race (unique key or deadlock)."""
+        def run(conn: Connection) -> T:
+            unit = WriteUnit(self, conn)
+            result = work(unit)
+            unit.flush()
+            return result
+
         for attempt in range(1, attempts + 1):
             try:
-                with self.db.writing(), self.db.write.begin() as conn:
-                    unit = WriteUnit(self, conn)
-                    result = work(unit)
-                    unit.flush()
-                    return result
+                if self.group_commit is not None:
+                    return self.group_commit.run(run)
+                with self.db.write.begin() as conn:
+                    return run(conn)
             except (IntegrityError, OperationalError, DBAPIError) as exc:
                 if (isinstance(exc, DBAPIError) and not _retryable(exc)) or attempt == attempts:
                     raise

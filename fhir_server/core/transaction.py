@@ -223,7 +223,7 @@ class BundleProcessor:
                         if entry.full_url:
                             ids[entry.full_url] = f"{entry.resource_type}/{found}"
                 elif entry.method in ("PUT", "PATCH", "DELETE") and entry.resource_id is None:
-                    unit.lock_conditional(entry.resource_type or "")
+                    unit.lock_conditional(entry.resource_type or "", entry.query or "")
                     found = self._conditional(unit, entry, entry.query or "")
                     entry.resource_id = found or (entry.resource.get("id") if entry.resource else None) or new_id()
                     if entry.full_url and entry.method == "PUT":
@@ -247,9 +247,8 @@ class BundleProcessor:
     def _conditional_create(
         self, unit: WriteUnit, entry: Entry, store_anew: Callable[[Entry], bool] | None
     ) -> str | None:
-        """The id a conditional create matches (lock, then match); None: create (also when ``store_anew`` says so)."""
-        unit.lock_conditional(entry.resource_type or "")
-        found = self._matches(unit, entry, entry.if_none_exist or "")
+        """The id a conditional create matches; None: create (also when ``store_anew`` says so)."""
+        found = self._matches(unit, entry, entry.if_none_exist or "", create=True)
         if len(found) > 1 and store_anew is not None and store_anew(entry):
             return None
         return self._one(entry, entry.if_none_exist or "", found)
@@ -257,9 +256,10 @@ class BundleProcessor:
     def _conditional(self, unit: WriteUnit, entry: Entry, query: str) -> str | None:
         return self._one(entry, query, self._matches(unit, entry, query))
 
-    def _matches(self, unit: WriteUnit, entry: Entry, query: str) -> list[str]:
+    def _matches(self, unit: WriteUnit, entry: Entry, query: str, *, create: bool = False) -> list[str]:
+        matcher = self.service.conditional_create_matches if create else self.service.conditional_matches
         try:
-            return self.service.conditional_matches(unit, entry.resource_type or "", query)
+            return matcher(unit, entry.resource_type or "", query)
         except FhirError as error:
             raise FhirError(error.status, [i.at(f"{entry.path}.request") for i in error.issues]) from error
 

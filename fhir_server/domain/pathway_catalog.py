@@ -19,6 +19,7 @@ from fhirpathpy.models import models
 
 from fhir_server.core import jsonio
 from fhir_server.core.issues import Issue
+from fhir_server.domain.fhirpath_memo import memoised, variables_read
 
 BASE = "https://fhir.referral-hub.no"
 #: Extension (project's own) on an action: the deadline is this many working days (not calendar days).
@@ -54,6 +55,9 @@ class Applicability:
     reason_nb: str
     #: The expression depends on ``%suggested`` (what other plans suggested), so it runs after them.
     needs_suggested: bool
+    #: The variables the expression reads when it reads nothing else (its results are then remembered
+    #: by their values, see :mod:`fhir_server.domain.fhirpath_memo`); None when it may read the resource.
+    variables: frozenset[str] | None = None
 
 
 @dataclass
@@ -184,10 +188,13 @@ def _compile_applicability(plan: dict) -> Applicability:
     expression = plan["action"][0]["condition"][0]["expression"]
     text = expression["expression"]
     reason_en = expression.get("description") or plan.get("title", "")
+    evaluate = fhirpath_compile(text, models["r4"])
+    variables = variables_read(text, _TRIAL_ENV)
     return Applicability(
         expression=text,
-        evaluate=fhirpath_compile(text, models["r4"]),
+        evaluate=evaluate if variables is None else memoised(evaluate, variables),
         reason_en=reason_en,
         reason_nb=_translation(expression.get("_description"), "nb") or reason_en,
         needs_suggested="%suggested" in text,
+        variables=variables,
     )

@@ -1,0 +1,87 @@
+"""Conditional-create locking on PostgreSQL, in process: a create waits only for a concurrent create
+with the same condition (then finds its resource), never for other conditions, and a condition that
+already matches takes no lock at all. (SQLite serialises every write transaction anyway.)"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from fhir_server.core.db import open_database
+from fhir_server.core.service import FhirService
+from fhir_server.core.store import Store, WriteUnit
+from fhir_server.server import build_search_registry
+from tests.conftest import POSTGRES_URL, fresh_postgres_database
+
+SYSTEM = "urn:oid:2.16.578.1.12.4.1.4.4"
+
+
+@pytest.fixture
+def service() -> Iterator[FhirService]:
+    if not POSTGRES_URL:
+        pytest.skip("PostgreSQL not available: set FHIR_TEST_POSTGRES_URL (scripts/test.sh does)")
+    db = open_database(fresh_postgres_database(POSTGRES_URL))
+    yield FhirService(Store(db, build_search_registry()))
+    db.dispose()
+
+
+def practitioner(value: str) -> dict:
+    return {"resourceType": "Practitioner", "identifier": [{"system": SYSTEM, "value": value}]}
+
+
+def create(service: FhirService, value: str) -> str:
+    result = service.create(practitioner(value), if_none_exist=f"identifier={SYSTEM}|{value}")
+    return result.stored.id
+
+
+def test_only_the_same_condition_waits(service: FhirService) -> None:
+    holding, release = threading.Event(), threading.Event()
+    first_id: list[str] = []
+
+    def slow_create(unit: WriteUnit) -> None:
+        assert service.conditional_create_matches(unit, "Practitioner", f"identifier={SYSTEM}|1000") == []
+        first_id.append(unit.put(practitioner("1000"), fresh_id=True)[0].id)
+        holding.set()
+        release.wait(20)  # holds the condition's lock until commit
+
+    first = threading.Thread(target=service.store.write, args=(slow_create,))
+    first.start()
+    assert holding.wait(20)
+    other = threading.Thread(target=create, args=(service, "2000"))
+    same_result: list[str] = []
+    same = threading.Thread(target=lambda: same_result.append(create(service, "1000")))
+    other.start()
+    same.start()
+    other.join(20)
+    assert not other.is_alive()  # a different condition did not wait for the open transaction
+    same.join(1)
+    assert same.is_alive()  # the same condition waits for it ...
+    release.set()
+    first.join(20)
+    same.join(20)
+    assert same_result == first_id  # ... and then finds its resource instead of creating a second
+
+
+def test_a_matching_condition_takes_no_lock(service: FhirService) -> None:
+    known = create(service, "3000")
+    holding, release = threading.Event(), threading.Event()
+
+    def hold_lock(unit: WriteUnit) -> None:
+        unit.lock_conditional("Practitioner", f"identifier={SYSTEM}|3000")
+        holding.set()
+        release.wait(20)
+
+    holder = threading.Thread(target=service.store.write, args=(hold_lock,))
+    holder.start()
+    assert holding.wait(20)
+    try:
+        result: list[str] = []
+        resend = threading.Thread(target=lambda: result.append(create(service, "3000")))
+        resend.start()
+        resend.join(20)
+        assert result == [known]  # answered from the existing match while the lock was held elsewhere
+    finally:
+        release.set()
+        holder.join(20)
