@@ -4,9 +4,10 @@ SQLite has one writer at a time, and with ``synchronous=FULL`` every commit wait
 (``fsync``, several milliseconds here). One commit per request would make that wait the limit of
 every write. Instead, the threads of a process that want to write at the same moment take turns on
 one database transaction: each runs its work inside its own ``SAVEPOINT`` (a failing work rolls back
-only its own changes), and the last of them commits for all. Nobody is answered before the commit
-that holds its writes is on disk, so durability is what it was; only the number of ``fsync`` calls
-goes down. A thread alone commits at once, as before.
+only its own changes; the group's first work needs none: if it fails, nothing else is in the
+transaction yet and all of it is rolled back), and the last of them commits for all. Nobody is
+answered before the commit that holds its writes is on disk, so durability is what it was; only the
+number of ``fsync`` calls goes down. A thread alone commits at once, as before.
 
 Works run on the caller's own thread (its context variables, e.g. the caller's access, stay with it),
 one at a time, in the order they get their turn; a work sees the writes of the works before it in the
@@ -41,6 +42,7 @@ class _Group:
         self.size = 0
         self.done = threading.Event()
         self.error: BaseException | None = None
+        self.discard = False  # its only work failed: roll back instead of committing
 
 
 class GroupCommit:
@@ -58,7 +60,8 @@ class GroupCommit:
         self.works = 0
 
     def run(self, work: Callable[[Connection], T]) -> T:
-        """Run ``work`` in a savepoint of the current group; return once its writes are committed."""
+        """Run ``work`` in the current group (in a savepoint unless it is the group's first work);
+        return once its writes are committed."""
         with self._count_lock:
             self._waiting += 1
         self._turn.acquire()
@@ -70,21 +73,26 @@ class GroupCommit:
             self._turn.release()
             raise
         group.size += 1
+        first = group.size == 1  # alone in the transaction so far: a failure rolls all of it back
         failure: BaseException | None = None
         result: T | None = None
-        savepoint = None
         try:
-            savepoint = group.conn.begin_nested()
+            if not first:
+                group.conn.exec_driver_sql("SAVEPOINT group_work")
             result = work(group.conn)
-            savepoint.commit()
+            if not first:
+                group.conn.exec_driver_sql("RELEASE group_work")
         except BaseException as exc:  # the work's own failure: only its changes are undone
             failure = exc
-            if savepoint is not None and savepoint.is_active:
-                try:
-                    savepoint.rollback()
-                except BaseException as rollback_error:  # the transaction itself is broken
-                    group.error = rollback_error
-        if group.error is None and self._waiting and group.size < self.max_group:
+            try:
+                if first:
+                    group.discard = True
+                else:
+                    group.conn.exec_driver_sql("ROLLBACK TO group_work")
+                    group.conn.exec_driver_sql("RELEASE group_work")
+            except BaseException as rollback_error:  # the transaction itself is broken
+                group.error = rollback_error
+        if group.error is None and not group.discard and self._waiting and group.size < self.max_group:
             # another thread is about to take its turn: it (or a later one) commits for this work too
             self._turn.release()
             if failure is not None:
@@ -119,7 +127,7 @@ class GroupCommit:
         """Commit (or, when broken, roll back) the group and wake every work waiting for it."""
         self._group = None
         try:
-            if group.error is None:
+            if group.error is None and not group.discard:
                 group.transaction.commit()
                 self.commits += 1
                 self.works += group.size

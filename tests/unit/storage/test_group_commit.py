@@ -78,3 +78,15 @@ def test_a_lone_writer_commits_at_once(service: FhirService) -> None:
     for n in range(3):
         service.create(patient(f"alone-{n}"))
     assert group.commits == 3 and group.works == 3
+
+
+def test_a_failing_first_work_is_rolled_back_and_the_next_group_starts_clean(service: FhirService) -> None:
+    def fails(unit):  # type: ignore[no-untyped-def]
+        unit.put(patient("rolled-back"))
+        raise FhirError.single(422, "processing", "refused after writing")
+
+    with pytest.raises(FhirError):
+        service.store.write(fails)
+    kept = service.create(patient("kept")).stored.id
+    assert service.read("Patient", kept).body is not None
+    assert service.search("Patient", [("family", "rolled-back")])[1].matches == []
