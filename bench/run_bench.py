@@ -139,7 +139,10 @@ def main() -> None:
     os.environ["FHIR_SERVER_THREADS"] = str(args.threads)
     os.environ["FHIR_SERVER_RATE_LIMIT_PER_MINUTE"] = "0"  # one client sends everything: no per-client limit
     # no access log, as the ceilings have none (every request is still recorded as an AuditEvent)
-    server = start_server(db_url, work, workers=args.workers, access_log=False)
+    # and the outbox polls at its production interval, not the tests' quick one
+    server = start_server(
+        db_url, work, workers=args.workers, access_log=False, env_overrides={"FHIR_SERVER_OUTBOX_POLL_SECONDS": "1"}
+    )
     ceiling, ceiling_base = start_ceiling(args.workers, args.threads, work)
     patient_file = work / "patient.json"
     bundle = json.loads(BUNDLE.read_text())

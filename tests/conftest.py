@@ -85,6 +85,7 @@ def start_server(
     port: int | None = None,
     dev: bool = True,
     access_log: bool = True,
+    env_overrides: dict[str, str] | None = None,
 ) -> RunningServer:
     """Start ``fhir-server serve``; in development mode (``--dev``) unless ``dev`` is False."""
     port = port or free_port()
@@ -100,6 +101,7 @@ def start_server(
         FHIR_SERVER_OUTBOX_BACKOFF_SECONDS="0.25",
         FHIR_SERVER_OUTBOX_MAX_ATTEMPTS="8",
     )
+    env.update(env_overrides or {})
     if SHARED.is_dir():  # the HL7 Norway base package and the Helsenorge profiles, read from ../shared
         env["FHIR_SERVER_IG_PATHS"] = os.pathsep.join(
             str(SHARED / "reference" / name) for name in ("no-basis", "helsenorge-fhir")

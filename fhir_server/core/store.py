@@ -11,12 +11,12 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeVar
 from urllib.parse import parse_qsl, urlencode
 
-from sqlalchemy import Connection, and_, delete, func, select, update
+from sqlalchemy import Connection, and_, func, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from fhir_server.core import access, jsonio
@@ -222,28 +222,15 @@ class WriteUnit:
             return
         # plain DBAPI executemany on the transaction's own connection: these inserts are the hot path
         # of every write, and SQLAlchemy's per-row parameter processing costs more than SQLite itself
+        inserts = [(resource_versions, self._versions), (resources, self._new_current)]
+        inserts += [(INDEX_TABLES[kind], rows) for kind, rows in self._index_rows.items()]
+        inserts.append((index_backlog, self._backlog))
+        stale, labels = self._stale_index, self._labels
+        self._versions, self._new_current, self._index_rows, self._backlog = [], [], {}, []
+        self._stale_index, self._labels = {}, []
         cursor = self.conn.connection.cursor()
         try:
-            if self._versions:
-                self.store.bulk_insert(cursor, resource_versions, self._versions)
-                self._versions = []
-            if self._new_current:
-                self.store.bulk_insert(cursor, resources, self._new_current)
-                self._new_current = []
-            for rtype, ids in self._stale_index.items():
-                for table in INDEX_TABLES.values():
-                    self.conn.execute(delete(table).where(table.c.res_type == rtype, table.c.res_id.in_(ids)))
-            self._stale_index = {}
-            for kind, rows in self._index_rows.items():
-                if rows:
-                    self.store.bulk_insert(cursor, INDEX_TABLES[kind], rows)
-            self._index_rows = {}
-            if self._labels:
-                self.store.insert_labels(cursor, self._labels)
-                self._labels = []
-            if self._backlog:
-                self.store.bulk_insert(cursor, index_backlog, self._backlog)
-                self._backlog = []
+            self.store.write_rows(cursor, [(t, rows) for t, rows in inserts if rows], stale, labels)
         finally:
             cursor.close()
 
@@ -338,8 +325,8 @@ class _FastReads:
             raise
 
 
-#: From this many rows on, PostgreSQL inserts go through COPY (fewer: INSERT is as quick and simpler).
-COPY_THRESHOLD = 20
+#: From this many rows on, PostgreSQL inserts go through COPY (fewer: one pipelined executemany is quicker).
+COPY_THRESHOLD = 100
 
 
 class Store:
@@ -356,7 +343,7 @@ class Store:
         #: that add access labels, e.g. a referral becoming visible to the region its Task is owned by).
         self.write_hooks: list[Callable[[WriteUnit, dict], None]] = []
         self._match_sql: dict[tuple, str] = {}
-        mark = "?" if db.is_sqlite else "%s"
+        mark = self._mark = "?" if db.is_sqlite else "%s"
         self.current_sql = f"SELECT version_id, deleted FROM resources WHERE res_type = {mark} AND res_id = {mark}"
 
     def bulk_insert(self, cursor: Any, table: Any, rows: list[dict]) -> None:
@@ -375,6 +362,35 @@ class Store:
                     copy.write_row(tuple(map(row.get, columns)))
             return
         cursor.executemany(sql, [tuple(map(row.get, columns)) for row in rows])
+
+    def write_rows(
+        self, cursor: Any, inserts: list[tuple[Any, list[dict]]], stale: dict[str, list[str]], labels: list[dict]
+    ) -> None:
+        """Delete the stale index rows of ``stale`` (type -> ids), then insert ``inserts`` and ``labels``.
+
+        On PostgreSQL the statements go in one pipeline (one round trip to the server), except for
+        tables with many rows, which follow through COPY.
+        """
+        copy = not self.db.is_sqlite
+        copies = [(table, rows) for table, rows in inserts if copy and len(rows) >= COPY_THRESHOLD]
+        small = [(table, rows) for table, rows in inserts if not (copy and len(rows) >= COPY_THRESHOLD)]
+        with self._pipeline(cursor):
+            for rtype, all_ids in stale.items():
+                for start in range(0, len(all_ids), 500):  # bound the statement's parameter count
+                    ids = all_ids[start : start + 500]
+                    owned = f"res_type = {self._mark} AND res_id IN ({', '.join([self._mark] * len(ids))})"
+                    for table in INDEX_TABLES.values():
+                        cursor.execute(f"DELETE FROM {table.name} WHERE {owned}", (rtype, *ids))
+            for table, rows in small:
+                self.bulk_insert(cursor, table, rows)
+            if labels:
+                self.insert_labels(cursor, labels)
+        for table, rows in copies:
+            self.bulk_insert(cursor, table, rows)
+
+    def _pipeline(self, cursor: Any) -> Any:
+        """PostgreSQL: send what follows in one pipeline; SQLite: nothing to do."""
+        return nullcontext() if self.db.is_sqlite else cursor.connection.pipeline()
 
     def insert_labels(self, cursor: Any, rows: list[dict]) -> None:
         """Add access labels; a label a resource already carries is kept as it is."""
