@@ -209,11 +209,13 @@ def _copy(value: Any, memo: dict[int, Any]) -> Any:
         return done
     if kind is list:
         memo[id(value)] = out = []
-        out.extend(_copy(item, memo) for item in value)
+        out.extend([item if type(item) in _ATOMIC else _copy(item, memo) for item in value])
         return out
     memo[id(value)] = result = {}
     for key, item in value.items():
-        result[key if type(key) is str else copy.deepcopy(key, memo)] = _copy(item, memo)
+        if type(key) is not str:
+            key = copy.deepcopy(key, memo)
+        result[key] = item if type(item) in _ATOMIC else _copy(item, memo)
     return result
 
 
