@@ -125,7 +125,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=1, help="threads per worker (1: gunicorn sync workers)")
+    parser.add_argument(
+        "--threads", type=int, default=4, help="threads per worker, as `fhir-server serve` (1: gunicorn sync workers)"
+    )
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the median is reported")
     parser.add_argument(
         "--only", default="", help="comma-separated words: run only scenarios whose name contains one (ceilings kept)"

@@ -361,6 +361,11 @@ class Store:
                 for row in rows:
                     copy.write_row(tuple(map(row.get, columns)))
             return
+        if not self.db.is_sqlite and len(rows) > 1:
+            # PostgreSQL: one multi-row INSERT is one statement for the server to run, not one per row
+            values = ", ".join([sql[sql.index("VALUES ") + 7 :]] * len(rows))
+            cursor.execute(sql[: sql.index("VALUES ") + 7] + values, [v for row in rows for v in map(row.get, columns)])
+            return
         cursor.executemany(sql, [tuple(map(row.get, columns)) for row in rows])
 
     def write_rows(
