@@ -140,7 +140,9 @@ def open_database(url: str, *, sqlite_synchronous: str = "FULL") -> Database:
             gate=WriteGate(path if path and path != ":memory:" else None),
         )
     else:
-        engine = create_engine(url, pool_size=8, max_overflow=8, pool_pre_ping=True)
+        # no ping before each checkout (a round trip per transaction): a connection the server dropped
+        # fails on first use, SQLAlchemy then renews the pool, and Store.write retries the work
+        engine = create_engine(url, pool_size=8, max_overflow=8)
         db = Database(url, read=engine, write=engine)
     ensure_schema(db)
     return db

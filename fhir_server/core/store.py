@@ -315,14 +315,23 @@ class _FastReads:
         return rows[0] if rows else None
 
     def rows(self, sql: str, params: Sequence[Any]) -> list[tuple]:
-        """All rows of one prepared ``SELECT`` (no transaction around it: one statement is one snapshot)."""
-        try:
-            cursor = self._cursor()
-            cursor.execute(sql, params)
-            return cursor.fetchall()
-        except Exception:
-            self.local.conn = None  # a broken connection: open a new one next time
-            raise
+        """All rows of one prepared ``SELECT`` (no transaction around it: one statement is one snapshot).
+
+        A connection the database server closed (a restart) is replaced, and the statement tried once more.
+        """
+        for attempt in (1, 2):
+            try:
+                cursor = self._cursor()
+                cursor.execute(sql, params)
+                return cursor.fetchall()
+            except self.db.read.dialect.dbapi.OperationalError:  # type: ignore[union-attr]
+                self.local.conn = None
+                if attempt == 2:
+                    raise
+            except Exception:
+                self.local.conn = None  # a broken connection: open a new one next time
+                raise
+        raise AssertionError("unreachable")
 
 
 #: From this many rows on, PostgreSQL inserts go through COPY (fewer: one pipelined executemany is quicker).
@@ -671,8 +680,9 @@ def _gone_issue(resource_type: str, resource_id: str, version: str | None = None
 
 
 def _retryable(exc: DBAPIError) -> bool:
-    """Unique-key collisions, deadlocks, serialisation failures and SQLite 'database is locked'."""
-    if isinstance(exc, IntegrityError):
+    """Unique-key collisions, deadlocks, serialisation failures, SQLite 'database is locked', and a
+    pooled connection the database server had closed (the pool is renewed; the retry gets a new one)."""
+    if isinstance(exc, IntegrityError) or exc.connection_invalidated:
         return True
     text = str(exc.orig).lower()
     code = getattr(exc.orig, "sqlstate", None)

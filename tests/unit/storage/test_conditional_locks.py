@@ -1,6 +1,7 @@
-"""Conditional-create locking on PostgreSQL, in process: a create waits only for a concurrent create
-with the same condition (then finds its resource), never for other conditions, and a condition that
-already matches takes no lock at all. (SQLite serialises every write transaction anyway.)"""
+"""Conditional-create locking and dropped connections on PostgreSQL, in process: a create waits only for
+a concurrent create with the same condition (then finds its resource), never for other conditions, and
+a condition that already matches takes no lock at all (SQLite serialises every write transaction
+anyway); connections the server closed are replaced without a failed request."""
 
 from __future__ import annotations
 
@@ -85,3 +86,21 @@ def test_a_matching_condition_takes_no_lock(service: FhirService) -> None:
     finally:
         release.set()
         holder.join(20)
+
+
+def test_writes_and_reads_survive_the_database_closing_every_connection(service: FhirService) -> None:
+    """No ping before each use: a pooled connection the server closed fails once, and is replaced."""
+    import psycopg
+
+    known = create(service, "4000")
+    service.read("Practitioner", known)  # the read connection of this thread exists now
+    database = service.store.db.write.url.database
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:  # type: ignore[arg-type]
+        closed = admin.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = %s AND pid <> pg_backend_pid()",
+            (database,),
+        ).fetchone()
+    assert closed and closed[0] >= 1
+    assert service.read("Practitioner", known).id == known
+    assert create(service, "5000") != known
