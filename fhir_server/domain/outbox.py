@@ -143,6 +143,8 @@ class DeliveryWorker:
 
     def _claim(self, limit: int) -> list:
         now = _now()
+        if not self._anything_due(now):  # a plain read: the write transaction only when there is work
+            return []
 
         def work(unit: WriteUnit) -> list:
             query = (
@@ -167,6 +169,12 @@ class DeliveryWorker:
             return rows
 
         return self.store.write(work)
+
+    def _anything_due(self, now: datetime) -> bool:
+        """True when some pending delivery is due (its lease, if any, may still run: the claim decides)."""
+        mark = "?" if self.store.db.is_sqlite else "%s"
+        sql = f"SELECT 1 FROM {outbox.name} WHERE status = {mark} AND next_attempt_at <= {mark} LIMIT 1"
+        return bool(self.store.fast.rows(sql, ("pending", _iso(now))))
 
     def _endpoint_headers(self, endpoint_id: str) -> dict[str, str]:
         """``Endpoint.header`` ("Name: value", e.g. the receiver's Authorization), read at each attempt."""

@@ -143,7 +143,8 @@ class AuditTrail:
         """Nothing came in during the last interval: work off some of the events' index backlog."""
         try:
             with access.acting_as(None):
-                index_backlog.catch_up(self.store, "AuditEvent", limit=index_backlog.BATCH)
+                if index_backlog.has_backlog(self.store, "AuditEvent"):  # a read; writing only if there is work
+                    index_backlog.catch_up(self.store, "AuditEvent", limit=index_backlog.BATCH)
         except Exception:  # the backlog stays; a search or a later idle moment indexes it
             log.exception("indexing stored audit events failed; will retry")
 
