@@ -99,6 +99,7 @@ class WriteUnit:
         self._stale_index: dict[str, list[str]] = {}
         self._labels: list[dict] = []
         self._backlog: list[dict] = []
+        self._written: dict[tuple[str, str], StoredResource] = {}  # the latest version this unit wrote
 
     # -- locking and reading ------------------------------------------------------------------
 
@@ -118,7 +119,18 @@ class WriteUnit:
         return CurrentRow(rows[0][0], bool(rows[0][1])) if rows else None
 
     def read(self, resource_type: str, resource_id: str) -> StoredResource:
-        """The current version as this transaction sees it (pending writes flushed first)."""
+        """The current version as this transaction sees it.
+
+        A caller whom nothing restricts gets what this unit wrote from memory, and anything else
+        straight from the database: the unit's pending inserts cannot change another resource's row.
+        For a restricted caller the pending writes (access labels among them) are flushed first.
+        """
+        if access.restriction(resource_type) is None:
+            written = self._written.get((resource_type, resource_id))
+            if written is None:
+                return self.store.read(resource_type, resource_id, self.conn)
+            if not written.deleted:
+                return written
         self.flush()
         return self.store.read(resource_type, resource_id, self.conn)
 
@@ -270,7 +282,9 @@ class WriteUnit:
                 "body": body.decode() if body is not None else None,
             }
         )
-        return StoredResource(resource_type, resource_id, version_id, last_updated, body, resource is None, method)
+        stored = StoredResource(resource_type, resource_id, version_id, last_updated, body, resource is None, method)
+        self._written[(resource_type, resource_id)] = stored
+        return stored
 
     @staticmethod
     def _current_values(stored: StoredResource) -> dict:
@@ -408,12 +422,14 @@ class Store:
 
     def insert_labels(self, cursor: Any, rows: list[dict]) -> None:
         """Add access labels; a label a resource already carries is kept as it is."""
-        mark = "?" if self.db.is_sqlite else "%s"
-        cursor.executemany(
-            f"INSERT INTO {access_labels.name} (res_type, res_id, label) VALUES ({mark}, {mark}, {mark}) "
-            "ON CONFLICT DO NOTHING",
-            [(r["res_type"], r["res_id"], r["label"]) for r in rows],
-        )
+        head = f"INSERT INTO {access_labels.name} (res_type, res_id, label) VALUES "
+        one = f"({self._mark}, {self._mark}, {self._mark})"
+        values = [(r["res_type"], r["res_id"], r["label"]) for r in rows]
+        if not self.db.is_sqlite:  # PostgreSQL: one statement for all (see bulk_insert)
+            flat = [v for row in dict.fromkeys(values) for v in row]
+            cursor.execute(head + ", ".join([one] * (len(flat) // 3)) + " ON CONFLICT DO NOTHING", flat)
+            return
+        cursor.executemany(head + one + " ON CONFLICT DO NOTHING", values)
 
     # -- writes -----------------------------------------------------------------------------
 
