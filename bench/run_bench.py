@@ -12,7 +12,11 @@ Ceilings, served by gunicorn with the same worker settings:
   trivial        GET /trivial (constant JSON from Flask)
   validate-only  POST /validate (fhir.resources R4B validation of the same Bundle)
 Every request to the server carries a real bearer token (development issuer, administrator scopes),
-passes the security gate and is audited (an AuditEvent per request), as in production.
+passes the security gate and is audited (an AuditEvent per request), as in production. The events'
+search index is deferred (built when idle or before an AuditEvent search): after each of the server's
+scenarios the bench builds it with an AuditEvent search, so it never runs during the next scenario (a
+ceiling's, say), and reports the req/s that counts its time too (on one core, against two during the
+scenario: requests / (seconds + index seconds / 2)).
 
 Run:  python bench/run_bench.py [--database-url URL] [--seconds 5] [--rounds 3] [--connections 8] [--workers 2]
 Needs wrk (Debian package ``wrk``). Prints a Markdown table and writes bench/results/latest.json.
@@ -119,6 +123,14 @@ def seed(base: str, auth: dict[str, str]) -> tuple[str, str]:
     return patient_ref.split("/")[1], patient_ref.rsplit("/_history", 1)[0]
 
 
+def catch_up_audit_index(base: str, auth: dict[str, str]) -> float:
+    """Seconds an AuditEvent search takes to build the index of every event stored so far (one core)."""
+    time.sleep(0.5)  # the audit writers store what they queued every 0.2 s
+    start = time.perf_counter()
+    requests.get(f"{base}/AuditEvent?_summary=count", headers=auth, timeout=600).raise_for_status()
+    return time.perf_counter() - start
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--database-url", default=None, help="default: a fresh SQLite file")
@@ -184,9 +196,14 @@ def main() -> None:
         for round_ in range(1, args.rounds + 1):
             for name, url, body in scenarios:
                 print(f"round {round_}/{args.rounds}: {name} for {args.seconds}s ...", file=sys.stderr, flush=True)
-                runs[name].append(
-                    run_wrk(url, args.seconds, args.connections, body, None if "ceiling" in name else token)
-                )
+                result = run_wrk(url, args.seconds, args.connections, body, None if "ceiling" in name else token)
+                if "ceiling" not in name:
+                    # the AuditEvents' search index is built later (idle time, or before an AuditEvent
+                    # search): build it now, so it neither runs in the next scenario nor goes uncounted
+                    result["audit_index_s"] = catch_up_audit_index(server.base, server.auth)
+                    seconds = result["rps"] * args.seconds
+                    result["rps_with_audit_index"] = seconds / (args.seconds + result["audit_index_s"] / 2)
+                runs[name].append(result)
         for name, measured in runs.items():
             results[name] = sorted(measured, key=lambda r: r["rps"])[len(measured) // 2]
     finally:
@@ -195,6 +212,9 @@ def main() -> None:
     def ratio(name: str, ceiling: str) -> float:
         return results[name]["rps"] / results[ceiling]["rps"] if name in results else float("nan")
 
+    def ratio_with_index(name: str, ceiling: str) -> float:
+        return results[name]["rps_with_audit_index"] / results[ceiling]["rps"] if name in results else float("nan")
+
     read_ratio = ratio("read by id", "trivial (ceiling)")
     tx_ratio = ratio("transaction, 8 entries", "validate-only (ceiling)")
     pipeline_ratio = ratio("referral pipeline, 8 entries", "validate-only (ceiling)")
@@ -202,14 +222,21 @@ def main() -> None:
         f"\nDatabase: {db_url.split('://')[0]}; {args.workers} workers x {args.threads} threads; "
         f"{args.connections} connections; median of {args.rounds} interleaved rounds of {args.seconds}s\n"
     )
-    print("| scenario | req/s | p50 ms | p99 ms | non-2xx |")
-    print("|---|---|---|---|---|")
+    print("| scenario | req/s | p50 ms | p99 ms | non-2xx | req/s counting the deferred audit index |")
+    print("|---|---|---|---|---|---|")
     for name, r in results.items():
-        print(f"| {name} | {r['rps']:.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} |")
+        with_index = f"{r['rps_with_audit_index']:.0f}" if "rps_with_audit_index" in r else "-"
+        print(
+            f"| {name} | {r['rps']:.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} | {with_index} |"
+        )
     print(
         f"\nread / trivial = {read_ratio:.0%} (target >= 70%); "
         f"transaction / validate-only = {tx_ratio:.0%} (target >= 70%); "
-        f"referral pipeline / validate-only = {pipeline_ratio:.0%} (target >= 60%)"
+        f"referral pipeline / validate-only = {pipeline_ratio:.0%} (target >= 60%)\n"
+        "counting the deferred audit index: "
+        f"read {ratio_with_index('read by id', 'trivial (ceiling)'):.0%}, "
+        f"transaction {ratio_with_index('transaction, 8 entries', 'validate-only (ceiling)'):.0%}, "
+        f"referral pipeline {ratio_with_index('referral pipeline, 8 entries', 'validate-only (ceiling)'):.0%}"
     )
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)

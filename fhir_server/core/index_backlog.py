@@ -9,7 +9,11 @@ The backlog is worked off, in batches, by :func:`catch_up`:
 
 * before any search that can return or reach such a resource (:func:`catch_up_for_search`), so a
   search never misses a stored event;
-* by the audit writer when its process has nothing else to store (idle time).
+* by the audit writer: a small batch after each batch of events it stores (about a tenth of a core at
+  most, so under moderate load the backlog stays near empty), a large one when its process is idle.
+
+Under a sustained load above what that small share indexes, the backlog grows and the next AuditEvent
+search (or idle time) pays for it.
 """
 
 from __future__ import annotations
@@ -37,13 +41,14 @@ def has_backlog(store: Store, resource_type: str) -> bool:
     return bool(store.fast.rows(sql, (resource_type,)))
 
 
-def catch_up(store: Store, resource_type: str, *, limit: int | None = None) -> int:
-    """Index waiting resources of ``resource_type`` (all, or about ``limit``); returns how many."""
+def catch_up(store: Store, resource_type: str, *, limit: int | None = None, batch: int = BATCH) -> int:
+    """Index waiting resources of ``resource_type`` (all, or about ``limit``), ``batch`` per write
+    transaction; returns how many."""
     done = 0
     while limit is None or done < limit:
-        indexed = store.write(lambda unit: _index_batch(unit, resource_type))
+        indexed = store.write(lambda unit: _index_batch(unit, resource_type, batch))
         done += indexed
-        if indexed < BATCH:
+        if indexed < batch:
             break
     if done:
         log.info("indexed %s %s resources from the backlog", done, resource_type)
@@ -68,9 +73,9 @@ def _reaches(deferred: str, resource_type: str, params: Iterable[tuple[str, str]
     return False
 
 
-def _index_batch(unit: WriteUnit, resource_type: str) -> int:
+def _index_batch(unit: WriteUnit, resource_type: str, batch: int) -> int:
     """Index one batch of the backlog inside ``unit``'s transaction; returns how many were indexed."""
-    keys = select(index_backlog.c.res_id).where(index_backlog.c.res_type == resource_type).limit(BATCH)
+    keys = select(index_backlog.c.res_id).where(index_backlog.c.res_type == resource_type).limit(batch)
     if not unit.store.db.is_sqlite:
         keys = keys.with_for_update()  # a second process catching up waits, then finds them gone
     ids = list(unit.execute(keys).scalars())

@@ -4,8 +4,8 @@ Who (client id and name, organisation numbers), what (resource type and id, or t
 when, the outcome, and from where (the client's network address). Request threads only queue an
 event; one writer thread per process stores the queue in batches (one database transaction for
 many events), so auditing a read costs the read almost nothing. The events' search index rows are
-built later (:mod:`fhir_server.core.index_backlog`): before anyone searches them, or when the writer
-has nothing else to do. Events are written with the
+built later (:mod:`fhir_server.core.index_backlog`): a few after each stored batch, more when the
+process is idle, and all that remain before anyone searches them. Events are written with the
 server's own access, and nobody can change or delete them (the security edge refuses writes).
 
 The event's structure follows FHIR R4 AuditEvent with the restful-interaction subtypes, as IHE
@@ -41,6 +41,10 @@ _INTERACTION_SYSTEM = "http://hl7.org/fhir/restful-interaction"
 _SOURCE_TYPE = {"system": "http://terminology.hl7.org/CodeSystem/security-source-type", "code": "4"}
 _ORGANISATION_ROLE = {"text": "the organisation the client acts for"}
 _APPLICATION = {"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "110150", "display": "Application"}
+
+
+#: Events indexed after each stored batch while busy: ~50 x 0.4 ms every 0.2 s, a tenth of a core at most.
+BUSY_INDEX_BATCH = 50
 
 
 @dataclass(frozen=True)
@@ -136,16 +140,16 @@ class AuditTrail:
     def _run(self) -> None:
         while not self._stopping.is_set():
             self._stopping.wait(self.interval)
-            if not self.flush():
-                self._index_when_idle()
+            busy = self.flush() > 0
+            self._index_some(BUSY_INDEX_BATCH if busy else index_backlog.BATCH)
 
-    def _index_when_idle(self) -> None:
-        """Nothing came in during the last interval: work off some of the events' index backlog."""
+    def _index_some(self, batch: int) -> None:
+        """Work off up to ``batch`` events of the index backlog (a small batch while requests come in)."""
         try:
             with access.acting_as(None):
                 if index_backlog.has_backlog(self.store, "AuditEvent"):  # a read; writing only if there is work
-                    index_backlog.catch_up(self.store, "AuditEvent", limit=index_backlog.BATCH)
-        except Exception:  # the backlog stays; a search or a later idle moment indexes it
+                    index_backlog.catch_up(self.store, "AuditEvent", limit=batch, batch=batch)
+        except Exception:  # the backlog stays; a search or a later moment indexes it
             log.exception("indexing stored audit events failed; will retry")
 
     def flush(self) -> int:

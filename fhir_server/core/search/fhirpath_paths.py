@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 Value = tuple[Any, str | None]  # a JSON value and, when known, its FHIR type (from a choice suffix)
@@ -141,12 +142,24 @@ def compile_paths(expression: str, resource_type: str) -> Callable[[dict], list[
     return evaluate
 
 
+@cache
+def choice_names() -> frozenset[str]:
+    """Names of the R4 choice elements (``value`` of ``value[x]``...) of every type the server stores."""
+    from fhir_server.core.definitions import r4
+
+    return frozenset(
+        element.name[:-3] for td in r4().types.values() for element in td.elements.values() if element.is_choice
+    )
+
+
 def _children(value: Any, name: str) -> Iterator[Value]:
     if not isinstance(value, dict):
         return
     if name in value:
         found = value[name]
         yield from ((v, None) for v in found) if isinstance(found, list) else [(found, None)]
+        return
+    if name not in choice_names():
         return
     # a choice element: occurrence -> occurrenceDateTime / occurrencePeriod ...
     for key, found in value.items():
