@@ -122,8 +122,11 @@ class FhirService:
         index_backlog.catch_up_for_search(self.store, resource_type, params)
         return request, self.engine.search(request)
 
-    def conditional_matches(self, unit: WriteUnit | None, resource_type: str, query: str) -> list[str]:
-        """Ids of resources matching a conditional query (``identifier=x&...``)."""
+    def conditional_matches(
+        self, unit: WriteUnit | None, resource_type: str, query: str, *, ordered: bool = True
+    ) -> list[str]:
+        """Ids of resources matching a conditional query (``identifier=x&...``), at most 3 (in search
+        order unless ``ordered`` is False: for callers that only tell none, one and several apart)."""
         from urllib.parse import parse_qsl
 
         params = parse_qsl(query, keep_blank_values=True)
@@ -131,7 +134,7 @@ class FhirService:
             raise FhirError.single(400, "invalid", "a conditional operation needs search parameters")
         plain = plain_matches(self.store.registry, resource_type, params)
         if plain is not None:  # identifier=system|value and the like: straight to the index tables
-            return self.store.match_ids(resource_type, plain, unit=unit, limit=3)
+            return self.store.match_ids(resource_type, plain, unit=unit, limit=3, ordered=ordered)
         request = self.parser.parse(resource_type, params, strict=True)
         query_ids = self.engine._id_query(request)
         if unit is None:
@@ -145,11 +148,11 @@ class FhirService:
         A match that exists is used as it is; only a create must be serialised against concurrent
         identical creates (lock, then look again), so resending known resources never waits.
         """
-        found = self.conditional_matches(unit, resource_type, query)
+        found = self.conditional_matches(unit, resource_type, query, ordered=False)
         if found:
             return found
         unit.lock_conditional(resource_type, query)
-        return self.conditional_matches(unit, resource_type, query)
+        return self.conditional_matches(unit, resource_type, query, ordered=False)
 
     # -- writes -----------------------------------------------------------------------------
 

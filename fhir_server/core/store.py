@@ -463,12 +463,17 @@ class Store:
         *,
         unit: WriteUnit | None = None,
         limit: int | None = None,
+        ordered: bool = True,
     ) -> list[str]:
         """Ids of current resources meeting every plain condition, in search order (last updated, then id).
 
         The same rows, in the same order, as the general search of those parameters; without its
         statement building: prepared SQL text on a raw connection, unless the caller's access filters.
-        On SQLite the text also fixes the plan (see :meth:`_match_text`)."""
+        On SQLite the text also fixes the plan (see :meth:`_match_text`). ``ordered=False`` (for callers
+        that only count, up to ``limit``) lets PostgreSQL stop at ``limit`` rows instead of sorting every
+        match; SQLite keeps its planned order."""
+        if not ordered and not self.db.is_sqlite:
+            return self._unordered_match_ids(resource_type, matches, unit, limit)
         run = unit.rows if unit is not None else self.fast.rows
         scan = limit is not None and self.db.is_sqlite and all(self._common(run, resource_type, m) for m in matches)
         visible = access.labelled_condition(resource_type, resources.c.res_id)
@@ -483,6 +488,18 @@ class Store:
         for match in matches:
             params += [resource_type, match.param, *(value for _, value in match.values)]
         return [row[0] for row in run(self._match_text(matches, limit, scan), params)]
+
+    def _unordered_match_ids(
+        self, resource_type: str, matches: list[IndexMatch], unit: WriteUnit | None, limit: int | None
+    ) -> list[str]:
+        query = _match_query(resource_type, matches, limit).order_by(None)
+        visible = access.labelled_condition(resource_type, resources.c.res_id)
+        if visible is not None:
+            query = query.where(visible)
+        if unit is not None:
+            return list(unit.execute(query).scalars())
+        with self.reading() as conn:
+            return list(conn.execute(query).scalars())
 
     def _common(self, run: Callable[[str, Sequence[Any]], list[tuple]], resource_type: str, match: IndexMatch) -> bool:
         """True when at least :data:`SCAN_FROM` index rows meet the condition (counting stops there)."""
