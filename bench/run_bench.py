@@ -48,8 +48,11 @@ wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/fhir+json"
 local f = io.open("{path}", "rb"); local template = f:read("*a"); f:close()
 local counter = 0
-local prefix = tostring(math.random(1, 1000000000))
-function init(args) prefix = tostring(math.random(1, 1000000000)) .. tostring(os.time()) end
+local prefix = ""
+local threads = 0
+-- each wrk thread has its own Lua state with the same unseeded random numbers: number the threads
+function setup(thread) threads = threads + 1; thread:set("tid", threads) end
+function init(args) prefix = tostring(tid) .. "-" .. tostring(os.time()) .. "-" .. tostring(math.random(1, 1000000000)) end
 -- every request carries its own referral identifier: a repeated one would be answered as a duplicate
 function request()
   counter = counter + 1

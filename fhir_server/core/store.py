@@ -472,14 +472,14 @@ class Store:
         On SQLite the text also fixes the plan (see :meth:`_match_text`). ``ordered=False`` (for callers
         that only count, up to ``limit``) lets PostgreSQL stop at ``limit`` rows instead of sorting every
         match; SQLite keeps its planned order."""
-        if not ordered and not self.db.is_sqlite:
-            return self._unordered_match_ids(resource_type, matches, unit, limit)
+        ordered = ordered or self.db.is_sqlite
         run = unit.rows if unit is not None else self.fast.rows
         scan = limit is not None and self.db.is_sqlite and all(self._common(run, resource_type, m) for m in matches)
         visible = access.labelled_condition(resource_type, resources.c.res_id)
         if visible is not None:  # the caller sees labelled resources only, as in every search
             sort_apart = self.db.is_sqlite and not scan
             query = _match_query(resource_type, matches, limit, sort_apart=sort_apart).where(visible)
+            query = query if ordered else query.order_by(None)
             if unit is not None:
                 return list(unit.execute(query).scalars())
             with self.reading() as conn:
@@ -487,19 +487,7 @@ class Store:
         params: list[Any] = [resource_type, False]
         for match in matches:
             params += [resource_type, match.param, *(value for _, value in match.values)]
-        return [row[0] for row in run(self._match_text(matches, limit, scan), params)]
-
-    def _unordered_match_ids(
-        self, resource_type: str, matches: list[IndexMatch], unit: WriteUnit | None, limit: int | None
-    ) -> list[str]:
-        query = _match_query(resource_type, matches, limit).order_by(None)
-        visible = access.labelled_condition(resource_type, resources.c.res_id)
-        if visible is not None:
-            query = query.where(visible)
-        if unit is not None:
-            return list(unit.execute(query).scalars())
-        with self.reading() as conn:
-            return list(conn.execute(query).scalars())
+        return [row[0] for row in run(self._match_text(matches, limit, scan, ordered), params)]
 
     def _common(self, run: Callable[[str, Sequence[Any]], list[tuple]], resource_type: str, match: IndexMatch) -> bool:
         """True when at least :data:`SCAN_FROM` index rows meet the condition (counting stops there)."""
@@ -508,7 +496,7 @@ class Store:
         sql = f"SELECT count(*) FROM (SELECT 1 FROM {table} WHERE res_type = ? AND param = ?{equal} LIMIT {SCAN_FROM})"
         return run(sql, [resource_type, match.param, *(value for _, value in match.values)])[0][0] >= SCAN_FROM
 
-    def _match_text(self, matches: list[IndexMatch], limit: int | None, scan: bool) -> str:
+    def _match_text(self, matches: list[IndexMatch], limit: int | None, scan: bool, ordered: bool = True) -> str:
         """The SQL text of :func:`_match_query` for this shape of conditions (built once per shape).
 
         Without statistics SQLite walks every resource of the type in ``last_updated`` order (to skip
@@ -518,10 +506,12 @@ class Store:
         keeps the ordered index out); a condition many resources meet (``scan``) walks the type in
         search order through the index rows' owner index and stops at ``limit``. Same rows, same order.
         """
-        shape = (tuple((m.kind, tuple(column for column, _ in m.values)) for m in matches), limit, scan)
+        shape = (tuple((m.kind, tuple(column for column, _ in m.values)) for m in matches), limit, scan, ordered)
         sql = self._match_sql.get(shape)
         if sql is None:
-            sql = self._match_sql[shape] = _match_sql_text(shape[0], limit, scan, sqlite=self.db.is_sqlite)
+            sql = self._match_sql[shape] = _match_sql_text(
+                shape[0], limit, scan, sqlite=self.db.is_sqlite, ordered=ordered
+            )
         return sql
 
     @contextmanager
@@ -637,7 +627,7 @@ SCAN_FROM = 64
 
 
 def _match_sql_text(
-    shape: tuple[tuple[str, tuple[str, ...]], ...], limit: int | None, scan: bool, *, sqlite: bool
+    shape: tuple[tuple[str, tuple[str, ...]], ...], limit: int | None, scan: bool, *, sqlite: bool, ordered: bool = True
 ) -> str:
     """SQL text selecting what :func:`_match_query` selects (parameters: type, False, then per condition
     the type, the parameter code and the column values)."""
@@ -664,7 +654,8 @@ def _match_sql_text(
                 f" AND res_id IN (SELECT res_id FROM {table.name} WHERE res_type = {mark} AND param = {mark}{equal})"
             )
     order = "+last_updated" if sqlite and not scan else "last_updated"
-    parts.append(f" ORDER BY {order}, res_id" + (f" LIMIT {int(limit)}" if limit is not None else ""))
+    parts.append(f" ORDER BY {order}, res_id" if ordered else "")
+    parts.append(f" LIMIT {int(limit)}" if limit is not None else "")
     return "".join(parts)
 
 
