@@ -52,7 +52,9 @@ local prefix = ""
 local threads = 0
 -- each wrk thread has its own Lua state with the same unseeded random numbers: number the threads
 function setup(thread) threads = threads + 1; thread:set("tid", threads) end
-function init(args) prefix = tostring(tid) .. "-" .. tostring(os.time()) .. "-" .. tostring(math.random(1, 1000000000)) end
+function init(args)
+  prefix = tostring(tid) .. "-" .. tostring(os.time()) .. "-" .. tostring(math.random(1, 1000000000))
+end
 -- every request carries its own referral identifier: a repeated one would be answered as a duplicate
 function request()
   counter = counter + 1
