@@ -152,6 +152,9 @@ def choice_names() -> frozenset[str]:
     )
 
 
+_MISSING = object()
+
+
 def _children(value: Any, name: str) -> Iterator[Value]:
     if not isinstance(value, dict):
         return
@@ -239,12 +242,28 @@ def _type_matches(type_name: str | None, wanted: str) -> bool:
 
 
 def _walk(values: list[Value], steps: list[Step]) -> list[Value]:
+    choices = choice_names()
     for step in steps:
         nxt: list[Value] = []
+        if step.kind == "child":  # the common step, inlined: no generator for a plain element
+            name = step.name
+            for value, _ in values:
+                if not isinstance(value, dict):
+                    continue
+                found = value.get(name, _MISSING)
+                if found is _MISSING:
+                    if name in choices:
+                        nxt.extend(_children(value, name))
+                elif isinstance(found, list):
+                    nxt.extend([(v, None) for v in found])
+                else:
+                    nxt.append((found, None))
+            values = nxt
+            if not values:
+                break
+            continue
         for value, type_name in values:
-            if step.kind == "child":
-                nxt.extend(_children(value, step.name))
-            elif step.kind == "as":
+            if step.kind == "as":
                 if _type_matches(type_name, step.name):
                     nxt.append((value, type_name))
             elif step.kind == "where_resolve":
