@@ -16,8 +16,6 @@ from __future__ import annotations
 import fcntl
 import logging
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -40,7 +38,6 @@ class WriteGate:
     def __init__(self, path: str | None) -> None:
         self.thread_lock = threading.Lock()
         self.lock_path = f"{path}.writelock" if path else None
-
         self._handle: BinaryIO | None = None
 
     def acquire(self) -> None:
@@ -65,14 +62,6 @@ class WriteGate:
                 handle.close()
         finally:
             self.thread_lock.release()
-
-    @contextmanager
-    def held(self) -> Iterator[None]:
-        self.acquire()
-        try:
-            yield
-        finally:
-            self.release()
 
 
 @dataclass

@@ -7,6 +7,7 @@ back as its exact literal. Everything else is plain ``dict``/``list``/``str``/``
 
 from __future__ import annotations
 
+import copy
 import json
 from decimal import Decimal
 from typing import Any
@@ -63,3 +64,34 @@ def to_plain(obj: Any) -> Any:
     if isinstance(obj, Decimal):
         return int(obj) if obj == obj.to_integral_value() and "." not in str(obj) else float(obj)
     return obj
+
+
+#: Values copy.deepcopy returns as they are.
+_ATOMIC = frozenset({str, int, float, bool, type(None), Decimal})
+
+
+def copy_json(value: Any) -> Any:
+    """``copy.deepcopy(value)``, several times faster for parsed JSON (dicts, lists and atoms)."""
+    return _copy(value, {})
+
+
+def _copy(value: Any, memo: dict[int, Any]) -> Any:
+    """Shared dicts and lists stay shared in the copy, as deepcopy keeps them; other types go to deepcopy."""
+    kind = type(value)
+    if kind in _ATOMIC:
+        return value
+    if kind is not dict and kind is not list:
+        return copy.deepcopy(value, memo)
+    done = memo.get(id(value))
+    if done is not None:
+        return done
+    if kind is list:
+        memo[id(value)] = out = []
+        out.extend([item if type(item) in _ATOMIC else _copy(item, memo) for item in value])
+        return out
+    memo[id(value)] = result = {}
+    for key, item in value.items():
+        if type(key) is not str:
+            key = copy.deepcopy(key, memo)
+        result[key] = item if type(item) in _ATOMIC else _copy(item, memo)
+    return result

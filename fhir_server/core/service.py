@@ -6,13 +6,12 @@ JSON is what every later read serves.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import jsonpatch
 
-from fhir_server.core import index_backlog
+from fhir_server.core import index_backlog, jsonio
 from fhir_server.core.issues import FhirError, Issue, has_errors, refusal_status
 from fhir_server.core.resource_types import STORABLE_TYPES
 from fhir_server.core.search.engine import SearchEngine, SearchPage
@@ -172,7 +171,7 @@ class FhirService:
                     )
                 if found:
                     return WriteResult(unit.read(resource_type, found[0]), False, existing=True)
-            stored, created = unit.put(copy.deepcopy(resource), fresh_id=True)
+            stored, created = unit.put(jsonio.copy_json(resource), fresh_id=True)
             return WriteResult(stored, created, warnings)
 
         return self.store.write(work)
@@ -185,7 +184,7 @@ class FhirService:
         warnings = self.validated(resource, resource_type, resource_id)
 
         def work(unit: WriteUnit) -> WriteResult:
-            stored, created = unit.put(copy.deepcopy(resource), resource_id=resource_id, if_match=if_match)
+            stored, created = unit.put(jsonio.copy_json(resource), resource_id=resource_id, if_match=if_match)
             return WriteResult(stored, created, warnings)
 
         return self.store.write(work)
@@ -215,7 +214,7 @@ class FhirService:
                 target = body_id
                 if target:
                     check_id(target, f"{resource_type}.id")
-            stored, created = unit.put(copy.deepcopy(resource), resource_id=target)
+            stored, created = unit.put(jsonio.copy_json(resource), resource_id=target)
             return WriteResult(stored, created, warnings)
 
         return self.store.write(work)
@@ -225,8 +224,6 @@ class FhirService:
     ) -> WriteResult:
         """Apply a JSON Patch (RFC 6902) to the current version, then validate and store the result."""
         current = self.read(resource_type, resource_id)
-        from fhir_server.core import jsonio
-
         if not isinstance(operations, list):
             raise FhirError.single(400, "structure", "a JSON Patch body must be a JSON array of operations")
         try:

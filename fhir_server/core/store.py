@@ -361,7 +361,7 @@ class Store:
         self.fast = _FastReads(db)
         #: SQLite: concurrent writers of this process share commits (see core/group_commit.py).
         self.group_commit = GroupCommit(db) if db.is_sqlite else None
-        self._insert_sql: dict[str, tuple[str, list[str]]] = {}
+        self._insert_columns: dict[str, list[str]] = {}
         #: Called with (unit, resource) after each resource is put, inside its transaction (domain rules
         #: that add access labels, e.g. a referral becoming visible to the region its Task is owned by).
         self.write_hooks: list[Callable[[WriteUnit, dict], None]] = []
@@ -370,26 +370,29 @@ class Store:
         self.current_sql = f"SELECT version_id, deleted FROM resources WHERE res_type = {mark} AND res_id = {mark}"
 
     def bulk_insert(self, cursor: Any, table: Any, rows: list[dict]) -> None:
-        """``executemany`` of prepared INSERT text (the table's columns, minus an auto-increment key)."""
-        prepared = self._insert_sql.get(table.name)
-        if prepared is None:
+        """Insert ``rows`` into ``table`` (its columns, minus an auto-increment key): COPY for many rows on
+        PostgreSQL, else :meth:`_insert_values`."""
+        columns = self._insert_columns.get(table.name)
+        if columns is None:
             columns = [c.name for c in table.columns if not (c.primary_key and c.autoincrement is True)]
-            mark = "?" if self.db.is_sqlite else "%s"
-            sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})"
-            prepared = self._insert_sql[table.name] = (sql, columns)
-        sql, columns = prepared
+            self._insert_columns[table.name] = columns
         if not self.db.is_sqlite and len(rows) >= COPY_THRESHOLD:
             # PostgreSQL: COPY streams the rows in one statement, several times cheaper than one INSERT each
             with cursor.copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy:
                 for row in rows:
                     copy.write_row(tuple(map(row.get, columns)))
             return
-        if not self.db.is_sqlite and len(rows) > 1:
-            # PostgreSQL: one multi-row INSERT is one statement for the server to run, not one per row
-            values = ", ".join([sql[sql.index("VALUES ") + 7 :]] * len(rows))
-            cursor.execute(sql[: sql.index("VALUES ") + 7] + values, [v for row in rows for v in map(row.get, columns)])
+        head = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES "
+        self._insert_values(cursor, head, [tuple(map(row.get, columns)) for row in rows])
+
+    def _insert_values(self, cursor: Any, head: str, values: list[tuple], tail: str = "") -> None:
+        """``head`` + one ``(?, ...)`` per row + ``tail``: on SQLite an ``executemany``; on PostgreSQL one
+        multi-row statement (one statement for the server to run, not one per row)."""
+        one = f"({', '.join([self._mark] * len(values[0]))})"
+        if self.db.is_sqlite or len(values) == 1:
+            cursor.executemany(head + one + tail, values)
             return
-        cursor.executemany(sql, [tuple(map(row.get, columns)) for row in rows])
+        cursor.execute(head + ", ".join([one] * len(values)) + tail, [v for row in values for v in row])
 
     def write_rows(
         self, cursor: Any, inserts: list[tuple[Any, list[dict]]], stale: dict[str, list[str]], labels: list[dict]
@@ -422,14 +425,9 @@ class Store:
 
     def insert_labels(self, cursor: Any, rows: list[dict]) -> None:
         """Add access labels; a label a resource already carries is kept as it is."""
+        values = list(dict.fromkeys((r["res_type"], r["res_id"], r["label"]) for r in rows))
         head = f"INSERT INTO {access_labels.name} (res_type, res_id, label) VALUES "
-        one = f"({self._mark}, {self._mark}, {self._mark})"
-        values = [(r["res_type"], r["res_id"], r["label"]) for r in rows]
-        if not self.db.is_sqlite:  # PostgreSQL: one statement for all (see bulk_insert)
-            flat = [v for row in dict.fromkeys(values) for v in row]
-            cursor.execute(head + ", ".join([one] * (len(flat) // 3)) + " ON CONFLICT DO NOTHING", flat)
-            return
-        cursor.executemany(head + one + " ON CONFLICT DO NOTHING", values)
+        self._insert_values(cursor, head, values, " ON CONFLICT DO NOTHING")
 
     # -- writes -----------------------------------------------------------------------------
 

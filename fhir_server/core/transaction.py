@@ -10,7 +10,6 @@ A batch runs each entry on its own and reports each entry's outcome.
 from __future__ import annotations
 
 import base64
-import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -384,15 +383,15 @@ class BundleProcessor:
                 stored = None
             entry.result = {"status": 204, "stored": stored}
         elif entry.method == "POST":
-            result = service.create(copy.deepcopy(entry.resource or {}), if_none_exist=entry.if_none_exist)
+            result = service.create(jsonio.copy_json(entry.resource or {}), if_none_exist=entry.if_none_exist)
             entry.result = {"status": 200 if result.existing else 201, "stored": result.stored}
         elif entry.method == "PUT":
             if entry.resource_id:
                 result = service.update(
-                    rtype, entry.resource_id, copy.deepcopy(entry.resource or {}), if_match=entry.if_match
+                    rtype, entry.resource_id, jsonio.copy_json(entry.resource or {}), if_match=entry.if_match
                 )
             else:
-                result = service.conditional_update(rtype, entry.query or "", copy.deepcopy(entry.resource or {}))
+                result = service.conditional_update(rtype, entry.query or "", jsonio.copy_json(entry.resource or {}))
             entry.result = {"status": 201 if result.created else 200, "stored": result.stored}
         else:
 

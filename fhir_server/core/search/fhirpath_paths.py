@@ -155,16 +155,8 @@ def choice_names() -> frozenset[str]:
 _MISSING = object()
 
 
-def _children(value: Any, name: str) -> Iterator[Value]:
-    if not isinstance(value, dict):
-        return
-    if name in value:
-        found = value[name]
-        yield from ((v, None) for v in found) if isinstance(found, list) else [(found, None)]
-        return
-    if name not in choice_names():
-        return
-    # a choice element: occurrence -> occurrenceDateTime / occurrencePeriod ...
+def _choice_children(value: dict, name: str) -> Iterator[Value]:
+    """The values of choice element ``name`` (occurrence -> occurrenceDateTime / occurrencePeriod ...)."""
     for key, found in value.items():
         if not key.startswith(name):
             continue
@@ -253,7 +245,7 @@ def _walk(values: list[Value], steps: list[Step]) -> list[Value]:
                 found = value.get(name, _MISSING)
                 if found is _MISSING:
                     if name in choices:
-                        nxt.extend(_children(value, name))
+                        nxt.extend(_choice_children(value, name))
                 elif isinstance(found, list):
                     nxt.extend([(v, None) for v in found])
                 else:

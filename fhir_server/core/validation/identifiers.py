@@ -418,17 +418,21 @@ def validate_identifiers(resource: dict, *, test_mode: bool = False,
         if kind is None:
             continue
         problem = _checked(kind, value, test_mode, today)
-        if problem is None:
-            continue
-        en, nb = _LABEL[kind]
-        # public numbers (orgnr, HPR ...) are shown, but never a personal number sent under the wrong system
-        shown = mask_value(str(value)) if kind in PERSONAL_KINDS else mask_identity_numbers(str(value))
-        issues.append(Issue(
-            severity=problem.severity,
-            code="business-rule" if problem.rule.endswith("-synthetic") else "value",
-            diagnostics=f"Invalid {en} {shown} (system {system}): {problem.reason}",
-            expression=f"{path}.value",
-            diagnostics_nb=f"Ugyldig {nb} {shown} (system {system}): {problem.reason_nb}",
-            rule=problem.rule,
-        ))
+        if problem is not None:
+            issues.append(number_issue(kind, problem, system, value, path))
     return issues
+
+
+def number_issue(kind: IdentifierKind, problem: NumberProblem, system: str, value: object, path: str) -> Issue:
+    """The Issue of a wrong number at ``<path>.value``."""
+    en, nb = _LABEL[kind]
+    # public numbers (orgnr, HPR ...) are shown, but never a personal number sent under the wrong system
+    shown = mask_value(str(value)) if kind in PERSONAL_KINDS else mask_identity_numbers(str(value))
+    return Issue(
+        severity=problem.severity,
+        code="business-rule" if problem.rule.endswith("-synthetic") else "value",
+        diagnostics=f"Invalid {en} {shown} (system {system}): {problem.reason}",
+        expression=f"{path}.value",
+        diagnostics_nb=f"Ugyldig {nb} {shown} (system {system}): {problem.reason_nb}",
+        rule=problem.rule,
+    )

@@ -1,4 +1,5 @@
-"""normalise_referral's copy of a referral is the copy ``copy.deepcopy`` makes, only faster."""
+"""``jsonio.copy_json`` (the copy normalise_referral and the write path make) is the copy
+``copy.deepcopy`` makes, only faster."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from fhir_server.core import jsonio
-from fhir_server.domain.mapping.fhir_aliases import _copy, normalise_referral
+from fhir_server.domain.mapping.fhir_aliases import normalise_referral
 
 BUNDLE = Path(__file__).resolve().parents[2] / "data" / "referral-transaction.json"
 
@@ -28,7 +29,7 @@ def same_shape(a: object, b: object, seen: dict[int, int], seen_b: dict[int, int
 
 def test_the_copy_is_deepcopy_of_the_test_bundle() -> None:
     bundle = jsonio.loads(BUNDLE.read_bytes())
-    fast, slow = _copy(bundle, {}), copy.deepcopy(bundle)
+    fast, slow = jsonio.copy_json(bundle), copy.deepcopy(bundle)
     assert fast == slow == bundle
     same_shape(fast, slow, {}, {})
     assert json.dumps(fast, default=str) == json.dumps(slow, default=str)
@@ -39,7 +40,7 @@ def test_sharing_cycles_decimals_and_other_types_are_kept_as_deepcopy_keeps_them
     odd = (1, [2])  # not JSON: deepcopy's business
     data: dict = {"a": [shared, shared], "b": shared, "d": Decimal("72.50"), "f": 0.5, "n": None, "t": True, "o": odd}
     data["self"] = data
-    fast, slow = _copy(data, {}), copy.deepcopy(data)
+    fast, slow = jsonio.copy_json(data), copy.deepcopy(data)
     assert fast["a"][0] is fast["a"][1] is fast["b"] and fast["a"][0] is not shared
     assert fast["self"] is fast
     assert fast["o"] == odd and fast["o"][1] is not odd[1]

@@ -2,7 +2,7 @@
 
 ``validate_identifiers`` finds candidates with ``object_paths.matching_objects`` (paths built only for
 them) and memoises ``check_number``; the reference below is the former implementation, over
-``jsonwalk.walk_objects`` and ``check_number`` directly.
+``jsonwalk.walk_objects`` and ``check_number`` directly (the Issue it builds is the same function's).
 """
 
 from __future__ import annotations
@@ -19,15 +19,13 @@ from fhir_server.core import jsonio
 from fhir_server.core.issues import Issue
 from fhir_server.core.jsonwalk import walk_objects
 from fhir_server.core.validation.identifiers import (
-    _LABEL,
-    PERSONAL_KINDS,
     check_number,
     kind_of_system,
-    mask_identity_numbers,
-    mask_value,
+    number_issue,
     validate_identifiers,
 )
 from fhir_server.core.validation.object_paths import matching_objects
+from tests.json_mutation import mutants, objects
 
 TODAY = datetime.date(2026, 11, 22)
 BUNDLE = Path(__file__).resolve().parents[2] / "data" / "referral-transaction.json"
@@ -44,18 +42,8 @@ def _former_validate(resource: dict, *, test_mode: bool, today: datetime.date) -
         if kind is None:
             continue
         problem = check_number(kind, value, test_mode=test_mode, today=today)
-        if problem is None:
-            continue
-        en, nb = _LABEL[kind]
-        shown = mask_value(str(value)) if kind in PERSONAL_KINDS else mask_identity_numbers(str(value))
-        issues.append(Issue(
-            severity=problem.severity,
-            code="business-rule" if problem.rule.endswith("-synthetic") else "value",
-            diagnostics=f"Invalid {en} {shown} (system {system}): {problem.reason}",
-            expression=f"{path}.value",
-            diagnostics_nb=f"Ugyldig {nb} {shown} (system {system}): {problem.reason_nb}",
-            rule=problem.rule,
-        ))
+        if problem is not None:
+            issues.append(number_issue(kind, problem, system, value, path))
     return issues
 
 
@@ -70,35 +58,22 @@ _SYSTEMS = ["urn:oid:2.16.578.1.12.4.1.4.1", "urn:oid:2.16.578.1.12.4.1.4.2", "u
             "http://example.org", "", 7, None]
 
 
+def _mutate(rng: random.Random, doc: dict) -> None:
+    target = rng.choice(objects(doc))
+    op = rng.random()
+    if op < 0.4:
+        target["system"] = rng.choice(_SYSTEMS)
+        target["value"] = copy.deepcopy(rng.choice(_VALUES))
+    elif op < 0.6 and "value" in target:
+        del target["value"]
+    elif op < 0.8:
+        target[rng.choice(["_value", "_system", "identifier", "resourceType"])] = copy.deepcopy(rng.choice(_VALUES))
+    else:
+        target["value"] = copy.deepcopy(rng.choice(_VALUES))
+
+
 def _mutants(doc: dict, count: int, seed: int) -> list[dict]:
-    rng = random.Random(seed)
-    out = []
-    for _ in range(count):
-        d = copy.deepcopy(doc)
-        for _ in range(rng.choice([1, 2, 4])):
-            objects: list[dict] = []
-            stack: list[Any] = [d]
-            while stack:
-                node = stack.pop()
-                if isinstance(node, dict):
-                    objects.append(node)
-                    stack += list(node.values())
-                elif isinstance(node, list):
-                    stack += node
-            target = rng.choice(objects)
-            op = rng.random()
-            if op < 0.4:
-                target["system"] = rng.choice(_SYSTEMS)
-                target["value"] = copy.deepcopy(rng.choice(_VALUES))
-            elif op < 0.6 and "value" in target:
-                del target["value"]
-            elif op < 0.8:
-                target[rng.choice(["_value", "_system", "identifier", "resourceType"])] = copy.deepcopy(
-                    rng.choice(_VALUES))
-            else:
-                target["value"] = copy.deepcopy(rng.choice(_VALUES))
-        out.append(d)
-    return out
+    return mutants(doc, count, seed, [1, 2, 4], _mutate)
 
 
 @pytest.mark.parametrize("test_mode", [False, True])

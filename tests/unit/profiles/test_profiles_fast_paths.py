@@ -27,6 +27,7 @@ from fhir_server.core.validation.profile_fhirpath import _Parser
 from fhir_server.core.validation.profile_fhirpath_shapes import compile_shape
 from fhir_server.core.validation.profile_model import _norm, matches_fixed, matches_pattern
 from fhir_server.domain.intake import PROFILES
+from tests.json_mutation import mutants, spots
 
 BUNDLE = Path(__file__).resolve().parents[2] / "data" / "referral-transaction.json"
 
@@ -51,33 +52,21 @@ _VALUES: list[Any] = [
 _KEYS = ["extension", "_district", "identifier", "system", "code", "meta", "foo", "valueString", "_given", "url"]
 
 
+def _mutate(rng: random.Random, doc: dict) -> None:
+    """One random deletion, replacement or addition."""
+    holder, key = rng.choice(spots(doc))
+    op = rng.random()
+    if op < 0.3:
+        del holder[key]
+    elif op < 0.7:
+        holder[key] = copy.deepcopy(rng.choice(_VALUES))
+    elif isinstance(holder[key], dict):
+        holder[key][rng.choice(_KEYS)] = copy.deepcopy(rng.choice(_VALUES))
+
+
 def _mutants(doc: dict, count: int, seed: int) -> list[dict]:
     """``count`` variants of ``doc``, each with a few random deletions, replacements and additions."""
-    rng = random.Random(seed)
-    out = []
-    for _ in range(count):
-        d = copy.deepcopy(doc)
-        for _ in range(rng.choice([1, 2, 4])):
-            stack: list[tuple[Any, Any]] = [(None, d)]
-            spots = []
-            while stack:
-                _parent, node = stack.pop()
-                if isinstance(node, dict):
-                    spots += [(node, k) for k in node]
-                    stack += [(node, v) for v in node.values()]
-                elif isinstance(node, list):
-                    spots += [(node, i) for i in range(len(node))]
-                    stack += [(node, v) for v in node]
-            holder, key = rng.choice(spots)
-            op = rng.random()
-            if op < 0.3:
-                del holder[key]
-            elif op < 0.7:
-                holder[key] = copy.deepcopy(rng.choice(_VALUES))
-            elif isinstance(holder[key], dict):
-                holder[key][rng.choice(_KEYS)] = copy.deepcopy(rng.choice(_VALUES))
-        out.append(d)
-    return out
+    return mutants(doc, count, seed, [1, 2, 4], _mutate)
 
 
 def _issues(validator: profiles.ProfileValidator, resource: dict) -> list[tuple]:

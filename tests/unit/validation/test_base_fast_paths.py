@@ -23,6 +23,7 @@ from fhir_server.core.validation.primitive_quick import quick_check
 from fhir_server.core.validation.primitives import check_primitive
 from fhir_server.core.validation.schema import BACKBONE, COMPLEX, PRIMITIVE, NodeSchema, node_schema, resource_schema
 from fhir_server.core.validation.walk_plan import Step, prop_invariants, steps
+from tests.json_mutation import mutants, spots
 
 DATA = Path(__file__).resolve().parent / "data" / "referral-bundle.json"
 TRANSACTION = Path(__file__).resolve().parents[2] / "data" / "referral-transaction.json"
@@ -108,36 +109,23 @@ _NEW_KEYS = ["foo", "_foo", "_given", "_status", "extension", "contained", "valu
              "deceasedBoolean", "deceasedDateTime", "_birthDate", "text", "id", "_"]
 
 
+def _mutate(rng: random.Random, doc: dict) -> None:
+    holder, key = rng.choice(spots(doc))
+    op = rng.random()
+    if op < 0.25:
+        del holder[key]
+    elif op < 0.6:
+        holder[key] = copy.deepcopy(rng.choice(_MUTATIONS))
+    elif op < 0.75 and isinstance(holder[key], list) and holder[key]:
+        holder[key].append(copy.deepcopy(rng.choice(holder[key])))
+    elif isinstance(holder[key], dict):
+        holder[key][rng.choice(_NEW_KEYS)] = copy.deepcopy(rng.choice(_MUTATIONS))
+    else:
+        holder[key] = copy.deepcopy(rng.choice(_MUTATIONS))
+
+
 def _mutants(doc: dict, count: int, seed: int) -> list[dict]:
-    rng = random.Random(seed)
-    out = []
-    for _ in range(count):
-        d = copy.deepcopy(doc)
-        for _ in range(rng.choice([1, 2, 3, 6])):
-            spots: list[tuple[Any, Any]] = []
-            stack: list[Any] = [d]
-            while stack:
-                node = stack.pop()
-                if isinstance(node, dict):
-                    spots += [(node, k) for k in node]
-                    stack += list(node.values())
-                elif isinstance(node, list):
-                    spots += [(node, i) for i in range(len(node))]
-                    stack += node
-            holder, key = rng.choice(spots)
-            op = rng.random()
-            if op < 0.25:
-                del holder[key]
-            elif op < 0.6:
-                holder[key] = copy.deepcopy(rng.choice(_MUTATIONS))
-            elif op < 0.75 and isinstance(holder[key], list) and holder[key]:
-                holder[key].append(copy.deepcopy(rng.choice(holder[key])))
-            elif isinstance(holder[key], dict):
-                holder[key][rng.choice(_NEW_KEYS)] = copy.deepcopy(rng.choice(_MUTATIONS))
-            else:
-                holder[key] = copy.deepcopy(rng.choice(_MUTATIONS))
-        out.append(d)
-    return out
+    return mutants(doc, count, seed, [1, 2, 3, 6], _mutate)
 
 
 def _issues(resource: dict) -> list[tuple]:
