@@ -37,6 +37,16 @@ def start_delivery_worker(server: Server) -> None:
     worker.start()
 
 
+def start_wal_checkpointer(server: Server) -> None:
+    """SQLite: one background checkpoint thread per process, so no commit has to copy the log back."""
+    from fhir_server.core.wal_checkpoint import WalCheckpointer
+
+    if server.db.sqlite_path is not None:
+        server.checkpointer = WalCheckpointer(server.db.sqlite_path)
+        server.checkpointer.start()
+        atexit.register(server.checkpointer.stop)
+
+
 def build_gate(server: Server) -> SecurityGate:
     """The security gate: trusted issuer, scopes per operation, regions of the RHFs and HFs, audit trail."""
     tables = server.intake.tables  # type: ignore[union-attr]
@@ -59,6 +69,7 @@ def create_app(settings: Settings | None = None, server: Server | None = None) -
     app.extensions["fhir"].operations = operations.declared_operations()
     if settings.delivery_worker:
         start_delivery_worker(app.extensions["fhir"])
+    start_wal_checkpointer(app.extensions["fhir"])
     errors.register_error_handlers(app)
     gate = build_gate(app.extensions["fhir"])
     security_edge.install(app, gate, settings.base_path)

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from fhir_server.core.packages import ConformanceRegistry
     from fhir_server.core.terminology import Terminology
     from fhir_server.core.validation.profiles import ProfileValidator
+    from fhir_server.core.wal_checkpoint import WalCheckpointer
     from fhir_server.domain.intake import IntakePipeline
     from fhir_server.domain.pathways import PathwayCatalog
 
@@ -45,6 +46,7 @@ class Server:
     security: dict | None = None
     intake: IntakePipeline | None = None
     terminology: Terminology | None = None
+    checkpointer: WalCheckpointer | None = None
 
     def validate_with_profiles(self, resource: dict, profiles: list[str]) -> list[Issue]:
         """Base validation plus the resource's profile claims and the requested profiles ($validate)."""

@@ -72,6 +72,8 @@ class Database:
     read: Engine
     write: Engine
     gate: WriteGate | None = None
+    #: The SQLite database file (None for PostgreSQL and in-memory SQLite).
+    sqlite_path: str | None = None
 
     @property
     def dialect(self) -> str:
@@ -96,6 +98,8 @@ def _normalise_url(url: str) -> str:
 
 
 def _sqlite_engine(url: str, *, immediate: bool, synchronous: str) -> Engine:
+    from fhir_server.core.wal_checkpoint import COMMIT_CHECKPOINT_PAGES
+
     engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False}, pool_size=8)
 
     @event.listens_for(engine, "connect")
@@ -108,6 +112,8 @@ def _sqlite_engine(url: str, *, immediate: bool, synchronous: str) -> Engine:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA cache_size=-65536")  # 64 MiB page cache per connection
         cursor.execute("PRAGMA temp_store=MEMORY")
+        if immediate:  # writers leave checkpoints to the background (fhir_server.core.wal_checkpoint)
+            cursor.execute(f"PRAGMA wal_autocheckpoint={COMMIT_CHECKPOINT_PAGES}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -127,6 +133,7 @@ def open_database(url: str, *, sqlite_synchronous: str = "FULL") -> Database:
             read=_sqlite_engine(url, immediate=False, synchronous=sqlite_synchronous),
             write=_sqlite_engine(url, immediate=True, synchronous=sqlite_synchronous),
             gate=WriteGate(path if path and path != ":memory:" else None),
+            sqlite_path=path if path and path != ":memory:" else None,
         )
     else:
         # no ping before each checkout (a round trip per transaction): a connection the server dropped

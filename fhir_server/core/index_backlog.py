@@ -25,6 +25,7 @@ from sqlalchemy import delete, select
 
 from fhir_server.core import jsonio
 from fhir_server.core.schema import index_backlog, resources
+from fhir_server.core.search.index import index_rows
 from fhir_server.core.store import Store, WriteUnit
 
 log = logging.getLogger(__name__)
@@ -43,12 +44,18 @@ def has_backlog(store: Store, resource_type: str) -> bool:
 
 def catch_up(store: Store, resource_type: str, *, limit: int | None = None, batch: int = BATCH) -> int:
     """Index waiting resources of ``resource_type`` (all, or about ``limit``), ``batch`` per write
-    transaction; returns how many."""
+    transaction; returns how many.
+
+    Each batch's rows are computed from a plain read, outside the write lock; the write transaction
+    only inserts them, for the resources still waiting (another process may have indexed some
+    meanwhile) and still at their first version (a later version was indexed when it was put)."""
     done = 0
     while limit is None or done < limit:
-        indexed = store.write(lambda unit: _index_batch(unit, resource_type, batch))
-        done += indexed
-        if indexed < batch:
+        prepared = _prepare_batch(store, resource_type, batch)
+        if not prepared:
+            break
+        done += store.write(lambda unit, prepared=prepared: _store_batch(unit, resource_type, prepared))
+        if len(prepared) < batch:
             break
     if done:
         log.info("indexed %s %s resources from the backlog", done, resource_type)
@@ -73,22 +80,42 @@ def _reaches(deferred: str, resource_type: str, params: Iterable[tuple[str, str]
     return False
 
 
-def _index_batch(unit: WriteUnit, resource_type: str, batch: int) -> int:
-    """Index one batch of the backlog inside ``unit``'s transaction; returns how many were indexed."""
-    keys = select(index_backlog.c.res_id).where(index_backlog.c.res_type == resource_type).limit(batch)
+def _prepare_batch(store: Store, resource_type: str, batch: int) -> dict[str, tuple[int, dict]]:
+    """Up to ``batch`` waiting resources of ``resource_type``, read without the write lock:
+    id -> (version, its index rows)."""
+    mark = "?" if store.db.is_sqlite else "%s"
+    sql = (
+        f"SELECT b.res_id, r.version_id, r.body FROM {index_backlog.name} b JOIN {resources.name} r "
+        "ON r.res_type = b.res_type AND r.res_id = b.res_id "
+        f"WHERE b.res_type = {mark} LIMIT {int(batch)}"
+    )
+    return {
+        res_id: (version, index_rows(store.registry, jsonio.loads(body or "{}")))
+        for res_id, version, body in store.fast.rows(sql, (resource_type,))
+    }
+
+
+def _store_batch(unit: WriteUnit, resource_type: str, prepared: dict[str, tuple[int, dict]]) -> int:
+    """Insert the prepared rows of the resources of ``prepared`` still waiting; returns how many."""
+    ids = list(prepared)
+    waiting = select(index_backlog.c.res_id).where(
+        index_backlog.c.res_type == resource_type, index_backlog.c.res_id.in_(ids)
+    )
     if not unit.store.db.is_sqlite:
-        keys = keys.with_for_update()  # a second process catching up waits, then finds them gone
-    ids = list(unit.execute(keys).scalars())
-    if not ids:
+        waiting = waiting.with_for_update()  # a second process catching up waits, then finds them gone
+    still = list(unit.execute(waiting).scalars())
+    if not still:
         return 0
-    rows = unit.execute(
-        select(resources.c.res_id, resources.c.body).where(
-            resources.c.res_type == resource_type, resources.c.res_id.in_(ids), resources.c.deleted.is_(False)
+    current = unit.execute(
+        select(resources.c.res_id, resources.c.version_id, resources.c.deleted).where(
+            resources.c.res_type == resource_type, resources.c.res_id.in_(still)
         )
     ).all()
-    for res_id, body in rows:
-        unit.add_index_rows(resource_type, res_id, jsonio.loads(body))
+    for res_id, version, deleted in current:
+        # only the version stored with its index deferred lacks rows: a later one was indexed when put
+        if version == 1 and not deleted and prepared[res_id][0] == 1:
+            unit.add_index_rows(resource_type, res_id, {}, prepared[res_id][1])
     unit.execute(
-        delete(index_backlog).where(index_backlog.c.res_type == resource_type, index_backlog.c.res_id.in_(ids))
+        delete(index_backlog).where(index_backlog.c.res_type == resource_type, index_backlog.c.res_id.in_(still))
     )
-    return len(ids)
+    return len(still)

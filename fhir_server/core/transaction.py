@@ -20,6 +20,7 @@ import jsonpatch
 from fhir_server.core import jsonio
 from fhir_server.core.issues import FhirError, Issue, has_errors, operation_outcome, refusal_status
 from fhir_server.core.resource_types import STORABLE_TYPES
+from fhir_server.core.search.index import index_rows
 from fhir_server.core.service import FhirService, check_id
 from fhir_server.core.store import StoredResource, WriteUnit, new_id
 
@@ -40,6 +41,8 @@ class Entry:
     resource_id: str | None = None
     query: str | None = None
     result: dict = field(default_factory=dict)
+    #: The resource's search index rows, computed before the write lock (see ``_prepare``).
+    prepared_index: dict[str, list[dict]] | None = None
 
     @property
     def path(self) -> str:
@@ -210,6 +213,7 @@ class BundleProcessor:
                     fixed_ids[entry.full_url] = f"{entry.resource_type}/{entry.resource_id}"
             elif entry.method == "PUT" and entry.resource_id and entry.full_url:
                 fixed_ids[entry.full_url] = f"{entry.resource_type}/{entry.resource_id}"
+        self._prepare(entries, fixed_ids)
 
         def work(unit: WriteUnit) -> None:
             ids = dict(fixed_ids)
@@ -221,6 +225,8 @@ class BundleProcessor:
                         entry.result = {"existing": found}
                         if entry.full_url:
                             ids[entry.full_url] = f"{entry.resource_type}/{found}"
+                            # references _prepare already pointed at the id it would have had follow too
+                            ids[fixed_ids[entry.full_url]] = ids[entry.full_url]
                 elif entry.method in ("PUT", "PATCH", "DELETE") and entry.resource_id is None:
                     unit.lock_conditional(entry.resource_type or "", entry.query or "")
                     found = self._conditional(unit, entry, entry.query or "")
@@ -281,9 +287,15 @@ class BundleProcessor:
             entry.result = {"status": 200, "stored": unit.read(rtype, entry.result["existing"])}
             return
         resource = self._patched(unit, entry) if entry.method == "PATCH" else (entry.resource or {})
-        self._resolve_references(unit, resource, ids, f"{entry.path}.resource")
+        changed = self._resolve_references(unit, resource, ids, f"{entry.path}.resource")
         check_id(rid, f"{entry.path}.request.url")
-        stored, created = unit.put(resource, resource_id=rid, if_match=entry.if_match, fresh_id=entry.method == "POST")
+        stored, created = unit.put(
+            resource,
+            resource_id=rid,
+            if_match=entry.if_match,
+            fresh_id=entry.method == "POST",
+            index=None if changed else entry.prepared_index,
+        )
         entry.result = {"status": 201 if created else 200, "stored": stored}
 
     def _patched(self, unit: WriteUnit, entry: Entry) -> dict:
@@ -310,18 +322,54 @@ class BundleProcessor:
         entry.if_match = entry.if_match or current.version_id
         return patched
 
-    def _resolve_references(self, unit: WriteUnit, node: Any, ids: dict[str, str], path: str) -> None:
+    def _prepare(self, entries: list[Entry], fixed_ids: dict[str, str]) -> None:
+        """Resolve what references can be resolved without the database, and compute the index rows
+        of the entries then complete, before the write lock is taken: the lock is held for less.
+
+        A reference to a conditional create's fullUrl points at the id it gets if created; should the
+        condition match instead, ``work`` maps that id to the match, and such an entry's rows are
+        computed again under the lock (``_resolve_references`` reports the change)."""
+        full_urls = {e.full_url for e in entries if e.full_url}
+        for entry in entries:
+            if entry.method not in ("POST", "PUT") or not isinstance(entry.resource, dict):
+                continue
+            if self._resolve_known(entry.resource, fixed_ids, full_urls):
+                entry.prepared_index = index_rows(self.store.registry, entry.resource)
+
+    def _resolve_known(self, node: Any, ids: dict[str, str], full_urls: set[str]) -> bool:
+        """Resolve the references in ``node`` that ``ids`` resolves; True when every reference is then final."""
+        complete = True
+        if isinstance(node, list):
+            for item in node:
+                complete = self._resolve_known(item, ids, full_urls) and complete
+        elif isinstance(node, dict):
+            for key, value in node.items():
+                if key == "reference" and isinstance(value, str):
+                    if value in ids:
+                        node[key] = ids[value]
+                    elif value in full_urls or "?" in value or value.startswith(("urn:uuid:", "urn:oid:")):
+                        complete = False  # resolved (or refused) under the lock
+                elif isinstance(value, dict | list):
+                    complete = self._resolve_known(value, ids, full_urls) and complete
+        return complete
+
+    def _resolve_references(self, unit: WriteUnit, node: Any, ids: dict[str, str], path: str) -> bool:
+        """Resolve Bundle-internal and conditional references in place; True when one changed."""
+        changed = False
         if isinstance(node, list):
             for i, item in enumerate(node):
-                self._resolve_references(unit, item, ids, f"{path}[{i}]")
-            return
+                changed = self._resolve_references(unit, item, ids, f"{path}[{i}]") or changed
+            return changed
         if not isinstance(node, dict):
-            return
+            return False
         for key, value in node.items():
             if key == "reference" and isinstance(value, str):
-                node[key] = self._resolve_one(unit, value, ids, f"{path}.reference")
+                resolved = self._resolve_one(unit, value, ids, f"{path}.reference")
+                if resolved != value:
+                    node[key], changed = resolved, True
             elif isinstance(value, dict | list):
-                self._resolve_references(unit, value, ids, f"{path}.{key}")
+                changed = self._resolve_references(unit, value, ids, f"{path}.{key}") or changed
+        return changed
 
     def _resolve_one(self, unit: WriteUnit, reference: str, ids: dict[str, str], path: str) -> str:
         if reference in ids:

@@ -103,6 +103,42 @@ def test_conditional_create_and_reference_in_transaction(fhir, unique):
     assert r.json()["entry"][0]["response"]["status"] == "200 OK"
     conditions = api.search(f"Condition?_tag=urn:test|{unique}")
     assert {e["resource"]["subject"]["reference"] for e in conditions["entry"]} == {f"Patient/{existing['id']}"}
+    # the search index agrees: its rows were computed before the write lock with the id the Patient
+    # would have had if created, and computed again once the condition matched the existing one
+    assert api.search(f"Condition?subject=Patient/{existing['id']}&_tag=urn:test|{unique}")["total"] == 2
+    assert api.search(f"Condition?subject:Patient.identifier=urn:test:mrn|{unique}")["total"] == 2
+
+
+def test_conditional_create_that_creates_is_referenced_and_indexed_by_its_new_id(fhir, unique):
+    api = Fhir(fhir)
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "fullUrl": "urn:uuid:22222222-2222-4222-8222-222222222222",
+                "resource": patient(unique, identifier=[{"system": "urn:test:mrn", "value": unique}]),
+                "request": {"method": "POST", "url": "Patient", "ifNoneExist": f"identifier=urn:test:mrn|{unique}"},
+            },
+            {
+                "resource": {
+                    "resourceType": "Condition",
+                    "meta": {"tag": [{"system": "urn:test", "code": unique}]},
+                    "subject": {"reference": "urn:uuid:22222222-2222-4222-8222-222222222222"},
+                    "code": {"text": "depresjon"},
+                },
+                "request": {"method": "POST", "url": "Condition"},
+            },
+        ],
+    }
+    r = api.post("", bundle)
+    assert r.status_code == 200, r.text
+    created = r.json()["entry"][0]
+    assert created["response"]["status"] == "201 Created"
+    patient_ref = created["response"]["location"].split("/_history")[0]
+    found = api.search(f"Condition?subject={patient_ref}&_tag=urn:test|{unique}")
+    assert found["total"] == 1
+    assert found["entry"][0]["resource"]["subject"]["reference"] == patient_ref
 
 
 def test_transaction_unresolvable_reference_is_refused(fhir, unique):

@@ -97,3 +97,34 @@ def test_limited_catch_up_leaves_the_rest_for_later(service: FhirService) -> Non
     assert index_backlog.catch_up(service.store, "AuditEvent", limit=1) == index_backlog.BATCH
     assert index_backlog.has_backlog(service.store, "AuditEvent")
     assert index_backlog.catch_up(service.store, "AuditEvent") == 3
+
+
+def subtype_rows(service: FhirService, event_id: str) -> list[str]:
+    with service.store.reading() as conn:
+        return sorted(
+            conn.execute(
+                select(idx_token.c.code).where(
+                    idx_token.c.res_type == "AuditEvent", idx_token.c.res_id == event_id, idx_token.c.param == "subtype"
+                )
+            ).scalars()
+        )
+
+
+def test_rows_computed_before_the_write_follow_a_version_stored_meanwhile(service: FhirService) -> None:
+    """Rows are computed from a plain read, outside the write lock: an event updated between that read
+    and the write was indexed when the update was put, and keeps exactly those rows."""
+    [event_id] = store_deferred(service, ["read"])
+    prepared = index_backlog._prepare_batch(service.store, "AuditEvent", 10)
+    changed = event("update") | {"id": event_id}
+    service.store.write(lambda unit: unit.put(changed, resource_id=event_id))  # a new version, indexed at once
+    assert service.store.write(lambda unit: index_backlog._store_batch(unit, "AuditEvent", prepared)) == 1
+    assert subtype_rows(service, event_id) == ["update"]  # once, and from the stored version
+    assert not index_backlog.has_backlog(service.store, "AuditEvent")
+
+
+def test_a_batch_another_process_indexed_meanwhile_is_not_indexed_twice(service: FhirService) -> None:
+    [event_id] = store_deferred(service, ["read"])
+    prepared = index_backlog._prepare_batch(service.store, "AuditEvent", 10)
+    assert index_backlog.catch_up(service.store, "AuditEvent") == 1  # the other process, first
+    assert service.store.write(lambda unit: index_backlog._store_batch(unit, "AuditEvent", prepared)) == 0
+    assert subtype_rows(service, event_id) == ["read"]
