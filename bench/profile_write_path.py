@@ -5,6 +5,11 @@ Times, per call, on a fresh SQLite file (synchronous=FULL, as the server runs):
   (b) transaction  ``BundleProcessor.process`` of the same Bundle as a plain FHIR transaction
                    (the ServiceRequest not categorised as a referral, as bench/run_bench.py sends it)
   (c) intake       ``IntakePipeline.submit`` of the Bundle as a referral
+  (v) full validation  what every write checks, without storing: ``FhirService.validate`` of the
+                   Bundle of (b) (fhir.resources, strict JSON, bindings, invariants, identifiers, profiles)
+  (s) storage      (b) without its validation: the 8 resources, their versions and search index rows
+                   in one write transaction, committed (``BundleProcessor._transaction``)
+(a), (v) and (s) are the parts of the bound in the README: (b) costs at least (v) + (s), against (a).
 
 Every round gets its own referral identifier and patient fødselsnummer, so nothing is answered as a
 duplicate. Practitioners and organisations keep their national identifiers: the plain transactions (b)
@@ -43,7 +48,7 @@ from fhir_server.config import load_settings  # noqa: E402
 from fhir_server.core import jsonio  # noqa: E402
 from fhir_server.core.seed import seed, seed_conformance  # noqa: E402
 from fhir_server.core.transaction import BundleProcessor  # noqa: E402
-from fhir_server.server import Server, build_server  # noqa: E402
+from fhir_server.server import Server, build_server, start_wal_checkpointer  # noqa: E402
 from tests.api.fhirhttp import fnr  # noqa: E402
 
 BUNDLE = ROOT / "tests" / "data" / "referral-transaction.json"
@@ -81,6 +86,7 @@ def build(db_path: Path) -> Server:
     ig = [str(SHARED / name) for name in ("no-basis", "helsenorge-fhir") if (SHARED / name).is_dir()]
     settings = load_settings(database_url=f"sqlite:///{db_path}", ig_paths=ig, delivery_worker=False)
     server = build_server(settings)
+    start_wal_checkpointer(server)  # as every server process runs one
     seed(server.service)
     seed_conformance(server.service, server.conformance)
     return server
@@ -89,6 +95,10 @@ def build(db_path: Path) -> Server:
 def scenarios(server: Server, bundles: Bundles) -> dict[str, tuple[Callable[[], object], Callable[[], object]]]:
     """Each scenario: (prepare the input, not timed) and (the timed call on that input)."""
     held: dict[str, object] = {}
+    processor = BundleProcessor(server.service, server.settings.max_bundle_entries)
+
+    def store_only() -> object:
+        return processor._transaction(held["s"], None)  # type: ignore[arg-type]
 
     def keep(name: str, make: Callable[[], object]) -> Callable[[], object]:
         def prepare() -> object:
@@ -104,10 +114,18 @@ def scenarios(server: Server, bundles: Bundles) -> dict[str, tuple[Callable[[], 
             lambda: BundleProcessor(server.service, server.settings.max_bundle_entries).process(held["b"]),
         ),
         "c": (keep("c", bundles.referral), lambda: server.intake.submit(held["c"])),  # type: ignore[union-attr, arg-type]
+        "v": (keep("v", bundles.transaction), lambda: server.service.validate(held["v"])),
+        "s": (keep("s", lambda: processor._parse_entries(bundles.transaction()["entry"])[0]), store_only),
     }
 
 
-NAMES = {"a": "fhir.resources Bundle.model_validate", "b": "transaction (BundleProcessor)", "c": "referral intake"}
+NAMES = {
+    "a": "fhir.resources Bundle.model_validate",
+    "b": "transaction (BundleProcessor)",
+    "c": "referral intake",
+    "v": "full validation, no storage",
+    "s": "storage only, no validation",
+}
 
 
 def time_ms(prepare: Callable[[], object], call: Callable[[], object], rounds: int) -> tuple[float, float]:
@@ -139,8 +157,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=100)
     parser.add_argument("--repeat", type=int, default=3, help="runs per scenario; the best is reported")
-    parser.add_argument("--only", default="abc", help="scenarios to time, e.g. bc")
-    parser.add_argument("--profile", choices=["a", "b", "c"], help="cProfile one more run of this scenario")
+    parser.add_argument("--only", default="abcvs", help="scenarios to time, e.g. bc")
+    parser.add_argument("--profile", choices=list(NAMES), help="cProfile one more run of this scenario")
     parser.add_argument("--top", type=int, default=30)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="fhir-profile-") as work:

@@ -21,7 +21,7 @@ from fhir_server.api.formats import SECURITY_HEADERS
 from fhir_server.config import Settings, load_settings
 from fhir_server.logging_setup import configure_logging
 from fhir_server.security.gate import SecurityGate
-from fhir_server.server import Server, build_server
+from fhir_server.server import Server, build_server, start_wal_checkpointer
 
 
 def start_delivery_worker(server: Server) -> None:
@@ -35,16 +35,6 @@ def start_delivery_worker(server: Server) -> None:
         max_attempts=settings.outbox_max_attempts,
     ))
     worker.start()
-
-
-def start_wal_checkpointer(server: Server) -> None:
-    """SQLite: one background checkpoint thread per process, so no commit has to copy the log back."""
-    from fhir_server.core.wal_checkpoint import WalCheckpointer
-
-    if server.db.sqlite_path is not None:
-        server.checkpointer = WalCheckpointer(server.db.sqlite_path)
-        server.checkpointer.start()
-        atexit.register(server.checkpointer.stop)
 
 
 def build_gate(server: Server) -> SecurityGate:
@@ -69,7 +59,8 @@ def create_app(settings: Settings | None = None, server: Server | None = None) -
     app.extensions["fhir"].operations = operations.declared_operations()
     if settings.delivery_worker:
         start_delivery_worker(app.extensions["fhir"])
-    start_wal_checkpointer(app.extensions["fhir"])
+    if start_wal_checkpointer(app.extensions["fhir"]) is not None:
+        atexit.register(app.extensions["fhir"].checkpointer.stop)
     errors.register_error_handlers(app)
     gate = build_gate(app.extensions["fhir"])
     security_edge.install(app, gate, settings.base_path)

@@ -11,7 +11,7 @@ from fhir_server.config import Settings
 from fhir_server.core import jsonio
 from fhir_server.core.issues import FhirError
 from fhir_server.core.transaction import BundleProcessor
-from fhir_server.server import build_server
+from fhir_server.server import build_server, start_wal_checkpointer
 
 
 @dataclass
@@ -59,6 +59,7 @@ def load_paths(paths: list[Path], settings: Settings, *, progress: bool = True) 
     from fhir_server.api.formats import xml_to_json
 
     server = build_server(settings)
+    start_wal_checkpointer(server)
     processor = BundleProcessor(server.service, max_entries=100_000)
     summary = LoadSummary()
     files = _files(paths)
@@ -84,5 +85,7 @@ def load_paths(paths: list[Path], settings: Settings, *, progress: bool = True) 
                 rtype = location.split("/")[0]
                 summary.by_type[rtype] = summary.by_type.get(rtype, 0) + 1
                 summary.loaded += 1
+    if server.checkpointer is not None:
+        server.checkpointer.stop()
     server.db.dispose()
     return summary

@@ -149,6 +149,18 @@ def build_server(settings: Settings) -> Server:
     return server
 
 
+def start_wal_checkpointer(server: Server) -> WalCheckpointer | None:
+    """SQLite: the process's background checkpoint thread (no commit has to copy the log back);
+    None on PostgreSQL."""
+    from fhir_server.core.wal_checkpoint import WalCheckpointer
+
+    if server.db.sqlite_path is None:
+        return None
+    server.checkpointer = WalCheckpointer(server.db.sqlite_path)
+    server.checkpointer.start()
+    return server.checkpointer
+
+
 def build_terminology(conformance: ConformanceRegistry, service: FhirService) -> Terminology:
     """Terminology from the conformance registry, then from resources stored on the server."""
     from fhir_server.core import jsonio
