@@ -66,38 +66,34 @@ def test_transaction_is_all_or_nothing(fhir, unique):
     assert api.search(f"ServiceRequest?_tag=urn:test|{unique}")["total"] == 0
 
 
+def conditional_patient_and_condition(unique: str, full_url: str) -> list[dict]:
+    """A conditional create of a Patient (by an MRN) and a Condition referring to it by its fullUrl."""
+    return [
+        {
+            "fullUrl": full_url,
+            "resource": patient(unique, identifier=[{"system": "urn:test:mrn", "value": unique}]),
+            "request": {"method": "POST", "url": "Patient", "ifNoneExist": f"identifier=urn:test:mrn|{unique}"},
+        },
+        condition_entry(unique, full_url, "depresjon"),
+    ]
+
+
+def condition_entry(unique: str, subject: str, text: str) -> dict:
+    condition = {
+        "resourceType": "Condition",
+        "meta": {"tag": [{"system": "urn:test", "code": unique}]},
+        "subject": {"reference": subject},
+        "code": {"text": text},
+    }
+    return {"resource": condition, "request": {"method": "POST", "url": "Condition"}}
+
+
 def test_conditional_create_and_reference_in_transaction(fhir, unique):
     api = Fhir(fhir)
     existing = api.create(patient(unique, identifier=[{"system": "urn:test:mrn", "value": unique}]))
-    bundle = {
-        "resourceType": "Bundle",
-        "type": "transaction",
-        "entry": [
-            {
-                "fullUrl": "urn:uuid:11111111-1111-4111-8111-111111111111",
-                "resource": patient(unique, identifier=[{"system": "urn:test:mrn", "value": unique}]),
-                "request": {"method": "POST", "url": "Patient", "ifNoneExist": f"identifier=urn:test:mrn|{unique}"},
-            },
-            {
-                "resource": {
-                    "resourceType": "Condition",
-                    "meta": {"tag": [{"system": "urn:test", "code": unique}]},
-                    "subject": {"reference": "urn:uuid:11111111-1111-4111-8111-111111111111"},
-                    "code": {"text": "depresjon"},
-                },
-                "request": {"method": "POST", "url": "Condition"},
-            },
-            {
-                "resource": {
-                    "resourceType": "Condition",
-                    "meta": {"tag": [{"system": "urn:test", "code": unique}]},
-                    "subject": {"reference": f"Patient?identifier=urn:test:mrn|{unique}"},
-                    "code": {"text": "angst"},
-                },
-                "request": {"method": "POST", "url": "Condition"},
-            },
-        ],
-    }
+    entries = conditional_patient_and_condition(unique, "urn:uuid:11111111-1111-4111-8111-111111111111")
+    entries.append(condition_entry(unique, f"Patient?identifier=urn:test:mrn|{unique}", "angst"))
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
     r = api.post("", bundle)
     assert r.status_code == 200, r.text
     assert r.json()["entry"][0]["response"]["status"] == "200 OK"
@@ -111,26 +107,8 @@ def test_conditional_create_and_reference_in_transaction(fhir, unique):
 
 def test_conditional_create_that_creates_is_referenced_and_indexed_by_its_new_id(fhir, unique):
     api = Fhir(fhir)
-    bundle = {
-        "resourceType": "Bundle",
-        "type": "transaction",
-        "entry": [
-            {
-                "fullUrl": "urn:uuid:22222222-2222-4222-8222-222222222222",
-                "resource": patient(unique, identifier=[{"system": "urn:test:mrn", "value": unique}]),
-                "request": {"method": "POST", "url": "Patient", "ifNoneExist": f"identifier=urn:test:mrn|{unique}"},
-            },
-            {
-                "resource": {
-                    "resourceType": "Condition",
-                    "meta": {"tag": [{"system": "urn:test", "code": unique}]},
-                    "subject": {"reference": "urn:uuid:22222222-2222-4222-8222-222222222222"},
-                    "code": {"text": "depresjon"},
-                },
-                "request": {"method": "POST", "url": "Condition"},
-            },
-        ],
-    }
+    entries = conditional_patient_and_condition(unique, "urn:uuid:22222222-2222-4222-8222-222222222222")
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
     r = api.post("", bundle)
     assert r.status_code == 200, r.text
     created = r.json()["entry"][0]
