@@ -49,11 +49,12 @@ def catch_up(store: Store, resource_type: str, *, limit: int | None = None, batc
     Each batch's rows are computed from a plain read, outside the write lock; the write transaction
     only inserts them, for the resources still waiting (another process may have indexed some
     meanwhile) and still at their first version (a later version was indexed when it was put)."""
-    done = 0
-    while limit is None or done < limit:
+    done = tried = 0  # a limit counts what was tried: another process may index some of it first
+    while limit is None or tried < limit:
         prepared = _prepare_batch(store, resource_type, batch)
         if not prepared:
             break
+        tried += len(prepared)
         done += store.write(lambda unit, prepared=prepared: _store_batch(unit, resource_type, prepared))
         if len(prepared) < batch:
             break
