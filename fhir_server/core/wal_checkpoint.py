@@ -8,6 +8,12 @@ long (:data:`COMMIT_CHECKPOINT_PAGES`, a safety net for processes without this t
 and each server process runs a :class:`WalCheckpointer` that checkpoints in ``PASSIVE`` mode: it
 copies what it can without waiting for, or blocking, any reader or writer. Two processes checkpointing
 at once is harmless: one of them finds the checkpoint busy and tries again at its next tick.
+
+The log starts again from its beginning when a writer finds it entirely copied back and no reader in
+it. Under a sustained write load that moment can be rare (measured: the log reached 9000-16000 pages
+between restarts), so the log stays below :data:`COMMIT_CHECKPOINT_PAGES`: the committing writer that
+crosses it checkpoints (cheaply: the thread has already copied all but the last fraction of a second),
+and the next writer restarts the log.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ class WalCheckpointer:
         self.interval = interval
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        #: Checkpoints that copied pages (for tests and the curious).
+        #: Checkpoints that found pages in the log (for tests and the curious).
         self.checkpoints = 0
 
     def start(self) -> None:
@@ -45,11 +51,13 @@ class WalCheckpointer:
             self._thread.join(timeout=5)
 
     def checkpoint(self, conn: sqlite3.Connection) -> int:
-        """One passive checkpoint; returns the pages copied into the database file."""
+        """One passive checkpoint; returns how many log pages it left uncopied (0: all copied back)."""
         busy, log_pages, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        if copied > 0 and not busy:
+        if busy or log_pages < 0:  # another checkpoint ran, or the database is not in WAL mode
+            return max(log_pages, 0)
+        if copied > 0:
             self.checkpoints += 1
-        return max(copied, 0) if log_pages > 0 else 0
+        return log_pages - copied
 
     def _run(self) -> None:
         conn = sqlite3.connect(self.path, timeout=0, isolation_level=None, check_same_thread=False)
