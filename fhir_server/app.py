@@ -59,8 +59,9 @@ def create_app(settings: Settings | None = None, server: Server | None = None) -
     app.extensions["fhir"].operations = operations.declared_operations()
     if settings.delivery_worker:
         start_delivery_worker(app.extensions["fhir"])
-    if start_wal_checkpointer(app.extensions["fhir"]) is not None:
-        atexit.register(app.extensions["fhir"].checkpointer.stop)
+    checkpointer = start_wal_checkpointer(app.extensions["fhir"])
+    if checkpointer is not None:
+        atexit.register(checkpointer.stop)
     errors.register_error_handlers(app)
     gate = build_gate(app.extensions["fhir"])
     security_edge.install(app, gate, settings.base_path)

@@ -128,12 +128,13 @@ def open_database(url: str, *, sqlite_synchronous: str = "FULL") -> Database:
     url = _normalise_url(url)
     if url.startswith("sqlite"):
         path = make_url(url).database
+        file_path = path if path and path != ":memory:" else None
         db = Database(
             url,
             read=_sqlite_engine(url, immediate=False, synchronous=sqlite_synchronous),
             write=_sqlite_engine(url, immediate=True, synchronous=sqlite_synchronous),
-            gate=WriteGate(path if path and path != ":memory:" else None),
-            sqlite_path=path if path and path != ":memory:" else None,
+            gate=WriteGate(file_path),
+            sqlite_path=file_path,
         )
     else:
         # no ping before each checkout (a round trip per transaction): a connection the server dropped

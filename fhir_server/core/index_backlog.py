@@ -81,9 +81,9 @@ def _reaches(deferred: str, resource_type: str, params: Iterable[tuple[str, str]
     return False
 
 
-def _prepare_batch(store: Store, resource_type: str, batch: int) -> dict[str, tuple[int, dict]]:
-    """Up to ``batch`` waiting resources of ``resource_type``, read without the write lock:
-    id -> (version, its index rows)."""
+def _prepare_batch(store: Store, resource_type: str, batch: int) -> dict[str, dict]:
+    """Up to ``batch`` waiting resources of ``resource_type``, read without the write lock: id -> the
+    index rows of its first version (empty for one updated or deleted since: it needs none from here)."""
     mark = "?" if store.db.is_sqlite else "%s"
     sql = (
         f"SELECT b.res_id, r.version_id, r.body FROM {index_backlog.name} b JOIN {resources.name} r "
@@ -91,12 +91,12 @@ def _prepare_batch(store: Store, resource_type: str, batch: int) -> dict[str, tu
         f"WHERE b.res_type = {mark} LIMIT {int(batch)}"
     )
     return {
-        res_id: (version, index_rows(store.registry, jsonio.loads(body or "{}")))
+        res_id: index_rows(store.registry, jsonio.loads(body)) if version == 1 and body else {}
         for res_id, version, body in store.fast.rows(sql, (resource_type,))
     }
 
 
-def _store_batch(unit: WriteUnit, resource_type: str, prepared: dict[str, tuple[int, dict]]) -> int:
+def _store_batch(unit: WriteUnit, resource_type: str, prepared: dict[str, dict]) -> int:
     """Insert the prepared rows of the resources of ``prepared`` still waiting; returns how many."""
     ids = list(prepared)
     waiting = select(index_backlog.c.res_id).where(
@@ -114,8 +114,9 @@ def _store_batch(unit: WriteUnit, resource_type: str, prepared: dict[str, tuple[
     ).all()
     for res_id, version, deleted in current:
         # only the version stored with its index deferred lacks rows: a later one was indexed when put
-        if version == 1 and not deleted and prepared[res_id][0] == 1:
-            unit.add_index_rows(resource_type, res_id, {}, prepared[res_id][1])
+        # (versions only grow, so a resource still at version 1 was read at version 1)
+        if version == 1 and not deleted:
+            unit.add_index_rows(resource_type, res_id, {}, prepared[res_id])
     unit.execute(
         delete(index_backlog).where(index_backlog.c.res_type == resource_type, index_backlog.c.res_id.in_(still))
     )

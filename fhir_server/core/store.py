@@ -249,11 +249,10 @@ class WriteUnit:
 
     def flush(self) -> None:
         """Send the collected inserts (versions, new current rows, index rows)."""
-        if not (
-            self._versions or self._new_current or self._stale_index or self._index_rows or self._labels
-        ) and not self._backlog:
+        pending = (self._versions, self._new_current, self._stale_index, self._index_rows, self._labels)
+        if not any(pending) and not self._backlog:
             return
-        # plain DBAPI executemany on the transaction's own connection: these inserts are the hot path
+        # plain DBAPI statements on the transaction's own connection: these inserts are the hot path
         # of every write, and SQLAlchemy's per-row parameter processing costs more than SQLite itself
         inserts = [(resource_versions, self._versions), (resources, self._new_current)]
         inserts += [(INDEX_TABLES[kind], rows) for kind, rows in self._index_rows.items()]

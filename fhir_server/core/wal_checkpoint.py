@@ -50,14 +50,11 @@ class WalCheckpointer:
         if self._thread is not None:
             self._thread.join(timeout=5)
 
-    def checkpoint(self, conn: sqlite3.Connection) -> int:
-        """One passive checkpoint; returns how many log pages it left uncopied (0: all copied back)."""
-        busy, log_pages, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        if busy or log_pages < 0:  # another checkpoint ran, or the database is not in WAL mode
-            return max(log_pages, 0)
-        if copied > 0:
+    def checkpoint(self, conn: sqlite3.Connection) -> None:
+        """One passive checkpoint: copy back what can be copied now."""
+        busy, _, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        if not busy and copied > 0:  # busy: another process's checkpoint ran
             self.checkpoints += 1
-        return log_pages - copied
 
     def _run(self) -> None:
         conn = sqlite3.connect(self.path, timeout=0, isolation_level=None, check_same_thread=False)
