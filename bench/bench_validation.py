@@ -25,10 +25,10 @@ sys.path.insert(0, str(ROOT))
 
 from fhir.resources.R4B import get_fhir_model_class  # noqa: E402
 
+from fhir_server.components import build_conformance, build_validators  # noqa: E402
 from fhir_server.config import load_settings  # noqa: E402
 from fhir_server.core import jsonio  # noqa: E402
-from fhir_server.domain.intake import PROFILES  # noqa: E402
-from fhir_server.server import build_conformance, build_validators  # noqa: E402
+from fhir_server.domain.referral.intake import PROFILES  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "reference"
 

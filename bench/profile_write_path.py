@@ -44,11 +44,11 @@ sys.path.insert(0, str(ROOT))
 
 from fhir.resources.R4B.bundle import Bundle  # noqa: E402
 
+from fhir_server.components import Server, build_server, start_wal_checkpointer  # noqa: E402
 from fhir_server.config import load_settings  # noqa: E402
 from fhir_server.core import jsonio  # noqa: E402
-from fhir_server.core.seed import seed, seed_conformance  # noqa: E402
-from fhir_server.core.transaction import BundleProcessor  # noqa: E402
-from fhir_server.server import Server, build_server, start_wal_checkpointer  # noqa: E402
+from fhir_server.core.bundles.transaction import BundleProcessor  # noqa: E402
+from fhir_server.core.conformance.seed import seed, seed_conformance  # noqa: E402
 from tests.api.fhirhttp import fnr  # noqa: E402
 
 BUNDLE = ROOT / "tests" / "data" / "referral-transaction.json"

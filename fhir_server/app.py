@@ -8,25 +8,19 @@ import logging
 
 from flask import Flask, Response
 
-from fhir_server.api import (  # noqa: F401 - they register operations
-    errors,
-    operations,
-    referrals,
-    rest,
-    security_edge,
-    system,
-    terminology_ops,
-)
+from fhir_server.api import errors, rest, security_edge, system
 from fhir_server.api.formats import SECURITY_HEADERS
+from fhir_server.api.ops import referrals, terminology  # noqa: F401 - they register operations
+from fhir_server.api.ops import registry as operations
+from fhir_server.components import Server, build_server, start_wal_checkpointer
 from fhir_server.config import Settings, load_settings
 from fhir_server.logging_setup import configure_logging
 from fhir_server.security.gate import SecurityGate
-from fhir_server.server import Server, build_server, start_wal_checkpointer
 
 
 def start_delivery_worker(server: Server) -> None:
     """One outbox delivery thread per process (several processes share the work safely)."""
-    from fhir_server.domain.outbox import DeliverySettings, DeliveryWorker
+    from fhir_server.domain.delivery.outbox import DeliverySettings, DeliveryWorker
 
     settings = server.settings
     worker = DeliveryWorker(server.service, DeliverySettings(

@@ -33,8 +33,8 @@ def _serve(args: argparse.Namespace) -> int:
     if settings.database_url.startswith("sqlite:///") and not settings.database_url.startswith("sqlite:////"):
         Path(settings.database_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     # create/upgrade the schema and load the data folders once, before the workers start
-    from fhir_server.core.seed import seed, seed_conformance
-    from fhir_server.server import build_server
+    from fhir_server.components import build_server
+    from fhir_server.core.conformance.seed import seed, seed_conformance
 
     prepared = build_server(settings)
     report = seed(prepared.service)
@@ -113,7 +113,7 @@ def _token(args: argparse.Namespace) -> int:
 
 
 def _package(args: argparse.Namespace) -> int:
-    from fhir_server.core.package_builder import build_package
+    from fhir_server.core.conformance.package_builder import build_package
 
     built = build_package(Path(args.out), version=args.version)
     print(f"wrote {built.path} with {built.files} resources")

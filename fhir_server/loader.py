@@ -7,11 +7,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from fhir_server.components import build_server, start_wal_checkpointer
 from fhir_server.config import Settings
 from fhir_server.core import jsonio
+from fhir_server.core.bundles.transaction import BundleProcessor
 from fhir_server.core.issues import FhirError
-from fhir_server.core.transaction import BundleProcessor
-from fhir_server.server import build_server, start_wal_checkpointer
 
 
 @dataclass

@@ -32,7 +32,7 @@ from fhir_server.core.resource_types import KNOWN_TYPES  # noqa: E402
 VALIDATION_ONLY_TYPES = frozenset({"Procedure", "AllergyIntolerance", "Medication", "MedicationStatement",
                                    "Person", "Substance", "Composition"})
 
-OUT = ROOT / "fhir_server" / "core" / "definitions" / "r4"
+OUT = ROOT / "fhir_server" / "core" / "conformance" / "definitions" / "r4"
 PACKAGE = "hl7.fhir.r4.examples@4.0.1"
 ELEMENT_KEYS = (
     "id",

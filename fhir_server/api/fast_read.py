@@ -12,14 +12,14 @@ from collections.abc import Callable, Iterable
 
 from fhir_server.api.formats import SECURITY_HEADERS
 from fhir_server.api.rest import http_date
-from fhir_server.core import access
+from fhir_server.components import Server
+from fhir_server.core.interactions import ID_PATTERN_CHARS
 from fhir_server.core.issues import FhirError
 from fhir_server.core.resource_types import STORABLE_TYPES
-from fhir_server.core.service import ID_PATTERN_CHARS
+from fhir_server.core.storage import access
 from fhir_server.security.audit import AuditRecord
 from fhir_server.security.gate import SecurityGate
 from fhir_server.security.policy import RequestInfo
-from fhir_server.server import Server
 
 _JSON_ACCEPTS = frozenset({"", "*/*", "application/fhir+json", "application/json", "application/json+fhir"})
 _CONDITIONAL = ("HTTP_IF_NONE_MATCH", "HTTP_IF_MODIFIED_SINCE")

@@ -11,14 +11,15 @@ from flask import Blueprint, Response, current_app, request
 
 from fhir_server.api import security_edge
 from fhir_server.api.formats import JSON_PATCH, fhir_response, negotiate, parse_body, request_format
-from fhir_server.core import bundles, jsonio
+from fhir_server.components import Server
+from fhir_server.core import jsonio
+from fhir_server.core.bundles import responses as bundles
+from fhir_server.core.interactions import WriteResult, check_id
 from fhir_server.core.issues import FhirError, Issue, operation_outcome
 from fhir_server.core.search.engine import SearchPage
 from fhir_server.core.search.query import SearchRequest
-from fhir_server.core.service import WriteResult, check_id
-from fhir_server.core.store import StoredResource
-from fhir_server.domain.intake import is_referral
-from fhir_server.server import Server
+from fhir_server.core.storage.store import StoredResource
+from fhir_server.domain.referral.intake import is_referral
 
 bp = Blueprint("rest", __name__)
 
@@ -276,7 +277,7 @@ def delete(rtype: str, rid: str) -> Response:
 def history_response(rtype: str | None, rid: str | None) -> Response:
     since = request.args.get("_since")
     if since:
-        from fhir_server.core.search.values import date_range
+        from fhir_server.core.indexing.values import date_range
 
         rng = date_range(since)
         if rng is None:
@@ -311,7 +312,7 @@ def history_system() -> Response:
 
 @bp.route("/<rtype>/_history", methods=["GET"])
 def history_type(rtype: str) -> Response:
-    from fhir_server.core.service import check_type
+    from fhir_server.core.interactions import check_type
 
     check_type(rtype)
     return history_response(rtype, None)
@@ -319,7 +320,7 @@ def history_type(rtype: str) -> Response:
 
 @bp.route("/<rtype>/<rid>/_history", methods=["GET"])
 def history_instance(rtype: str, rid: str) -> Response:
-    from fhir_server.core.service import check_type
+    from fhir_server.core.interactions import check_type
 
     check_type(rtype)
     check_id(rid)
@@ -357,7 +358,7 @@ def _snapshot_request(snapshot_id: str) -> SearchRequest:
 
     from sqlalchemy import select
 
-    from fhir_server.core.schema import search_snapshots
+    from fhir_server.core.storage.schema import search_snapshots
 
     with server().store.reading() as conn:
         row = conn.execute(select(search_snapshots).where(search_snapshots.c.id == snapshot_id)).first()

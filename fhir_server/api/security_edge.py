@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from flask import Flask, Response, current_app, g, request
 
-from fhir_server.core import access
+from fhir_server.core.storage import access
 from fhir_server.security.audit import AuditRecord
 from fhir_server.security.gate import Admission, SecurityGate
 from fhir_server.security.policy import PUBLIC_PATHS, Need, describe

@@ -8,11 +8,11 @@ from fhir_server.api import security_edge
 from fhir_server.api.formats import SECURITY_HEADERS, fhir_response, negotiate, parse_body
 from fhir_server.api.rest import base_url, get_pages, prefer, server
 from fhir_server.core import jsonio
+from fhir_server.core.bundles.transaction import BundleProcessor
 from fhir_server.core.capabilities import CapabilityInputs, capability_statement
+from fhir_server.core.indexing.values import now_instant
 from fhir_server.core.issues import FhirError
-from fhir_server.core.search.values import now_instant
-from fhir_server.core.transaction import BundleProcessor
-from fhir_server.domain.intake import submits_referral
+from fhir_server.domain.referral.intake import submits_referral
 
 bp = Blueprint("system", __name__)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from fhir_server.core.indexing.parameters import SearchRegistry
 from fhir_server.core.resource_types import FHIR_VERSION, STORABLE_TYPES
-from fhir_server.core.search.parameters import SearchRegistry
 
 SOFTWARE_NAME = "Norwegian Referral Hub FHIR Server"
 SOFTWARE_VERSION = "0.1.0"

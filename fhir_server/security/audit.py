@@ -21,9 +21,9 @@ import threading
 import uuid
 from dataclasses import dataclass
 
-from fhir_server.core import access, index_backlog
-from fhir_server.core.search.values import now_instant
-from fhir_server.core.store import Store, WriteUnit
+from fhir_server.core.indexing.values import now_instant
+from fhir_server.core.storage import access, index_backlog
+from fhir_server.core.storage.store import Store, WriteUnit
 from fhir_server.security.policy import RequestInfo
 from fhir_server.security.tokens import Caller
 

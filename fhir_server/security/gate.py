@@ -11,19 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from fhir_server.config import Settings
-from fhir_server.core.access import Access
 from fhir_server.core.issues import FhirError, Issue
-from fhir_server.core.store import Store
+from fhir_server.core.storage.access import Access
+from fhir_server.core.storage.store import Store
 from fhir_server.security import dev_issuer
 from fhir_server.security.audit import AuditRecord, AuditTrail
-from fhir_server.security.policy import (
-    SERVER_WRITTEN_TYPES,
-    Need,
-    Policy,
-    RequestInfo,
-    bundle_needs,
-    needs,
-)
+from fhir_server.security.policy import SERVER_WRITTEN_TYPES, Need, Policy, RequestInfo, bundle_needs, needs
 from fhir_server.security.rate_limit import RateLimiter
 from fhir_server.security.scopes import required_scope
 from fhir_server.security.tokens import Caller, KeySource, TokenRejected, TokenVerifier

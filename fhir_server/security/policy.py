@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fhir_server.core.access import Access, org_label, region_label
+from fhir_server.core.storage.access import Access, org_label, region_label
 from fhir_server.security.scopes import INTERACTION_LETTER
 from fhir_server.security.tokens import Caller
 

@@ -8,7 +8,7 @@ import sys
 import tarfile
 from pathlib import Path
 
-from fhir_server.core.packages import ConformanceRegistry
+from fhir_server.core.conformance.packages import ConformanceRegistry
 from fhir_server.core.validation.profiles import ProfileValidator
 from tests.conftest import ROOT
 

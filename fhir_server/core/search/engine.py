@@ -15,11 +15,11 @@ from urllib.parse import urlencode
 
 from sqlalchemy import Connection, delete, func, insert, select
 
-from fhir_server.core import access
 from fhir_server.core.issues import FhirError
-from fhir_server.core.schema import INDEX_TABLES, resources, search_results, search_snapshots
 from fhir_server.core.search.query import Include, SearchRequest
-from fhir_server.core.store import Store, StoredResource
+from fhir_server.core.storage import access
+from fhir_server.core.storage.schema import INDEX_TABLES, resources, search_results, search_snapshots
+from fhir_server.core.storage.store import Store, StoredResource
 
 SNAPSHOT_LIFETIME = timedelta(hours=24)
 

@@ -14,12 +14,12 @@ from decimal import Decimal, InvalidOperation
 
 from sqlalchemy import ColumnElement, Select, and_, false, literal, or_, select
 
+from fhir_server.core.indexing.parameters import RESULT_PARAMETERS, SearchParam, SearchRegistry
+from fhir_server.core.indexing.rows import parse_reference
+from fhir_server.core.indexing.values import date_range, normalise_text, number_range
 from fhir_server.core.issues import FhirError, Issue
 from fhir_server.core.resource_types import STORABLE_TYPES
-from fhir_server.core.schema import INDEX_TABLES, resources
-from fhir_server.core.search.index import parse_reference
-from fhir_server.core.search.parameters import RESULT_PARAMETERS, SearchParam, SearchRegistry
-from fhir_server.core.search.values import date_range, normalise_text, number_range
+from fhir_server.core.storage.schema import INDEX_TABLES, resources
 
 PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
 DEFAULT_COUNT = 20

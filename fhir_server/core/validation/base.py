@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from fhir_server.core.definitions import r4
+from fhir_server.core.conformance.definitions import r4
 from fhir_server.core.issues import Issue
 from fhir_server.core.jsonio import to_plain
 from fhir_server.core.resource_types import KNOWN_TYPES

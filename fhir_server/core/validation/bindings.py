@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cache
 
-from fhir_server.core.definitions import r4
+from fhir_server.core.conformance.definitions import r4
 from fhir_server.core.issues import Issue
 
 from .primitives import mask

@@ -17,8 +17,8 @@ from fhirpathpy import compile as fhirpath_compile
 from fhirpathpy.engine.nodes import ResourceNode
 from fhirpathpy.models import models
 
-from fhir_server.core.definitions import r4
-from fhir_server.core.packages import ConformanceRegistry
+from fhir_server.core.conformance.definitions import r4
+from fhir_server.core.conformance.packages import ConformanceRegistry
 from fhir_server.core.validation.profile_fhirpath import Unsupported, compile_fast
 from fhir_server.core.validation.profile_fhirpath_shapes import compile_shape
 from fhir_server.core.validation.snapshot import _split_id

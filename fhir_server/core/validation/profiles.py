@@ -37,9 +37,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from fhir_server.core.definitions import r4
+from fhir_server.core.conformance.definitions import r4
+from fhir_server.core.conformance.packages import ConformanceRegistry, default_registry, is_core_url
 from fhir_server.core.issues import Issue, is_error
-from fhir_server.core.packages import ConformanceRegistry, default_registry, is_core_url
 from fhir_server.core.pathsplit import split_outside
 from fhir_server.core.validation.extension_scan import extension_holders
 from fhir_server.core.validation.profile_model import (

@@ -15,7 +15,7 @@ import pkgutil
 import re
 from functools import cache
 
-from fhir_server.core.definitions import r4
+from fhir_server.core.conformance.definitions import r4
 from fhir_server.core.issues import Issue
 
 from .primitives import mask

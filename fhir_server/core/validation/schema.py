@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cache
 
-from fhir_server.core.definitions import ElementDef, r4
+from fhir_server.core.conformance.definitions import ElementDef, r4
 
 #: Primitive types whose JSON form is not a string.
 BOOLEAN, INTEGER, DECIMAL, STRING = "boolean", "integer", "decimal", "string"

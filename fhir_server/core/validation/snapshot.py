@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import copy
 
-from fhir_server.core.packages import ConformanceRegistry, is_core_url
+from fhir_server.core.conformance.packages import ConformanceRegistry, is_core_url
 from fhir_server.core.pathsplit import split_outside
 
 #: Differential keys copied onto the snapshot element when present.

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fhir_server.core.definitions import r4
+from fhir_server.core.conformance.definitions import r4
 
 from . import invariants
 from .primitive_quick import Quick, plain_string, quick_check

@@ -11,9 +11,9 @@ import pytest
 from fhirpathpy import compile as fhirpath_compile
 from fhirpathpy.models import models
 
-from fhir_server.domain.fhirpath_memo import memoised, variables_read
-from fhir_server.domain.pathway_catalog import PathwayCatalog
-from fhir_server.domain.pathway_suggest import suggest_pathways
+from fhir_server.domain.pathways.catalog import PathwayCatalog
+from fhir_server.domain.pathways.fhirpath_memo import memoised, variables_read
+from fhir_server.domain.pathways.suggest import suggest_pathways
 
 CATALOG = PathwayCatalog.load()
 VARIABLES = ("age", "icd10", "icpc2", "pregnant", "gender", "suggested")

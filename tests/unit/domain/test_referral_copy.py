@@ -9,7 +9,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from fhir_server.core import jsonio
-from fhir_server.domain.mapping.fhir_aliases import normalise_referral
+from fhir_server.domain.referral.mapping.fhir_aliases import normalise_referral
 
 BUNDLE = Path(__file__).resolve().parents[2] / "data" / "referral-transaction.json"
 

@@ -18,12 +18,7 @@ import pytest
 from fhir_server.core import jsonio
 from fhir_server.core.issues import Issue
 from fhir_server.core.jsonwalk import walk_objects
-from fhir_server.core.validation.identifiers import (
-    check_number,
-    kind_of_system,
-    number_issue,
-    validate_identifiers,
-)
+from fhir_server.core.validation.identifiers import check_number, kind_of_system, number_issue, validate_identifiers
 from fhir_server.core.validation.object_paths import matching_objects
 from tests.json_mutation import mutants, objects
 

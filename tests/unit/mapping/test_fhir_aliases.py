@@ -8,8 +8,8 @@ import pytest
 
 from fhir_server.core.validation import validate_resource
 from fhir_server.core.validation.identifiers import identity_number_in
-from fhir_server.domain.mapping import normalise_referral
-from fhir_server.domain.mapping.fhir_aliases import MUNICIPALITY_CODE_EXT, ORIGINAL_CODING_EXT
+from fhir_server.domain.referral.mapping import normalise_referral
+from fhir_server.domain.referral.mapping.fhir_aliases import MUNICIPALITY_CODE_EXT, ORIGINAL_CODING_EXT
 
 KOMMUNE = "urn:oid:2.16.578.1.12.4.1.1.3402"
 V8306 = "urn:oid:2.16.578.1.12.4.1.1.8306"

@@ -9,8 +9,8 @@ import pytest
 from fhir_server.core.issues import has_errors
 from fhir_server.core.validation import validate_resource
 from fhir_server.core.validation.identifiers import identity_number_in
-from fhir_server.domain.mapping import MappedReferral, normalise_referral, parse_henvisning
-from fhir_server.domain.mapping.model import REFERRAL_ID_SYSTEM
+from fhir_server.domain.referral.mapping import MappedReferral, normalise_referral, parse_henvisning
+from fhir_server.domain.referral.mapping.model import REFERRAL_ID_SYSTEM
 
 XML_DIR = Path(__file__).resolve().parents[3] / ".." / "shared" / "reference" / "no-henvisning-xml"
 FNR, DNR, HPR, HER = ("urn:oid:2.16.578.1.12.4.1.4.1", "urn:oid:2.16.578.1.12.4.1.4.2",

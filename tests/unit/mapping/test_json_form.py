@@ -10,10 +10,10 @@ import pytest
 
 from fhir_server.core.validation import validate_resource
 from fhir_server.core.validation.identifiers import identity_number_in
-from fhir_server.domain.mapping import form_to_bundle
-from fhir_server.domain.mapping.json_form import ReferralFormSchema
-from fhir_server.domain.mapping.model import REFERRAL_ID_SYSTEM
-from fhir_server.domain.routing import default_tables, route
+from fhir_server.domain.referral.mapping import form_to_bundle
+from fhir_server.domain.referral.mapping.json_form import ReferralFormSchema
+from fhir_server.domain.referral.mapping.model import REFERRAL_ID_SYSTEM
+from fhir_server.domain.routing.decision import default_tables, route
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "mappings" / "examples" / "referral-form-example.json"
 FNR, DNR = "urn:oid:2.16.578.1.12.4.1.4.1", "urn:oid:2.16.578.1.12.4.1.4.2"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from fhir_server.core.validation import validate_resource
-from fhir_server.domain.mapping import volven
+from fhir_server.domain.referral.mapping import volven
 
 REPO = Path(__file__).resolve().parents[3]
 CONCEPT_MAPS = ["ConceptMap-volven-8306-to-fhir-priority.json", "ConceptMap-volven-8304-to-fhir-priority.json",

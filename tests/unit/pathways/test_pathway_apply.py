@@ -9,9 +9,9 @@ import pytest
 from fhir.resources.R4B.careplan import CarePlan
 from fhir.resources.R4B.requestgroup import RequestGroup
 
-from fhir_server.domain.pathway_apply import EXT_MILESTONE_COMPLETED, apply_plan_definition
-from fhir_server.domain.pathway_catalog import PathwayCatalog
-from fhir_server.domain.pathway_schedule import ScheduleError, due_dates
+from fhir_server.domain.pathways.apply import EXT_MILESTONE_COMPLETED, apply_plan_definition
+from fhir_server.domain.pathways.catalog import PathwayCatalog
+from fhir_server.domain.pathways.schedule import ScheduleError, due_dates
 
 CATALOG = PathwayCatalog.load()
 BASE = "https://fhir.referral-hub.no/PlanDefinition/"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from fhir.resources.R4B import get_fhir_model_class
 
-from fhir_server.domain.pathway_catalog import (
+from fhir_server.domain.pathways.catalog import (
     DEFAULT_FOLDER,
     EXT_DEADLINE_WORKING_DAYS,
     MILESTONE_SYSTEM,

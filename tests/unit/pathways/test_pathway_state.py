@@ -8,9 +8,9 @@ import pytest
 from fhir.resources.R4B.careplan import CarePlan
 from fhir.resources.R4B.parameters import Parameters
 
-from fhir_server.domain.pathway_apply import apply_plan_definition
-from fhir_server.domain.pathway_catalog import PathwayCatalog
-from fhir_server.domain.pathway_state import complete_milestone, milestone_states, reschedule, summary
+from fhir_server.domain.pathways.apply import apply_plan_definition
+from fhir_server.domain.pathways.catalog import PathwayCatalog
+from fhir_server.domain.pathways.state import complete_milestone, milestone_states, reschedule, summary
 
 CATALOG = PathwayCatalog.load()
 SR = {"resourceType": "ServiceRequest", "id": "sr1", "priority": "routine"}

@@ -6,8 +6,8 @@ from datetime import date
 
 import pytest
 
-from fhir_server.domain.pathway_catalog import PathwayCatalog
-from fhir_server.domain.pathway_suggest import age_on, pregnancy, reference_date, suggest_pathways
+from fhir_server.domain.pathways.catalog import PathwayCatalog
+from fhir_server.domain.pathways.suggest import age_on, pregnancy, reference_date, suggest_pathways
 
 CATALOG = PathwayCatalog.load()
 ICD10 = "urn:oid:2.16.578.1.12.4.1.1.7110"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fhir_server.core.packages import ConformanceRegistry
+from fhir_server.core.conformance.packages import ConformanceRegistry
 from fhir_server.core.validation.profiles import ProfileValidator
 
 BASE = "http://example.org/fhir/StructureDefinition/"

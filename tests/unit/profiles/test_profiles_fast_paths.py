@@ -26,7 +26,7 @@ from fhir_server.core.validation.extension_scan import _surely_without_extension
 from fhir_server.core.validation.profile_fhirpath import _Parser
 from fhir_server.core.validation.profile_fhirpath_shapes import compile_shape
 from fhir_server.core.validation.profile_model import _norm, matches_fixed, matches_pattern
-from fhir_server.domain.intake import PROFILES
+from fhir_server.domain.referral.intake import PROFILES
 from tests.json_mutation import mutants, spots
 
 BUNDLE = Path(__file__).resolve().parents[2] / "data" / "referral-transaction.json"

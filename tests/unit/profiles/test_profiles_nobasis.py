@@ -8,8 +8,8 @@ import pytest
 from conftest import HELSENORGE, NO_BASIS, need
 from profiles_testkit import errors, rules
 
-from fhir_server.core.definitions import r4
-from fhir_server.core.packages import ConformanceRegistry, Suppressions, xml_to_json
+from fhir_server.core.conformance.definitions import r4
+from fhir_server.core.conformance.packages import ConformanceRegistry, Suppressions, xml_to_json
 from fhir_server.core.validation.profiles import ProfileValidator
 from fhir_server.core.validation.snapshot import generate_snapshot
 

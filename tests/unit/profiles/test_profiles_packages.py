@@ -8,7 +8,7 @@ import tarfile
 
 from profiles_testkit import el, profile
 
-from fhir_server.core.packages import (
+from fhir_server.core.conformance.packages import (
     DEFAULT_CANONICAL_BASE,
     SUPPRESSIONS_FILE,
     ConformanceRegistry,

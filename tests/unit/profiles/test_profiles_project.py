@@ -20,7 +20,7 @@ from profiles_referral_fixtures import (
 )
 from profiles_testkit import errors, rules
 
-from fhir_server.core.packages import PROFILES_DIR, ConformanceRegistry, load_project_profiles
+from fhir_server.core.conformance.packages import PROFILES_DIR, ConformanceRegistry, load_project_profiles
 from fhir_server.core.validation.profiles import ProfileValidator
 
 SUBMITTED = {

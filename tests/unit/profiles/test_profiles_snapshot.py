@@ -8,7 +8,7 @@ import pytest
 from conftest import NO_BASIS
 from profiles_testkit import el, profile
 
-from fhir_server.core.packages import PROFILES_DIR, ConformanceRegistry
+from fhir_server.core.conformance.packages import PROFILES_DIR, ConformanceRegistry
 from fhir_server.core.validation.snapshot import SnapshotError, generate_snapshot, strip_documentation
 
 

@@ -15,7 +15,7 @@ from fhir.resources.R4B.conceptmap import ConceptMap
 from fhir.resources.R4B.organization import Organization
 from stdnum.no import orgnr as stdnum_orgnr
 
-from fhir_server.domain.routing_tables import ORGNR_SYSTEM, RoutingTables
+from fhir_server.domain.routing.tables import ORGNR_SYSTEM, RoutingTables
 
 REPO = Path(__file__).resolve().parents[3]
 TERMINOLOGY = REPO / "terminology"

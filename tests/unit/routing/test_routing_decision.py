@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fhir_server.domain.routing import RoutingDecision, RoutingTables, route
+from fhir_server.domain.routing.decision import RoutingDecision, RoutingTables, route
 
 REPO = Path(__file__).resolve().parents[3]
 GEO = REPO / ".." / "shared" / "reference" / "geo"

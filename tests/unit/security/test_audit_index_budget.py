@@ -8,14 +8,14 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from fhir_server.core.db import open_database
-from fhir_server.core.schema import index_backlog as backlog_table
-from fhir_server.core.service import FhirService
-from fhir_server.core.store import Store
+from fhir_server.components import build_search_registry
+from fhir_server.core.interactions import FhirService
+from fhir_server.core.storage.db import open_database
+from fhir_server.core.storage.schema import index_backlog as backlog_table
+from fhir_server.core.storage.store import Store
 from fhir_server.security import audit
 from fhir_server.security.audit import AuditRecord, AuditTrail
 from fhir_server.security.policy import RequestInfo
-from fhir_server.server import build_search_registry
 
 
 def waiting(store: Store) -> int:

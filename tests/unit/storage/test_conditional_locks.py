@@ -10,10 +10,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from fhir_server.core.db import open_database
-from fhir_server.core.service import FhirService
-from fhir_server.core.store import Store, WriteUnit
-from fhir_server.server import build_search_registry
+from fhir_server.components import build_search_registry
+from fhir_server.core.interactions import FhirService
+from fhir_server.core.storage.db import open_database
+from fhir_server.core.storage.store import Store, WriteUnit
 from tests.conftest import POSTGRES_URL, fresh_postgres_database
 
 SYSTEM = "urn:oid:2.16.578.1.12.4.1.4.4"

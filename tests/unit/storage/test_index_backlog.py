@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from fhir_server.core import index_backlog
-from fhir_server.core.db import open_database
-from fhir_server.core.schema import idx_token
-from fhir_server.core.schema import index_backlog as backlog_table
-from fhir_server.core.service import FhirService
-from fhir_server.core.store import Store
-from fhir_server.server import build_search_registry
+from fhir_server.components import build_search_registry
+from fhir_server.core.interactions import FhirService
+from fhir_server.core.storage import index_backlog
+from fhir_server.core.storage.db import open_database
+from fhir_server.core.storage.schema import idx_token
+from fhir_server.core.storage.schema import index_backlog as backlog_table
+from fhir_server.core.storage.store import Store
 from tests.conftest import BACKENDS, POSTGRES_URL, fresh_postgres_database
 
 

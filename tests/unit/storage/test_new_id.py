@@ -7,7 +7,7 @@ import re
 import time
 import uuid
 
-from fhir_server.core.store import new_id
+from fhir_server.core.storage.store import new_id
 
 FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 

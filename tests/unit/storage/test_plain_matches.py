@@ -9,15 +9,15 @@ from urllib.parse import parse_qsl
 
 import pytest
 
-from fhir_server.core import access
-from fhir_server.core.db import open_database
+from fhir_server.components import build_search_registry
+from fhir_server.core.bundles.transaction import BundleProcessor
+from fhir_server.core.indexing.rows import IndexMatch, plain_matches
+from fhir_server.core.interactions import FhirService
 from fhir_server.core.issues import FhirError
-from fhir_server.core.schema import resources
-from fhir_server.core.search.index import IndexMatch, plain_matches
-from fhir_server.core.service import FhirService
-from fhir_server.core.store import SCAN_FROM, Store, _match_query, _match_sql_text
-from fhir_server.core.transaction import BundleProcessor
-from fhir_server.server import build_search_registry
+from fhir_server.core.storage import access
+from fhir_server.core.storage.db import open_database
+from fhir_server.core.storage.schema import resources
+from fhir_server.core.storage.store import SCAN_FROM, Store, _match_query, _match_sql_text
 
 FNR = "urn:oid:2.16.578.1.12.4.1.4.1"
 HPR = "urn:oid:2.16.578.1.12.4.1.4.4"

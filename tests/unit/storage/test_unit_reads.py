@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from fhir_server.core import access
-from fhir_server.core.db import open_database
+from fhir_server.components import build_search_registry
+from fhir_server.core.interactions import FhirService
 from fhir_server.core.issues import FhirError
-from fhir_server.core.service import FhirService
-from fhir_server.core.store import Store
-from fhir_server.server import build_search_registry
+from fhir_server.core.storage import access
+from fhir_server.core.storage.db import open_database
+from fhir_server.core.storage.store import Store
 
 
 @pytest.fixture

@@ -8,10 +8,10 @@ import sqlite3
 import time
 from pathlib import Path
 
-from fhir_server.core.db import open_database
-from fhir_server.core.store import Store
-from fhir_server.core.wal_checkpoint import COMMIT_CHECKPOINT_PAGES, WalCheckpointer
-from fhir_server.server import build_search_registry
+from fhir_server.components import build_search_registry
+from fhir_server.core.storage.db import open_database
+from fhir_server.core.storage.store import Store
+from fhir_server.core.storage.wal_checkpoint import COMMIT_CHECKPOINT_PAGES, WalCheckpointer
 
 WRITES = 250
 

@@ -1,0 +1,126 @@
+"""Search parameters by resource type, from SearchParameter resources (R4 core plus our own).
+
+Each parameter's FHIRPath expression is compiled once: simple path forms by
+:mod:`fhirpath_paths`, anything else by fhirpathpy (with the R4 model, so choice types work).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from fhir_server.core.conformance.definitions import r4
+from fhir_server.core.indexing.fhirpath_paths import Value, compile_paths
+from fhir_server.core.jsonio import to_plain
+from fhir_server.core.resource_types import STORABLE_TYPES
+
+log = logging.getLogger(__name__)
+
+SUPPORTED_TYPES = frozenset({"token", "string", "reference", "date", "uri", "number", "quantity"})
+
+#: Result parameters: they shape the result rather than filter it.
+RESULT_PARAMETERS = frozenset(
+    {
+        "_count",
+        "_sort",
+        "_include",
+        "_revinclude",
+        "_summary",
+        "_elements",
+        "_total",
+        "_format",
+        "_pretty",
+        "_contained",
+        "_containedType",
+        "_getpages",
+        "_getpagesoffset",
+        "_bundletype",
+        "_totalMethod",
+    }
+)
+
+
+@dataclass
+class SearchParam:
+    """One search parameter as it applies to one resource type."""
+
+    code: str
+    type: str
+    url: str
+    expression: str
+    targets: tuple[str, ...] = ()
+    modifiers: tuple[str, ...] = ()
+    extract: Callable[[dict], list[Value]] = field(repr=False, default=lambda r: [])
+    resource: dict = field(repr=False, default_factory=dict)
+
+
+def _fhirpathpy_extractor(expression: str, resource_type: str) -> Callable[[dict], list[Value]]:
+    import fhirpathpy
+    from fhirpathpy.models import models
+
+    compiled = fhirpathpy.compile(expression, model=models["r4"])
+
+    def evaluate(resource: dict) -> list[Value]:
+        try:
+            result = compiled(to_plain(resource))
+        except Exception:
+            log.warning("search expression failed: %s", expression)
+            return []
+        return [(v if not isinstance(v, float) else Decimal(str(v)), None) for v in result if v is not None]
+
+    # the top-level elements the expression reads (``Patient.deceased...`` reads ``deceased``)
+    roots = re.findall(rf"\b(?:{resource_type}|Resource|DomainResource)\.([A-Za-z]+)", expression)
+    starts = re.findall(r"(?:^|[|(]\s*)([A-Za-z]+)\.", expression)
+    evaluate.roots = (
+        frozenset(roots)
+        if roots
+        and set(starts)
+        <= {
+            resource_type,
+            "Resource",  # type: ignore[attr-defined]
+            "DomainResource",
+        }
+        | set(STORABLE_TYPES)
+        else None
+    )
+    return evaluate
+
+
+class SearchRegistry:
+    """All search parameters the server supports, by resource type and code."""
+
+    def __init__(self, definitions: Iterable[dict] | None = None) -> None:
+        self.by_type: dict[str, dict[str, SearchParam]] = {}
+        resources = list(definitions) if definitions is not None else r4().search_parameter_resources
+        for sp in resources:
+            self.add(sp)
+
+    def add(self, sp: dict) -> None:
+        """Register a SearchParameter resource for each of its base types."""
+        if sp.get("type") not in SUPPORTED_TYPES or not sp.get("expression"):
+            return
+        bases = sp.get("base", [])
+        types = STORABLE_TYPES if set(bases) & {"Resource", "DomainResource"} else set(bases) & STORABLE_TYPES
+        for resource_type in types:
+            extract = compile_paths(sp["expression"], resource_type) or _fhirpathpy_extractor(
+                sp["expression"], resource_type
+            )
+            self.by_type.setdefault(resource_type, {})[sp["code"]] = SearchParam(
+                code=sp["code"],
+                type=sp["type"],
+                url=sp["url"],
+                expression=sp["expression"],
+                targets=tuple(sp.get("target", ())),
+                modifiers=tuple(sp.get("modifier", ())),
+                extract=extract,
+                resource=sp,
+            )
+
+    def params(self, resource_type: str) -> dict[str, SearchParam]:
+        return self.by_type.get(resource_type, {})
+
+    def get(self, resource_type: str, code: str) -> SearchParam | None:
+        return self.by_type.get(resource_type, {}).get(code)

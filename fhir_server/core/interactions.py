@@ -1,0 +1,260 @@
+"""The FHIR interactions as plain Python: what the REST edge calls, knowing nothing of HTTP.
+
+Each write validates the resource once (the configured validators), then stores it; the stored
+JSON is what every later read serves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import jsonpatch
+
+from fhir_server.core import jsonio
+from fhir_server.core.indexing.rows import plain_matches
+from fhir_server.core.issues import FhirError, Issue, has_errors, refusal_status
+from fhir_server.core.resource_types import STORABLE_TYPES
+from fhir_server.core.search.engine import SearchEngine, SearchPage
+from fhir_server.core.search.query import SearchParser, SearchRequest
+from fhir_server.core.storage import index_backlog
+from fhir_server.core.storage.store import Store, StoredResource, WriteUnit
+
+Validator = Callable[[dict], list[Issue]]
+ID_PATTERN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-.")
+
+
+def check_type(resource_type: str) -> None:
+    if resource_type not in STORABLE_TYPES:
+        raise FhirError.single(
+            404,
+            "not-supported",
+            f"Resource type '{resource_type}' is not served here",
+            diagnostics_nb=f"Ressurstypen '{resource_type}' støttes ikke av denne tjeneren",
+        )
+
+
+def check_id(resource_id: str, expression: str = "id") -> None:
+    if not resource_id or len(resource_id) > 64 or not set(resource_id) <= ID_PATTERN_CHARS:
+        raise FhirError.single(
+            400,
+            "value",
+            f"'{resource_id[:80]}' is not a valid FHIR id (1 to 64 characters: letters, digits, '-' and '.')",
+            expression,
+        )
+
+
+@dataclass
+class WriteResult:
+    stored: StoredResource
+    created: bool
+    #: Issues of severity warning/information found while validating, reported back to the client.
+    warnings: list[Issue] = field(default_factory=list)
+    #: True when a conditional create found an existing match and created nothing.
+    existing: bool = False
+
+
+class FhirService:
+    """create/read/update/patch/delete/search/history over a :class:`Store`."""
+
+    def __init__(self, store: Store, validators: Sequence[Validator] = (), base_url: str = "") -> None:
+        self.store = store
+        self.validators = list(validators)
+        self.parser = SearchParser(store.registry, base_url)
+        self.engine = SearchEngine(store)
+
+    # -- validation -------------------------------------------------------------------------
+
+    def validate(self, resource: dict) -> list[Issue]:
+        issues: list[Issue] = []
+        for validator in self.validators:
+            issues.extend(validator(resource))
+        return issues
+
+    def validated(self, resource: object, resource_type: str | None, resource_id: str | None = None) -> list[Issue]:
+        """Check a body for a write to ``resource_type`` (and id); raises 400/422, returns warnings."""
+        if not isinstance(resource, dict):
+            raise FhirError.single(400, "structure", "the body must be a JSON object (a FHIR resource)")
+        body_type = resource.get("resourceType")
+        if not isinstance(body_type, str):
+            raise FhirError.single(400, "required", "the resource has no resourceType", "resourceType")
+        if resource_type and body_type != resource_type:
+            raise FhirError.single(
+                400,
+                "invalid",
+                f"the body is a {body_type}, but the URL names {resource_type}",
+                "resourceType",
+            )
+        check_type(body_type)
+        if resource_id is not None:
+            body_id = resource.get("id")
+            if body_id is None:
+                raise FhirError.single(
+                    400, "required", "an update must carry the resource's id in the body", f"{body_type}.id"
+                )
+            if body_id != resource_id:
+                raise FhirError.single(
+                    400,
+                    "invalid",
+                    f"the id in the body ('{body_id}') differs from the id in the URL ('{resource_id}')",
+                    f"{body_type}.id",
+                )
+        issues = self.validate(resource)
+        if has_errors(issues):
+            raise FhirError(refusal_status(issues), issues)
+        return issues
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def read(self, resource_type: str, resource_id: str) -> StoredResource:
+        check_type(resource_type)
+        return self.store.read(resource_type, resource_id)
+
+    def vread(self, resource_type: str, resource_id: str, version_id: str) -> StoredResource:
+        check_type(resource_type)
+        return self.store.vread(resource_type, resource_id, version_id)
+
+    def search(
+        self, resource_type: str, params: list[tuple[str, str]], *, strict: bool = False
+    ) -> tuple[SearchRequest, SearchPage]:
+        check_type(resource_type)
+        request = self.parser.parse(resource_type, params, strict=strict)
+        index_backlog.catch_up_for_search(self.store, resource_type, params)
+        return request, self.engine.search(request)
+
+    def conditional_matches(
+        self, unit: WriteUnit | None, resource_type: str, query: str, *, ordered: bool = True
+    ) -> list[str]:
+        """Ids of resources matching a conditional query (``identifier=x&...``), at most 3 (in search
+        order unless ``ordered`` is False: for callers that only tell none, one and several apart)."""
+        from urllib.parse import parse_qsl
+
+        params = parse_qsl(query, keep_blank_values=True)
+        if not params:
+            raise FhirError.single(400, "invalid", "a conditional operation needs search parameters")
+        plain = plain_matches(self.store.registry, resource_type, params)
+        if plain is not None:  # identifier=system|value and the like: straight to the index tables
+            return self.store.match_ids(resource_type, plain, unit=unit, limit=3, ordered=ordered)
+        request = self.parser.parse(resource_type, params, strict=True)
+        query_ids = self.engine._id_query(request)
+        if unit is None:
+            with self.store.reading() as conn:
+                return list(conn.execute(query_ids.limit(3)).scalars())
+        return list(unit.execute(query_ids.limit(3)).scalars())
+
+    def conditional_create_matches(self, unit: WriteUnit, resource_type: str, query: str) -> list[str]:
+        """What a conditional create's condition matches, locking only when it matches nothing.
+
+        A match that exists is used as it is; only a create must be serialised against concurrent
+        identical creates (lock, then look again), so resending known resources never waits.
+        """
+        found = self.conditional_matches(unit, resource_type, query, ordered=False)
+        if found:
+            return found
+        unit.lock_conditional(resource_type, query)
+        return self.conditional_matches(unit, resource_type, query, ordered=False)
+
+    # -- writes -----------------------------------------------------------------------------
+
+    def create(self, resource: dict, *, if_none_exist: str | None = None) -> WriteResult:
+        warnings = self.validated(resource, None)
+        resource_type = resource["resourceType"]
+        resource.pop("id", None)  # the server assigns the id of a created resource
+
+        def work(unit: WriteUnit) -> WriteResult:
+            if if_none_exist:
+                found = self.conditional_create_matches(unit, resource_type, if_none_exist)
+                if len(found) > 1:
+                    raise FhirError.single(
+                        412,
+                        "multiple-matches",
+                        f"the conditional create matches {len(found)} or more {resource_type} resources",
+                    )
+                if found:
+                    return WriteResult(unit.read(resource_type, found[0]), False, existing=True)
+            stored, created = unit.put(jsonio.copy_json(resource), fresh_id=True)
+            return WriteResult(stored, created, warnings)
+
+        return self.store.write(work)
+
+    def update(
+        self, resource_type: str, resource_id: str, resource: dict, *, if_match: int | None = None
+    ) -> WriteResult:
+        check_type(resource_type)
+        check_id(resource_id, f"{resource_type}.id")
+        warnings = self.validated(resource, resource_type, resource_id)
+
+        def work(unit: WriteUnit) -> WriteResult:
+            stored, created = unit.put(jsonio.copy_json(resource), resource_id=resource_id, if_match=if_match)
+            return WriteResult(stored, created, warnings)
+
+        return self.store.write(work)
+
+    def conditional_update(self, resource_type: str, query: str, resource: dict) -> WriteResult:
+        check_type(resource_type)
+        body_id = resource.get("id") if isinstance(resource, dict) else None
+        warnings = self.validated(resource, resource_type)
+
+        def work(unit: WriteUnit) -> WriteResult:
+            unit.lock_conditional(resource_type, query)
+            found = self.conditional_matches(unit, resource_type, query)
+            if len(found) > 1:
+                raise FhirError.single(
+                    412, "multiple-matches", f"the conditional update matches several {resource_type} resources"
+                )
+            if found:
+                if body_id and body_id != found[0]:
+                    raise FhirError.single(
+                        400,
+                        "invalid",
+                        f"the body's id '{body_id}' differs from the matched resource '{found[0]}'",
+                        f"{resource_type}.id",
+                    )
+                target = found[0]
+            else:
+                target = body_id
+                if target:
+                    check_id(target, f"{resource_type}.id")
+            stored, created = unit.put(jsonio.copy_json(resource), resource_id=target)
+            return WriteResult(stored, created, warnings)
+
+        return self.store.write(work)
+
+    def patch(
+        self, resource_type: str, resource_id: str, operations: object, *, if_match: int | None = None
+    ) -> WriteResult:
+        """Apply a JSON Patch (RFC 6902) to the current version, then validate and store the result."""
+        current = self.read(resource_type, resource_id)
+        if not isinstance(operations, list):
+            raise FhirError.single(400, "structure", "a JSON Patch body must be a JSON array of operations")
+        try:
+            patched = jsonpatch.JsonPatch(operations).apply(jsonio.loads(current.body or b"{}"))
+        except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, TypeError, KeyError) as exc:
+            raise FhirError.single(422, "processing", f"the JSON Patch cannot be applied: {exc}") from exc
+        if not isinstance(patched, dict):
+            raise FhirError.single(422, "processing", "the patched result is not a resource")
+        for key in ("resourceType", "id"):
+            if patched.get(key) != (resource_type if key == "resourceType" else resource_id):
+                raise FhirError.single(422, "processing", f"a patch may not change '{key}'", f"{resource_type}.{key}")
+        expected = if_match if if_match is not None else current.version_id
+        return self.update(resource_type, resource_id, patched, if_match=expected)
+
+    def delete(self, resource_type: str, resource_id: str) -> StoredResource | None:
+        check_type(resource_type)
+        return self.store.write(lambda unit: unit.delete(resource_type, resource_id))
+
+    def conditional_delete(self, resource_type: str, query: str) -> int:
+        check_type(resource_type)
+
+        def work(unit: WriteUnit) -> int:
+            unit.lock_conditional(resource_type, query)
+            found = self.conditional_matches(unit, resource_type, query)
+            if len(found) > 1:
+                raise FhirError.single(
+                    412, "multiple-matches", f"the conditional delete matches several {resource_type} resources"
+                )
+            for rid in found:
+                unit.delete(resource_type, rid)
+            return len(found)
+
+        return self.store.write(work)

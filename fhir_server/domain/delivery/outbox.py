@@ -1,0 +1,254 @@
+"""Push delivery of referrals to regional Endpoints through a durable outbox.
+
+* :func:`enqueue_deliveries` runs inside the referral's own database transaction: one outbox row
+  per active Endpoint of the receiving RHF (``Endpoint.managingOrganization``), so a referral is
+  never stored without its deliveries, nor delivered without being stored.
+* :class:`DeliveryWorker` (a thread in every server process) claims due rows with a lease, sends
+  each as a FHIR transaction of ``PUT [type]/[id]`` entries (idempotent: a repeated delivery changes
+  nothing at the receiver, which can also deduplicate on the referral's identifier), retries with
+  exponential backoff, and moves a row to ``dead`` after a bounded number of attempts. The lease
+  (``SELECT ... FOR UPDATE SKIP LOCKED`` on PostgreSQL, the write lock on SQLite) keeps several
+  server processes from sending the same row at once; rows survive restarts.
+* The delivery state is written on the routing Task (``Task.output``, type ``delivery-state``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import requests
+from sqlalchemy import insert, select, update
+
+from fhir_server.core import jsonio
+from fhir_server.core.indexing.rows import plain_matches
+from fhir_server.core.interactions import FhirService
+from fhir_server.core.issues import FhirError
+from fhir_server.core.storage.schema import outbox
+from fhir_server.core.storage.store import Store, WriteUnit
+
+log = logging.getLogger(__name__)
+
+HUB = "https://fhir.referral-hub.no"
+ORGNR_SYSTEM = "urn:oid:2.16.578.1.12.4.1.4.101"
+DELIVERY_STATE = {"coding": [{"system": f"{HUB}/CodeSystem/hub-task-input", "code": "delivery-state"}]}
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds")
+
+
+def enqueue_deliveries(
+    unit: WriteUnit,
+    service: FhirService,
+    owner: str | None,
+    stored: list,
+    event: str,
+    identifier: tuple[str, str],
+) -> int:
+    """Add one outbox row per active Endpoint of the owner (``Organization/[id]``); returns how many."""
+    if not owner or not owner.startswith("Organization/"):
+        return 0
+    endpoints = _ids(unit, service, "Endpoint", [("organization", owner), ("status", "active")])
+    if not endpoints:
+        return 0
+    entries = [
+        {"resource": jsonio.loads(s.body), "request": {"method": "PUT", "url": f"{s.resource_type}/{s.id}"}}
+        for s in stored
+        if s is not None
+        and s.body
+        and s.resource_type
+        in ("Patient", "Practitioner", "PractitionerRole", "Organization", "ServiceRequest", "Condition", "Task")
+    ]
+    task = next((s for s in stored if s is not None and s.resource_type == "Task"), None)
+    referral = next((s for s in stored if s is not None and s.resource_type == "ServiceRequest"), None)
+    payload = jsonio.dumps({"resourceType": "Bundle", "type": "transaction", "entry": entries}).decode()
+    now = _iso(_now())
+    for endpoint_id in endpoints:
+        endpoint = jsonio.loads(unit.read("Endpoint", endpoint_id).body or b"{}")
+        unit.execute(
+            insert(outbox).values(
+                endpoint_id=endpoint_id,
+                address=endpoint.get("address", ""),
+                task_id=task.id if task else "",
+                event=event,
+                dedupe_key=f"{event}:{identifier[0]}|{identifier[1]}:{referral.version_id if referral else 0}",
+                payload=payload,
+                status="pending",
+                attempts=0,
+                next_attempt_at=now,
+                created=now,
+            )
+        )
+    return len(endpoints)
+
+
+def _ids(unit: WriteUnit, service: FhirService, rtype: str, params: list[tuple[str, str]]) -> list[str]:
+    plain = plain_matches(service.store.registry, rtype, params)
+    if plain is not None:
+        return unit.match_ids(rtype, plain)
+    request = service.parser.parse(rtype, params)
+    return list(unit.execute(service.engine._id_query(request)).scalars())
+
+
+@dataclass
+class DeliverySettings:
+    poll_seconds: float = 1.0
+    backoff_seconds: float = 2.0
+    max_attempts: int = 8
+    lease_seconds: float = 60.0
+    timeout_seconds: float = 10.0
+
+
+class DeliveryWorker:
+    """Delivers due outbox rows; one per server process, safe to run in many processes at once."""
+
+    def __init__(self, service: FhirService, settings: DeliverySettings | None = None) -> None:
+        self.service = service
+        self.store: Store = service.store
+        self.settings = settings or DeliverySettings()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.http = requests.Session()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="outbox-delivery", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                if self.run_once() == 0:
+                    self._stop.wait(self.settings.poll_seconds)
+            except Exception:
+                log.exception("outbox delivery failed; retrying shortly")
+                self._stop.wait(self.settings.poll_seconds)
+
+    def run_once(self, limit: int = 10) -> int:
+        """Claim and deliver up to ``limit`` due rows; returns how many were attempted."""
+        rows = self._claim(limit)
+        for row in rows:
+            self._deliver(row)
+        return len(rows)
+
+    def _claim(self, limit: int) -> list:
+        now = _now()
+        if not self._anything_due(now):  # a plain read: the write transaction only when there is work
+            return []
+
+        def work(unit: WriteUnit) -> list:
+            query = (
+                select(outbox)
+                .where(outbox.c.status == "pending", outbox.c.next_attempt_at <= _iso(now))
+                .where((outbox.c.lease_until.is_(None)) | (outbox.c.lease_until < _iso(now)))
+                .order_by(outbox.c.id)
+                .limit(limit)
+            )
+            if not self.store.db.is_sqlite:
+                query = query.with_for_update(skip_locked=True)
+            rows = unit.execute(query).all()
+            if rows:
+                unit.execute(
+                    update(outbox)
+                    .where(outbox.c.id.in_([r.id for r in rows]))
+                    .values(
+                        lease_until=_iso(now + timedelta(seconds=self.settings.lease_seconds)),
+                        attempts=outbox.c.attempts + 1,
+                    )
+                )
+            return rows
+
+        return self.store.write(work)
+
+    def _anything_due(self, now: datetime) -> bool:
+        """True when some pending delivery is due (its lease, if any, may still run: the claim decides)."""
+        mark = "?" if self.store.db.is_sqlite else "%s"
+        sql = f"SELECT 1 FROM {outbox.name} WHERE status = {mark} AND next_attempt_at <= {mark} LIMIT 1"
+        return bool(self.store.fast.rows(sql, ("pending", _iso(now))))
+
+    def _endpoint_headers(self, endpoint_id: str) -> dict[str, str]:
+        """``Endpoint.header`` ("Name: value", e.g. the receiver's Authorization), read at each attempt."""
+        try:
+            endpoint = jsonio.loads(self.service.read("Endpoint", endpoint_id).body or b"{}")
+        except FhirError:
+            return {}
+        headers = {}
+        for line in endpoint.get("header") or []:
+            name, sep, value = str(line).partition(":")
+            if sep and name.strip():
+                headers[name.strip()] = value.strip()
+        return headers
+
+    def _deliver(self, row) -> None:  # type: ignore[no-untyped-def]
+        attempt = row.attempts + 1
+        error = None
+        try:
+            response = self.http.post(
+                row.address.rstrip("/"),
+                data=row.payload.encode(),
+                headers={
+                    **self._endpoint_headers(row.endpoint_id),
+                    "Content-Type": "application/fhir+json",
+                    "Accept": "application/fhir+json",
+                    "X-Delivery-Id": f"{row.id}:{row.dedupe_key}",
+                },
+                timeout=self.settings.timeout_seconds,
+            )
+            if response.status_code >= 300:
+                error = f"HTTP {response.status_code}: {response.text[:300]}"
+        except requests.RequestException as exc:
+            error = f"{type(exc).__name__}: {str(exc)[:300]}"
+        now = _now()
+        if error is None:
+            values = {"status": "delivered", "delivered_at": _iso(now), "lease_until": None, "last_error": None}
+            state = "delivered"
+        elif attempt >= self.settings.max_attempts:
+            values = {"status": "dead", "lease_until": None, "last_error": error}
+            state = "dead-letter"
+        else:
+            delay = self.settings.backoff_seconds * (2 ** (attempt - 1))
+            values = {
+                "status": "pending",
+                "lease_until": None,
+                "last_error": error,
+                "next_attempt_at": _iso(now + timedelta(seconds=delay)),
+            }
+            state = "pending"
+        self.store.write(lambda unit: unit.execute(update(outbox).where(outbox.c.id == row.id).values(**values)))
+        log.info(
+            "delivery %s to endpoint %s: %s (attempt %s)%s",
+            row.id,
+            row.endpoint_id,
+            state,
+            attempt,
+            f": {error}" if error else "",
+        )
+        self._mark_task(row.task_id, state, row.address, attempt, error)
+
+    def _mark_task(self, task_id: str, state: str, address: str, attempt: int, error: str | None) -> None:
+        if not task_id:
+            return
+        for _ in range(5):  # the region may update the Task at the same moment: re-read and retry
+            try:
+                stored = self.service.read("Task", task_id)
+                task = jsonio.loads(stored.body or b"{}")
+                outputs = [o for o in task.get("output", []) if o.get("type") != DELIVERY_STATE]
+                text = f"{state} to {address} (attempt {attempt})" + (f": {error[:120]}" if error else "")
+                task["output"] = [*outputs, {"type": DELIVERY_STATE, "valueString": text}]
+                self.service.update("Task", task_id, task, if_match=stored.version_id)
+                return
+            except FhirError as exc:
+                if exc.status != 412:
+                    log.warning("could not record the delivery state on Task/%s: %s", task_id, exc)
+                    return
+                time.sleep(0.05)

@@ -1,0 +1,471 @@
+"""Which regional health authority (RHF), and for PHV/TSB which health trust (HF), receives a referral.
+
+The decision, in order:
+
+1. Home municipality: the no-basis municipality code on ``Patient.address`` (preferring ``use: home``);
+   a pre-2024 number is translated to 2024 through the ConceptMap; the county (first two digits) gives the RHF;
+   a municipality-level exception (e.g. Bindal for somatic care) overrides the county for its service lines;
+   for ``service_line`` "phv"/"tsb" the catchment map names the HF.
+2. Free choice of treatment place (pasient- og brukerrettighetsloven § 2-4): when ``ServiceRequest.performer``
+   names a known RHF or HF (by organisasjonsnummer, or a resolved Organization) outside the home region, or an
+   HF other than the patient's own catchment HF, that choice decides (rule ``free-choice``).
+3. Anything that cannot be decided (no address, no or unknown code, Svalbard/Jan Mayen, an HF split the data
+   cannot resolve) gives ``triage=True`` with rule ``manual-triage`` and the reason; never an exception.
+
+Pure Python: no Flask, no database. Nothing here reads or logs a national identity number.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from fhir_server.domain.routing.tables import (
+    ORGNR_SYSTEM,
+    SERVICE_LINES,
+    CatchmentTarget,
+    Org,
+    RoutingTables,
+    default_tables,
+)
+
+__all__ = ["RoutingDecision", "RoutingTables", "default_tables", "route"]
+
+MUNICIPALITY_CODE_EXT = "http://hl7.no/fhir/StructureDefinition/no-basis-municipalitycode"
+PROPERTY_INFORMATION_EXT = "http://hl7.no/fhir/StructureDefinition/no-basis-propertyinformation"
+URBAN_DISTRICT_EXT = "http://hl7.no/fhir/StructureDefinition/no-basis-urban-district"
+#: Systems accepted for organisasjonsnummer (the OID, and the Brønnøysund alias used by NHN's NamingSystem).
+ORGNR_SYSTEMS = {ORGNR_SYSTEM, "http://data.brreg.no/begrep/28155"}
+#: Address.use ranking: home first, then unspecified, then the rest; "old" addresses are never used.
+USE_RANK = {"home": 0, None: 1, "temp": 2, "work": 3, "billing": 4}
+#: County prefixes outside the 357 municipalities: Svalbard (21) and Jan Mayen (22), per the project notes §3.3.
+ARCTIC_PREFIXES = {"21": "Svalbard", "22": "Jan Mayen"}
+ALL_SERVICE_LINES = (*SERVICE_LINES, "somatic")
+LINE_LABELS = {
+    "phv": ("mental health care (PHV)", "psykisk helsevern (PHV)"),
+    "tsb": ("substance-use treatment (TSB)", "tverrfaglig spesialisert rusbehandling (TSB)"),
+    "somatic": ("somatic care", "somatikk"),
+}
+
+OrganizationResolver = Callable[[str], dict | None]
+
+
+@dataclass(frozen=True)
+class RoutingDecision:
+    """The routing outcome, with what it looked at and why; ``as_json()`` gives a plain dict for storage."""
+
+    rule: str  # home-municipality | pre2024-municipality | municipality-exception | free-choice | manual-triage
+    triage: bool
+    rhf_orgnr: str | None = None
+    rhf_name: str | None = None
+    hf_orgnr: str | None = None
+    hf_name: str | None = None
+    hf_code: str | None = None  # the project's own code of the HF (its Organization.id in mappings/)
+    service_line: str | None = None
+    triage_reason: str | None = None
+    #: when the HF cannot be decided: the candidate trusts as (orgnr, name)
+    hf_candidates: tuple[tuple[str, str], ...] = ()
+    inputs: dict[str, str] = field(default_factory=dict)
+    #: {"en": ..., "nb": ...}
+    explanation: dict[str, str] = field(default_factory=dict)
+
+    def as_json(self) -> dict:
+        data = {
+            "rule": self.rule,
+            "triage": self.triage,
+            "rhf": _org_json(self.rhf_orgnr, self.rhf_name),
+            "hf": _org_json(self.hf_orgnr, self.hf_name, self.hf_code),
+            "serviceLine": self.service_line,
+            "triageReason": self.triage_reason,
+            "hfCandidates": [{"orgnr": o, "name": n} for o, n in self.hf_candidates],
+            "inputs": dict(self.inputs),
+            "explanation": dict(self.explanation),
+        }
+        return {k: v for k, v in data.items() if v not in (None, [], {})}
+
+
+def _org_json(orgnr: str | None, name: str | None, code: str | None = None) -> dict | None:
+    if not orgnr:
+        return None
+    item = {"orgnr": orgnr, "name": name}
+    if code:
+        item["code"] = code
+    return item
+
+
+class _Notes:
+    """English and Norwegian sentences collected while deciding."""
+
+    def __init__(self) -> None:
+        self.en: list[str] = []
+        self.nb: list[str] = []
+
+    def add(self, en: str, nb: str) -> None:
+        self.en.append(en)
+        self.nb.append(nb)
+
+    def as_dict(self) -> dict[str, str]:
+        return {"en": " ".join(self.en), "nb": " ".join(self.nb)}
+
+
+@dataclass
+class _Home:
+    """The outcome of step 1 (home municipality), before any free choice."""
+
+    rule: str
+    rhf_orgnr: str | None = None
+    hf: Org | None = None
+    hf_candidates: tuple[Org, ...] = ()
+    triage_reason: str | None = None
+    inputs: dict[str, str] = field(default_factory=dict)
+
+
+def route(
+    patient: dict | None,
+    service_request: dict | None,
+    tables: RoutingTables,
+    organizations: OrganizationResolver | None = None,
+    service_line: str | None = None,
+) -> RoutingDecision:
+    """Decide the receiving RHF (and HF for ``service_line`` "phv"/"tsb") for a referral.
+
+    ``service_line`` is derived by the caller from the pathway: "phv", "tsb", "somatic", or None (not known:
+    county default; municipality exceptions limited to named service lines are not applied, only noted).
+    ``organizations`` resolves a reference string (e.g. "Organization/123") to the resource, or None.
+    """
+    if service_line not in (None, *ALL_SERVICE_LINES):
+        raise ValueError(f"service_line must be one of {ALL_SERVICE_LINES} or None, not {service_line!r}")
+    notes = _Notes()
+    home = _home(patient, tables, service_line, notes)
+    inputs = dict(home.inputs)
+    if service_line:
+        inputs["service_line"] = service_line
+    choice = _chosen(service_request or {}, tables, organizations, notes, inputs, home.rhf_orgnr)
+    if choice is not None and _overrides(choice, home):
+        return _free_choice(choice, home, tables, service_line, inputs, notes)
+    if choice is not None and home.rhf_orgnr:
+        home = _confirm(choice, home, notes)
+    return _decision(home, tables, service_line, inputs, notes)
+
+
+# --- step 1: home municipality ----------------------------------------------------------------------------
+
+
+def _home(patient: dict | None, tables: RoutingTables, service_line: str | None, notes: _Notes) -> _Home:
+    if not isinstance(patient, dict):
+        notes.add("No Patient was given, so the home municipality is unknown.",
+                  "Pasienten mangler, så hjemkommunen er ukjent.")
+        return _Home("manual-triage", triage_reason="no-patient")
+    found = _municipality_code(patient)
+    if found is None:
+        if not any(isinstance(a, dict) for a in patient.get("address") or []):
+            notes.add("The patient has no address, so the home municipality is unknown.",
+                      "Pasienten har ingen adresse, så hjemkommunen er ukjent.")
+            return _Home("manual-triage", triage_reason="no-address")
+        notes.add("No address of the patient carries a municipality number (no-basis-municipalitycode on "
+                  "Patient.address.district).",
+                  "Ingen av pasientens adresser har kommunenummer (no-basis-municipalitycode på "
+                  "Patient.address.district).")
+        return _Home("manual-triage", triage_reason="no-municipality-code")
+    raw, expression, bydel = found
+    inputs = {"kommunenummer": raw, "source": expression}
+    if bydel:
+        inputs["bydel"] = bydel
+    code = raw.strip()
+    if re.fullmatch(r"\d{3}", code):
+        code = code.zfill(4)
+        notes.add(f"Municipality number '{raw}' read as {code} (leading zero restored).",
+                  f"Kommunenummer '{raw}' lest som {code} (ledende null lagt til).")
+    if not re.fullmatch(r"\d{4}", code):
+        notes.add(f"'{raw}' at {expression} is not a four-digit municipality number.",
+                  f"'{raw}' i {expression} er ikke et firesifret kommunenummer.")
+        return _Home("manual-triage", triage_reason="malformed-municipality-code", inputs=inputs)
+    if code[:2] in ARCTIC_PREFIXES:
+        place = ARCTIC_PREFIXES[code[:2]]
+        inputs["fylke"] = code[:2]
+        notes.add(f"Municipality number {code} is in {place}, outside the mainland counties; no catchment area is "
+                  "defined for it. Svalbard residents are normally served by Universitetssykehuset Nord-Norge HF "
+                  "(Helse Nord RHF) (unverified); decide manually.",
+                  f"Kommunenummer {code} ligger på {place}, utenfor fastlandsfylkene, og har ikke noe "
+                  "opptaksområde. Personer bosatt på Svalbard får normalt tjenester fra Universitetssykehuset "
+                  "Nord-Norge HF (Helse Nord RHF) (ikke verifisert); vurderes manuelt.")
+        return _Home("manual-triage", triage_reason="svalbard-jan-mayen", inputs=inputs)
+
+    if code in tables.municipalities:
+        rule, codes_2024 = "home-municipality", (code,)
+    elif code in tables.pre2024:
+        rule, codes_2024 = "pre2024-municipality", tables.pre2024[code]
+        names = ", ".join(f"{c} {tables.municipalities[c].name}" for c in codes_2024)
+        notes.add(f"Municipality number {code} is from before 2024; it is now {names}.",
+                  f"Kommunenummer {code} er fra før 2024; det er nå {names}.")
+    else:
+        notes.add(f"Municipality number {code} is not a 2024 municipality and not a known pre-2024 number.",
+                  f"Kommunenummer {code} er ikke en kommune i 2024 og ikke et kjent kommunenummer fra før 2024.")
+        return _Home("manual-triage", triage_reason="unknown-municipality-code", inputs=inputs)
+
+    inputs["kommunenummer_2024"] = ",".join(codes_2024)
+    counties = {tables.municipalities[c].fylke for c in codes_2024}
+    if len(counties) > 1:
+        notes.add(f"Municipality number {code} was split across counties in 2024; the address decides.",
+                  f"Kommunenummer {code} ble delt mellom fylker i 2024; adressen avgjør.")
+        return _Home("manual-triage", triage_reason="pre2024-split-across-counties", inputs=inputs)
+    fylke = counties.pop()
+    inputs["fylke"] = fylke
+    rhf = tables.county_rhf[fylke]
+    county = f"{fylke} {tables.counties[fylke]}"
+    if len(codes_2024) == 1:
+        where = f"{codes_2024[0]} {tables.municipalities[codes_2024[0]].name}"
+        notes.add(f"Home municipality {where} is in county {county}, which belongs to {tables.name(rhf)}.",
+                  f"Hjemkommunen {where} ligger i {county}, som hører til {tables.name(rhf)}.")
+    else:
+        notes.add(f"Both are in county {county}, which belongs to {tables.name(rhf)}.",
+                  f"Begge ligger i {county}, som hører til {tables.name(rhf)}.")
+    home = _Home(rule, rhf_orgnr=rhf, inputs=inputs)
+
+    for exc in dict.fromkeys(e for c in codes_2024 for e in tables.exceptions.get(c, ())):
+        applies = not exc.service_lines or (service_line in exc.service_lines)
+        hf_name = tables.name(exc.hf_orgnr) or "-"
+        if applies:
+            home.rule, home.rhf_orgnr = "municipality-exception", exc.rhf_orgnr
+            home.hf = tables.organizations.get(exc.hf_orgnr or "")
+            notes.add(f"Municipality exception: residents use {hf_name} ({tables.name(exc.rhf_orgnr)}). "
+                      f"{exc.comment}",
+                      f"Unntak for kommunen: innbyggerne bruker {hf_name} ({tables.name(exc.rhf_orgnr)}).")
+        else:
+            lines_en = ", ".join(LINE_LABELS[x][0] for x in sorted(exc.service_lines))
+            lines_nb = ", ".join(LINE_LABELS[x][1] for x in sorted(exc.service_lines))
+            line_en, line_nb = LINE_LABELS.get(service_line or "", ("not given", "ikke oppgitt"))
+            notes.add(f"A municipality exception to {hf_name} ({tables.name(exc.rhf_orgnr)}) exists for {lines_en} "
+                      f"only and is not applied (service line: {line_en}).",
+                      f"Kommunen har et unntak til {hf_name} ({tables.name(exc.rhf_orgnr)}) bare for {lines_nb}; "
+                      f"det brukes ikke her (tjenesteområde: {line_nb}).")
+    if service_line in SERVICE_LINES and home.rule != "municipality-exception":
+        _catchment(home, codes_2024, tables, service_line, notes)
+    return home
+
+
+def _municipality_code(patient: dict) -> tuple[str, str, str | None] | None:
+    """(code, FHIRPath of the code, bydel code or None) from the best-ranked address that has a code."""
+    addresses = [(i, a) for i, a in enumerate(patient.get("address") or []) if isinstance(a, dict)]
+    ranked = sorted((USE_RANK.get(a.get("use"), 5), i, a) for i, a in addresses if a.get("use") != "old")
+    for _, i, address in ranked:
+        found = _code_in_address(address, f"Patient.address[{i}]")
+        if found:
+            return (*found, _bydel(address))
+    return None
+
+
+def _code_in_address(address: dict, path: str) -> tuple[str, str] | None:
+    district_ext = (address.get("_district") or {}).get("extension") or []
+    for j, ext in enumerate(district_ext):
+        code = _coding_code(ext) if ext.get("url") == MUNICIPALITY_CODE_EXT else None
+        if code:
+            return code, f"{path}.district.extension[{j}].valueCoding.code"
+    for j, ext in enumerate(address.get("extension") or []):
+        if not isinstance(ext, dict):
+            continue
+        if ext.get("url") == MUNICIPALITY_CODE_EXT and _coding_code(ext):
+            return _coding_code(ext), f"{path}.extension[{j}].valueCoding.code"
+        if ext.get("url") == PROPERTY_INFORMATION_EXT:
+            for k, sub in enumerate(ext.get("extension") or []):
+                if isinstance(sub, dict) and sub.get("url") == "municipality" and _coding_code(sub):
+                    return _coding_code(sub), f"{path}.extension[{j}].extension[{k}].valueCoding.code"
+    return None
+
+
+def _coding_code(ext: dict) -> str | None:
+    coding = ext.get("valueCoding")
+    code = coding.get("code") if isinstance(coding, dict) else None
+    return code if isinstance(code, str) and code.strip() else None
+
+
+def _bydel(address: dict) -> str | None:
+    for ext in address.get("extension") or []:
+        if isinstance(ext, dict) and ext.get("url") == URBAN_DISTRICT_EXT and _coding_code(ext):
+            return _coding_code(ext)
+    return None
+
+
+def _catchment(home: _Home, codes_2024: tuple[str, ...], tables: RoutingTables, line: str, notes: _Notes) -> None:
+    """Set the HF of the home catchment for PHV/TSB, or the candidates when it is split."""
+    targets: list[CatchmentTarget] = []
+    for code in codes_2024:
+        targets.extend(t for t in tables.catchment[line].get(code, ()) if t.orgnr not in {x.orgnr for x in targets})
+    orgs = tuple(tables.organizations[t.orgnr] for t in targets)
+    label = line.upper()
+    if len(orgs) == 1:
+        home.hf = orgs[0]
+        notes.add(f"The {label} catchment area of the municipality belongs to {orgs[0].name}.",
+                  f"Opptaksområdet for {label} er {orgs[0].name}.")
+        for comment in {t.comment for t in targets if t.comment}:
+            notes.add(comment, "Se merknad i opptaksområdetabellen.")
+    elif orgs:
+        home.hf_candidates = orgs
+        names = ", ".join(o.name for o in orgs)
+        notes.add(f"The municipality is split between several {label} health trusts ({names}) below municipality "
+                  "level, and the project's catchment data has no bydel/grunnkrets detail; choose the trust manually.",
+                  f"Kommunen er delt mellom flere helseforetak for {label} ({names}) under kommunenivå, og "
+                  "opptaksdataene har ikke bydel/grunnkrets; velg helseforetak manuelt.")
+    else:
+        notes.add(f"No {label} catchment trust is recorded for the municipality.",
+                  f"Ingen helseforetak for {label} er registrert for kommunen.")
+
+
+# --- step 2: free choice of treatment place ---------------------------------------------------------------
+
+
+def _chosen(
+    service_request: dict,
+    tables: RoutingTables,
+    organizations: OrganizationResolver | None,
+    notes: _Notes,
+    inputs: dict[str, str],
+    home_rhf: str | None,
+) -> Org | None:
+    """The known RHF/HF the ServiceRequest asks for as performer, if any (several regions: the home one wins)."""
+    known: list[Org] = []
+    for i, ref in enumerate(service_request.get("performer") or []):
+        if not isinstance(ref, dict):
+            continue
+        orgnr = _performer_orgnr(ref, service_request, organizations, notes)
+        if not orgnr:
+            continue
+        inputs.setdefault("performer_orgnr", orgnr)
+        org = tables.organizations.get(orgnr)
+        if org is None:
+            notes.add(f"ServiceRequest.performer[{i}] (organisasjonsnummer {orgnr}) is not a known RHF or health "
+                      "trust and does not change the routing.",
+                      f"ServiceRequest.performer[{i}] (organisasjonsnummer {orgnr}) er ikke et kjent RHF eller "
+                      "helseforetak og endrer ikke rutingen.")
+            continue
+        known.append(org)
+    if not known:
+        return None
+    regions = {o.rhf_orgnr for o in known}
+    if len(regions) > 1:
+        pick = next((o for o in known if o.rhf_orgnr == home_rhf), known[0])
+        notes.add(f"The requested performers belong to several regions; {pick.name} is used.",
+                  f"Ønskede utførere hører til flere regioner; {pick.name} brukes.")
+        return pick
+    return known[0]
+
+
+def _performer_orgnr(
+    ref: dict, service_request: dict, organizations: OrganizationResolver | None, notes: _Notes
+) -> str | None:
+    identifier = ref.get("identifier")
+    if isinstance(identifier, dict) and identifier.get("system") in ORGNR_SYSTEMS and identifier.get("value"):
+        return str(identifier["value"]).strip()
+    reference = ref.get("reference")
+    if not isinstance(reference, str) or not reference:
+        return None
+    resource = _resolve(reference, service_request, organizations, notes)
+    for _ in range(3):  # Organization, or PractitionerRole/HealthcareService/Location -> their organisation
+        if not isinstance(resource, dict):
+            return None
+        if resource.get("resourceType") == "Organization":
+            ids = [i for i in resource.get("identifier") or [] if isinstance(i, dict)]
+            value = next((i.get("value") for i in ids if i.get("system") in ORGNR_SYSTEMS and i.get("value")), None)
+            return str(value).strip() if value else None
+        link = {"PractitionerRole": "organization", "HealthcareService": "providedBy",
+                "Location": "managingOrganization"}.get(resource.get("resourceType", ""))
+        target = resource.get(link) if link else None
+        if not isinstance(target, dict):
+            return None
+        ident = target.get("identifier")
+        if isinstance(ident, dict) and ident.get("system") in ORGNR_SYSTEMS and ident.get("value"):
+            return str(ident["value"]).strip()
+        ref_text = target.get("reference")
+        resource = _resolve(ref_text, service_request, organizations, notes) if isinstance(ref_text, str) else None
+    return None
+
+
+def _resolve(reference: str, service_request: dict, organizations: OrganizationResolver | None,
+             notes: _Notes) -> dict | None:
+    if reference.startswith("#"):
+        return next((c for c in service_request.get("contained") or []
+                     if isinstance(c, dict) and c.get("id") == reference[1:]), None)
+    if organizations is None:
+        return None
+    try:
+        return organizations(reference)
+    except Exception as exc:  # the resolver belongs to the caller; routing must not fail because of it
+        notes.add(f"The performer {reference} could not be resolved ({type(exc).__name__}).",
+                  f"Utføreren {reference} kunne ikke slås opp ({type(exc).__name__}).")
+        return None
+
+
+def _overrides(choice: Org, home: _Home) -> bool:
+    """Does the requested performer take the referral away from the home default?"""
+    if not home.rhf_orgnr or choice.rhf_orgnr != home.rhf_orgnr:
+        return True
+    if choice.kind == "hf" and home.hf is not None:
+        return choice.orgnr != home.hf.orgnr
+    if choice.kind == "hf" and home.hf_candidates:
+        return choice.orgnr not in {o.orgnr for o in home.hf_candidates}
+    return False
+
+
+def _confirm(choice: Org, home: _Home, notes: _Notes) -> _Home:
+    """A performer inside the home region that agrees with the catchment (or settles a split)."""
+    if choice.kind == "hf" and home.hf is None:
+        settles = bool(home.hf_candidates)
+        home.hf, home.hf_candidates = choice, ()
+        notes.add(f"The requested performer {choice.name} is in the patient's home region"
+                  + (" and is one of the catchment trusts." if settles else "."),
+                  f"Ønsket utfører {choice.name} er i pasientens hjemregion"
+                  + (" og er et av helseforetakene i opptaksområdet." if settles else "."))
+    else:
+        notes.add(f"The requested performer {choice.name} agrees with the home-municipality routing.",
+                  f"Ønsket utfører {choice.name} stemmer med rutingen etter hjemkommune.")
+    return home
+
+
+def _free_choice(choice: Org, home: _Home, tables: RoutingTables, service_line: str | None,
+                 inputs: dict[str, str], notes: _Notes) -> RoutingDecision:
+    hf = choice if choice.kind == "hf" else None
+    rhf_name = tables.name(choice.rhf_orgnr)
+    home_text = f" instead of {tables.name(home.rhf_orgnr)}" if home.rhf_orgnr else ""
+    home_text_nb = f" i stedet for {tables.name(home.rhf_orgnr)}" if home.rhf_orgnr else ""
+    notes.add(f"Free choice of treatment place (pasient- og brukerrettighetsloven § 2-4): the referral names "
+              f"{choice.name}, so {rhf_name} receives it{home_text}.",
+              f"Fritt behandlingsvalg (pasient- og brukerrettighetsloven § 2-4): henvisningen ber om "
+              f"{choice.name}, så {rhf_name} mottar den{home_text_nb}.")
+    return RoutingDecision(
+        rule="free-choice",
+        triage=False,
+        rhf_orgnr=choice.rhf_orgnr,
+        rhf_name=rhf_name,
+        hf_orgnr=hf.orgnr if hf else None,
+        hf_name=hf.name if hf else None,
+        hf_code=hf.code if hf else None,
+        service_line=service_line,
+        inputs=inputs,
+        explanation=notes.as_dict(),
+    )
+
+
+# --- result -----------------------------------------------------------------------------------------------
+
+
+def _decision(home: _Home, tables: RoutingTables, service_line: str | None, inputs: dict[str, str],
+              notes: _Notes) -> RoutingDecision:
+    reason = home.triage_reason
+    if reason is None and home.hf_candidates:
+        reason = "hf-split"
+    triage = reason is not None
+    return RoutingDecision(
+        rule="manual-triage" if triage else home.rule,
+        triage=triage,
+        rhf_orgnr=home.rhf_orgnr,
+        rhf_name=tables.name(home.rhf_orgnr),
+        hf_orgnr=home.hf.orgnr if home.hf else None,
+        hf_name=home.hf.name if home.hf else None,
+        hf_code=home.hf.code if home.hf else None,
+        service_line=service_line,
+        triage_reason=reason,
+        hf_candidates=tuple((o.orgnr, o.name) for o in home.hf_candidates),
+        inputs=inputs,
+        explanation=notes.as_dict(),
+    )
