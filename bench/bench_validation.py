@@ -87,16 +87,24 @@ def main() -> None:
         rtype = resource["resourceType"]
         cls = get_fhir_model_class(rtype)
         plain_one = jsonio.to_plain(resource)
-        rows.append((rtype, *best_pair_ms(lambda c=cls, p=plain_one: c.model_validate(p),
-                                          lambda r=resource: full(r), args.rounds, args.runs)))
+        rows.append(
+            (
+                rtype,
+                *best_pair_ms(
+                    lambda c=cls, p=plain_one: c.model_validate(p), lambda r=resource: full(r), args.rounds, args.runs
+                ),
+            )
+        )
     print("Full validation of the Bundle, by part:")
     for validator in validators:
         name = getattr(validator, "__name__", str(validator))
         print(f"  {name}: {best_ms(lambda v=validator: v(bundle), args.rounds, args.runs):.2f} ms")
     from fhir_server.core.validation.base import check_base
 
-    print(f"  (of validate_resource, our own checks beyond fhir.resources: "
-          f"{best_ms(lambda: check_base(bundle), args.rounds, args.runs):.2f} ms)\n")
+    print(
+        f"  (of validate_resource, our own checks beyond fhir.resources: "
+        f"{best_ms(lambda: check_base(bundle), args.rounds, args.runs):.2f} ms)\n"
+    )
     print("| what | fhir.resources ms | full validation ms | ratio |")
     print("|---|---|---|---|")
     for name, b, o in rows:

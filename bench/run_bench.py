@@ -214,6 +214,7 @@ def main() -> None:
     finally:
         stop_server(server)
         ceiling.terminate()
+
     def ratio(name: str, ceiling: str) -> float:
         return results[name]["rps"] / results[ceiling]["rps"] if name in results else float("nan")
 
@@ -231,9 +232,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     for name, r in results.items():
         with_index = f"{r['rps_with_audit_index']:.0f}" if "rps_with_audit_index" in r else "-"
-        print(
-            f"| {name} | {r['rps']:.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} | {with_index} |"
-        )
+        print(f"| {name} | {r['rps']:.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} | {with_index} |")
     print(
         f"\nread / trivial = {read_ratio:.0%} (target >= 70%); "
         f"transaction / validate-only = {tx_ratio:.0%} (target >= 70%); "

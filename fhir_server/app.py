@@ -23,11 +23,14 @@ def start_delivery_worker(server: Server) -> None:
     from fhir_server.domain.delivery.outbox import DeliverySettings, DeliveryWorker
 
     settings = server.settings
-    worker = DeliveryWorker(server.service, DeliverySettings(
-        poll_seconds=settings.outbox_poll_seconds,
-        backoff_seconds=settings.outbox_backoff_seconds,
-        max_attempts=settings.outbox_max_attempts,
-    ))
+    worker = DeliveryWorker(
+        server.service,
+        DeliverySettings(
+            poll_seconds=settings.outbox_poll_seconds,
+            backoff_seconds=settings.outbox_backoff_seconds,
+            max_attempts=settings.outbox_max_attempts,
+        ),
+    )
     worker.start()
 
 

@@ -27,7 +27,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-
 @dataclass
 class Server:
     """Everything a request handler needs, built once per process."""
@@ -77,9 +76,7 @@ def build_search_registry() -> SearchRegistry:
     from fhir_server.core.conformance.seed import read_data_resources
     from fhir_server.data import data_folders
 
-    own = [
-        r for r in read_data_resources(data_folders()) if r["resourceType"] == "SearchParameter"
-    ]
+    own = [r for r in read_data_resources(data_folders()) if r["resourceType"] == "SearchParameter"]
     return SearchRegistry([*r4().search_parameter_resources, *own])
 
 

@@ -44,8 +44,11 @@ DATE = "2024-01-01"
 
 # --- Facts from /work/shared/docs/pathways-and-routing.md section 3.1 (verified there) -----------------------
 RHFS: dict[str, dict] = {
-    "991324968": {"slug": "helse-sor-ost", "name": "Helse Sør-Øst RHF",
-                  "counties": ["03", "31", "32", "33", "34", "39", "40", "42"]},
+    "991324968": {
+        "slug": "helse-sor-ost",
+        "name": "Helse Sør-Øst RHF",
+        "counties": ["03", "31", "32", "33", "34", "39", "40", "42"],
+    },
     "983658725": {"slug": "helse-vest", "name": "Helse Vest RHF", "counties": ["11", "46"]},
     "983658776": {"slug": "helse-midt-norge", "name": "Helse Midt-Norge RHF", "counties": ["15", "50"]},
     "883658752": {"slug": "helse-nord", "name": "Helse Nord RHF", "counties": ["18", "55", "56"]},
@@ -149,9 +152,13 @@ def build_fylke_cs(kommuner: list[dict[str, str]]) -> dict:
         short, official = names[code]
         concept: dict = {"code": code, "display": short}
         if official != short:
-            concept["designation"] = [{"language": "no", "use": {"system": "http://snomed.info/sct",
-                                                                  "code": "900000000000013009",
-                                                                  "display": "Synonym"}, "value": official}]
+            concept["designation"] = [
+                {
+                    "language": "no",
+                    "use": {"system": "http://snomed.info/sct", "code": "900000000000013009", "display": "Synonym"},
+                    "value": official,
+                }
+            ]
         concepts.append(concept)
     return {
         "resourceType": "CodeSystem",
@@ -178,8 +185,11 @@ def build_fylke_cs(kommuner: list[dict[str, str]]) -> dict:
 
 def build_kommune_cs(kommuner: list[dict[str, str]]) -> dict:
     concepts = [
-        {"code": row["kommunenummer"], "display": row["kommunenavn"],
-         "property": [{"code": "fylke", "valueCode": row["fylkesnummer"]}]}
+        {
+            "code": row["kommunenummer"],
+            "display": row["kommunenavn"],
+            "property": [{"code": "fylke", "valueCode": row["fylkesnummer"]}],
+        }
         for row in sorted(kommuner, key=lambda r: r["kommunenummer"])
     ]
     return {
@@ -202,8 +212,9 @@ def build_kommune_cs(kommuner: list[dict[str, str]]) -> dict:
         "caseSensitive": True,
         "content": "complete",
         "count": len(concepts),
-        "property": [{"code": "fylke", "uri": f"{FYLKE_CS}#fylke", "description": "County (fylkesnummer, 2024)",
-                      "type": "code"}],
+        "property": [
+            {"code": "fylke", "uri": f"{FYLKE_CS}#fylke", "description": "County (fylkesnummer, 2024)", "type": "code"}
+        ],
         "concept": concepts,
     }
 
@@ -254,26 +265,38 @@ def build_fylke_to_rhf(names_2024: dict[str, str], fylker: dict[str, str]) -> di
     county_elements = []
     for code in sorted(fylker):
         rhf = next(orgnr for orgnr, info in RHFS.items() if code in info["counties"])
-        county_elements.append({
-            "code": code,
-            "display": fylker[code],
-            "target": [{"code": rhf, "display": RHFS[rhf]["name"], "equivalence": "wider"}],
-        })
+        county_elements.append(
+            {
+                "code": code,
+                "display": fylker[code],
+                "target": [{"code": rhf, "display": RHFS[rhf]["name"], "equivalence": "wider"}],
+            }
+        )
     exception_elements = []
     for exc in EXCEPTIONS:
-        exception_elements.append({
-            "code": exc["kommune"],
-            "display": names_2024[exc["kommune"]],
-            "target": [{
-                "code": exc["rhf"],
-                "display": RHFS[exc["rhf"]]["name"],
-                "equivalence": "inexact",
-                "comment": exc["comment"],
-                "dependsOn": [{"property": SERVICE_LINE_PROPERTY, "value": exc["service_line"]}],
-                "product": [{"property": HF_PRODUCT_PROPERTY, "system": ORGNR_SYSTEM, "value": exc["hf"],
-                             "display": HEALTH_TRUSTS[exc["hf"]]}],
-            }],
-        })
+        exception_elements.append(
+            {
+                "code": exc["kommune"],
+                "display": names_2024[exc["kommune"]],
+                "target": [
+                    {
+                        "code": exc["rhf"],
+                        "display": RHFS[exc["rhf"]]["name"],
+                        "equivalence": "inexact",
+                        "comment": exc["comment"],
+                        "dependsOn": [{"property": SERVICE_LINE_PROPERTY, "value": exc["service_line"]}],
+                        "product": [
+                            {
+                                "property": HF_PRODUCT_PROPERTY,
+                                "system": ORGNR_SYSTEM,
+                                "value": exc["hf"],
+                                "display": HEALTH_TRUSTS[exc["hf"]],
+                            }
+                        ],
+                    }
+                ],
+            }
+        )
     return {
         "resourceType": "ConceptMap",
         "id": "fylke-to-rhf",
@@ -307,8 +330,11 @@ def build_hf_map(hf_rows: list[dict[str, str]], line: str) -> dict:
         split = len(orgnrs) > 1
         targets = []
         for orgnr in orgnrs:
-            target: dict = {"code": orgnr, "display": HEALTH_TRUSTS[orgnr],
-                            "equivalence": "inexact" if split else "wider"}
+            target: dict = {
+                "code": orgnr,
+                "display": HEALTH_TRUSTS[orgnr],
+                "equivalence": "inexact" if split else "wider",
+            }
             if split:
                 target["comment"] = (
                     "The municipality is split between several health trusts at grunnkrets level (SSB KLASS "
@@ -421,8 +447,10 @@ def main() -> None:
     for orgnr in [*RHFS, *HEALTH_TRUSTS]:
         org = build_organization(orgnr, rhf_of_hf)
         write_json(mappings / f"Organization-{org['id']}.json", org)
-    print(f"wrote {len(names_2024)} municipalities, {len(fylker)} counties, "
-          f"{len(RHFS)} RHF and {len(HEALTH_TRUSTS)} HF organizations to {terminology} and {mappings}")
+    print(
+        f"wrote {len(names_2024)} municipalities, {len(fylker)} counties, "
+        f"{len(RHFS)} RHF and {len(HEALTH_TRUSTS)} HF organizations to {terminology} and {mappings}"
+    )
 
 
 if __name__ == "__main__":

@@ -29,8 +29,9 @@ from fhir_server.core.resource_types import KNOWN_TYPES  # noqa: E402
 
 #: Types not served here whose definitions validation still needs: profiles of the HL7 Norway base
 #: package (no-basis) are built on them, and its examples use them.
-VALIDATION_ONLY_TYPES = frozenset({"Procedure", "AllergyIntolerance", "Medication", "MedicationStatement",
-                                   "Person", "Substance", "Composition"})
+VALIDATION_ONLY_TYPES = frozenset(
+    {"Procedure", "AllergyIntolerance", "Medication", "MedicationStatement", "Person", "Substance", "Composition"}
+)
 
 OUT = ROOT / "fhir_server" / "core" / "conformance" / "definitions" / "r4"
 PACKAGE = "hl7.fhir.r4.examples@4.0.1"

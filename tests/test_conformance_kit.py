@@ -127,8 +127,15 @@ def test_cli_exits_non_zero_and_says_why_when_a_check_fails(fhir):
         pytest.skip("checked once, on SQLite")
     with running(fhir.base, ["ignore-if-match"]) as broken:
         done = cli(
-            "--base-url", broken.base, "--token", admin_token(fhir), "--only", "rest.if_match", "--only",
-            "rest.create", "--verbose",
+            "--base-url",
+            broken.base,
+            "--token",
+            admin_token(fhir),
+            "--only",
+            "rest.if_match",
+            "--only",
+            "rest.create",
+            "--verbose",
         )
     assert done.returncode == 1, done.stdout
     assert "PASS rest.create" in done.stdout

@@ -47,9 +47,14 @@ class FastRead:
             or any(environ.get(h) for h in _CONDITIONAL)
         ):
             return self.app(environ, start_response)
-        parts = path[len(self.prefix):].split("/")
-        if len(parts) != 2 or parts[0] not in STORABLE_TYPES or not parts[1] or len(parts[1]) > 64 \
-                or not set(parts[1]) <= ID_PATTERN_CHARS:
+        parts = path[len(self.prefix) :].split("/")
+        if (
+            len(parts) != 2
+            or parts[0] not in STORABLE_TYPES
+            or not parts[1]
+            or len(parts[1]) > 64
+            or not set(parts[1]) <= ID_PATTERN_CHARS
+        ):
             return self.app(environ, start_response)
         info = RequestInfo("read", parts[0], parts[1])
         try:  # every refusal (401, 403, 404, 410, 429) is answered, and audited, by the application
@@ -61,7 +66,11 @@ class FastRead:
             return self.app(environ, start_response)
         self.gate.audit(AuditRecord(info, caller, 200, environ.get("REMOTE_ADDR")))
         body = stored.body or b""
-        headers = [*_BASE_HEADERS, ("ETag", stored.etag), ("Last-Modified", http_date(stored.last_updated)),
-                   ("Content-Length", str(len(body)))]
+        headers = [
+            *_BASE_HEADERS,
+            ("ETag", stored.etag),
+            ("Last-Modified", http_date(stored.last_updated)),
+            ("Content-Length", str(len(body))),
+        ]
         start_response("200 OK", headers)
         return [body]

@@ -29,7 +29,7 @@ def install(app: Flask, security_gate: SecurityGate, base_path: str) -> None:
         path = request.path
         if path != prefix and not path.startswith(prefix + "/"):
             return None
-        return path[len(prefix):].strip("/")
+        return path[len(prefix) :].strip("/")
 
     @app.before_request
     def _admit() -> None:
@@ -52,9 +52,7 @@ def install(app: Flask, security_gate: SecurityGate, base_path: str) -> None:
         query = request.query_string.decode(errors="replace") or None
         if request.method == "POST" and request.mimetype == "application/x-www-form-urlencoded":
             query = request.get_data(as_text=True) or query  # POST _search: the query is the form
-        security_gate.audit(
-            AuditRecord(info, g.get("caller"), response.status_code, request.remote_addr, query)
-        )
+        security_gate.audit(AuditRecord(info, g.get("caller"), response.status_code, request.remote_addr, query))
         return response
 
     @app.teardown_request

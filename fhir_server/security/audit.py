@@ -81,8 +81,11 @@ def audit_event(record: AuditRecord, recorded: str, observer: str) -> dict:
     agents = [agent]
     for orgnr in caller.organisations if caller else ():
         agents.append(
-            {"type": _ORGANISATION_ROLE, "who": {"identifier": {"system": ORGNR_SYSTEM, "value": orgnr}},
-             "requestor": False}
+            {
+                "type": _ORGANISATION_ROLE,
+                "who": {"identifier": {"system": ORGNR_SYSTEM, "value": orgnr}},
+                "requestor": False,
+            }
         )
     event: dict = {
         "resourceType": "AuditEvent",
@@ -188,4 +191,3 @@ class AuditTrail:
             self._thread.join(timeout=5)
         while self.flush():
             pass
-

@@ -68,8 +68,14 @@ class SecurityGate:
         if wait:
             raise FhirError(
                 429,
-                [Issue("error", "throttled", f"too many requests from client '{caller.client_id}': at most "
-                       f"{self.settings.rate_limit_per_minute} per minute; retry after {wait:.0f} s")],
+                [
+                    Issue(
+                        "error",
+                        "throttled",
+                        f"too many requests from client '{caller.client_id}': at most "
+                        f"{self.settings.rate_limit_per_minute} per minute; retry after {wait:.0f} s",
+                    )
+                ],
                 headers={"Retry-After": str(max(1, round(wait)))},
             )
         admin = self.policy.is_admin(caller)
@@ -147,12 +153,19 @@ class SecurityGate:
 
     def capability_security(self) -> dict:
         """``CapabilityStatement.rest.security``: OAuth2 with SMART scopes, and where to get tokens."""
-        uris = [{"url": "token", "valueUri": self.settings.auth_token_endpoint}] if self.settings.auth_token_endpoint \
+        uris = (
+            [{"url": "token", "valueUri": self.settings.auth_token_endpoint}]
+            if self.settings.auth_token_endpoint
             else []
+        )
         security: dict = {
             "cors": False,
-            "service": [{"coding": [{"system": SMART_SECURITY_SERVICE, "code": "SMART-on-FHIR"}], "text": "OAuth2 "
-                         "bearer tokens (HelseID, client credentials) with SMART v2 system scopes"}],
+            "service": [
+                {
+                    "coding": [{"system": SMART_SECURITY_SERVICE, "code": "SMART-on-FHIR"}],
+                    "text": "OAuth2 bearer tokens (HelseID, client credentials) with SMART v2 system scopes",
+                }
+            ],
             "description": (
                 f"Every request but /metadata and /.well-known needs a bearer token from {self.issuer} for the "
                 f"audience '{self.settings.auth_audience}', with SMART system scopes (system/ServiceRequest.cruds, "

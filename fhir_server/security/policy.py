@@ -143,4 +143,3 @@ class Policy:
         labels = {org_label(o) for o in caller.organisations}
         labels |= {region_label(self.region_of[o]) for o in caller.organisations if o in self.region_of}
         return Access(frozenset(labels), frozenset(labels), unrestricted=self.is_admin(caller))
-

@@ -152,6 +152,10 @@ def caller_from_claims(claims: dict) -> Caller:
     raw = tuple(scope.split() if isinstance(scope, str) else [s for s in scope or [] if isinstance(s, str)])
     name = claims.get(CLIENT_NAME_CLAIM)
     return Caller(
-        client_id, name if isinstance(name, str) else None, organisations, ScopeSet.parse(list(raw)), raw,
+        client_id,
+        name if isinstance(name, str) else None,
+        organisations,
+        ScopeSet.parse(list(raw)),
+        raw,
         float(claims["exp"]),
     )

@@ -14,8 +14,10 @@ def test_logs_of_a_referral_flow_carry_no_identity_number(fhir, unique):
     # searches with the number in the URL land in the access log
     api.get(f"Patient?identifier=urn:oid:2.16.578.1.12.4.1.4.1|{number}")
     bad = fnr("1970-01-01", unique)[:-1] + "0"  # a mistyped number, refused: the refusal is logged too
-    api.post("Patient/$validate", {"resourceType": "Patient", "identifier": [
-        {"system": "urn:oid:2.16.578.1.12.4.1.4.1", "value": bad}]})
+    api.post(
+        "Patient/$validate",
+        {"resourceType": "Patient", "identifier": [{"system": "urn:oid:2.16.578.1.12.4.1.4.1", "value": bad}]},
+    )
     log = fhir.log_text()
     assert "GET /fhir/Patient?identifier=" in log  # the access log has the search ...
     assert number[:6] + "*****" in log  # ... with the number masked

@@ -183,8 +183,11 @@ def test_audit_trail_is_admin_only_and_never_changed(world):
         admin.post("AuditEvent", dict(event, id=None)),
     ):
         assert response.status_code == 405, response.text
-    bundle = {"resourceType": "Bundle", "type": "batch",
-              "entry": [{"request": {"method": "DELETE", "url": f"AuditEvent/{event['id']}"}}]}
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "batch",
+        "entry": [{"request": {"method": "DELETE", "url": f"AuditEvent/{event['id']}"}}],
+    }
     assert admin.post("", bundle).status_code == 403
     assert admin.get(f"AuditEvent/{event['id']}").json() == event
 
@@ -312,8 +315,9 @@ def test_limits_answer_with_clear_outcomes(fhir):
     r = api.post("", too_many)
     assert r.status_code == 413 and r.json()["resourceType"] == "OperationOutcome", r.text[:300]
     big = b'{"resourceType":"Patient","text":{"status":"generated","div":"' + b"a" * (11 * 1024 * 1024) + b'"}}'
-    r = requests.post(f"{fhir.base}/Patient", data=big, headers={"Content-Type": "application/fhir+json", **fhir.auth},
-                      timeout=60)
+    r = requests.post(
+        f"{fhir.base}/Patient", data=big, headers={"Content-Type": "application/fhir+json", **fhir.auth}, timeout=60
+    )
     assert r.status_code == 413 and r.json()["issue"][0]["code"] == "too-costly"
 
 

@@ -77,7 +77,9 @@ def issuer() -> Iterator[Issuer]:
 def production(issuer: Issuer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     tmp = tmp_path_factory.mktemp("production")
     os.environ.update(
-        FHIR_SERVER_AUTH_MODE="production", FHIR_SERVER_AUTH_ISSUER=ISSUER, FHIR_SERVER_AUTH_JWKS=issuer.jwks_url,
+        FHIR_SERVER_AUTH_MODE="production",
+        FHIR_SERVER_AUTH_ISSUER=ISSUER,
+        FHIR_SERVER_AUTH_JWKS=issuer.jwks_url,
         FHIR_SERVER_RATE_LIMIT_PER_MINUTE="40",
     )
     try:
@@ -110,8 +112,9 @@ def test_rate_limit_per_client(production: RunningServer, issuer: Issuer):
     token = issuer.token(["system/Organization.rs"], "983658725", client_id="greedy-client")
     other = issuer.token(["system/Organization.rs"], "983658725", client_id="patient-client")
     statuses = [
-        requests.get(f"{production.base}/Organization/rhf-helse-vest", headers={"Authorization": f"Bearer {token}"},
-                     timeout=30)
+        requests.get(
+            f"{production.base}/Organization/rhf-helse-vest", headers={"Authorization": f"Bearer {token}"}, timeout=30
+        )
         for _ in range(45)
     ]
     limited = [r for r in statuses if r.status_code == 429]
@@ -119,17 +122,30 @@ def test_rate_limit_per_client(production: RunningServer, issuer: Issuer):
     assert int(limited[0].headers["Retry-After"]) >= 1
     assert "too many requests" in limited[0].json()["issue"][0]["diagnostics"]
     # another client is not held back by the greedy one
-    r = requests.get(f"{production.base}/Organization/rhf-helse-vest", headers={"Authorization": f"Bearer {other}"},
-                     timeout=30)
+    r = requests.get(
+        f"{production.base}/Organization/rhf-helse-vest", headers={"Authorization": f"Bearer {other}"}, timeout=30
+    )
     assert r.status_code == 200
 
 
 def test_production_mode_refuses_to_start_without_issuer(tmp_path: Path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("FHIR_SERVER_")}
     run = subprocess.run(
-        [sys.executable, "-m", "fhir_server.cli", "serve", "--port", "9", "--database-url",
-         f"sqlite:///{tmp_path / 'x.sqlite3'}"],
-        capture_output=True, text=True, cwd=ROOT, timeout=60, env=env,
+        [
+            sys.executable,
+            "-m",
+            "fhir_server.cli",
+            "serve",
+            "--port",
+            "9",
+            "--database-url",
+            f"sqlite:///{tmp_path / 'x.sqlite3'}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        env=env,
     )
     assert run.returncode != 0
     assert "production mode needs a trusted token issuer" in run.stderr + run.stdout
@@ -137,9 +153,22 @@ def test_production_mode_refuses_to_start_without_issuer(tmp_path: Path):
 
 def test_token_command_mints_a_token_the_dev_server_accepts(fhir):
     run = subprocess.run(
-        [sys.executable, "-m", "fhir_server.cli", "token", "--scope", "system/Organization.rs", "--org", "983658725",
-         "--key", str(fhir.key_path)],
-        capture_output=True, text=True, cwd=ROOT, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "fhir_server.cli",
+            "token",
+            "--scope",
+            "system/Organization.rs",
+            "--org",
+            "983658725",
+            "--key",
+            str(fhir.key_path),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
     )
     assert run.returncode == 0, run.stderr
     token = run.stdout.strip()

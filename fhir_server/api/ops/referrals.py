@@ -127,7 +127,11 @@ def _henvisning_xml() -> Response:
 
 
 @operation(
-    "referral-form", OUR_DEFINITION + "referral-form", (), ("system",), requires=(Need("ServiceRequest", "c"),),
+    "referral-form",
+    OUR_DEFINITION + "referral-form",
+    (),
+    ("system",),
+    requires=(Need("ServiceRequest", "c"),),
     raw_body=True,
 )
 def referral_form(call: OperationCall) -> Response:

@@ -26,7 +26,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-
 @dataclass
 class SeedReport:
     written: int = 0
@@ -71,9 +70,7 @@ CONFORMANCE_TYPES = ("StructureDefinition", "ValueSet", "CodeSystem", "NamingSys
 
 def seed_conformance(service: FhirService, registry: ConformanceRegistry) -> SeedReport:
     """Serve what the validator knows: every loaded IG package's conformance resources, stored like any other."""
-    resources = [
-        r for r in registry.all() if r.get("resourceType") in CONFORMANCE_TYPES and r.get("id")
-    ]
+    resources = [r for r in registry.all() if r.get("resourceType") in CONFORMANCE_TYPES and r.get("id")]
     return seed_resources(service, resources)
 
 

@@ -405,4 +405,3 @@ _MODIFIERS = {
 
 def _modifier_allowed(kind: str, modifier: str) -> bool:
     return modifier in _MODIFIERS[kind] or (kind == "reference" and modifier in STORABLE_TYPES)
-

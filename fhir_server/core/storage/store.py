@@ -456,6 +456,7 @@ class Store:
 
     def write(self, work: Callable[[WriteUnit], T], *, attempts: int = 5) -> T:
         """Run ``work`` in one write transaction; retried on a lost race (unique key or deadlock)."""
+
         def run(conn: Connection) -> T:
             unit = WriteUnit(self, conn)
             result = work(unit)

@@ -302,12 +302,7 @@ def _walk_object(
         elif quick is not None:
             if quick(value):
                 continue
-        elif (
-            step.child is not None
-            and type(value) is dict
-            and value
-            and not (len(value) == 1 and "id" in value)
-        ):
+        elif step.child is not None and type(value) is dict and value and not (len(value) == 1 and "id" in value):
             _walk_element(walk, value, step, step.child, path + "." + key, scope, allowed)
             continue
         prop = step.prop

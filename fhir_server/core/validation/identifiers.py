@@ -86,8 +86,9 @@ ALIASES: dict[str, str] = {
 }
 
 #: Kinds whose values identify a person: never shown in full in messages or logs.
-PERSONAL_KINDS = frozenset({IdentifierKind.FNR, IdentifierKind.DNR, IdentifierKind.HNR, IdentifierKind.FHN,
-                            IdentifierKind.DUF})
+PERSONAL_KINDS = frozenset(
+    {IdentifierKind.FNR, IdentifierKind.DNR, IdentifierKind.HNR, IdentifierKind.FHN, IdentifierKind.DUF}
+)
 
 _LABEL: dict[IdentifierKind, tuple[str, str]] = {
     IdentifierKind.FNR: ("fødselsnummer", "fødselsnummer"),
@@ -146,6 +147,7 @@ def mask_value(value: str) -> str:
 
 # --- the check-digit arithmetic ----------------------------------------------------------------------------
 
+
 def _k1_remainder(digits: str) -> int:
     """Σ(digits 1-10 x 3,7,6,1,8,9,4,5,2,1) mod 11: 0 under the current rule, 0-3 under the 2032 rule."""
     return (sum(w * int(d) for w, d in zip(_K1_WEIGHTS, digits, strict=False)) + int(digits[9])) % 11
@@ -195,16 +197,19 @@ def _checksum_problems(kind: IdentifierKind, digits: str, today: datetime.date) 
     tag = kind.value
     severity = "warning" if kind is IdentifierKind.HNR else "error"
     if not _k1_ok(digits, today):
-        return NumberProblem("the first check digit (k1) is wrong", "første kontrollsiffer (k1) er feil",
-                             f"no-{tag}-checksum", severity)
+        return NumberProblem(
+            "the first check digit (k1) is wrong", "første kontrollsiffer (k1) er feil", f"no-{tag}-checksum", severity
+        )
     if not _k2_ok(digits):
-        return NumberProblem("the second check digit (k2) is wrong", "andre kontrollsiffer (k2) er feil",
-                             f"no-{tag}-checksum", severity)
+        return NumberProblem(
+            "the second check digit (k2) is wrong", "andre kontrollsiffer (k2) er feil", f"no-{tag}-checksum", severity
+        )
     return None
 
 
-def _person_number_problem(kind: IdentifierKind, digits: str, test_mode: bool,
-                           today: datetime.date) -> NumberProblem | None:
+def _person_number_problem(
+    kind: IdentifierKind, digits: str, test_mode: bool, today: datetime.date
+) -> NumberProblem | None:
     """Rules for fødselsnummer, D-nummer and H-nummer once the check digits are right."""
     tag = kind.value
     en, nb = _LABEL[kind]
@@ -214,62 +219,92 @@ def _person_number_problem(kind: IdentifierKind, digits: str, test_mode: bool,
         return NumberProblem(
             f"a {en} cannot start with 8 or 9; this looks like an FH-number (system urn:oid:2.16.578.1.12.4.1.4.3)",
             f"{nb} kan ikke begynne med 8 eller 9; dette ligner et FH-nummer (system urn:oid:2.16.578.1.12.4.1.4.3)",
-            f"no-{tag}-kind", soft)
+            f"no-{tag}-kind",
+            soft,
+        )
     if kind is IdentifierKind.DNR:
         if not 41 <= day <= 71:
             return NumberProblem(
                 "a D-number's first digit must be 4, 5, 6 or 7 (day of birth + 40)",
                 "første siffer i et D-nummer må være 4, 5, 6 eller 7 (fødselsdag + 40)",
-                "no-dnr-kind")
+                "no-dnr-kind",
+            )
         day -= 40
     elif day > 40:
         return NumberProblem(
             f"a {en} has a day of birth above 40; this looks like a D-number (system urn:oid:2.16.578.1.12.4.1.4.2)",
             f"{nb} har fødselsdag over 40; dette ligner et D-nummer (system urn:oid:2.16.578.1.12.4.1.4.2)",
-            f"no-{tag}-kind", soft)
+            f"no-{tag}-kind",
+            soft,
+        )
     offset = _month_offset(month)
     if offset is None:
-        return NumberProblem(f"the {en} does not contain a valid birth date", f"{nb} har ikke en gyldig fødselsdato",
-                             f"no-{tag}-date", soft)
+        return NumberProblem(
+            f"the {en} does not contain a valid birth date",
+            f"{nb} har ikke en gyldig fødselsdato",
+            f"no-{tag}-date",
+            soft,
+        )
     if kind is IdentifierKind.HNR:
         if offset != 40:
             return NumberProblem(
                 "an H-number's third digit must be 4 or 5 (month of birth + 40)",
                 "tredje siffer i et H-nummer må være 4 eller 5 (fødselsmåned + 40)",
-                "no-hnr-kind", "warning")
+                "no-hnr-kind",
+                "warning",
+            )
     elif offset and not test_mode:
-        source = {40: "an H-number or a NAV/Dolly synthetic test number (month + 40)",
-                  65: "an FHI SyntPop synthetic test number (month + 65)",
-                  80: "a Skatteetaten Tenor synthetic test number (month + 80)"}[offset]
-        source_nb = {40: "et H-nummer eller et syntetisk testnummer fra NAV/Dolly (måned + 40)",
-                     65: "et syntetisk testnummer fra FHI SyntPop (måned + 65)",
-                     80: "et syntetisk testnummer fra Skatteetaten Tenor (måned + 80)"}[offset]
+        source = {
+            40: "an H-number or a NAV/Dolly synthetic test number (month + 40)",
+            65: "an FHI SyntPop synthetic test number (month + 65)",
+            80: "a Skatteetaten Tenor synthetic test number (month + 80)",
+        }[offset]
+        source_nb = {
+            40: "et H-nummer eller et syntetisk testnummer fra NAV/Dolly (måned + 40)",
+            65: "et syntetisk testnummer fra FHI SyntPop (måned + 65)",
+            80: "et syntetisk testnummer fra Skatteetaten Tenor (måned + 80)",
+        }[offset]
         return NumberProblem(
             f"this is {source}, not a real {en}; test numbers are accepted only in test mode",
             f"dette er {source_nb}, ikke et ekte {nb}; testnumre godtas bare i testmodus",
-            f"no-{tag}-synthetic")
+            f"no-{tag}-synthetic",
+        )
     normal = f"{day:02d}{month - offset:02d}{digits[4:]}"
     try:
         birth = fodselsnummer.get_birth_date(normal)
     except StdnumError:
-        return NumberProblem(f"the {en} does not contain a valid birth date", f"{nb} har ikke en gyldig fødselsdato",
-                             f"no-{tag}-date", soft)
+        return NumberProblem(
+            f"the {en} does not contain a valid birth date",
+            f"{nb} har ikke en gyldig fødselsdato",
+            f"no-{tag}-date",
+            soft,
+        )
     if birth > today:
-        return NumberProblem(f"the birth date in the {en} is in the future", f"fødselsdatoen i {nb} er fram i tid",
-                             f"no-{tag}-date", soft)
+        return NumberProblem(
+            f"the birth date in the {en} is in the future",
+            f"fødselsdatoen i {nb} er fram i tid",
+            f"no-{tag}-date",
+            soft,
+        )
     return None
 
 
 def _duf_problem(digits: str, today: datetime.date) -> NumberProblem | None:
     year = int(digits[:4])
     if not 1854 <= year <= today.year:
-        return NumberProblem(f"the DUF number's year {year} is not between 1854 and {today.year}",
-                             f"årstallet {year} i DUF-nummeret er ikke mellom 1854 og {today.year}", "no-duf-date")
+        return NumberProblem(
+            f"the DUF number's year {year} is not between 1854 and {today.year}",
+            f"årstallet {year} i DUF-nummeret er ikke mellom 1854 og {today.year}",
+            "no-duf-date",
+        )
     reordered = digits[4:10] + digits[:4]
     check = sum(w * int(d) for w, d in zip(_DUF_WEIGHTS, reordered, strict=True)) % 11
     if f"{check:02d}" != digits[10:]:
-        return NumberProblem("the DUF number's check digits (last two) are wrong",
-                             "kontrollsifrene (de to siste) i DUF-nummeret er feil", "no-duf-checksum")
+        return NumberProblem(
+            "the DUF number's check digits (last two) are wrong",
+            "kontrollsifrene (de to siste) i DUF-nummeret er feil",
+            "no-duf-checksum",
+        )
     return None
 
 
@@ -281,8 +316,9 @@ def _hpr_check_ok(digits: str) -> bool:
     return check != 10 and check % 11 == int(digits[-1])
 
 
-def check_number(kind: IdentifierKind, value: str, *, test_mode: bool = False,
-                 today: datetime.date | None = None) -> NumberProblem | None:
+def check_number(
+    kind: IdentifierKind, value: str, *, test_mode: bool = False, today: datetime.date | None = None
+) -> NumberProblem | None:
     """None if ``value`` is a well-formed ``kind`` number, else the first problem found.
 
     ``today`` (default: the real date) is used for "birth date in the future", the DUF year range and the
@@ -293,15 +329,19 @@ def check_number(kind: IdentifierKind, value: str, *, test_mode: bool = False,
         en, nb = _LABEL[kind]
         return NumberProblem(f"the {en} must be a string", f"{nb} må være en tekststreng", f"no-{kind.value}-format")
     if kind in (IdentifierKind.FNR, IdentifierKind.DNR, IdentifierKind.HNR):
-        return (_format_problem(kind, value, 11) or _checksum_problems(kind, value, today)
-                or _person_number_problem(kind, value, test_mode, today))
+        return (
+            _format_problem(kind, value, 11)
+            or _checksum_problems(kind, value, today)
+            or _person_number_problem(kind, value, test_mode, today)
+        )
     if kind is IdentifierKind.FHN:
         problem = _format_problem(kind, value, 11)
         if problem:
             return problem
         if value[0] not in "89":
-            return NumberProblem("an FH-number must start with 8 or 9", "et FH-nummer må begynne med 8 eller 9",
-                                 "no-fhn-prefix")
+            return NumberProblem(
+                "an FH-number must start with 8 or 9", "et FH-nummer må begynne med 8 eller 9", "no-fhn-prefix"
+            )
         return _checksum_problems(kind, value, today)
     if kind is IdentifierKind.DUF:
         return _format_problem(kind, value, 12) or _duf_problem(value, today)
@@ -310,28 +350,42 @@ def check_number(kind: IdentifierKind, value: str, *, test_mode: bool = False,
         if problem:
             return problem
         if not orgnr.is_valid(value):
-            return NumberProblem("the organisation number's check digit (the last digit) is wrong",
-                                 "kontrollsifferet (siste siffer) i organisasjonsnummeret er feil", "no-orgnr-checksum")
+            return NumberProblem(
+                "the organisation number's check digit (the last digit) is wrong",
+                "kontrollsifferet (siste siffer) i organisasjonsnummeret er feil",
+                "no-orgnr-checksum",
+            )
         if value[0] not in "89":
-            return NumberProblem("an organisation number must start with 8 or 9",
-                                 "et organisasjonsnummer må begynne med 8 eller 9", "no-orgnr-prefix")
+            return NumberProblem(
+                "an organisation number must start with 8 or 9",
+                "et organisasjonsnummer må begynne med 8 eller 9",
+                "no-orgnr-prefix",
+            )
         return None
     if kind is IdentifierKind.AKO:
         problem = _format_problem(kind, value, 4)
         if problem is None and int(value) < 1001:
-            problem = NumberProblem("a pharmacy licence number (AKO) is a number from 1001",
-                                    "et apotekkonsesjonsnummer (AKO) er et nummer fra 1001", "no-ako-range")
+            problem = NumberProblem(
+                "a pharmacy licence number (AKO) is a number from 1001",
+                "et apotekkonsesjonsnummer (AKO) er et nummer fra 1001",
+                "no-ako-range",
+            )
         return problem
     # HPR, HER, RESH: positive integers.
     en, nb = _LABEL[kind]
     if not re.fullmatch(r"[1-9][0-9]*", value):
-        return NumberProblem(f"the {en} must be a positive whole number (digits only, no leading zero)",
-                             f"{nb} må være et positivt heltall (bare sifre, ingen innledende null)",
-                             f"no-{kind.value}-format")
+        return NumberProblem(
+            f"the {en} must be a positive whole number (digits only, no leading zero)",
+            f"{nb} må være et positivt heltall (bare sifre, ingen innledende null)",
+            f"no-{kind.value}-format",
+        )
     if kind is IdentifierKind.HPR and not _hpr_check_ok(value):
-        return NumberProblem("the HPR number's check digit looks wrong (mod 11 rule, not officially confirmed)",
-                             "kontrollsifferet i HPR-nummeret ser feil ut (mod 11-regel, ikke offisielt bekreftet)",
-                             "no-hpr-checksum", "warning")
+        return NumberProblem(
+            "the HPR number's check digit looks wrong (mod 11 rule, not officially confirmed)",
+            "kontrollsifferet i HPR-nummeret ser feil ut (mod 11-regel, ikke offisielt bekreftet)",
+            "no-hpr-checksum",
+            "warning",
+        )
     return None
 
 
@@ -373,6 +427,7 @@ def identity_number_in(text: str) -> bool:
 
 # --- walking a resource --------------------------------------------------------------------------------------
 
+
 def _names_a_known_system(node: dict) -> bool:
     """An object with a ``value`` and a ``system`` the server checks (canonical or alias)."""
     system = node["system"]
@@ -399,8 +454,7 @@ def _checked(kind: IdentifierKind, value: object, test_mode: bool, today: dateti
     return problem
 
 
-def validate_identifiers(resource: dict, *, test_mode: bool = False,
-                         today: datetime.date | None = None) -> list[Issue]:
+def validate_identifiers(resource: dict, *, test_mode: bool = False, today: datetime.date | None = None) -> list[Issue]:
     """Check every Identifier (``{"system", "value"}`` anywhere, contained and Bundle entries included).
 
     Only identifiers whose system is in :data:`SYSTEMS` or :data:`ALIASES` are checked. Each wrong number

@@ -11,9 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 
-def matching_objects(
-    node: object, root: str, holding: str, wanted: Callable[[dict], bool]
-) -> list[tuple[str, dict]]:
+def matching_objects(node: object, root: str, holding: str, wanted: Callable[[dict], bool]) -> list[tuple[str, dict]]:
     """(FHIRPath, object) for every JSON object under ``node`` (itself included) that has the property
     ``holding`` and for which ``wanted`` is true."""
     found: list[tuple[str, dict]] = []

@@ -76,8 +76,27 @@ def _any_equal(toks: list[tuple[str, str]]) -> Callable[[Any], list] | None:
 
 def _any_extension(toks: list[tuple[str, str]]) -> Callable[[Any], list] | None:
     """``A.where(B.extension('url').exists()).exists()``: does a B of an A carry that extension?"""
-    shape = [None, ".", "where", "(", None, ".", "extension", "(", None, ")", ".", "exists", "(", ")", ")", ".",
-             "exists", "(", ")"]
+    shape = [
+        None,
+        ".",
+        "where",
+        "(",
+        None,
+        ".",
+        "extension",
+        "(",
+        None,
+        ")",
+        ".",
+        "exists",
+        "(",
+        ")",
+        ")",
+        ".",
+        "exists",
+        "(",
+        ")",
+    ]
     if len(toks) != len(shape) or any(s is not None and t[1] != s for s, t in zip(shape, toks, strict=True)):
         return None
     outer, inner = _member_name(toks[0]), _member_name(toks[4])

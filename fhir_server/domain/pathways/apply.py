@@ -34,8 +34,18 @@ REQUEST_GROUP_ID = "requestgroup"
 #: ServiceRequest priorities that select the ``serious`` timing variant (e.g. eating disorders: 7 days, not 28).
 SERIOUS_PRIORITIES = frozenset({"urgent", "asap", "stat"})
 
-_RG_ACTION_KEYS = ("id", "extension", "title", "description", "documentation", "code", "relatedAction",
-                   "timingDuration", "timingTiming", "selectionBehavior")
+_RG_ACTION_KEYS = (
+    "id",
+    "extension",
+    "title",
+    "description",
+    "documentation",
+    "code",
+    "relatedAction",
+    "timingDuration",
+    "timingTiming",
+    "selectionBehavior",
+)
 
 
 def apply_plan_definition(
@@ -111,8 +121,10 @@ def _request_group_action(action: dict) -> dict:
     """A RequestGroup action; a leaf names what it is about (rqg-1: a resource or sub-actions, not both)."""
     out = {k: copy.deepcopy(action[k]) for k in _RG_ACTION_KEYS if k in action}
     if action.get("action"):
-        out["action"] = [_leaf({k: copy.deepcopy(child[k]) for k in ("id", "title", "code") if k in child})
-                         for child in action["action"]]
+        out["action"] = [
+            _leaf({k: copy.deepcopy(child[k]) for k in ("id", "title", "code") if k in child})
+            for child in action["action"]
+        ]
     else:
         _leaf(out)
     return out

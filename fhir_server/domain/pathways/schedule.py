@@ -22,8 +22,14 @@ from fhir_server.domain.calendar import add_calendar_days, add_working_days
 from fhir_server.domain.pathways.catalog import EXT_DEADLINE_WORKING_DAYS, EXT_TIMING_VARIANT
 
 _DAYS_PER_UNIT = {"d": 1, "wk": 7}
-_SUPPORTED_RELATIONSHIPS = ("after-end", "after", "after-start", "concurrent", "concurrent-with-start",
-                            "concurrent-with-end")
+_SUPPORTED_RELATIONSHIPS = (
+    "after-end",
+    "after",
+    "after-start",
+    "concurrent",
+    "concurrent-with-start",
+    "concurrent-with-end",
+)
 
 
 class ScheduleError(ValueError):
@@ -60,8 +66,12 @@ def resolve_variants(action: dict, variants: Iterable[str]) -> dict:
             if "timingTiming" in action:
                 resolved["timingTiming"] = {"repeat": {"frequency": 1, "period": days, "periodUnit": "d"}}
             else:
-                resolved["timingDuration"] = {"value": days, "unit": "days", "system": "http://unitsofmeasure.org",
-                                              "code": "d"}
+                resolved["timingDuration"] = {
+                    "value": days,
+                    "unit": "days",
+                    "system": "http://unitsofmeasure.org",
+                    "code": "d",
+                }
             break
     return resolved
 

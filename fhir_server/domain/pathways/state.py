@@ -46,8 +46,14 @@ class MilestoneState:
     days_past_due: int
 
     def as_json(self) -> dict:
-        out: dict = {"id": self.activity_id, "code": self.code, "title": self.title, "state": self.state,
-                     "legalDeadline": self.legal_deadline, "daysPastDue": self.days_past_due}
+        out: dict = {
+            "id": self.activity_id,
+            "code": self.code,
+            "title": self.title,
+            "state": self.state,
+            "legalDeadline": self.legal_deadline,
+            "daysPastDue": self.days_past_due,
+        }
         if self.due:
             out["due"] = self.due.isoformat()
         if self.completed:
@@ -102,13 +108,17 @@ def summary(careplan: dict, today: date) -> dict:
     params.append({"name": "date", "valueDate": today.isoformat()})
     params.append({"name": "overall", "valueCode": overall})
     for state, count in counts.items():
-        params.append({"name": "count", "part": [{"name": "state", "valueCode": state},
-                                                 {"name": "count", "valueInteger": count}]})
+        params.append(
+            {"name": "count", "part": [{"name": "state", "valueCode": state}, {"name": "count", "valueInteger": count}]}
+        )
     if open_due:
         params.append({"name": "nextDue", "valueString": open_due[0].activity_id})
     for m in states:
-        part = [{"name": "id", "valueString": m.activity_id}, {"name": "state", "valueCode": m.state},
-                {"name": "legalDeadline", "valueBoolean": m.legal_deadline}]
+        part = [
+            {"name": "id", "valueString": m.activity_id},
+            {"name": "state", "valueCode": m.state},
+            {"name": "legalDeadline", "valueBoolean": m.legal_deadline},
+        ]
         if m.code:
             part.insert(1, {"name": "code", "valueCoding": m.code})
         if m.due:

@@ -258,4 +258,3 @@ def _date_prefix(value: Any) -> date | None:
     if isinstance(value, str) and re.match(r"^\d{4}-\d{2}-\d{2}", value):
         return date.fromisoformat(value[:10])
     return None
-

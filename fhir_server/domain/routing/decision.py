@@ -154,19 +154,24 @@ def route(
 
 def _home(patient: dict | None, tables: RoutingTables, service_line: str | None, notes: _Notes) -> _Home:
     if not isinstance(patient, dict):
-        notes.add("No Patient was given, so the home municipality is unknown.",
-                  "Pasienten mangler, så hjemkommunen er ukjent.")
+        notes.add(
+            "No Patient was given, so the home municipality is unknown.",
+            "Pasienten mangler, så hjemkommunen er ukjent.",
+        )
         return _Home("manual-triage", triage_reason="no-patient")
     found = _municipality_code(patient)
     if found is None:
         if not any(isinstance(a, dict) for a in patient.get("address") or []):
-            notes.add("The patient has no address, so the home municipality is unknown.",
-                      "Pasienten har ingen adresse, så hjemkommunen er ukjent.")
+            notes.add(
+                "The patient has no address, so the home municipality is unknown.",
+                "Pasienten har ingen adresse, så hjemkommunen er ukjent.",
+            )
             return _Home("manual-triage", triage_reason="no-address")
-        notes.add("No address of the patient carries a municipality number (no-basis-municipalitycode on "
-                  "Patient.address.district).",
-                  "Ingen av pasientens adresser har kommunenummer (no-basis-municipalitycode på "
-                  "Patient.address.district).")
+        notes.add(
+            "No address of the patient carries a municipality number (no-basis-municipalitycode on "
+            "Patient.address.district).",
+            "Ingen av pasientens adresser har kommunenummer (no-basis-municipalitycode på Patient.address.district).",
+        )
         return _Home("manual-triage", triage_reason="no-municipality-code")
     raw, expression, bydel = found
     inputs = {"kommunenummer": raw, "source": expression}
@@ -175,21 +180,27 @@ def _home(patient: dict | None, tables: RoutingTables, service_line: str | None,
     code = raw.strip()
     if re.fullmatch(r"\d{3}", code):
         code = code.zfill(4)
-        notes.add(f"Municipality number '{raw}' read as {code} (leading zero restored).",
-                  f"Kommunenummer '{raw}' lest som {code} (ledende null lagt til).")
+        notes.add(
+            f"Municipality number '{raw}' read as {code} (leading zero restored).",
+            f"Kommunenummer '{raw}' lest som {code} (ledende null lagt til).",
+        )
     if not re.fullmatch(r"\d{4}", code):
-        notes.add(f"'{raw}' at {expression} is not a four-digit municipality number.",
-                  f"'{raw}' i {expression} er ikke et firesifret kommunenummer.")
+        notes.add(
+            f"'{raw}' at {expression} is not a four-digit municipality number.",
+            f"'{raw}' i {expression} er ikke et firesifret kommunenummer.",
+        )
         return _Home("manual-triage", triage_reason="malformed-municipality-code", inputs=inputs)
     if code[:2] in ARCTIC_PREFIXES:
         place = ARCTIC_PREFIXES[code[:2]]
         inputs["fylke"] = code[:2]
-        notes.add(f"Municipality number {code} is in {place}, outside the mainland counties; no catchment area is "
-                  "defined for it. Svalbard residents are normally served by Universitetssykehuset Nord-Norge HF "
-                  "(Helse Nord RHF) (unverified); decide manually.",
-                  f"Kommunenummer {code} ligger på {place}, utenfor fastlandsfylkene, og har ikke noe "
-                  "opptaksområde. Personer bosatt på Svalbard får normalt tjenester fra Universitetssykehuset "
-                  "Nord-Norge HF (Helse Nord RHF) (ikke verifisert); vurderes manuelt.")
+        notes.add(
+            f"Municipality number {code} is in {place}, outside the mainland counties; no catchment area is "
+            "defined for it. Svalbard residents are normally served by Universitetssykehuset Nord-Norge HF "
+            "(Helse Nord RHF) (unverified); decide manually.",
+            f"Kommunenummer {code} ligger på {place}, utenfor fastlandsfylkene, og har ikke noe "
+            "opptaksområde. Personer bosatt på Svalbard får normalt tjenester fra Universitetssykehuset "
+            "Nord-Norge HF (Helse Nord RHF) (ikke verifisert); vurderes manuelt.",
+        )
         return _Home("manual-triage", triage_reason="svalbard-jan-mayen", inputs=inputs)
 
     if code in tables.municipalities:
@@ -197,18 +208,24 @@ def _home(patient: dict | None, tables: RoutingTables, service_line: str | None,
     elif code in tables.pre2024:
         rule, codes_2024 = "pre2024-municipality", tables.pre2024[code]
         names = ", ".join(f"{c} {tables.municipalities[c].name}" for c in codes_2024)
-        notes.add(f"Municipality number {code} is from before 2024; it is now {names}.",
-                  f"Kommunenummer {code} er fra før 2024; det er nå {names}.")
+        notes.add(
+            f"Municipality number {code} is from before 2024; it is now {names}.",
+            f"Kommunenummer {code} er fra før 2024; det er nå {names}.",
+        )
     else:
-        notes.add(f"Municipality number {code} is not a 2024 municipality and not a known pre-2024 number.",
-                  f"Kommunenummer {code} er ikke en kommune i 2024 og ikke et kjent kommunenummer fra før 2024.")
+        notes.add(
+            f"Municipality number {code} is not a 2024 municipality and not a known pre-2024 number.",
+            f"Kommunenummer {code} er ikke en kommune i 2024 og ikke et kjent kommunenummer fra før 2024.",
+        )
         return _Home("manual-triage", triage_reason="unknown-municipality-code", inputs=inputs)
 
     inputs["kommunenummer_2024"] = ",".join(codes_2024)
     counties = {tables.municipalities[c].fylke for c in codes_2024}
     if len(counties) > 1:
-        notes.add(f"Municipality number {code} was split across counties in 2024; the address decides.",
-                  f"Kommunenummer {code} ble delt mellom fylker i 2024; adressen avgjør.")
+        notes.add(
+            f"Municipality number {code} was split across counties in 2024; the address decides.",
+            f"Kommunenummer {code} ble delt mellom fylker i 2024; adressen avgjør.",
+        )
         return _Home("manual-triage", triage_reason="pre2024-split-across-counties", inputs=inputs)
     fylke = counties.pop()
     inputs["fylke"] = fylke
@@ -216,11 +233,15 @@ def _home(patient: dict | None, tables: RoutingTables, service_line: str | None,
     county = f"{fylke} {tables.counties[fylke]}"
     if len(codes_2024) == 1:
         where = f"{codes_2024[0]} {tables.municipalities[codes_2024[0]].name}"
-        notes.add(f"Home municipality {where} is in county {county}, which belongs to {tables.name(rhf)}.",
-                  f"Hjemkommunen {where} ligger i {county}, som hører til {tables.name(rhf)}.")
+        notes.add(
+            f"Home municipality {where} is in county {county}, which belongs to {tables.name(rhf)}.",
+            f"Hjemkommunen {where} ligger i {county}, som hører til {tables.name(rhf)}.",
+        )
     else:
-        notes.add(f"Both are in county {county}, which belongs to {tables.name(rhf)}.",
-                  f"Begge ligger i {county}, som hører til {tables.name(rhf)}.")
+        notes.add(
+            f"Both are in county {county}, which belongs to {tables.name(rhf)}.",
+            f"Begge ligger i {county}, som hører til {tables.name(rhf)}.",
+        )
     home = _Home(rule, rhf_orgnr=rhf, inputs=inputs)
 
     for exc in dict.fromkeys(e for c in codes_2024 for e in tables.exceptions.get(c, ())):
@@ -229,17 +250,20 @@ def _home(patient: dict | None, tables: RoutingTables, service_line: str | None,
         if applies:
             home.rule, home.rhf_orgnr = "municipality-exception", exc.rhf_orgnr
             home.hf = tables.organizations.get(exc.hf_orgnr or "")
-            notes.add(f"Municipality exception: residents use {hf_name} ({tables.name(exc.rhf_orgnr)}). "
-                      f"{exc.comment}",
-                      f"Unntak for kommunen: innbyggerne bruker {hf_name} ({tables.name(exc.rhf_orgnr)}).")
+            notes.add(
+                f"Municipality exception: residents use {hf_name} ({tables.name(exc.rhf_orgnr)}). {exc.comment}",
+                f"Unntak for kommunen: innbyggerne bruker {hf_name} ({tables.name(exc.rhf_orgnr)}).",
+            )
         else:
             lines_en = ", ".join(LINE_LABELS[x][0] for x in sorted(exc.service_lines))
             lines_nb = ", ".join(LINE_LABELS[x][1] for x in sorted(exc.service_lines))
             line_en, line_nb = LINE_LABELS.get(service_line or "", ("not given", "ikke oppgitt"))
-            notes.add(f"A municipality exception to {hf_name} ({tables.name(exc.rhf_orgnr)}) exists for {lines_en} "
-                      f"only and is not applied (service line: {line_en}).",
-                      f"Kommunen har et unntak til {hf_name} ({tables.name(exc.rhf_orgnr)}) bare for {lines_nb}; "
-                      f"det brukes ikke her (tjenesteområde: {line_nb}).")
+            notes.add(
+                f"A municipality exception to {hf_name} ({tables.name(exc.rhf_orgnr)}) exists for {lines_en} "
+                f"only and is not applied (service line: {line_en}).",
+                f"Kommunen har et unntak til {hf_name} ({tables.name(exc.rhf_orgnr)}) bare for {lines_nb}; "
+                f"det brukes ikke her (tjenesteområde: {line_nb}).",
+            )
     if service_line in SERVICE_LINES and home.rule != "municipality-exception":
         _catchment(home, codes_2024, tables, service_line, notes)
     return home
@@ -296,20 +320,26 @@ def _catchment(home: _Home, codes_2024: tuple[str, ...], tables: RoutingTables, 
     label = line.upper()
     if len(orgs) == 1:
         home.hf = orgs[0]
-        notes.add(f"The {label} catchment area of the municipality belongs to {orgs[0].name}.",
-                  f"Opptaksområdet for {label} er {orgs[0].name}.")
+        notes.add(
+            f"The {label} catchment area of the municipality belongs to {orgs[0].name}.",
+            f"Opptaksområdet for {label} er {orgs[0].name}.",
+        )
         for comment in {t.comment for t in targets if t.comment}:
             notes.add(comment, "Se merknad i opptaksområdetabellen.")
     elif orgs:
         home.hf_candidates = orgs
         names = ", ".join(o.name for o in orgs)
-        notes.add(f"The municipality is split between several {label} health trusts ({names}) below municipality "
-                  "level, and the project's catchment data has no bydel/grunnkrets detail; choose the trust manually.",
-                  f"Kommunen er delt mellom flere helseforetak for {label} ({names}) under kommunenivå, og "
-                  "opptaksdataene har ikke bydel/grunnkrets; velg helseforetak manuelt.")
+        notes.add(
+            f"The municipality is split between several {label} health trusts ({names}) below municipality "
+            "level, and the project's catchment data has no bydel/grunnkrets detail; choose the trust manually.",
+            f"Kommunen er delt mellom flere helseforetak for {label} ({names}) under kommunenivå, og "
+            "opptaksdataene har ikke bydel/grunnkrets; velg helseforetak manuelt.",
+        )
     else:
-        notes.add(f"No {label} catchment trust is recorded for the municipality.",
-                  f"Ingen helseforetak for {label} er registrert for kommunen.")
+        notes.add(
+            f"No {label} catchment trust is recorded for the municipality.",
+            f"Ingen helseforetak for {label} er registrert for kommunen.",
+        )
 
 
 # --- step 2: free choice of treatment place ---------------------------------------------------------------
@@ -334,10 +364,12 @@ def _chosen(
         inputs.setdefault("performer_orgnr", orgnr)
         org = tables.organizations.get(orgnr)
         if org is None:
-            notes.add(f"ServiceRequest.performer[{i}] (organisasjonsnummer {orgnr}) is not a known RHF or health "
-                      "trust and does not change the routing.",
-                      f"ServiceRequest.performer[{i}] (organisasjonsnummer {orgnr}) er ikke et kjent RHF eller "
-                      "helseforetak og endrer ikke rutingen.")
+            notes.add(
+                f"ServiceRequest.performer[{i}] (organisasjonsnummer {orgnr}) is not a known RHF or health "
+                "trust and does not change the routing.",
+                f"ServiceRequest.performer[{i}] (organisasjonsnummer {orgnr}) er ikke et kjent RHF eller "
+                "helseforetak og endrer ikke rutingen.",
+            )
             continue
         known.append(org)
     if not known:
@@ -345,8 +377,10 @@ def _chosen(
     regions = {o.rhf_orgnr for o in known}
     if len(regions) > 1:
         pick = next((o for o in known if o.rhf_orgnr == home_rhf), known[0])
-        notes.add(f"The requested performers belong to several regions; {pick.name} is used.",
-                  f"Ønskede utførere hører til flere regioner; {pick.name} brukes.")
+        notes.add(
+            f"The requested performers belong to several regions; {pick.name} is used.",
+            f"Ønskede utførere hører til flere regioner; {pick.name} brukes.",
+        )
         return pick
     return known[0]
 
@@ -368,8 +402,11 @@ def _performer_orgnr(
             ids = [i for i in resource.get("identifier") or [] if isinstance(i, dict)]
             value = next((i.get("value") for i in ids if i.get("system") in ORGNR_SYSTEMS and i.get("value")), None)
             return str(value).strip() if value else None
-        link = {"PractitionerRole": "organization", "HealthcareService": "providedBy",
-                "Location": "managingOrganization"}.get(resource.get("resourceType", ""))
+        link = {
+            "PractitionerRole": "organization",
+            "HealthcareService": "providedBy",
+            "Location": "managingOrganization",
+        }.get(resource.get("resourceType", ""))
         target = resource.get(link) if link else None
         if not isinstance(target, dict):
             return None
@@ -381,18 +418,23 @@ def _performer_orgnr(
     return None
 
 
-def _resolve(reference: str, service_request: dict, organizations: OrganizationResolver | None,
-             notes: _Notes) -> dict | None:
+def _resolve(
+    reference: str, service_request: dict, organizations: OrganizationResolver | None, notes: _Notes
+) -> dict | None:
     if reference.startswith("#"):
-        return next((c for c in service_request.get("contained") or []
-                     if isinstance(c, dict) and c.get("id") == reference[1:]), None)
+        return next(
+            (c for c in service_request.get("contained") or [] if isinstance(c, dict) and c.get("id") == reference[1:]),
+            None,
+        )
     if organizations is None:
         return None
     try:
         return organizations(reference)
     except Exception as exc:  # the resolver belongs to the caller; routing must not fail because of it
-        notes.add(f"The performer {reference} could not be resolved ({type(exc).__name__}).",
-                  f"Utføreren {reference} kunne ikke slås opp ({type(exc).__name__}).")
+        notes.add(
+            f"The performer {reference} could not be resolved ({type(exc).__name__}).",
+            f"Utføreren {reference} kunne ikke slås opp ({type(exc).__name__}).",
+        )
         return None
 
 
@@ -412,26 +454,33 @@ def _confirm(choice: Org, home: _Home, notes: _Notes) -> _Home:
     if choice.kind == "hf" and home.hf is None:
         settles = bool(home.hf_candidates)
         home.hf, home.hf_candidates = choice, ()
-        notes.add(f"The requested performer {choice.name} is in the patient's home region"
-                  + (" and is one of the catchment trusts." if settles else "."),
-                  f"Ønsket utfører {choice.name} er i pasientens hjemregion"
-                  + (" og er et av helseforetakene i opptaksområdet." if settles else "."))
+        notes.add(
+            f"The requested performer {choice.name} is in the patient's home region"
+            + (" and is one of the catchment trusts." if settles else "."),
+            f"Ønsket utfører {choice.name} er i pasientens hjemregion"
+            + (" og er et av helseforetakene i opptaksområdet." if settles else "."),
+        )
     else:
-        notes.add(f"The requested performer {choice.name} agrees with the home-municipality routing.",
-                  f"Ønsket utfører {choice.name} stemmer med rutingen etter hjemkommune.")
+        notes.add(
+            f"The requested performer {choice.name} agrees with the home-municipality routing.",
+            f"Ønsket utfører {choice.name} stemmer med rutingen etter hjemkommune.",
+        )
     return home
 
 
-def _free_choice(choice: Org, home: _Home, tables: RoutingTables, service_line: str | None,
-                 inputs: dict[str, str], notes: _Notes) -> RoutingDecision:
+def _free_choice(
+    choice: Org, home: _Home, tables: RoutingTables, service_line: str | None, inputs: dict[str, str], notes: _Notes
+) -> RoutingDecision:
     hf = choice if choice.kind == "hf" else None
     rhf_name = tables.name(choice.rhf_orgnr)
     home_text = f" instead of {tables.name(home.rhf_orgnr)}" if home.rhf_orgnr else ""
     home_text_nb = f" i stedet for {tables.name(home.rhf_orgnr)}" if home.rhf_orgnr else ""
-    notes.add(f"Free choice of treatment place (pasient- og brukerrettighetsloven § 2-4): the referral names "
-              f"{choice.name}, so {rhf_name} receives it{home_text}.",
-              f"Fritt behandlingsvalg (pasient- og brukerrettighetsloven § 2-4): henvisningen ber om "
-              f"{choice.name}, så {rhf_name} mottar den{home_text_nb}.")
+    notes.add(
+        f"Free choice of treatment place (pasient- og brukerrettighetsloven § 2-4): the referral names "
+        f"{choice.name}, so {rhf_name} receives it{home_text}.",
+        f"Fritt behandlingsvalg (pasient- og brukerrettighetsloven § 2-4): henvisningen ber om "
+        f"{choice.name}, så {rhf_name} mottar den{home_text_nb}.",
+    )
     return RoutingDecision(
         rule="free-choice",
         triage=False,
@@ -449,8 +498,9 @@ def _free_choice(choice: Org, home: _Home, tables: RoutingTables, service_line: 
 # --- result -----------------------------------------------------------------------------------------------
 
 
-def _decision(home: _Home, tables: RoutingTables, service_line: str | None, inputs: dict[str, str],
-              notes: _Notes) -> RoutingDecision:
+def _decision(
+    home: _Home, tables: RoutingTables, service_line: str | None, inputs: dict[str, str], notes: _Notes
+) -> RoutingDecision:
     reason = home.triage_reason
     if reason is None and home.hf_candidates:
         reason = "hf-split"

@@ -27,7 +27,6 @@ HF_PRODUCT_PROPERTY = f"{BASE}/routing/health-trust"
 SERVICE_LINES = ("phv", "tsb")
 
 
-
 @dataclass(frozen=True, slots=True)
 class Municipality:
     code: str

@@ -45,6 +45,7 @@ def check(kind: IdentifierKind, value: str, test_mode: bool = False) -> NumberPr
 
 # --- fødselsnummer ------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("value", ["15038512363", "01120551384", "21030550231", "13031353453"])
 def test_fnr_valid(value: str) -> None:
     assert check(K.FNR, value) is None
@@ -134,6 +135,7 @@ def test_is_synthetic() -> None:
 
 # --- D-nummer -----------------------------------------------------------------------------------------------
 
+
 def test_dnr_valid_and_invalid() -> None:
     assert check(K.DNR, "49079023425") is None
     assert check(K.DNR, "49079023426").rule == "no-dnr-checksum"
@@ -153,6 +155,7 @@ def test_tenor_dnr_only_in_test_mode() -> None:
 
 # --- H-nummer -----------------------------------------------------------------------------------------------
 
+
 def test_hnr_valid_and_invalid() -> None:
     assert check(K.HNR, "28427034781") is None
     wrong_k2 = check(K.HNR, "28427034782")
@@ -163,6 +166,7 @@ def test_hnr_valid_and_invalid() -> None:
 
 
 # --- FH-nummer ----------------------------------------------------------------------------------------------
+
 
 def test_fhn_valid_and_invalid() -> None:
     assert check(K.FHN, "93915000868") is None
@@ -176,6 +180,7 @@ def test_fhn_valid_and_invalid() -> None:
 
 
 # --- 2032 rule ----------------------------------------------------------------------------------------------
+
 
 def new_rule_number() -> str:
     """A number whose k1 remainder is 2: invalid today, valid under the (unverified) 2032 rule."""
@@ -200,6 +205,7 @@ def test_2032_first_check_digit_rule_applies_only_from_2032() -> None:
 
 
 # --- DUF, organisasjonsnummer, HPR, HER, RESH, AKO ---------------------------------------------------------
+
 
 @pytest.mark.parametrize("value", ["200112345609", "201017238203", "200816832910"])
 def test_duf_valid(value: str) -> None:
@@ -266,6 +272,7 @@ def test_non_string_value() -> None:
 
 
 # --- systems ------------------------------------------------------------------------------------------------
+
 
 def test_systems_and_aliases() -> None:
     assert SYSTEMS["urn:oid:2.16.578.1.12.4.1.4.1"] is K.FNR

@@ -43,14 +43,41 @@ def _former_validate(resource: dict, *, test_mode: bool, today: datetime.date) -
 
 
 _VALUES: list[Any] = [
-    "15038512363", "15038512364", "974760673", "974760674", "9144900", "9144901", "12345678901", "", None, 15038512363,
-    [], {}, "55038512363", "15838512363", "8", "1001", "0999", "201012345678", " 15038512363",
+    "15038512363",
+    "15038512364",
+    "974760673",
+    "974760674",
+    "9144900",
+    "9144901",
+    "12345678901",
+    "",
+    None,
+    15038512363,
+    [],
+    {},
+    "55038512363",
+    "15838512363",
+    "8",
+    "1001",
+    "0999",
+    "201012345678",
+    " 15038512363",
     {"system": "urn:oid:2.16.578.1.12.4.1.4.1", "value": "15038512364"},
     [{"system": "http://hl7.no/fhir/NamingSystem/FNR", "value": "15038512364"}],
 ]
-_SYSTEMS = ["urn:oid:2.16.578.1.12.4.1.4.1", "urn:oid:2.16.578.1.12.4.1.4.2", "urn:oid:2.16.578.1.12.4.1.4.101",
-            "urn:oid:2.16.578.1.12.4.1.4.4", "urn:oid:2.16.578.1.12.4.1.4.107", "HNR", "http://data.brreg.no/begrep/28155",
-            "http://example.org", "", 7, None]
+_SYSTEMS = [
+    "urn:oid:2.16.578.1.12.4.1.4.1",
+    "urn:oid:2.16.578.1.12.4.1.4.2",
+    "urn:oid:2.16.578.1.12.4.1.4.101",
+    "urn:oid:2.16.578.1.12.4.1.4.4",
+    "urn:oid:2.16.578.1.12.4.1.4.107",
+    "HNR",
+    "http://data.brreg.no/begrep/28155",
+    "http://example.org",
+    "",
+    7,
+    None,
+]
 
 
 def _mutate(rng: random.Random, doc: dict) -> None:
@@ -87,6 +114,7 @@ def test_fast_walk_reports_what_the_former_walk_reports(test_mode: bool) -> None
 def test_matching_objects_is_the_filtered_general_walk() -> None:
     bundle = jsonio.loads(BUNDLE.read_bytes())
     for resource in [bundle, *_mutants(bundle, 100, seed=7)]:
+
         def wanted(node: dict) -> bool:
             return isinstance(node.get("system"), str)
 
@@ -95,5 +123,7 @@ def test_matching_objects_is_the_filtered_general_walk() -> None:
         assert [(p, id(n)) for p, n in got] == [(p, id(n)) for p, n in expected]
     odd_root = {"resourceType": 5, "a": [{"system": "x"}, [{"system": "y"}]], "_b": {"system": "z"}}
     assert matching_objects(odd_root, 5, "system", lambda n: True) == [  # type: ignore[arg-type]
-        (p, n) for p, n in walk_objects(odd_root, 5) if "system" in n  # type: ignore[arg-type]
+        (p, n)
+        for p, n in walk_objects(odd_root, 5)
+        if "system" in n  # type: ignore[arg-type]
     ]

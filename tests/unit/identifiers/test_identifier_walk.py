@@ -48,8 +48,10 @@ def test_patient_wrong_fnr_path_rule_and_masking() -> None:
 
 
 def test_alias_system_is_checked() -> None:
-    patient = {"resourceType": "Patient", "identifier": [{"system": "http://hl7.no/fhir/NamingSystem/FNR",
-                                                           "value": "12345678901"}]}
+    patient = {
+        "resourceType": "Patient",
+        "identifier": [{"system": "http://hl7.no/fhir/NamingSystem/FNR", "value": "12345678901"}],
+    }
     [issue] = run(patient)
     assert issue.rule == "no-fnr-checksum"
 
@@ -60,20 +62,28 @@ def test_bundle_entries_contained_and_references() -> None:
         "type": "transaction",
         "entry": [
             {"resource": {"resourceType": "Patient", "identifier": [{"system": FNR, "value": "15038512363"}]}},
-            {"resource": {
-                "resourceType": "Organization",
-                "identifier": [
-                    {"system": "urn:oid:2.16.578.1.12.4.1.4.101", "value": "915933149"},
-                    {"system": "urn:oid:2.16.578.1.12.4.1.4.101", "value": "915933148"},
-                ],
-            }},
-            {"resource": {
-                "resourceType": "ServiceRequest",
-                "contained": [{"resourceType": "Practitioner",
-                               "identifier": [{"system": "urn:oid:2.16.578.1.12.4.1.4.4", "value": "91448A9"}]}],
-                "subject": {"type": "Patient", "identifier": {"system": FNR, "value": "12345678901"}},
-                "requester": {"identifier": {"system": "urn:oid:2.16.578.1.12.4.1.2", "value": "0"}},
-            }},
+            {
+                "resource": {
+                    "resourceType": "Organization",
+                    "identifier": [
+                        {"system": "urn:oid:2.16.578.1.12.4.1.4.101", "value": "915933149"},
+                        {"system": "urn:oid:2.16.578.1.12.4.1.4.101", "value": "915933148"},
+                    ],
+                }
+            },
+            {
+                "resource": {
+                    "resourceType": "ServiceRequest",
+                    "contained": [
+                        {
+                            "resourceType": "Practitioner",
+                            "identifier": [{"system": "urn:oid:2.16.578.1.12.4.1.4.4", "value": "91448A9"}],
+                        }
+                    ],
+                    "subject": {"type": "Patient", "identifier": {"system": FNR, "value": "12345678901"}},
+                    "requester": {"identifier": {"system": "urn:oid:2.16.578.1.12.4.1.2", "value": "0"}},
+                }
+            },
         ],
     }
     issues = run(bundle)
@@ -108,8 +118,9 @@ def test_identifier_in_extension_and_primitive_extension_paths() -> None:
     patient = {
         "resourceType": "Patient",
         "extension": [{"url": "http://example.org/x", "valueIdentifier": {"system": FNR, "value": "1503851236"}}],
-        "_birthDate": {"extension": [{"url": "http://example.org/y",
-                                      "valueIdentifier": {"system": FNR, "value": "15038512373"}}]},
+        "_birthDate": {
+            "extension": [{"url": "http://example.org/y", "valueIdentifier": {"system": FNR, "value": "15038512373"}}]
+        },
     }
     found = {(i.expression, i.rule) for i in run(patient)}
     assert found == {
@@ -119,8 +130,10 @@ def test_identifier_in_extension_and_primitive_extension_paths() -> None:
 
 
 def test_fnr_sent_under_a_public_number_system_is_masked() -> None:
-    org = {"resourceType": "Organization", "identifier": [{"system": "urn:oid:2.16.578.1.12.4.1.4.101",
-                                                            "value": "15038512363"}]}
+    org = {
+        "resourceType": "Organization",
+        "identifier": [{"system": "urn:oid:2.16.578.1.12.4.1.4.101", "value": "15038512363"}],
+    }
     [issue] = run(org)
     assert issue.rule == "no-orgnr-format"
     assert "15038512363" not in issue.diagnostics + issue.diagnostics_nb and "150385*****" in issue.diagnostics

@@ -19,28 +19,57 @@ def patient(code: str = "4601", system: str = "http://hl7.no/fhir/NamingSystem/F
     return {
         "resourceType": "Patient",
         "identifier": [{"system": system, "value": "15038512363"}],
-        "address": [{"city": "X", "_district": {"extension": [
-            {"url": MUNICIPALITY_CODE_EXT, "valueCoding": {"system": KOMMUNE, "code": code, "display": "Old"}}]}}],
+        "address": [
+            {
+                "city": "X",
+                "_district": {
+                    "extension": [
+                        {
+                            "url": MUNICIPALITY_CODE_EXT,
+                            "valueCoding": {"system": KOMMUNE, "code": code, "display": "Old"},
+                        }
+                    ]
+                },
+            }
+        ],
     }
 
 
 def referral(**fields) -> dict:
-    return {"resourceType": "ServiceRequest", "status": "active", "intent": "order",
-            "subject": {"reference": "Patient/p1"}, "code": {"text": "Henvisning"}, **fields}
+    return {
+        "resourceType": "ServiceRequest",
+        "status": "active",
+        "intent": "order",
+        "subject": {"reference": "Patient/p1"},
+        "code": {"text": "Henvisning"},
+        **fields,
+    }
 
 
 def bundle(*resources: dict) -> dict:
-    return {"resourceType": "Bundle", "type": "transaction", "entry": [
-        {"fullUrl": f"urn:uuid:00000000-0000-4000-8000-00000000000{i}", "resource": r,
-         "request": {"method": "POST", "url": r["resourceType"]}} for i, r in enumerate(resources)]}
+    return {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "fullUrl": f"urn:uuid:00000000-0000-4000-8000-00000000000{i}",
+                "resource": r,
+                "request": {"method": "POST", "url": r["resourceType"]},
+            }
+            for i, r in enumerate(resources)
+        ],
+    }
 
 
 def test_identifier_alias_is_rewritten_and_reported() -> None:
     out, issues = normalise_referral(patient())
     assert out["identifier"][0]["system"] == "urn:oid:2.16.578.1.12.4.1.4.1"
     (issue,) = issues
-    assert (issue.severity, issue.expression, issue.rule) == ("information", "Patient.identifier[0].system",
-                                                              "alias-identifier-system")
+    assert (issue.severity, issue.expression, issue.rule) == (
+        "information",
+        "Patient.identifier[0].system",
+        "alias-identifier-system",
+    )
 
 
 def test_preferred_and_unknown_systems_are_left_alone() -> None:
@@ -50,8 +79,10 @@ def test_preferred_and_unknown_systems_are_left_alone() -> None:
 
 
 def test_aliases_inside_bundles_and_references() -> None:
-    sr = referral(priority="routine", performer=[{"identifier": {"system": "http://data.brreg.no/begrep/28155",
-                                                                 "value": "983974724"}}])
+    sr = referral(
+        priority="routine",
+        performer=[{"identifier": {"system": "http://data.brreg.no/begrep/28155", "value": "983974724"}}],
+    )
     out, issues = normalise_referral(bundle(patient(system="urn:oid:2.16.578.1.12.4.1.4.1"), sr))
     assert out["entry"][1]["resource"]["performer"][0]["identifier"]["system"] == "urn:oid:2.16.578.1.12.4.1.4.101"
     assert [i.expression for i in issues] == ["Bundle.entry[1].resource.performer[0].identifier.system"]
@@ -61,8 +92,9 @@ def test_pre2024_municipality_is_rewritten_keeping_the_original() -> None:
     out, issues = normalise_referral(patient("3005", system="urn:oid:2.16.578.1.12.4.1.4.1"))
     coding = out["address"][0]["_district"]["extension"][0]["valueCoding"]
     assert (coding["code"], coding["display"]) == ("3301", "Drammen")
-    assert coding["extension"] == [{"url": ORIGINAL_CODING_EXT,
-                                    "valueCoding": {"system": KOMMUNE, "code": "3005", "display": "Old"}}]
+    assert coding["extension"] == [
+        {"url": ORIGINAL_CODING_EXT, "valueCoding": {"system": KOMMUNE, "code": "3005", "display": "Old"}}
+    ]
     (issue,) = issues
     assert issue.expression == "Patient.address[0].district.extension[0].valueCoding.code"
     assert validate_resource(out) == []
@@ -90,8 +122,16 @@ def test_priority_from_order_detail(code: str, priority: str) -> None:
 
 
 def test_priority_from_an_extension_with_another_spelling_of_8306() -> None:
-    sr = referral(extension=[{"url": "http://example.org/hastegrad", "valueCodeableConcept": {"coding": [
-        {"system": "http://helsedir.no/fhir/CodeSystem/no-kodeverk-8306", "code": "0"}]}}])
+    sr = referral(
+        extension=[
+            {
+                "url": "http://example.org/hastegrad",
+                "valueCodeableConcept": {
+                    "coding": [{"system": "http://helsedir.no/fhir/CodeSystem/no-kodeverk-8306", "code": "0"}]
+                },
+            }
+        ]
+    )
     out, _ = normalise_referral(sr)
     assert out["priority"] == "stat"
 

@@ -13,8 +13,12 @@ from fhir_server.domain.referral.mapping import MappedReferral, normalise_referr
 from fhir_server.domain.referral.mapping.model import REFERRAL_ID_SYSTEM
 
 XML_DIR = Path(__file__).resolve().parents[3] / ".." / "shared" / "reference" / "no-henvisning-xml"
-FNR, DNR, HPR, HER = ("urn:oid:2.16.578.1.12.4.1.4.1", "urn:oid:2.16.578.1.12.4.1.4.2",
-                      "urn:oid:2.16.578.1.12.4.1.4.4", "urn:oid:2.16.578.1.12.4.1.2")
+FNR, DNR, HPR, HER = (
+    "urn:oid:2.16.578.1.12.4.1.4.1",
+    "urn:oid:2.16.578.1.12.4.1.4.2",
+    "urn:oid:2.16.578.1.12.4.1.4.4",
+    "urn:oid:2.16.578.1.12.4.1.2",
+)
 ICD10, ICPC2 = "urn:oid:2.16.578.1.12.4.1.1.7110", "urn:oid:2.16.578.1.12.4.1.1.7170"
 H20 = "MsgHead/Document/RefDoc/Content/Henvisning"
 
@@ -29,8 +33,11 @@ REFERRAL_EXAMPLES = {
     "Henvisning_ny_tilstand_v2-0_Uten_rettighetsvurdering_Kansellering.xml": ("revoke", "cancel", "routine"),
     "Viderehenvisning_v2-0_Rettighetsvurdert_etter_ventetid_pakkeforlop_Ny.xml": ("create", "new", "urgent"),
     "Viderehenvisning_v2-0_Rettighetsvurdert_etter_ventetid_pakkeforlop_Endring.xml": ("update", "change", "urgent"),
-    "Viderehenvisning_v2-0_Rettighetsvurdert_etter_ventetid_pakkeforlop_Kansellering.xml":
-        ("revoke", "cancel", "urgent"),
+    "Viderehenvisning_v2-0_Rettighetsvurdert_etter_ventetid_pakkeforlop_Kansellering.xml": (
+        "revoke",
+        "cancel",
+        "urgent",
+    ),
     "Viderehenvisning_v2-0_Uten_rettighetsvurdering_Ny.xml": ("create", "new", "routine"),
     "Viderehenvisning_v2-0_Uten_rettighetsvurdering_Endring.xml": ("update", "change", "routine"),
     "Viderehenvisning_v2-0_Uten_rettighetsvurdering_Kansellering.xml": ("revoke", "cancel", "routine"),
@@ -39,8 +46,11 @@ REFERRAL_EXAMPLES = {
     "henvisning_v1.1_c.xml": ("revoke", "cancel", "urgent"),
     "henvisning strukturert_v1.1_n.xml": ("create", "new", "stat"),
 }
-NOT_REFERRALS = ["Status_paa_henvisning-InnkaltEtterViderehenvisning.xml", "ebmx-3-0-ebxml-header.Henvisning20.xml",
-                 "Henvisning-2.0-metadata.xml"]
+NOT_REFERRALS = [
+    "Status_paa_henvisning-InnkaltEtterViderehenvisning.xml",
+    "ebmx-3-0-ebxml-header.Henvisning20.xml",
+    "Henvisning-2.0-metadata.xml",
+]
 
 
 def example(name: str) -> bytes:
@@ -114,14 +124,24 @@ V20 = """<?xml version="1.0" encoding="UTF-8"?>
 GOOD_IDENT = '<Ident><Id>{number}</Id><TypeId V="{kind}" DN="Fødselsnummer" S="2.16.578.1.12.4.1.1.8116"/></Ident>'
 
 
-def message(*, msg_type: str = "HENVISNING", serv_type: str = "N", priority: str = "3", number: str = "15038512363",
-            kind: str = "FNR", kommune: str = "3301", ident: str | None = None) -> bytes:
+def message(
+    *,
+    msg_type: str = "HENVISNING",
+    serv_type: str = "N",
+    priority: str = "3",
+    number: str = "15038512363",
+    kind: str = "FNR",
+    kommune: str = "3301",
+    ident: str | None = None,
+) -> bytes:
     ident = GOOD_IDENT.format(number=number, kind=kind) if ident is None else ident
-    return V20.format(msg_type=msg_type, serv_type=serv_type, priority=priority, ident=ident,
-                      kommune=kommune).encode("utf-8")
+    return V20.format(msg_type=msg_type, serv_type=serv_type, priority=priority, ident=ident, kommune=kommune).encode(
+        "utf-8"
+    )
 
 
 # --- official examples -------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", sorted(REFERRAL_EXAMPLES))
 def test_official_example_maps_to_a_valid_bundle(name: str) -> None:
@@ -160,18 +180,23 @@ def test_v20_new_referral_fields() -> None:
     assert (patient["gender"], patient["birthDate"]) == ("female", "1969-11-13")
     sr = service_request(mapped)
     assert sr["authoredOn"] == "2018-03-30T09:15:00+02:00"  # local time given Norway's summer offset
-    assert sr["reasonCode"][0]["coding"][0] == {"system": ICPC2, "code": "L88",
-                                                "display": "Reumatoid artritt/reumatisk sykdom"}
+    assert sr["reasonCode"][0]["coding"][0] == {
+        "system": ICPC2,
+        "code": "L88",
+        "display": "Reumatoid artritt/reumatisk sykdom",
+    }
     assert sr["code"]["coding"][0]["system"] == "urn:oid:2.16.578.1.12.4.1.1.8455"
-    assert {"system": "urn:oid:2.16.578.1.12.4.1.1.8306", "code": "N",
-            "display": "Elektiv/Ordinær (elektiv)"} in [d["coding"][0] for d in sr["orderDetail"]]
+    assert {"system": "urn:oid:2.16.578.1.12.4.1.1.8306", "code": "N", "display": "Elektiv/Ordinær (elektiv)"} in [
+        d["coding"][0] for d in sr["orderDetail"]
+    ]
     performer = entry_of(mapped, sr["performer"][0]["reference"])
     assert performer["name"] == "Ortopedisk kirurgi"
     assert entry_of(mapped, performer["partOf"]["reference"])["identifier"] == [{"system": HER, "value": "59"}]
     (condition,) = resources(mapped, "Condition")
     assert condition["code"]["coding"][0]["code"] == "L88"
-    assert sr["reasonReference"] == [{"reference": next(e["fullUrl"] for e in mapped.bundle["entry"]
-                                                        if e["resource"] is condition)}]
+    assert sr["reasonReference"] == [
+        {"reference": next(e["fullUrl"] for e in mapped.bundle["entry"] if e["resource"] is condition)}
+    ]
     assert any("Fraskilt" in n["text"] for n in sr["note"])
     # the fastlege (RoleToPatient 6) becomes generalPractitioner
     gp = entry_of(mapped, patient["generalPractitioner"][0]["reference"])
@@ -212,6 +237,7 @@ def test_examples_that_are_not_referrals_give_an_issue(name: str) -> None:
 
 
 # --- our own messages: valid and broken --------------------------------------------------------------------------
+
 
 def test_own_message_maps_municipality_pregnancy_and_orgnr() -> None:
     mapped = parse_henvisning(message())
@@ -260,8 +286,10 @@ def test_malformed_xml_gives_an_issue_not_an_exception() -> None:
 def test_entities_are_refused_and_never_expanded(tmp_path: Path) -> None:
     secret = tmp_path / "secret.txt"
     secret.write_text("TOPSECRET")
-    xxe = (f'<?xml version="1.0"?><!DOCTYPE m [<!ENTITY x SYSTEM "file://{secret}">]>'
-           '<Message xmlns="http://www.kith.no/xmlstds/henvisning/2012-02-15"><MsgId>&x;</MsgId></Message>').encode()
+    xxe = (
+        f'<?xml version="1.0"?><!DOCTYPE m [<!ENTITY x SYSTEM "file://{secret}">]>'
+        '<Message xmlns="http://www.kith.no/xmlstds/henvisning/2012-02-15"><MsgId>&x;</MsgId></Message>'
+    ).encode()
     mapped = parse_henvisning(xxe)
     assert mapped.bundle == {} and mapped.issues[0].code == "security"
     assert "TOPSECRET" not in repr(mapped)
@@ -317,8 +345,13 @@ def test_synthetic_number_needs_test_mode() -> None:
 
 
 def test_no_issue_text_contains_a_whole_fodselsnummer() -> None:
-    broken = [message(number="15038512364"), message(ident=""), message(priority="X9"),
-              message(number="15038512363", kind="HPR"), b"<a>15038512363</b>"]
+    broken = [
+        message(number="15038512364"),
+        message(ident=""),
+        message(priority="X9"),
+        message(number="15038512363", kind="HPR"),
+        b"<a>15038512363</b>",
+    ]
     for xml in broken:
         for issue in parse_henvisning(xml).issues:
             text = f"{issue.diagnostics} {issue.diagnostics_nb} {issue.expression}"
@@ -328,8 +361,10 @@ def test_no_issue_text_contains_a_whole_fodselsnummer() -> None:
 
 def test_v11_message_wrapped_in_msghead_is_read() -> None:
     inner = example("henvisning_v1.1_n.xml").split(b"?>", 1)[1]
-    wrapped = (b'<MsgHead xmlns="http://www.kith.no/xmlstds/msghead/2006-05-24"><MsgInfo/><Document><RefDoc>'
-               b'<Content>' + inner + b"</Content></RefDoc></Document></MsgHead>")
+    wrapped = (
+        b'<MsgHead xmlns="http://www.kith.no/xmlstds/msghead/2006-05-24"><MsgInfo/><Document><RefDoc>'
+        b"<Content>" + inner + b"</Content></RefDoc></Document></MsgHead>"
+    )
     mapped = parse_henvisning(wrapped)
     assert (mapped.source_format, mapped.action) == ("1.1", "create")
     assert service_request(mapped)["priority"] == "urgent"

@@ -54,8 +54,12 @@ def test_example_maps_to_a_valid_bundle_that_routes(form: dict) -> None:
 def test_example_conforms_to_the_project_profiles(form: dict) -> None:
     from fhir_server.core.validation.profiles import validate_against_profiles
 
-    profiles = {"Patient": "hub-referral-patient", "Practitioner": "hub-referral-practitioner",
-                "Organization": "hub-referral-organization", "ServiceRequest": "hub-referral-servicerequest"}
+    profiles = {
+        "Patient": "hub-referral-patient",
+        "Practitioner": "hub-referral-practitioner",
+        "Organization": "hub-referral-organization",
+        "ServiceRequest": "hub-referral-servicerequest",
+    }
     for entry in form_to_bundle(form).bundle["entry"]:
         resource = entry["resource"]
         if resource["resourceType"] in profiles:
@@ -82,19 +86,22 @@ def test_both_or_neither_person_number_is_an_error(form: dict) -> None:
     assert "patient.fnr" in paths(form)
 
 
-@pytest.mark.parametrize(("change", "path"), [
-    (lambda f: f["patient"].update(fnr="1503851236"), "patient.fnr"),
-    (lambda f: f["patient"]["address"].pop("kommunenummer"), "patient.address.kommunenummer"),
-    (lambda f: f["patient"]["address"].update(kommunenummer="46011"), "patient.address.kommunenummer"),
-    (lambda f: f.update(priority="N"), "priority"),
-    (lambda f: f["diagnoses"][1].update(system="snomed"), "diagnoses[1].system"),
-    (lambda f: f.update(diagnoses=[]), "diagnoses"),
-    (lambda f: f.pop("reason"), "reason"),
-    (lambda f: f.update(date="20.11.2026"), "date"),
-    (lambda f: f["referrer"].update(hpr="91448-89"), "referrer.hpr"),
-    (lambda f: f["referrer"]["organisation"].pop("herId"), "referrer.organisation.orgnr"),
-    (lambda f: f.update(colour="blue"), "colour"),
-])
+@pytest.mark.parametrize(
+    ("change", "path"),
+    [
+        (lambda f: f["patient"].update(fnr="1503851236"), "patient.fnr"),
+        (lambda f: f["patient"]["address"].pop("kommunenummer"), "patient.address.kommunenummer"),
+        (lambda f: f["patient"]["address"].update(kommunenummer="46011"), "patient.address.kommunenummer"),
+        (lambda f: f.update(priority="N"), "priority"),
+        (lambda f: f["diagnoses"][1].update(system="snomed"), "diagnoses[1].system"),
+        (lambda f: f.update(diagnoses=[]), "diagnoses"),
+        (lambda f: f.pop("reason"), "reason"),
+        (lambda f: f.update(date="20.11.2026"), "date"),
+        (lambda f: f["referrer"].update(hpr="91448-89"), "referrer.hpr"),
+        (lambda f: f["referrer"]["organisation"].pop("herId"), "referrer.organisation.orgnr"),
+        (lambda f: f.update(colour="blue"), "colour"),
+    ],
+)
 def test_schema_errors_name_the_field(form: dict, change, path: str) -> None:
     change(form)
     mapped = form_to_bundle(form)

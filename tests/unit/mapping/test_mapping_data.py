@@ -11,8 +11,11 @@ from fhir_server.core.validation import validate_resource
 from fhir_server.domain.referral.mapping import volven
 
 REPO = Path(__file__).resolve().parents[3]
-CONCEPT_MAPS = ["ConceptMap-volven-8306-to-fhir-priority.json", "ConceptMap-volven-8304-to-fhir-priority.json",
-                "ConceptMap-volven-7309-to-fhir-request-status.json"]
+CONCEPT_MAPS = [
+    "ConceptMap-volven-8306-to-fhir-priority.json",
+    "ConceptMap-volven-8304-to-fhir-priority.json",
+    "ConceptMap-volven-7309-to-fhir-request-status.json",
+]
 
 
 def load(path: Path) -> dict:
@@ -28,8 +31,11 @@ def test_every_8306_code_is_mapped_to_a_profile_priority() -> None:
     codes = {c["code"] for c in load(REPO / "terminology" / "CodeSystem-volven-8306.json")["concept"]}
     mapped = volven.priority_maps()[volven.VOLVEN_8306].codes
     assert set(mapped) == codes
-    allowed = {c["code"] for inc in load(REPO / "profiles" / "ValueSet-referral-priority.json")["compose"]["include"]
-               for c in inc["concept"]}
+    allowed = {
+        c["code"]
+        for inc in load(REPO / "profiles" / "ValueSet-referral-priority.json")["compose"]["include"]
+        for c in inc["concept"]
+    }
     assert {target for target, _ in mapped.values()} <= allowed
     assert volven.priority_for(volven.VOLVEN_8306, "X") is None
 

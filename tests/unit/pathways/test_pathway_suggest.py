@@ -19,8 +19,14 @@ BORN_2008_04_02 = {"resourceType": "Patient", "birthDate": "2008-04-02"}  # 17 o
 
 
 def referral(*codes: str, system: str = ICD10, authored: str | None = "2026-04-01", priority: str = "routine") -> dict:
-    sr: dict = {"resourceType": "ServiceRequest", "id": "sr1", "status": "active", "intent": "order",
-                "priority": priority, "reasonCode": [{"coding": [{"system": system, "code": c}]} for c in codes]}
+    sr: dict = {
+        "resourceType": "ServiceRequest",
+        "id": "sr1",
+        "status": "active",
+        "intent": "order",
+        "priority": priority,
+        "reasonCode": [{"coding": [{"system": system, "code": c}]} for c in codes],
+    }
     if authored:
         sr["authoredOn"] = authored
     return sr
@@ -183,9 +189,12 @@ def test_on_date_used_when_authored_on_is_missing() -> None:
         condition("O36.5"),
         condition("77386006", system=SNOMED),
         condition("W78", system=ICPC2),
-        {"resourceType": "Observation", "status": "final",
-         "code": {"coding": [{"system": "http://loinc.org", "code": "82810-3"}]},
-         "valueCodeableConcept": {"coding": [{"system": SNOMED, "code": "77386006"}]}},
+        {
+            "resourceType": "Observation",
+            "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "82810-3"}]},
+            "valueCodeableConcept": {"coding": [{"system": SNOMED, "code": "77386006"}]},
+        },
     ],
     ids=["Z33", "O36", "snomed", "icpc2-W78", "observation"],
 )
@@ -200,9 +209,12 @@ def test_pregnancy_evidence(evidence: dict) -> None:
         condition("Z33", verificationStatus={"coding": [{"code": "entered-in-error"}]}),
         condition("O80"),  # delivery: not a pregnancy code here
         condition("F10"),
-        {"resourceType": "Observation", "status": "final",
-         "code": {"coding": [{"system": "http://loinc.org", "code": "82810-3"}]},
-         "valueCodeableConcept": {"coding": [{"system": SNOMED, "code": "60001007"}]}},
+        {
+            "resourceType": "Observation",
+            "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "82810-3"}]},
+            "valueCodeableConcept": {"coding": [{"system": SNOMED, "code": "60001007"}]},
+        },
     ],
     ids=["resolved", "entered-in-error", "O80", "F10", "observation-not-pregnant"],
 )

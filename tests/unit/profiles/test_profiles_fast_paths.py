@@ -42,12 +42,27 @@ def _claimed_bundle() -> dict:
 
 
 _VALUES: list[Any] = [
-    None, "", "x", 1, True, [], {}, [None], {"id": "a"}, "urn:oid:2.16.578.1.12.4.1.4.1",
-    "urn:oid:2.16.578.1.12.4.1.4.2", "urn:oid:2.16.578.1.12.4.1.2", "urn:oid:2.16.578.1.12.4.1.4.4", "HNR",
+    None,
+    "",
+    "x",
+    1,
+    True,
+    [],
+    {},
+    [None],
+    {"id": "a"},
+    "urn:oid:2.16.578.1.12.4.1.4.1",
+    "urn:oid:2.16.578.1.12.4.1.4.2",
+    "urn:oid:2.16.578.1.12.4.1.2",
+    "urn:oid:2.16.578.1.12.4.1.4.4",
+    "HNR",
     ["urn:oid:2.16.578.1.12.4.1.4.1"],
-    {"system": "urn:oid:2.16.578.1.12.4.1.4.101", "value": "974760673"}, {"url": "http://x", "valueString": "y"},
+    {"system": "urn:oid:2.16.578.1.12.4.1.4.101", "value": "974760673"},
+    {"url": "http://x", "valueString": "y"},
     {"extension": [{"url": "http://hl7.no/fhir/StructureDefinition/no-basis-municipalitycode", "valueString": "1"}]},
-    {"coding": [{"system": "urn:oid:2.16.578.1.12.4.1.1.7110", "code": "A"}]}, "Patient/1", {"reference": "#x"},
+    {"coding": [{"system": "urn:oid:2.16.578.1.12.4.1.1.7110", "code": "A"}]},
+    "Patient/1",
+    {"reference": "#x"},
 ]
 _KEYS = ["extension", "_district", "identifier", "system", "code", "meta", "foo", "valueString", "_given", "url"]
 
@@ -70,8 +85,10 @@ def _mutants(doc: dict, count: int, seed: int) -> list[dict]:
 
 
 def _issues(validator: profiles.ProfileValidator, resource: dict) -> list[tuple]:
-    return [(i.severity, i.code, i.expression, i.diagnostics, i.diagnostics_nb, i.rule)
-            for i in validator.validate(resource)]
+    return [
+        (i.severity, i.code, i.expression, i.diagnostics, i.diagnostics_nb, i.rule)
+        for i in validator.validate(resource)
+    ]
 
 
 def _without_inert_skipping(monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -207,8 +224,17 @@ def _shape_instances(seed: int) -> list[Any]:
         for key in ("system", "_system", "systemCode", "value"):
             if rng.random() < 0.4:
                 item[key] = rng.choice(_SYSTEMS) if key != "_system" else rng.choice([{"id": "1"}, None, [None]])
-        holder = rng.choice([{"extension": [ext]}, {"extension": [{"url": "http://e/x"}]}, {"extension": []},
-                             {"extension": ext}, {"extension": "s"}, {"id": "d"}, None])
+        holder = rng.choice(
+            [
+                {"extension": [ext]},
+                {"extension": [{"url": "http://e/x"}]},
+                {"extension": []},
+                {"extension": ext},
+                {"extension": "s"},
+                {"id": "d"},
+                None,
+            ]
+        )
         district = rng.choice(["Oslo", None, ["a", "b"]])
         address: dict = {}
         if district is not None:
@@ -216,12 +242,14 @@ def _shape_instances(seed: int) -> list[Any]:
         if holder is not None:
             address["_district"] = holder if not isinstance(district, list) else [holder, None]
         many = rng.random() < 0.3
-        out.append({
-            "identifier": [item, copy.deepcopy(item)] if many else rng.choice([[item], item]),
-            "coding": [item],
-            "address": [address] if rng.random() < 0.8 else address,
-            "name": [{"given": ["Kari"], "_given": [holder]}] if holder is not None else [{"given": ["Kari"]}],
-        })
+        out.append(
+            {
+                "identifier": [item, copy.deepcopy(item)] if many else rng.choice([[item], item]),
+                "coding": [item],
+                "address": [address] if rng.random() < 0.8 else address,
+                "name": [{"given": ["Kari"], "_given": [holder]}] if holder is not None else [{"given": ["Kari"]}],
+            }
+        )
     return out
 
 

@@ -31,10 +31,29 @@ OWN_FILES = [
     *sorted([*MAPPINGS.glob("Organization-rhf-*.json"), *MAPPINGS.glob("Organization-hf-*.json")]),
 ]
 #: Municipalities per county, 2024 (project notes pathways-and-routing.md §3.3).
-PER_COUNTY = {"03": 1, "11": 23, "15": 27, "18": 41, "31": 12, "32": 21, "33": 18, "34": 46, "39": 6, "40": 17,
-              "42": 25, "46": 43, "50": 38, "55": 21, "56": 18}
-RHF_ORGNR = {"Helse Sør-Øst RHF": "991324968", "Helse Vest RHF": "983658725",
-             "Helse Midt-Norge RHF": "983658776", "Helse Nord RHF": "883658752"}
+PER_COUNTY = {
+    "03": 1,
+    "11": 23,
+    "15": 27,
+    "18": 41,
+    "31": 12,
+    "32": 21,
+    "33": 18,
+    "34": 46,
+    "39": 6,
+    "40": 17,
+    "42": 25,
+    "46": 43,
+    "50": 38,
+    "55": 21,
+    "56": 18,
+}
+RHF_ORGNR = {
+    "Helse Sør-Øst RHF": "991324968",
+    "Helse Vest RHF": "983658725",
+    "Helse Midt-Norge RHF": "983658776",
+    "Helse Nord RHF": "883658752",
+}
 MODELS = {"CodeSystem": CodeSystem, "ConceptMap": ConceptMap, "Organization": Organization}
 
 
@@ -144,8 +163,9 @@ def test_routing_tables_agree_with_the_reference_csv() -> None:
 def test_generator_reproduces_the_committed_files(tmp_path: Path) -> None:
     need_geo()
     script = REPO / "scripts" / "build_geography.py"
-    subprocess.run([sys.executable, str(script), "--geo", str(GEO), "--out", str(tmp_path)], check=True,
-                   capture_output=True)
+    subprocess.run(
+        [sys.executable, str(script), "--geo", str(GEO), "--out", str(tmp_path)], check=True, capture_output=True
+    )
     for path in OWN_FILES:
         folder = "terminology" if path.parent == TERMINOLOGY else "mappings"
         generated = tmp_path / folder / path.name

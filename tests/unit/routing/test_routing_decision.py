@@ -17,8 +17,23 @@ MUNICIPALITY_EXT = "http://hl7.no/fhir/StructureDefinition/no-basis-municipality
 
 HSO, HV, HMN, HN = "991324968", "983658725", "983658776", "883658752"
 #: The 15 counties of 2024 and their RHF (project notes pathways-and-routing.md §3.1 and §6).
-COUNTY_RHF = {"03": HSO, "31": HSO, "32": HSO, "33": HSO, "34": HSO, "39": HSO, "40": HSO, "42": HSO,
-              "11": HV, "46": HV, "15": HMN, "50": HMN, "18": HN, "55": HN, "56": HN}
+COUNTY_RHF = {
+    "03": HSO,
+    "31": HSO,
+    "32": HSO,
+    "33": HSO,
+    "34": HSO,
+    "39": HSO,
+    "40": HSO,
+    "42": HSO,
+    "11": HV,
+    "46": HV,
+    "15": HMN,
+    "50": HMN,
+    "18": HN,
+    "55": HN,
+    "56": HN,
+}
 OUS, LOVISENBERG, DIAKONHJEMMET, AHUS = "993467049", "965985166", "982791952", "983971636"
 SIV, VESTRE_VIKEN, HELSE_BERGEN, HELSE_FONNA = "983975259", "894166762", "983974724", "983974694"
 UNN, HELGELAND, HNT, HMR = "983974899", "983974929", "983974791", "997005562"
@@ -37,16 +52,29 @@ def patient(*codes: str | None, uses: tuple[str | None, ...] | None = None, **ex
             address["use"] = use
         if code is not None:
             address["district"] = "Kommune"
-            address["_district"] = {"extension": [{"url": MUNICIPALITY_EXT, "valueCoding": {
-                "system": "https://register.geonorge.no/subregister/sosi-kodelister/kartverket/kommunenummer-alle",
-                "code": code}}]}
+            address["_district"] = {
+                "extension": [
+                    {
+                        "url": MUNICIPALITY_EXT,
+                        "valueCoding": {
+                            "system": "https://register.geonorge.no/subregister/sosi-kodelister/kartverket/kommunenummer-alle",
+                            "code": code,
+                        },
+                    }
+                ]
+            }
         addresses.append(address)
     return {"resourceType": "Patient", "address": addresses, **extra}
 
 
 def referral(*performers: dict, **extra) -> dict:
-    return {"resourceType": "ServiceRequest", "status": "active", "intent": "order",
-            "performer": list(performers), **extra}
+    return {
+        "resourceType": "ServiceRequest",
+        "status": "active",
+        "intent": "order",
+        "performer": list(performers),
+        **extra,
+    }
 
 
 def by_orgnr(orgnr: str) -> dict:
@@ -96,13 +124,16 @@ def test_the_county_table_has_exactly_the_15_counties_of_2024() -> None:
 # --- pre-2024 numbers -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("old", "new", "rhf"), [
-    ("3005", "3301", HSO),  # Drammen, Viken -> Buskerud (2024 reform)
-    ("3024", "3201", HSO),  # Bærum, Viken -> Akershus
-    ("3803", "3905", HSO),  # Tønsberg, Vestfold og Telemark -> Vestfold
-    ("5401", "5501", HN),  # Tromsø, Troms og Finnmark -> Troms
-    ("5406", "5603", HN),  # Hammerfest -> Finnmark
-])
+@pytest.mark.parametrize(
+    ("old", "new", "rhf"),
+    [
+        ("3005", "3301", HSO),  # Drammen, Viken -> Buskerud (2024 reform)
+        ("3024", "3201", HSO),  # Bærum, Viken -> Akershus
+        ("3803", "3905", HSO),  # Tønsberg, Vestfold og Telemark -> Vestfold
+        ("5401", "5501", HN),  # Tromsø, Troms og Finnmark -> Troms
+        ("5406", "5603", HN),  # Hammerfest -> Finnmark
+    ],
+)
 def test_pre2024_numbers_are_translated(old: str, new: str, rhf: str) -> None:
     assert TABLES.pre2024[old] == (new,)
     decision = route(patient(old), referral(), TABLES)
@@ -172,17 +203,25 @@ def test_free_choice_of_an_hf_in_another_region_by_orgnr() -> None:
 
 
 def test_free_choice_of_an_rhf_through_the_organization_resolver() -> None:
-    store = {"Organization/abc": {"resourceType": "Organization", "id": "abc",
-                                  "identifier": [{"system": ORGNR, "value": HN}]}}
+    store = {
+        "Organization/abc": {
+            "resourceType": "Organization",
+            "id": "abc",
+            "identifier": [{"system": ORGNR, "value": HN}],
+        }
+    }
     decision = route(patient("4601"), referral({"reference": "Organization/abc"}), TABLES, store.get)
     assert decision.rule == "free-choice" and decision.rhf_orgnr == HN and decision.hf_orgnr is None
 
 
 def test_free_choice_through_a_contained_practitioner_role() -> None:
-    request = referral({"reference": "#role"}, contained=[
-        {"resourceType": "PractitionerRole", "id": "role", "organization": {"reference": "#org"}},
-        {"resourceType": "Organization", "id": "org", "identifier": [{"system": ORGNR, "value": UNN}]},
-    ])
+    request = referral(
+        {"reference": "#role"},
+        contained=[
+            {"resourceType": "PractitionerRole", "id": "role", "organization": {"reference": "#org"}},
+            {"resourceType": "Organization", "id": "org", "identifier": [{"system": ORGNR, "value": UNN}]},
+        ],
+    )
     decision = route(patient("0301"), request, TABLES)
     assert decision.rule == "free-choice" and (decision.rhf_orgnr, decision.hf_orgnr) == (HN, UNN)
 
@@ -226,14 +265,17 @@ def test_failing_resolver_is_reported_not_raised() -> None:
 # --- HF naming for PHV / TSB ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("code", "line", "hf", "name"), [
-    ("4601", "phv", HELSE_BERGEN, "Helse Bergen HF"),
-    ("1106", "tsb", HELSE_FONNA, "Helse Fonna HF"),  # Haugesund, in Rogaland but Helse Fonna
-    ("1806", "phv", UNN, "Universitetssykehuset Nord-Norge HF"),  # Narvik, Nordland but UNN
-    ("3201", "tsb", VESTRE_VIKEN, "Vestre Viken HF"),  # Bærum, Akershus but Vestre Viken
-    ("3401", "phv", AHUS, "Akershus universitetssykehus HF"),  # Kongsvinger, Innlandet but Ahus
-    ("5001", "tsb", "883974832", "St. Olavs hospital HF"),
-])
+@pytest.mark.parametrize(
+    ("code", "line", "hf", "name"),
+    [
+        ("4601", "phv", HELSE_BERGEN, "Helse Bergen HF"),
+        ("1106", "tsb", HELSE_FONNA, "Helse Fonna HF"),  # Haugesund, in Rogaland but Helse Fonna
+        ("1806", "phv", UNN, "Universitetssykehuset Nord-Norge HF"),  # Narvik, Nordland but UNN
+        ("3201", "tsb", VESTRE_VIKEN, "Vestre Viken HF"),  # Bærum, Akershus but Vestre Viken
+        ("3401", "phv", AHUS, "Akershus universitetssykehus HF"),  # Kongsvinger, Innlandet but Ahus
+        ("5001", "tsb", "883974832", "St. Olavs hospital HF"),
+    ],
+)
 def test_hf_is_named_for_phv_and_tsb(code: str, line: str, hf: str, name: str) -> None:
     decision = route(patient(code), referral(), TABLES, service_line=line)
     assert (decision.hf_orgnr, decision.hf_name) == (hf, name) and not decision.triage
@@ -245,10 +287,13 @@ def test_no_hf_without_a_phv_or_tsb_service_line() -> None:
     assert decision.hf_orgnr is None and decision.rhf_orgnr == HV
 
 
-@pytest.mark.parametrize(("code", "candidates"), [
-    ("3903", {SIV, VESTRE_VIKEN}),  # Holmestrand
-    ("0301", {OUS, LOVISENBERG, DIAKONHJEMMET, AHUS}),  # Oslo
-])
+@pytest.mark.parametrize(
+    ("code", "candidates"),
+    [
+        ("3903", {SIV, VESTRE_VIKEN}),  # Holmestrand
+        ("0301", {OUS, LOVISENBERG, DIAKONHJEMMET, AHUS}),  # Oslo
+    ],
+)
 def test_split_municipality_keeps_the_rhf_and_asks_for_triage_of_the_hf(code: str, candidates: set[str]) -> None:
     decision = route(patient(code), referral(), TABLES, service_line="phv")
     assert decision.triage and decision.rule == "manual-triage" and decision.triage_reason == "hf-split"
@@ -259,15 +304,18 @@ def test_split_municipality_keeps_the_rhf_and_asks_for_triage_of_the_hf(code: st
 # --- triage ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("subject", "reason"), [
-    (None, "no-patient"),
-    ({"resourceType": "Patient"}, "no-address"),
-    ({"resourceType": "Patient", "address": [{"city": "Oslo", "district": "Oslo"}]}, "no-municipality-code"),
-    ("9999", "unknown-municipality-code"),
-    ("03A1", "malformed-municipality-code"),
-    ("2100", "svalbard-jan-mayen"),  # Svalbard
-    ("2211", "svalbard-jan-mayen"),  # Jan Mayen
-])
+@pytest.mark.parametrize(
+    ("subject", "reason"),
+    [
+        (None, "no-patient"),
+        ({"resourceType": "Patient"}, "no-address"),
+        ({"resourceType": "Patient", "address": [{"city": "Oslo", "district": "Oslo"}]}, "no-municipality-code"),
+        ("9999", "unknown-municipality-code"),
+        ("03A1", "malformed-municipality-code"),
+        ("2100", "svalbard-jan-mayen"),  # Svalbard
+        ("2211", "svalbard-jan-mayen"),  # Jan Mayen
+    ],
+)
 def test_manual_triage_when_the_home_region_cannot_be_decided(subject: object, reason: str) -> None:
     resource = patient(subject) if isinstance(subject, str) else subject
     decision = route(resource, referral(), TABLES)
@@ -307,10 +355,25 @@ def test_next_address_is_used_when_home_has_no_code() -> None:
 
 
 def test_property_information_municipality_is_read() -> None:
-    subject = {"resourceType": "Patient", "address": [{"use": "home", "extension": [{
-        "url": "http://hl7.no/fhir/StructureDefinition/no-basis-propertyinformation",
-        "extension": [{"url": "municipality", "valueCoding": {"system": "urn:oid:2.16.578.1.12.4.1.1.3402",
-                                                                "code": "1103"}}]}]}]}
+    subject = {
+        "resourceType": "Patient",
+        "address": [
+            {
+                "use": "home",
+                "extension": [
+                    {
+                        "url": "http://hl7.no/fhir/StructureDefinition/no-basis-propertyinformation",
+                        "extension": [
+                            {
+                                "url": "municipality",
+                                "valueCoding": {"system": "urn:oid:2.16.578.1.12.4.1.1.3402", "code": "1103"},
+                            }
+                        ],
+                    }
+                ],
+            }
+        ],
+    }
     decision = route(subject, referral(), TABLES)
     assert decision.rhf_orgnr == HV
     assert decision.inputs["source"] == "Patient.address[0].extension[0].extension[0].valueCoding.code"

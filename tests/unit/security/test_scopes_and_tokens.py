@@ -17,8 +17,10 @@ from fhir_server.security.tokens import KeySource, TokenRejected, TokenVerifier
 
 
 def test_v2_letters_v1_words_wildcards_and_rubbish():
-    scopes = ScopeSet.parse("system/ServiceRequest.crs system/*.r system/Task.write patient/Patient.rs openid "
-                            "system/Basic.rc system/Patient.rs?identifier=x system/Goal.cruds")
+    scopes = ScopeSet.parse(
+        "system/ServiceRequest.crs system/*.r system/Task.write patient/Patient.rs openid "
+        "system/Basic.rc system/Patient.rs?identifier=x system/Goal.cruds"
+    )
     assert scopes.allows("ServiceRequest", "c") and scopes.allows("ServiceRequest", "s")
     assert not scopes.allows("ServiceRequest", "u")
     assert scopes.allows("Anything", "r") and not scopes.allows("Anything", "s")
@@ -60,8 +62,14 @@ def test_rs256_token_against_a_jwks_file(tmp_path):
     (tmp_path / "jwks.json").write_text(json.dumps(jwks))
     verifier = TokenVerifier("https://issuer.example", "referral-hub", KeySource(str(tmp_path / "jwks.json")))
     now = int(time.time())
-    claims = {"iss": "https://issuer.example", "aud": "referral-hub", "exp": now + 60, "client_id": "c1",
-              "scope": ["system/Task.rs"], "helseid://claims/client/claims/orgnr_parent": "983658725"}
+    claims = {
+        "iss": "https://issuer.example",
+        "aud": "referral-hub",
+        "exp": now + 60,
+        "client_id": "c1",
+        "scope": ["system/Task.rs"],
+        "helseid://claims/client/claims/orgnr_parent": "983658725",
+    }
     caller = verifier.verify(jwt.encode(claims, key, algorithm="RS256", headers={"kid": "k1"}))
     assert caller.client_id == "c1" and caller.organisations == ("983658725",)
     assert caller.scopes.allows("Task", "s")

@@ -15,13 +15,26 @@ from fhir_server.core.validation.identifiers import ALIASES, SYSTEMS
 TERMINOLOGY = Path(__file__).resolve().parents[3] / "terminology"
 SHARED = Path(__file__).resolve().parents[3] / ".." / "shared"
 VOLVEN = ["8306", "8455", "9148", "7309", "9147", "9060", "8451", "8624", "8628", "3403"]
-NAMING = ["fodselsnummer", "d-nummer", "fh-nummer", "h-nummer", "hpr-nummer", "duf-nummer",
-          "organisasjonsnummer", "resh-id", "her-id", "ako"]
+NAMING = [
+    "fodselsnummer",
+    "d-nummer",
+    "fh-nummer",
+    "h-nummer",
+    "hpr-nummer",
+    "duf-nummer",
+    "organisasjonsnummer",
+    "resh-id",
+    "her-id",
+    "ako",
+]
 MODELS = {"CodeSystem": CodeSystem, "ValueSet": ValueSet, "NamingSystem": NamingSystem}
 NS_URL = "http://hl7.org/fhir/5.0/StructureDefinition/extension-NamingSystem.url"
 
-OUR_FILES = ([f"CodeSystem-volven-{n}.json" for n in VOLVEN] + [f"ValueSet-volven-{n}.json" for n in VOLVEN]
-             + [f"NamingSystem-{name}.json" for name in NAMING])
+OUR_FILES = (
+    [f"CodeSystem-volven-{n}.json" for n in VOLVEN]
+    + [f"ValueSet-volven-{n}.json" for n in VOLVEN]
+    + [f"NamingSystem-{name}.json" for name in NAMING]
+)
 
 
 def load(name: str) -> dict:
@@ -30,8 +43,9 @@ def load(name: str) -> dict:
 
 def ns_extension(resource: dict, suffix: str) -> str | None:
     url = NS_URL.replace(".url", suffix)
-    return next((e.get("valueUri") or e.get("valueString") for e in resource.get("extension", [])
-                 if e["url"] == url), None)
+    return next(
+        (e.get("valueUri") or e.get("valueString") for e in resource.get("extension", []) if e["url"] == url), None
+    )
 
 
 @pytest.mark.parametrize("name", OUR_FILES)
@@ -110,8 +124,9 @@ def test_nhn_derived_lists_match_the_reference_copy() -> None:
     for n in ("9148", "9060", "8624", "8628"):
         ref = json.loads((folder / f"CodeSystem-no-kodeverk-{n}.codesystem.json").read_text(encoding="utf-8"))
         ours = load(f"CodeSystem-volven-{n}.json")
-        assert [(c["code"], c["display"]) for c in ours["concept"]] == [(c["code"], c["display"]) for c in
-                                                                          ref["concept"]]
+        assert [(c["code"], c["display"]) for c in ours["concept"]] == [
+            (c["code"], c["display"]) for c in ref["concept"]
+        ]
 
 
 def test_namingsystems_agree_with_the_identifier_systems() -> None:
@@ -131,9 +146,13 @@ def test_namingsystems_agree_with_the_no_basis_copies() -> None:
     folder = SHARED / "reference" / "no-basis" / "NamingSystem"
     if not folder.is_dir():
         pytest.skip(f"shared reference data not found at {folder}")
-    pairs = {"fodselsnummer": "no-basis-fodselsnummer", "d-nummer": "no-basis-dnummer",
-             "fh-nummer": "no-basis-felleshjelpenummer", "hpr-nummer": "no-basis-helsepersonellnummer",
-             "duf-nummer": "no-basis-dufnummer"}
+    pairs = {
+        "fodselsnummer": "no-basis-fodselsnummer",
+        "d-nummer": "no-basis-dnummer",
+        "fh-nummer": "no-basis-felleshjelpenummer",
+        "hpr-nummer": "no-basis-helsepersonellnummer",
+        "duf-nummer": "no-basis-dufnummer",
+    }
     for ours, theirs in pairs.items():
         xml = (folder / f"{theirs}.namingsystem.xml").read_text(encoding="utf-8")
         for unique in load(f"NamingSystem-{ours}.json")["uniqueId"]:

@@ -43,10 +43,46 @@ def _schemas() -> list[NodeSchema]:
 
 
 _VALUES: list[Any] = [
-    "", " ", "\t", "a", " a", "a ", "a  b", "a b", "x" * 65, "abc-1.2", "urn:uuid:3f1c2a9e-6b1d-4c55-9a0e-1b2c3d4e5f01",
-    "urn:uuid:3F1C2A9E-6B1D-4C55-9A0E-1B2C3D4E5F01", "#", "#x", "http://a b", "http://a", "urn:oid:2.16", "male",
-    "female", "final", "active", "official", "nb", "1985-03-15", "\u00a0", "a\u2003b", True, False, 0, 1, -1,
-    2**31, -(2**31) - 1, Decimal("1.5"), 1.5, None, [], {}, ["a"], {"a": 1},
+    "",
+    " ",
+    "\t",
+    "a",
+    " a",
+    "a ",
+    "a  b",
+    "a b",
+    "x" * 65,
+    "abc-1.2",
+    "urn:uuid:3f1c2a9e-6b1d-4c55-9a0e-1b2c3d4e5f01",
+    "urn:uuid:3F1C2A9E-6B1D-4C55-9A0E-1B2C3D4E5F01",
+    "#",
+    "#x",
+    "http://a b",
+    "http://a",
+    "urn:oid:2.16",
+    "male",
+    "female",
+    "final",
+    "active",
+    "official",
+    "nb",
+    "1985-03-15",
+    "\u00a0",
+    "a\u2003b",
+    True,
+    False,
+    0,
+    1,
+    -1,
+    2**31,
+    -(2**31) - 1,
+    Decimal("1.5"),
+    1.5,
+    None,
+    [],
+    {},
+    ["a"],
+    {"a": 1},
 ]
 
 
@@ -100,13 +136,50 @@ def _general_step(step: Step) -> Step:
 
 
 _MUTATIONS: list[Any] = [
-    None, "", " ", [], {}, {"id": "x"}, [None], 1, True, "x y", "#", "#x", "bad code", "urn:uuid:NOT", "2020-13-45",
-    Decimal("1.5"), {"reference": "#missing"}, {"reference": "Patient/1"}, {"url": "http://x"}, ["a"],
-    {"resourceType": "Patient"}, {"resourceType": "Foo"}, {"coding": [{"system": "http://x", "code": "y"}]},
-    {"extension": [{"url": "http://x", "valueString": "a"}]}, "a" * 70, -1, 2**40,
+    None,
+    "",
+    " ",
+    [],
+    {},
+    {"id": "x"},
+    [None],
+    1,
+    True,
+    "x y",
+    "#",
+    "#x",
+    "bad code",
+    "urn:uuid:NOT",
+    "2020-13-45",
+    Decimal("1.5"),
+    {"reference": "#missing"},
+    {"reference": "Patient/1"},
+    {"url": "http://x"},
+    ["a"],
+    {"resourceType": "Patient"},
+    {"resourceType": "Foo"},
+    {"coding": [{"system": "http://x", "code": "y"}]},
+    {"extension": [{"url": "http://x", "valueString": "a"}]},
+    "a" * 70,
+    -1,
+    2**40,
 ]
-_NEW_KEYS = ["foo", "_foo", "_given", "_status", "extension", "contained", "valueString", "valueBoolean",
-             "deceasedBoolean", "deceasedDateTime", "_birthDate", "text", "id", "_"]
+_NEW_KEYS = [
+    "foo",
+    "_foo",
+    "_given",
+    "_status",
+    "extension",
+    "contained",
+    "valueString",
+    "valueBoolean",
+    "deceasedBoolean",
+    "deceasedDateTime",
+    "_birthDate",
+    "text",
+    "id",
+    "_",
+]
 
 
 def _mutate(rng: random.Random, doc: dict) -> None:
@@ -129,8 +202,9 @@ def _mutants(doc: dict, count: int, seed: int) -> list[dict]:
 
 
 def _issues(resource: dict) -> list[tuple]:
-    return [(i.severity, i.code, i.expression, i.diagnostics, i.diagnostics_nb, i.rule)
-            for i in validate_resource(resource)]
+    return [
+        (i.severity, i.code, i.expression, i.diagnostics, i.diagnostics_nb, i.rule) for i in validate_resource(resource)
+    ]
 
 
 @pytest.mark.parametrize("source", [DATA, TRANSACTION])
@@ -189,8 +263,13 @@ def test_native_invariants_keep_their_verdicts(key: str) -> None:
 def test_period_order_is_judged_as_before() -> None:
     from fhir_server.core.validation.invariants import NATIVE
 
-    cases = [("2024-01-01T10:00:00+01:00", "2024-01-01T09:30:00Z", True), ("2024-01-02", "2024-01-01", False),
-             ("2024-01-01T10:00:00Z", "2024-01-01T09:00:00Z", False), ("2024-01-01T10:00:00", "2023-01-01", True),
-             ("2024-13-01T10:00:00Z", "2023-01-01T10:00:00Z", True), ("2024", "2023", False)]
+    cases = [
+        ("2024-01-01T10:00:00+01:00", "2024-01-01T09:30:00Z", True),
+        ("2024-01-02", "2024-01-01", False),
+        ("2024-01-01T10:00:00Z", "2024-01-01T09:00:00Z", False),
+        ("2024-01-01T10:00:00", "2023-01-01", True),
+        ("2024-13-01T10:00:00Z", "2023-01-01T10:00:00Z", True),
+        ("2024", "2023", False),
+    ]
     for start, end, holds in cases * 2:  # twice: the second time from the memo of parsed instants
         assert NATIVE["per-1"]({"start": start, "end": end}) is holds, (start, end)

@@ -98,8 +98,9 @@ def _address(facts: AddressFacts) -> dict:
     if facts.postal_code:
         address["postalCode"] = facts.postal_code
     if facts.bydel:
-        address["extension"] = [{"url": URBAN_DISTRICT_EXT,
-                                 "valueCoding": {"system": BYDEL_SYSTEM, "code": facts.bydel}}]
+        address["extension"] = [
+            {"url": URBAN_DISTRICT_EXT, "valueCoding": {"system": BYDEL_SYSTEM, "code": facts.bydel}}
+        ]
     return address
 
 
@@ -227,8 +228,9 @@ def build_bundle(facts: ReferralFacts) -> tuple[dict, dict[str, str]]:
         condition: dict = {"resourceType": "Condition"}
         if facts.referral_id:
             condition["identifier"] = [{"system": DIAGNOSIS_ID_SYSTEM, "value": f"{facts.referral_id}-{n}"}]
-        condition["clinicalStatus"] = {"coding": [{
-            "system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]}
+        condition["clinicalStatus"] = {
+            "coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]
+        }
         condition["code"] = concept
         condition["subject"] = {"reference": patient_ref}
         if facts.authored_on:
@@ -236,8 +238,11 @@ def build_bundle(facts: ReferralFacts) -> tuple[dict, dict[str, str]]:
         if referrer_ref:
             condition["recorder"] = {"reference": referrer_ref}
         ident = condition.get("identifier")
-        req = ({"method": "PUT", "url": "Condition?" + _query(ident[0]["system"], ident[0]["value"])} if ident
-               else {"method": "POST", "url": "Condition"})
+        req = (
+            {"method": "PUT", "url": "Condition?" + _query(ident[0]["system"], ident[0]["value"])}
+            if ident
+            else {"method": "POST", "url": "Condition"}
+        )
         condition_refs.append(bundle.add(condition, req))
     if condition_refs:
         sr["reasonReference"] = [{"reference": r} for r in condition_refs]

@@ -39,8 +39,15 @@ _DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d
 
 
 def _parser() -> etree.XMLParser:
-    return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False,
-                           huge_tree=False, remove_comments=True, remove_pis=True)
+    return etree.XMLParser(
+        resolve_entities=False,
+        no_network=True,
+        load_dtd=False,
+        dtd_validation=False,
+        huge_tree=False,
+        remove_comments=True,
+        remove_pis=True,
+    )
 
 
 def _error(code: str, en: str, nb: str, where: str | None, rule: str) -> Issue:
@@ -114,13 +121,18 @@ def _version(root: etree._Element, issues: list[Issue]) -> tuple[str | None, etr
     namespaces = {etree.QName(el).namespace for el in root.iter() if isinstance(el.tag, str)}
     known = [name for ns, name in fmap["knownUnsupportedNamespaces"].items() if ns in namespaces]
     what = known[0] if known else f"root element {etree.QName(root).localname} ({etree.QName(root).namespace})"
-    issues.append(_error(
-        "not-supported",
-        f"The message is not a supported referral: {what}. Supported: Henvisning v1.1 (Message, namespace "
-        "http://www.kith.no/xmlstds/henvisning/2012-02-15) and Henvisning v2.0 in MsgHead (namespace "
-        "http://ehelse.no/xmlstds/henvisning/2017-11-30).",
-        f"Meldingen er ikke en henvisning som støttes: {what}. Støttet: Henvisning v1.1 og Henvisning v2.0 i "
-        "Hodemelding.", etree.QName(root).localname, "henvisning-version"))
+    issues.append(
+        _error(
+            "not-supported",
+            f"The message is not a supported referral: {what}. Supported: Henvisning v1.1 (Message, namespace "
+            "http://www.kith.no/xmlstds/henvisning/2012-02-15) and Henvisning v2.0 in MsgHead (namespace "
+            "http://ehelse.no/xmlstds/henvisning/2017-11-30).",
+            f"Meldingen er ikke en henvisning som støttes: {what}. Støttet: Henvisning v1.1 og Henvisning v2.0 i "
+            "Hodemelding.",
+            etree.QName(root).localname,
+            "henvisning-version",
+        )
+    )
     return None, root
 
 
@@ -152,8 +164,9 @@ def _split_name(text: str | None) -> tuple[str | None, list[str], str | None]:
     return None, [], text
 
 
-def _idents(r: _Reader, node: etree._Element, spec: dict, where: str, systems: dict, what: str,
-            issues: list[Issue]) -> list[Ident]:
+def _idents(
+    r: _Reader, node: etree._Element, spec: dict, where: str, systems: dict, what: str, issues: list[Issue]
+) -> list[Ident]:
     out: list[Ident] = []
     rel = spec.get("idents", ".")
     for i, ident_node in enumerate(r.nodes(rel, node), start=1):
@@ -163,12 +176,16 @@ def _idents(r: _Reader, node: etree._Element, spec: dict, where: str, systems: d
             continue
         system = systems.get(type_code or "")
         if system is None:
-            issues.append(Issue(
-                "warning", "code-invalid",
-                f"The {what} identifier type '{type_code}' is not known; the identifier is left out.",
-                f"{loc}/{r.loc(spec['type'])}",
-                f"Identifikatortypen '{type_code}' for {what} er ukjent; identifikatoren er utelatt.",
-                "henvisning-id-type"))
+            issues.append(
+                Issue(
+                    "warning",
+                    "code-invalid",
+                    f"The {what} identifier type '{type_code}' is not known; the identifier is left out.",
+                    f"{loc}/{r.loc(spec['type'])}",
+                    f"Identifikatortypen '{type_code}' for {what} er ukjent; identifikatoren er utelatt.",
+                    "henvisning-id-type",
+                )
+            )
             continue
         out.append(Ident(system, value, f"{loc}/{r.loc(spec['id'])}"))
     return out
@@ -206,8 +223,10 @@ def _org(r: _Reader, node: etree._Element, spec: dict, where: str, issues: list[
     dept_nodes = r.nodes(spec["department"], node) if "department" in spec else []
     if dept_nodes:
         dept_where = f"{where}/{r.loc(spec['department'])}"
-        org.department = OrgFacts(r.text(spec["name"], dept_nodes[0]),
-                                  _idents(r, dept_nodes[0], spec, dept_where, systems, "organisation", issues))
+        org.department = OrgFacts(
+            r.text(spec["name"], dept_nodes[0]),
+            _idents(r, dept_nodes[0], spec, dept_where, systems, "organisation", issues),
+        )
     return org
 
 
@@ -225,20 +244,32 @@ def _patient(r: _Reader, issues: list[Issue]) -> PersonFacts:
         if not value:
             continue
         if system is None or type_code in ("HPR", "HER"):
-            issues.append(_error("code-invalid", f"The patient identifier type '{type_code}' is not a Norwegian "
-                                 "person number type (FNR, DNR, FHN, HNR, DUF).",
-                                 f"Identifikatortypen '{type_code}' for pasienten er ikke en norsk "
-                                 "personidentifikator (FNR, DNR, FHN, HNR, DUF).",
-                                 f"{where}/{r.loc(spec['type'])}", "henvisning-patient-id-type"))
+            issues.append(
+                _error(
+                    "code-invalid",
+                    f"The patient identifier type '{type_code}' is not a Norwegian "
+                    "person number type (FNR, DNR, FHN, HNR, DUF).",
+                    f"Identifikatortypen '{type_code}' for pasienten er ikke en norsk "
+                    "personidentifikator (FNR, DNR, FHN, HNR, DUF).",
+                    f"{where}/{r.loc(spec['type'])}",
+                    "henvisning-patient-id-type",
+                )
+            )
             continue
         patient.identifiers.append(Ident(system, value, f"{where}/{r.loc(spec['id'])}"))
     if not patient.identifiers:
         spec = r.conf["lists"]["patientIds"]
-        issues.append(_error("required", "The referral has no patient identifier (fødselsnummer, D-nummer or "
-                             "another national person number); the patient cannot be identified.",
-                             "Henvisningen mangler pasientens identifikator (fødselsnummer, D-nummer eller annet "
-                             "nasjonalt personnummer); pasienten kan ikke identifiseres.",
-                             re.sub(r"\[[^\]]*\]", "", r.loc(spec["xpath"])), "henvisning-patient-id"))
+        issues.append(
+            _error(
+                "required",
+                "The referral has no patient identifier (fødselsnummer, D-nummer or "
+                "another national person number); the patient cannot be identified.",
+                "Henvisningen mangler pasientens identifikator (fødselsnummer, D-nummer eller annet "
+                "nasjonalt personnummer); pasienten kan ikke identifiseres.",
+                re.sub(r"\[[^\]]*\]", "", r.loc(spec["xpath"])),
+                "henvisning-patient-id",
+            )
+        )
     if r.version == "1.1":
         patient.family, patient.given, patient.text = _split_name(r.field("patientName"))
     else:
@@ -248,34 +279,57 @@ def _patient(r: _Reader, issues: list[Issue]) -> PersonFacts:
     if birth and _DATE.fullmatch(birth):
         patient.birth_date = birth
     elif birth:
-        issues.append(Issue("warning", "value", f"The birth date '{birth}' is not a date (YYYY-MM-DD); left out.",
-                            r.field_loc("patientBirthDate"), f"Fødselsdatoen '{birth}' er ikke en dato; utelatt.",
-                            "henvisning-birthdate"))
+        issues.append(
+            Issue(
+                "warning",
+                "value",
+                f"The birth date '{birth}' is not a date (YYYY-MM-DD); left out.",
+                r.field_loc("patientBirthDate"),
+                f"Fødselsdatoen '{birth}' er ikke en dato; utelatt.",
+                "henvisning-birthdate",
+            )
+        )
     patient.gender = fmap["sex3101"].get(r.field("patientSex") or "")
     for where, node, spec in r.items("patientAddresses"):
         municipality = r.text(spec["municipality"], node)
         if municipality and not re.fullmatch(r"\d{4}", municipality):
-            issues.append(Issue("warning", "value", f"The municipality number '{municipality}' is not 4 digits; "
-                                "left out.", f"{where}/{r.loc(spec['municipality'])}",
-                                f"Kommunenummeret '{municipality}' er ikke 4 sifre; utelatt.",
-                                "henvisning-municipality"))
+            issues.append(
+                Issue(
+                    "warning",
+                    "value",
+                    f"The municipality number '{municipality}' is not 4 digits; left out.",
+                    f"{where}/{r.loc(spec['municipality'])}",
+                    f"Kommunenummeret '{municipality}' er ikke 4 sifre; utelatt.",
+                    "henvisning-municipality",
+                )
+            )
             municipality = None
-        patient.addresses.append(AddressFacts(
-            use=fmap["addressUse3401"].get(r.text(spec["type"], node) or ""),
-            lines=[x for x in [r.text(spec["line"], node)] if x],
-            postal_code=r.text(spec["postalCode"], node),
-            city=r.text(spec["city"], node),
-            municipality=municipality,
-            municipality_name=r.text(spec["municipalityName"], node) if municipality else None,
-            bydel=r.text(spec["bydel"], node),
-        ))
+        patient.addresses.append(
+            AddressFacts(
+                use=fmap["addressUse3401"].get(r.text(spec["type"], node) or ""),
+                lines=[x for x in [r.text(spec["line"], node)] if x],
+                postal_code=r.text(spec["postalCode"], node),
+                city=r.text(spec["city"], node),
+                municipality=municipality,
+                municipality_name=r.text(spec["municipalityName"], node) if municipality else None,
+                bydel=r.text(spec["bydel"], node),
+            )
+        )
     if not any(a.municipality for a in patient.addresses):
         spec = r.conf["lists"]["patientAddresses"]
-        issues.append(Issue("warning", "required", "No address of the patient carries a municipality number "
-                            "(Address/County); the referral cannot be routed by home municipality and goes to manual "
-                            "triage.", r.loc(spec["xpath"]) + "/County",
-                            "Ingen av pasientens adresser har kommunenummer (Address/County); henvisningen kan ikke "
-                            "rutes etter hjemkommune og går til manuell fordeling.", "henvisning-municipality"))
+        issues.append(
+            Issue(
+                "warning",
+                "required",
+                "No address of the patient carries a municipality number "
+                "(Address/County); the referral cannot be routed by home municipality and goes to manual "
+                "triage.",
+                r.loc(spec["xpath"]) + "/County",
+                "Ingen av pasientens adresser har kommunenummer (Address/County); henvisningen kan ikke "
+                "rutes etter hjemkommune og går til manuell fordeling.",
+                "henvisning-municipality",
+            )
+        )
     return patient
 
 
@@ -284,11 +338,17 @@ def _status(r: _Reader, facts: ReferralFacts, issues: list[Issue]) -> None:
     action = volven.field_map()["servTypeActions"].get(serv_type or "")
     status = volven.status_map().lookup(serv_type)
     if not action or not status:
-        issues.append(_error("code-invalid", f"The message status (ServType, Volven 7309) '{serv_type}' is not N "
-                             "(new), M (change) or C (cancel); the server does not know what to do with it.",
-                             f"Meldingsstatus (ServType, Volven 7309) '{serv_type}' er ikke N (ny), M (endring) "
-                             "eller C (kansellering); tjeneren vet ikke hva den skal gjøre med meldingen.",
-                             r.field_loc("servType"), "henvisning-servtype"))
+        issues.append(
+            _error(
+                "code-invalid",
+                f"The message status (ServType, Volven 7309) '{serv_type}' is not N "
+                "(new), M (change) or C (cancel); the server does not know what to do with it.",
+                f"Meldingsstatus (ServType, Volven 7309) '{serv_type}' er ikke N (ny), M (endring) "
+                "eller C (kansellering); tjeneren vet ikke hva den skal gjøre med meldingen.",
+                r.field_loc("servType"),
+                "henvisning-servtype",
+            )
+        )
         return
     facts.action, facts.status = action, status
 
@@ -297,18 +357,31 @@ def _priority(r: _Reader, facts: ReferralFacts, issues: list[Issue]) -> None:
     code = r.field("priority")
     system = r.conf["priorityCodeSystem"]
     if code is None:
-        issues.append(Issue("warning", "required", "The referral has no priority (ReqServ/Priority).",
-                            r.field_loc("priority"), "Henvisningen mangler prioritet (ReqServ/Priority).",
-                            "henvisning-priority"))
+        issues.append(
+            Issue(
+                "warning",
+                "required",
+                "The referral has no priority (ReqServ/Priority).",
+                r.field_loc("priority"),
+                "Henvisningen mangler prioritet (ReqServ/Priority).",
+                "henvisning-priority",
+            )
+        )
         return
     priority = volven.priority_for(system, code)
     if priority is None:
-        issues.append(_error("code-invalid", f"The priority '{code}' is not a code of Volven "
-                             f"{system.rsplit('.', 1)[-1]} (e.g. N ordinær, 3 haster, 0 øyeblikkelig hjelp, "
-                             "PK pakkeforløp).",
-                             f"Prioriteten '{code}' er ikke en kode i Volven {system.rsplit('.', 1)[-1]} "
-                             "(f.eks. N ordinær, 3 haster, 0 øyeblikkelig hjelp, PK pakkeforløp).",
-                             r.field_loc("priority"), "henvisning-priority"))
+        issues.append(
+            _error(
+                "code-invalid",
+                f"The priority '{code}' is not a code of Volven "
+                f"{system.rsplit('.', 1)[-1]} (e.g. N ordinær, 3 haster, 0 øyeblikkelig hjelp, "
+                "PK pakkeforløp).",
+                f"Prioriteten '{code}' er ikke en kode i Volven {system.rsplit('.', 1)[-1]} "
+                "(f.eks. N ordinær, 3 haster, 0 øyeblikkelig hjelp, PK pakkeforløp).",
+                r.field_loc("priority"),
+                "henvisning-priority",
+            )
+        )
         return
     facts.priority = priority
     coding = {"system": system, "code": code}
@@ -327,13 +400,18 @@ def _diagnoses(r: _Reader, facts: ReferralFacts, issues: list[Issue]) -> None:
             continue
         system = systems.get(raw_system)
         if system is None:
-            issues.append(Issue(
-                "warning", "code-invalid",
-                f"The diagnosis '{code}' is coded with code system {raw_system or '(none)'}, which is not ICD-10 "
-                "(2.16.578.1.12.4.1.1.7110) or ICPC-2 (2.16.578.1.12.4.1.1.7170); it is kept as text only.",
-                f"{where}/{r.loc(spec['system'])}",
-                f"Diagnosen '{code}' er kodet med kodeverk {raw_system or '(ingen)'}, som ikke er ICD-10 eller "
-                "ICPC-2; den er bare tatt med som tekst.", "henvisning-diagnosis-system"))
+            issues.append(
+                Issue(
+                    "warning",
+                    "code-invalid",
+                    f"The diagnosis '{code}' is coded with code system {raw_system or '(none)'}, which is not ICD-10 "
+                    "(2.16.578.1.12.4.1.1.7110) or ICPC-2 (2.16.578.1.12.4.1.1.7170); it is kept as text only.",
+                    f"{where}/{r.loc(spec['system'])}",
+                    f"Diagnosen '{code}' er kodet med kodeverk {raw_system or '(ingen)'}, som ikke er ICD-10 eller "
+                    "ICPC-2; den er bare tatt med som tekst.",
+                    "henvisning-diagnosis-system",
+                )
+            )
         facts.diagnoses.append(DiagnosisFacts(system, code, display, where))
 
 
@@ -373,9 +451,16 @@ def _codes(r: _Reader, facts: ReferralFacts, issues: list[Issue]) -> None:
         if url and value:
             facts.date_extensions.append((url, value))
         elif url:
-            issues.append(Issue("warning", "value", "The date is not a valid date; left out.",
-                                f"{where}/{r.loc(spec['date'])}", "Datoen er ikke gyldig; utelatt.",
-                                "henvisning-date"))
+            issues.append(
+                Issue(
+                    "warning",
+                    "value",
+                    "The date is not a valid date; left out.",
+                    f"{where}/{r.loc(spec['date'])}",
+                    "Datoen er ikke gyldig; utelatt.",
+                    "henvisning-date",
+                )
+            )
 
 
 def _identifier_issues(bundle: dict, sources: dict[str, str], test_mode: bool) -> list[Issue]:
@@ -384,8 +469,16 @@ def _identifier_issues(bundle: dict, sources: dict[str, str], test_mode: bool) -
     for issue in validate_identifiers(bundle, test_mode=test_mode):
         where = sources.get(issue.expression or "")
         fhir = f" (FHIR: {issue.expression})"
-        out.append(Issue(issue.severity, issue.code, issue.diagnostics + fhir, where or issue.expression,
-                         (issue.diagnostics_nb or issue.diagnostics) + fhir, issue.rule))
+        out.append(
+            Issue(
+                issue.severity,
+                issue.code,
+                issue.diagnostics + fhir,
+                where or issue.expression,
+                (issue.diagnostics_nb or issue.diagnostics) + fhir,
+                issue.rule,
+            )
+        )
     return out
 
 
@@ -396,49 +489,105 @@ def parse_henvisning(xml: bytes, *, test_mode: bool = False) -> MappedReferral:
     """
     issues: list[Issue] = []
     if isinstance(xml, str):
-        return _failed([_error("structure", "The message must be passed as bytes (its XML declaration names the "
-                               "encoding), not as text.", "Meldingen må gis som bytes, ikke tekst.", None,
-                               "henvisning-xml")])
+        return _failed(
+            [
+                _error(
+                    "structure",
+                    "The message must be passed as bytes (its XML declaration names the encoding), not as text.",
+                    "Meldingen må gis som bytes, ikke tekst.",
+                    None,
+                    "henvisning-xml",
+                )
+            ]
+        )
     if not isinstance(xml, bytes | bytearray) or not xml.strip():
         return _failed([_error("structure", "The message is empty.", "Meldingen er tom.", None, "henvisning-xml")])
     if len(xml) > MAX_BYTES:
-        return _failed([_error("too-costly", f"The message is larger than {MAX_BYTES // (1024 * 1024)} MB.",
-                               f"Meldingen er større enn {MAX_BYTES // (1024 * 1024)} MB.", None, "henvisning-xml")])
+        return _failed(
+            [
+                _error(
+                    "too-costly",
+                    f"The message is larger than {MAX_BYTES // (1024 * 1024)} MB.",
+                    f"Meldingen er større enn {MAX_BYTES // (1024 * 1024)} MB.",
+                    None,
+                    "henvisning-xml",
+                )
+            ]
+        )
     try:
         doc = etree.fromstring(bytes(xml), _parser()).getroottree()
     except etree.XMLSyntaxError as exc:
         message = mask_identity_numbers(str(exc))
-        return _failed([_error("structure", f"The message is not well-formed XML: {message}",
-                               f"Meldingen er ikke velformet XML: {message}", None, "henvisning-xml")])
+        return _failed(
+            [
+                _error(
+                    "structure",
+                    f"The message is not well-formed XML: {message}",
+                    f"Meldingen er ikke velformet XML: {message}",
+                    None,
+                    "henvisning-xml",
+                )
+            ]
+        )
     if doc.docinfo.doctype:
-        return _failed([_error("security", "The message has a DOCTYPE declaration, which is not allowed.",
-                               "Meldingen har en DOCTYPE-deklarasjon, som ikke er tillatt.", None, "henvisning-xml")])
+        return _failed(
+            [
+                _error(
+                    "security",
+                    "The message has a DOCTYPE declaration, which is not allowed.",
+                    "Meldingen har en DOCTYPE-deklarasjon, som ikke er tillatt.",
+                    None,
+                    "henvisning-xml",
+                )
+            ]
+        )
     version, root = _version(doc.getroot(), issues)
     if version is None:
         return _failed(issues)
     r = _Reader(root, version)
-    known: dict = {"message_id": r.field("messageId"), "message_function": r.field("messageFunction"),
-                   "source_format": version, "conversation_id": r.field("conversationId")}
+    known: dict = {
+        "message_id": r.field("messageId"),
+        "message_function": r.field("messageFunction"),
+        "source_format": version,
+        "conversation_id": r.field("conversationId"),
+    }
     if known["message_function"] not in volven.field_map()["referralMessageTypes"]:
-        issues.append(_error("not-supported", f"The message type (MsgInfo/Type, Volven 8279) "
-                             f"'{known['message_function']}' is not a referral.",
-                             f"Meldingstypen (Volven 8279) '{known['message_function']}' er ikke en henvisning.",
-                             r.field_loc("messageFunction"), "henvisning-message-type"))
+        issues.append(
+            _error(
+                "not-supported",
+                f"The message type (MsgInfo/Type, Volven 8279) '{known['message_function']}' is not a referral.",
+                f"Meldingstypen (Volven 8279) '{known['message_function']}' er ikke en henvisning.",
+                r.field_loc("messageFunction"),
+                "henvisning-message-type",
+            )
+        )
         return _failed(issues, **known)
 
     facts = ReferralFacts()
     facts.referral_id = r.field("referralId")
     if not facts.referral_id:
-        issues.append(_error("required", "The referral has no id (DocumentId / Id); changes and cancellations "
-                             "could not find it.", "Henvisningen mangler id (DocumentId / Id); endringer og "
-                             "kanselleringer kan ikke finne den.", r.field_loc("referralId"), "henvisning-id"))
+        issues.append(
+            _error(
+                "required",
+                "The referral has no id (DocumentId / Id); changes and cancellations could not find it.",
+                "Henvisningen mangler id (DocumentId / Id); endringer og kanselleringer kan ikke finne den.",
+                r.field_loc("referralId"),
+                "henvisning-id",
+            )
+        )
     _status(r, facts, issues)
     issue_date = r.field("issueDate")
     facts.authored_on = fhir_datetime(issue_date)
     if facts.authored_on is None:
-        issues.append(_error("value", f"The referral date (IssueDate) '{issue_date or ''}' is missing or not a "
-                             "date/time.", f"Henvisningsdatoen (IssueDate) '{issue_date or ''}' mangler eller er "
-                             "ikke en dato/tid.", r.field_loc("issueDate"), "henvisning-date"))
+        issues.append(
+            _error(
+                "value",
+                f"The referral date (IssueDate) '{issue_date or ''}' is missing or not a date/time.",
+                f"Henvisningsdatoen (IssueDate) '{issue_date or ''}' mangler eller er ikke en dato/tid.",
+                r.field_loc("issueDate"),
+                "henvisning-date",
+            )
+        )
     _priority(r, facts, issues)
     facts.patient = _patient(r, issues)
     facts.referrer = _person(r, "referrer", issues)
@@ -451,8 +600,16 @@ def parse_henvisning(xml: bytes, *, test_mode: bool = False) -> MappedReferral:
         else:
             facts.receiver_org = org
     if facts.receiver_org is None:
-        issues.append(Issue("warning", "required", "The message names no receiving organisation.",
-                            None, "Meldingen har ingen mottakende virksomhet.", "henvisning-receiver"))
+        issues.append(
+            Issue(
+                "warning",
+                "required",
+                "The message names no receiving organisation.",
+                None,
+                "Meldingen har ingen mottakende virksomhet.",
+                "henvisning-receiver",
+            )
+        )
     _codes(r, facts, issues)
     _diagnoses(r, facts, issues)
     _texts(r, facts)
@@ -461,6 +618,12 @@ def parse_henvisning(xml: bytes, *, test_mode: bool = False) -> MappedReferral:
     issues.extend(_identifier_issues(bundle, sources, test_mode))
     names = volven.field_map()["messageTypeNames"]
     return MappedReferral(
-        facts.action, bundle, (REFERRAL_ID_SYSTEM, facts.referral_id) if facts.referral_id else None, issues,
-        message_type=names.get(facts.action or ""), sender_her_id=_her_id(facts.requester_org),
-        receiver_her_id=_her_id(facts.receiver_org), **known)
+        facts.action,
+        bundle,
+        (REFERRAL_ID_SYSTEM, facts.referral_id) if facts.referral_id else None,
+        issues,
+        message_type=names.get(facts.action or ""),
+        sender_her_id=_her_id(facts.requester_org),
+        receiver_her_id=_her_id(facts.receiver_org),
+        **known,
+    )

@@ -98,16 +98,19 @@ class ReferrerSchema(_Strict):
 
 class DiagnosisSchema(_Strict):
     system = fields.String(required=True, validate=validate.OneOf(sorted(DIAGNOSIS_SYSTEMS)))
-    code = fields.String(required=True, validate=validate.Regexp(r"^[A-Z][0-9A-Z.]{1,7}$",
-                                                                 error="must be an ICD-10 or ICPC-2 code, e.g. F32.1"))
+    code = fields.String(
+        required=True,
+        validate=validate.Regexp(r"^[A-Z][0-9A-Z.]{1,7}$", error="must be an ICD-10 or ICPC-2 code, e.g. F32.1"),
+    )
     display = fields.String(validate=_NOT_BLANK)
 
 
 class ReferralFormSchema(_Strict):
     """The JSON referral form (marshmallow). ``load`` returns the data with dates as ``datetime.date``."""
 
-    referralId = fields.String(required=True, validate=validate.Regexp(r"^[A-Za-z0-9.\-_]{1,64}$",
-                                                                       error="1-64 letters, digits, '.', '-', '_'"))
+    referralId = fields.String(
+        required=True, validate=validate.Regexp(r"^[A-Za-z0-9.\-_]{1,64}$", error="1-64 letters, digits, '.', '-', '_'")
+    )
     date = fields.String(required=True)  # checked in _date: a FHIR date or dateTime
     priority = fields.String(required=True, validate=validate.OneOf(["routine", "urgent", "stat"]))
     patient = fields.Nested(PatientSchema, required=True)
@@ -120,8 +123,9 @@ class ReferralFormSchema(_Strict):
     @validates_schema(skip_on_field_errors=False)
     def _date(self, data: dict, **_: object) -> None:
         if "date" in data and not _when(data["date"]):
-            raise ValidationError("must be a date (YYYY-MM-DD) or a date-time (YYYY-MM-DDThh:mm:ss, offset optional)",
-                                  "date")
+            raise ValidationError(
+                "must be a date (YYYY-MM-DD) or a date-time (YYYY-MM-DDThh:mm:ss, offset optional)", "date"
+            )
 
 
 def _flatten(messages: object, path: str = "") -> list[tuple[str, str]]:
@@ -148,9 +152,16 @@ def _schema_issues(error: ValidationError) -> list[Issue]:
     issues = []
     for path, message in _flatten(error.messages):
         text = mask_identity_numbers(message)
-        issues.append(Issue("error", "required" if message == "Missing data for required field." else "invalid",
-                            f"{path or 'form'}: {text}", path or None, f"{path or 'skjema'}: {text}",
-                            "referral-form-schema"))
+        issues.append(
+            Issue(
+                "error",
+                "required" if message == "Missing data for required field." else "invalid",
+                f"{path or 'form'}: {text}",
+                path or None,
+                f"{path or 'skjema'}: {text}",
+                "referral-form-schema",
+            )
+        )
     return issues
 
 
@@ -171,23 +182,38 @@ def _facts(form: dict) -> ReferralFacts:
     address = p["address"]
     patient = PersonFacts(
         identifiers=[Ident(number[1], p[number[0]], f"patient.{number[0]}")],
-        family=p["family"], given=list(p.get("given") or []),
-        birth_date=p["birthDate"].isoformat() if p.get("birthDate") else None, gender=p.get("gender"),
-        addresses=[AddressFacts(use="home", lines=list(address.get("line") or []),
-                                postal_code=address.get("postalCode"), city=address.get("city"),
-                                municipality=address["kommunenummer"])],
+        family=p["family"],
+        given=list(p.get("given") or []),
+        birth_date=p["birthDate"].isoformat() if p.get("birthDate") else None,
+        gender=p.get("gender"),
+        addresses=[
+            AddressFacts(
+                use="home",
+                lines=list(address.get("line") or []),
+                postal_code=address.get("postalCode"),
+                city=address.get("city"),
+                municipality=address["kommunenummer"],
+            )
+        ],
     )
     ref = form["referrer"]
-    referrer = PersonFacts(identifiers=[Ident(HPR, ref["hpr"], "referrer.hpr")], family=ref["family"],
-                           given=list(ref.get("given") or []))
+    referrer = PersonFacts(
+        identifiers=[Ident(HPR, ref["hpr"], "referrer.hpr")], family=ref["family"], given=list(ref.get("given") or [])
+    )
     return ReferralFacts(
-        referral_id=form["referralId"], action="create", status="active",
-        authored_on=fhir_datetime(form["date"]), priority=form["priority"],
-        patient=patient, referrer=referrer,
+        referral_id=form["referralId"],
+        action="create",
+        status="active",
+        authored_on=fhir_datetime(form["date"]),
+        priority=form["priority"],
+        patient=patient,
+        referrer=referrer,
         requester_org=_org(ref.get("organisation"), "referrer.organisation"),
         receiver_org=_org(form.get("receiver"), "receiver"),
-        diagnoses=[DiagnosisFacts(DIAGNOSIS_SYSTEMS[d["system"]], d["code"], d.get("display"), f"diagnoses[{i}]")
-                   for i, d in enumerate(form["diagnoses"])],
+        diagnoses=[
+            DiagnosisFacts(DIAGNOSIS_SYSTEMS[d["system"]], d["code"], d.get("display"), f"diagnoses[{i}]")
+            for i, d in enumerate(form["diagnoses"])
+        ],
         notes=[form["reason"]],
         pregnant=form.get("pregnant"),
     )
@@ -199,9 +225,22 @@ def form_to_bundle(data: dict, *, test_mode: bool = False) -> MappedReferral:
     ``test_mode`` accepts synthetic test person numbers, as the identifier checks do.
     """
     if not isinstance(data, dict):
-        return MappedReferral(None, {}, None, [Issue("error", "structure", "The form must be a JSON object.", None,
-                                                     "Skjemaet må være et JSON-objekt.", "referral-form-schema")],
-                              source_format="form")
+        return MappedReferral(
+            None,
+            {},
+            None,
+            [
+                Issue(
+                    "error",
+                    "structure",
+                    "The form must be a JSON object.",
+                    None,
+                    "Skjemaet må være et JSON-objekt.",
+                    "referral-form-schema",
+                )
+            ],
+            source_format="form",
+        )
     try:
         form = ReferralFormSchema().load(data)
     except ValidationError as exc:
@@ -212,10 +251,19 @@ def form_to_bundle(data: dict, *, test_mode: bool = False) -> MappedReferral:
     for issue in validate_identifiers(bundle, test_mode=test_mode):
         where = sources.get(issue.expression or "", issue.expression)
         issues.append(Issue(issue.severity, issue.code, issue.diagnostics, where, issue.diagnostics_nb, issue.rule))
-    her = next((i.value for i in (facts.receiver_org.identifiers if facts.receiver_org else []) if i.system == HER),
-               None)
-    sender = next((i.value for i in (facts.requester_org.identifiers if facts.requester_org else [])
-                   if i.system == HER), None)
+    her = next(
+        (i.value for i in (facts.receiver_org.identifiers if facts.receiver_org else []) if i.system == HER), None
+    )
+    sender = next(
+        (i.value for i in (facts.requester_org.identifiers if facts.requester_org else []) if i.system == HER), None
+    )
     return MappedReferral(
-        "create", bundle, (REFERRAL_ID_SYSTEM, facts.referral_id), issues, message_type="new", source_format="form",
-        sender_her_id=sender, receiver_her_id=her)
+        "create",
+        bundle,
+        (REFERRAL_ID_SYSTEM, facts.referral_id),
+        issues,
+        message_type="new",
+        source_format="form",
+        sender_her_id=sender,
+        receiver_her_id=her,
+    )

@@ -71,8 +71,10 @@ def _code_map(name: str) -> CodeMap:
 @cache
 def priority_maps() -> dict[str, CodeMap]:
     """Volven priority code system (8306, 8304) -> its map to request-priority."""
-    maps = (_code_map("ConceptMap-volven-8306-to-fhir-priority.json"),
-            _code_map("ConceptMap-volven-8304-to-fhir-priority.json"))
+    maps = (
+        _code_map("ConceptMap-volven-8306-to-fhir-priority.json"),
+        _code_map("ConceptMap-volven-8304-to-fhir-priority.json"),
+    )
     return {m.source: m for m in maps}
 
 
