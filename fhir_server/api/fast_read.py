@@ -17,6 +17,7 @@ from fhir_server.core.interactions import ID_PATTERN_CHARS
 from fhir_server.core.issues import FhirError
 from fhir_server.core.resource_types import STORABLE_TYPES
 from fhir_server.core.storage import access
+from fhir_server.core.urls import parse_rest_url
 from fhir_server.security.audit import AuditRecord
 from fhir_server.security.gate import SecurityGate
 from fhir_server.security.policy import RequestInfo
@@ -47,21 +48,23 @@ class FastRead:
             or any(environ.get(h) for h in _CONDITIONAL)
         ):
             return self.app(environ, start_response)
-        parts = path[len(self.prefix) :].split("/")
+        url = parse_rest_url("GET", path[len(self.prefix) :])
+        rtype, rid = url.resource_type, url.resource_id
         if (
-            len(parts) != 2
-            or parts[0] not in STORABLE_TYPES
-            or not parts[1]
-            or len(parts[1]) > 64
-            or not set(parts[1]) <= ID_PATTERN_CHARS
+            url.interaction != "read"
+            or url.extra_segments
+            or rtype not in STORABLE_TYPES
+            or not rid
+            or len(rid) > 64
+            or not set(rid) <= ID_PATTERN_CHARS
         ):
             return self.app(environ, start_response)
-        info = RequestInfo("read", parts[0], parts[1])
+        info = RequestInfo("read", rtype, rid)
         try:  # every refusal (401, 403, 404, 410, 429) is answered, and audited, by the application
             caller = self.gate.authenticate(environ.get("HTTP_AUTHORIZATION"))
             admission = self.gate.admit(info, caller)
             with access.acting_as(admission.access):
-                stored = self.server.store.read(parts[0], parts[1])
+                stored = self.server.store.read(rtype, rid)
         except FhirError:
             return self.app(environ, start_response)
         self.gate.audit(AuditRecord(info, caller, 200, environ.get("REMOTE_ADDR")))

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fhir_server.core.storage.access import Access, org_label, region_label
+from fhir_server.core.urls import is_absolute, parse_rest_url
 from fhir_server.security.scopes import INTERACTION_LETTER
 from fhir_server.security.tokens import Caller
 
@@ -52,44 +53,9 @@ class Need:
 
 
 def describe(method: str, path: str) -> RequestInfo:
-    """Classify a request; ``path`` is relative to the FHIR base, without leading or trailing ``/``."""
-    parts = [p for p in path.split("/") if p] if path else []
-    if not parts:
-        if method == "POST":
-            return RequestInfo("batch")  # or transaction: the Bundle says, see bundle_needs
-        return RequestInfo("search-system")  # paging of a stored search (?_getpages=)
-    head = parts[0]
-    if head.startswith("$"):
-        return RequestInfo("operation", operation=head[1:])
-    if head == "metadata":
-        return RequestInfo("capabilities")
-    if head == "_history":
-        return RequestInfo("history-system")
-    rtype = head
-    if len(parts) == 1:
-        if method == "POST":
-            return RequestInfo("create", rtype)
-        if method == "PUT":
-            return RequestInfo("update", rtype)  # conditional update
-        if method == "DELETE":
-            return RequestInfo("delete", rtype)  # conditional delete
-        return RequestInfo("search-type", rtype)
-    second = parts[1]
-    if second == "_search":
-        return RequestInfo("search-type", rtype)
-    if second == "_history":
-        return RequestInfo("history-type", rtype)
-    if second.startswith("$"):
-        return RequestInfo("operation", rtype, operation=second[1:])
-    rid = second
-    if len(parts) == 2:
-        by_method = {"GET": "read", "HEAD": "read", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
-        return RequestInfo(by_method.get(method, "read"), rtype, rid)
-    if parts[2] == "_history":
-        return RequestInfo("vread" if len(parts) > 3 else "history-instance", rtype, rid)
-    if parts[2].startswith("$"):
-        return RequestInfo("operation", rtype, rid, operation=parts[2][1:])
-    return RequestInfo("read", rtype, rid)
+    """Classify a request; ``path`` is relative to the FHIR base (see :func:`~fhir_server.core.urls.parse_rest_url`)."""
+    url = parse_rest_url(method, path)
+    return RequestInfo(url.interaction, url.resource_type, url.resource_id, url.operation)
 
 
 def needs(info: RequestInfo, operation_needs: dict[str, tuple[Need, ...]]) -> tuple[Need, ...] | None:
@@ -117,10 +83,9 @@ def bundle_needs(bundle: dict) -> list[tuple[int, Need]]:
         if not isinstance(request, dict):
             continue
         method, url = str(request.get("method", "")), str(request.get("url", ""))
-        path = url.partition("?")[0]
-        if path.startswith(("http://", "https://")):
+        if is_absolute(url):
             continue
-        info = describe(method, path.strip("/"))
+        info = describe(method, url)
         if info.interaction == "operation" or not info.resource_type:
             continue
         found.append((index, Need(info.resource_type, INTERACTION_LETTER.get(info.interaction, "r"))))

@@ -13,7 +13,7 @@ import base64
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl
 
 import jsonpatch
 
@@ -23,6 +23,7 @@ from fhir_server.core.interactions import FhirService, check_id
 from fhir_server.core.issues import FhirError, Issue, has_errors, operation_outcome, refusal_status
 from fhir_server.core.resource_types import STORABLE_TYPES
 from fhir_server.core.storage.store import StoredResource, WriteUnit, new_id
+from fhir_server.core.urls import parse_rest_url
 
 METHOD_ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
 STATUS_TEXT = {200: "200 OK", 201: "201 Created", 204: "204 No Content", 304: "304 Not Modified"}
@@ -39,6 +40,7 @@ class Entry:
     if_match: int | None = None
     resource_type: str | None = None
     resource_id: str | None = None
+    version_id: str | None = None
     query: str | None = None
     result: dict = field(default_factory=dict)
     #: The resource's search index rows, computed before the write lock (see ``_prepare``).
@@ -154,21 +156,25 @@ class BundleProcessor:
         return entries, issues
 
     def _parse_url(self, entry: Entry) -> list[Issue]:
-        parts = urlsplit(entry.url)
-        path = parts.path.strip("/")
-        segments = path.split("/") if path else []
-        entry.query = parts.query or None
+        url = parse_rest_url(entry.method, entry.url)
+        entry.query = url.query
         where = f"{entry.path}.request.url"
-        if not segments or segments[0] not in STORABLE_TYPES:
-            if entry.method in ("GET", "HEAD") and segments and segments[0].startswith("$"):
+        if url.resource_type not in STORABLE_TYPES:
+            if entry.method in ("GET", "HEAD") and url.interaction == "operation" and url.resource_type is None:
                 return []
             return [Issue("error", "value", f"'{entry.url}' does not name a resource type served here", where)]
-        entry.resource_type = segments[0]
-        if len(segments) >= 2:
-            entry.resource_id = segments[1]
-        if entry.method == "POST" and len(segments) != 1:
+        entry.resource_type = url.resource_type
+        entry.resource_id = url.resource_id
+        entry.version_id = url.version_id
+        if entry.method == "POST" and url.interaction != "create":
             return [Issue("error", "value", "a POST entry's url must be the resource type", where)]
-        if entry.method in ("PUT", "PATCH", "DELETE") and entry.resource_id is None and not entry.query:
+        if entry.method in ("GET", "HEAD") and (
+            url.interaction not in ("read", "vread", "search-type") or url.extra_segments
+        ):
+            return [
+                Issue("error", "not-supported", f"'{entry.url}' is not a read or search a Bundle entry can do", where)
+            ]
+        if url.conditional and not url.query:
             return [Issue("error", "value", f"a {entry.method} entry's url needs an id or search parameters", where)]
         return []
 
@@ -452,7 +458,10 @@ class BundleProcessor:
     def _get_entry(self, entry: Entry) -> dict:
         rtype = entry.resource_type or ""
         if entry.resource_id and not entry.query:
-            stored = self.service.read(rtype, entry.resource_id)
+            if entry.version_id:
+                stored = self.service.vread(rtype, entry.resource_id, entry.version_id)
+            else:
+                stored = self.service.read(rtype, entry.resource_id)
             return {
                 "resource": jsonio.loads(stored.body or b"{}"),
                 "response": {"status": "200 OK", "etag": stored.etag, "lastModified": stored.last_updated},
