@@ -44,6 +44,56 @@ def check_id(resource_id: str, expression: str = "id") -> None:
         )
 
 
+def single_match(found: list[str], query: str, interaction: str, expression: str | None = None) -> str | None:
+    """The one resource a conditional interaction's query matched, or None; 412 when it matched several."""
+    if len(found) > 1:
+        raise FhirError.single(
+            412,
+            "multiple-matches",
+            f"the conditional {interaction} '{query}' matches several resources; it must match at most one",
+            expression,
+        )
+    return found[0] if found else None
+
+
+def conditional_update_target(
+    found: list[str], query: str, resource_type: str, body_id: object, expression: str | None = None
+) -> str | None:
+    """The id a conditional update writes to: its one match, else the body's id (None: a new id)."""
+    match = single_match(found, query, "update", expression)
+    if match is not None:
+        if body_id and body_id != match:
+            raise FhirError.single(
+                400,
+                "invalid",
+                f"the body's id '{body_id}' differs from the matched resource '{match}'",
+                f"{resource_type}.id",
+            )
+        return match
+    if isinstance(body_id, str) and body_id:
+        check_id(body_id, f"{resource_type}.id")
+        return body_id
+    return None
+
+
+def apply_json_patch(current: StoredResource, operations: object, expression: str | None = None) -> dict:
+    """The current version with a JSON Patch (RFC 6902) applied; 400/422 when it cannot be, or changes
+    the resource's type or id."""
+    resource_type, resource_id = current.resource_type, current.id
+    if not isinstance(operations, list):
+        raise FhirError.single(400, "structure", "a JSON Patch must be a JSON array of operations", expression)
+    try:
+        patched = jsonpatch.JsonPatch(operations).apply(jsonio.loads(current.body or b"{}"))
+    except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, TypeError, KeyError, ValueError) as exc:
+        raise FhirError.single(422, "processing", f"the JSON Patch cannot be applied: {exc}", expression) from exc
+    if not isinstance(patched, dict):
+        raise FhirError.single(422, "processing", "the patched result is not a resource", expression)
+    for key, expected in (("resourceType", resource_type), ("id", resource_id)):
+        if patched.get(key) != expected:
+            raise FhirError.single(422, "processing", f"a patch may not change '{key}'", f"{resource_type}.{key}")
+    return patched
+
+
 @dataclass
 class WriteResult:
     stored: StoredResource
@@ -164,14 +214,9 @@ class FhirService:
         def work(unit: WriteUnit) -> WriteResult:
             if if_none_exist:
                 found = self.conditional_create_matches(unit, resource_type, if_none_exist)
-                if len(found) > 1:
-                    raise FhirError.single(
-                        412,
-                        "multiple-matches",
-                        f"the conditional create matches {len(found)} or more {resource_type} resources",
-                    )
-                if found:
-                    return WriteResult(unit.read(resource_type, found[0]), False, existing=True)
+                match = single_match(found, if_none_exist, "create")
+                if match is not None:
+                    return WriteResult(unit.read(resource_type, match), False, existing=True)
             stored, created = unit.put(jsonio.copy_json(resource), fresh_id=True)
             return WriteResult(stored, created, warnings)
 
@@ -198,23 +243,7 @@ class FhirService:
         def work(unit: WriteUnit) -> WriteResult:
             unit.lock_conditional(resource_type, query)
             found = self.conditional_matches(unit, resource_type, query)
-            if len(found) > 1:
-                raise FhirError.single(
-                    412, "multiple-matches", f"the conditional update matches several {resource_type} resources"
-                )
-            if found:
-                if body_id and body_id != found[0]:
-                    raise FhirError.single(
-                        400,
-                        "invalid",
-                        f"the body's id '{body_id}' differs from the matched resource '{found[0]}'",
-                        f"{resource_type}.id",
-                    )
-                target = found[0]
-            else:
-                target = body_id
-                if target:
-                    check_id(target, f"{resource_type}.id")
+            target = conditional_update_target(found, query, resource_type, body_id)
             stored, created = unit.put(jsonio.copy_json(resource), resource_id=target)
             return WriteResult(stored, created, warnings)
 
@@ -225,17 +254,7 @@ class FhirService:
     ) -> WriteResult:
         """Apply a JSON Patch (RFC 6902) to the current version, then validate and store the result."""
         current = self.read(resource_type, resource_id)
-        if not isinstance(operations, list):
-            raise FhirError.single(400, "structure", "a JSON Patch body must be a JSON array of operations")
-        try:
-            patched = jsonpatch.JsonPatch(operations).apply(jsonio.loads(current.body or b"{}"))
-        except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, TypeError, KeyError) as exc:
-            raise FhirError.single(422, "processing", f"the JSON Patch cannot be applied: {exc}") from exc
-        if not isinstance(patched, dict):
-            raise FhirError.single(422, "processing", "the patched result is not a resource")
-        for key in ("resourceType", "id"):
-            if patched.get(key) != (resource_type if key == "resourceType" else resource_id):
-                raise FhirError.single(422, "processing", f"a patch may not change '{key}'", f"{resource_type}.{key}")
+        patched = apply_json_patch(current, operations)
         expected = if_match if if_match is not None else current.version_id
         return self.update(resource_type, resource_id, patched, if_match=expected)
 
@@ -248,13 +267,9 @@ class FhirService:
 
         def work(unit: WriteUnit) -> int:
             unit.lock_conditional(resource_type, query)
-            found = self.conditional_matches(unit, resource_type, query)
-            if len(found) > 1:
-                raise FhirError.single(
-                    412, "multiple-matches", f"the conditional delete matches several {resource_type} resources"
-                )
-            for rid in found:
-                unit.delete(resource_type, rid)
-            return len(found)
+            match = single_match(self.conditional_matches(unit, resource_type, query), query, "delete")
+            if match is not None:
+                unit.delete(resource_type, match)
+            return 0 if match is None else 1
 
         return self.store.write(work)

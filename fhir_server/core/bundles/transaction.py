@@ -15,11 +15,15 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
-import jsonpatch
-
 from fhir_server.core import jsonio
 from fhir_server.core.indexing.rows import index_rows
-from fhir_server.core.interactions import FhirService, check_id
+from fhir_server.core.interactions import (
+    FhirService,
+    apply_json_patch,
+    check_id,
+    conditional_update_target,
+    single_match,
+)
 from fhir_server.core.issues import FhirError, Issue, has_errors, operation_outcome, refusal_status
 from fhir_server.core.resource_types import STORABLE_TYPES
 from fhir_server.core.storage.store import StoredResource, WriteUnit, new_id
@@ -235,8 +239,8 @@ class BundleProcessor:
                             ids[fixed_ids[entry.full_url]] = ids[entry.full_url]
                 elif entry.method in ("PUT", "PATCH", "DELETE") and entry.resource_id is None:
                     unit.lock_conditional(entry.resource_type or "", entry.query or "")
-                    found = self._conditional(unit, entry, entry.query or "")
-                    entry.resource_id = found or (entry.resource.get("id") if entry.resource else None) or new_id()
+                    found = self._conditional_target(unit, entry)
+                    entry.resource_id = found or new_id()
                     if entry.full_url and entry.method == "PUT":
                         ids[entry.full_url] = f"{entry.resource_type}/{entry.resource_id}"
                     if entry.method == "DELETE" and not found:
@@ -262,10 +266,16 @@ class BundleProcessor:
         found = self._matches(unit, entry, entry.if_none_exist or "", create=True)
         if len(found) > 1 and store_anew is not None and store_anew(entry):
             return None
-        return self._one(entry, entry.if_none_exist or "", found)
+        return single_match(found, entry.if_none_exist or "", "create", f"{entry.path}.request")
 
-    def _conditional(self, unit: WriteUnit, entry: Entry, query: str) -> str | None:
-        return self._one(entry, query, self._matches(unit, entry, query))
+    def _conditional_target(self, unit: WriteUnit, entry: Entry) -> str | None:
+        """The resource a conditional update, patch or delete entry names (an update's body id if none)."""
+        query = entry.query or ""
+        found = self._matches(unit, entry, query)
+        if entry.method == "PUT":
+            body_id = entry.resource.get("id") if entry.resource else None
+            return conditional_update_target(found, query, entry.resource_type or "", body_id, f"{entry.path}.request")
+        return single_match(found, query, entry.method.lower(), f"{entry.path}.request")
 
     def _matches(self, unit: WriteUnit, entry: Entry, query: str, *, create: bool = False) -> list[str]:
         matcher = self.service.conditional_create_matches if create else self.service.conditional_matches
@@ -273,15 +283,6 @@ class BundleProcessor:
             return matcher(unit, entry.resource_type or "", query)
         except FhirError as error:
             raise FhirError(error.status, [i.at(f"{entry.path}.request") for i in error.issues]) from error
-
-    @staticmethod
-    def _one(entry: Entry, query: str, found: list[str]) -> str | None:
-        """The one match of a condition, or None; 412 when it matched several."""
-        if len(found) > 1:
-            raise FhirError.single(
-                412, "multiple-matches", f"the condition '{query}' matches several resources", f"{entry.path}.request"
-            )
-        return found[0] if found else None
 
     def _apply(self, unit: WriteUnit, entry: Entry, ids: dict[str, str]) -> None:
         rtype, rid = entry.resource_type or "", entry.resource_id or ""
@@ -316,12 +317,12 @@ class BundleProcessor:
             )
         current = unit.read(entry.resource_type or "", entry.resource_id or "")
         try:
-            operations = jsonio.loads(base64.b64decode(binary.get("data", "")))
-            patched = jsonpatch.JsonPatch(operations).apply(jsonio.loads(current.body or b"{}"))
-        except Exception as exc:
+            operations = jsonio.loads(base64.b64decode(binary.get("data", ""), validate=True))
+        except (ValueError, jsonio.JsonError) as exc:
             raise FhirError.single(
-                422, "processing", f"the patch cannot be applied: {exc}", f"{entry.path}.resource"
+                400, "structure", f"the Binary's data is no base64 JSON Patch: {exc}", f"{entry.path}.resource.data"
             ) from exc
+        patched = apply_json_patch(current, operations, f"{entry.path}.resource")
         issues = [i.at(f"{entry.path}.resource") for i in self.service.validate(patched)]
         if has_errors(issues):
             raise FhirError(422, issues)
