@@ -115,6 +115,7 @@ def build_server(settings: Settings) -> Server:
     from fhir_server.core.validation.profiles import ProfileValidator
     from fhir_server.domain.pathways import PathwayCatalog
     from fhir_server.domain.referral.intake import IntakePipeline
+    from fhir_server.domain.referral.policy import ReferralWritePolicy
 
     db = open_database(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
     registry = build_search_registry()
@@ -139,6 +140,7 @@ def build_server(settings: Settings) -> Server:
     from fhir_server.domain.routing.tables import default_tables
 
     server.intake = IntakePipeline(service, server.pathways, default_tables())
+    service.register_policy(ReferralWritePolicy(server.intake))  # every referral write, on every door
     from fhir_server.domain.routing.region_access import region_follows_task_owner
 
     store.write_hooks.append(region_follows_task_owner(default_tables()))

@@ -19,7 +19,6 @@ from fhir_server.core.issues import FhirError, Issue, operation_outcome
 from fhir_server.core.search.engine import SearchPage
 from fhir_server.core.search.query import SearchRequest
 from fhir_server.core.storage.store import StoredResource
-from fhir_server.domain.referral.intake import is_referral
 
 bp = Blueprint("rest", __name__)
 
@@ -90,6 +89,9 @@ def write_response(result: WriteResult, *, created_status: int = 201) -> Respons
     headers = version_headers(stored)
     if result.created or request.method == "POST":
         headers["Location"] = f"{base_url()}/{stored.location}"
+    for related in result.related:  # e.g. the routing Task the referral policy stored with a referral
+        if related.startswith("Task/"):
+            headers["X-Routing-Task"] = f"{base_url()}/{related}"
     choice = prefer("return")
     if choice == "minimal":
         return fhir_response(None, status, negotiate(request), headers)
@@ -181,8 +183,6 @@ def create(rtype: str) -> Response:
     if isinstance(body, dict) and body.get("resourceType") != rtype:
         found = body.get("resourceType")
         raise FhirError.single(400, "invalid", f"the body is a {found}, but the URL names {rtype}", "resourceType")
-    if rtype == "ServiceRequest" and is_referral(body) and not request.headers.get("If-None-Exist"):
-        return _referral_door(body)  # type: ignore[arg-type]
     condition = request.headers.get("If-None-Exist")
     if request.query_string and not condition:
         condition = request.query_string.decode()  # the conditional create form fhirpy sends
@@ -192,22 +192,6 @@ def create(rtype: str) -> Response:
         response.status_code = 200
         return response
     return write_response(result)
-
-
-def _referral_door(referral: dict) -> Response:
-    """A plain ``POST ServiceRequest`` that is a referral goes through the intake pipeline."""
-    bundle = {
-        "resourceType": "Bundle",
-        "type": "transaction",
-        "entry": [{"resource": referral, "request": {"method": "POST", "url": "ServiceRequest"}}],
-    }
-    result = server().intake.submit(bundle)  # type: ignore[union-attr]
-    stored = server().service.read("ServiceRequest", result.service_request.split("/")[1])
-    headers = version_headers(stored)
-    headers["Location"] = f"{base_url()}/{stored.location}"
-    if result.task:
-        headers["X-Routing-Task"] = f"{base_url()}/{result.task}"
-    return fhir_response(stored.body, result.status, negotiate(request), headers)
 
 
 @bp.route("/<rtype>", methods=["PUT"])

@@ -19,6 +19,7 @@ from fhir_server.core.search.engine import SearchEngine, SearchPage
 from fhir_server.core.search.query import SearchParser, SearchRequest
 from fhir_server.core.storage import index_backlog
 from fhir_server.core.storage.store import Store, StoredResource, WriteUnit
+from fhir_server.core.write_policy import WritePolicy
 
 Validator = Callable[[dict], list[Issue]]
 ID_PATTERN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-.")
@@ -42,6 +43,34 @@ def check_id(resource_id: str, expression: str = "id") -> None:
             f"'{resource_id[:80]}' is not a valid FHIR id (1 to 64 characters: letters, digits, '-' and '.')",
             expression,
         )
+
+
+def check_body(resource: object, resource_type: str | None, resource_id: str | None = None) -> dict:
+    """The body of a write to ``resource_type`` (and id), checked for its type and id (400 if wrong)."""
+    if not isinstance(resource, dict):
+        raise FhirError.single(400, "structure", "the body must be a JSON object (a FHIR resource)")
+    body_type = resource.get("resourceType")
+    if not isinstance(body_type, str):
+        raise FhirError.single(400, "required", "the resource has no resourceType", "resourceType")
+    if resource_type and body_type != resource_type:
+        raise FhirError.single(
+            400, "invalid", f"the body is a {body_type}, but the URL names {resource_type}", "resourceType"
+        )
+    check_type(body_type)
+    if resource_id is not None:
+        body_id = resource.get("id")
+        if body_id is None:
+            raise FhirError.single(
+                400, "required", "an update must carry the resource's id in the body", f"{body_type}.id"
+            )
+        if body_id != resource_id:
+            raise FhirError.single(
+                400,
+                "invalid",
+                f"the id in the body ('{body_id}') differs from the id in the URL ('{resource_id}')",
+                f"{body_type}.id",
+            )
+    return resource
 
 
 def single_match(found: list[str], query: str, interaction: str, expression: str | None = None) -> str | None:
@@ -102,6 +131,8 @@ class WriteResult:
     warnings: list[Issue] = field(default_factory=list)
     #: True when a conditional create found an existing match and created nothing.
     existing: bool = False
+    #: Resources a write policy stored beside this one (e.g. the routing Task of a referral), as ``Type/id``.
+    related: list[str] = field(default_factory=list)
 
 
 class FhirService:
@@ -112,6 +143,27 @@ class FhirService:
         self.validators = list(validators)
         self.parser = SearchParser(store.registry, base_url)
         self.engine = SearchEngine(store)
+        self.policies: list[WritePolicy] = []
+
+    def register_policy(self, policy: WritePolicy) -> None:
+        """Let ``policy`` take over the writes it claims (on every door: see :mod:`~fhir_server.core.write_policy`)."""
+        self.policies.append(policy)
+
+    def policy_for(self, resource: object) -> WritePolicy | None:
+        """The registered policy that writes ``resource``, if any."""
+        for policy in self.policies:
+            if policy.claims(resource):
+                return policy
+        return None
+
+    def transaction_policy(self, bundle: object) -> WritePolicy | None:
+        """The registered policy that runs the transaction ``bundle``, if any."""
+        if not isinstance(bundle, dict) or bundle.get("type") != "transaction":
+            return None
+        for policy in self.policies:
+            if policy.claims_transaction(bundle):
+                return policy
+        return None
 
     # -- validation -------------------------------------------------------------------------
 
@@ -123,33 +175,8 @@ class FhirService:
 
     def validated(self, resource: object, resource_type: str | None, resource_id: str | None = None) -> list[Issue]:
         """Check a body for a write to ``resource_type`` (and id); raises 400/422, returns warnings."""
-        if not isinstance(resource, dict):
-            raise FhirError.single(400, "structure", "the body must be a JSON object (a FHIR resource)")
-        body_type = resource.get("resourceType")
-        if not isinstance(body_type, str):
-            raise FhirError.single(400, "required", "the resource has no resourceType", "resourceType")
-        if resource_type and body_type != resource_type:
-            raise FhirError.single(
-                400,
-                "invalid",
-                f"the body is a {body_type}, but the URL names {resource_type}",
-                "resourceType",
-            )
-        check_type(body_type)
-        if resource_id is not None:
-            body_id = resource.get("id")
-            if body_id is None:
-                raise FhirError.single(
-                    400, "required", "an update must carry the resource's id in the body", f"{body_type}.id"
-                )
-            if body_id != resource_id:
-                raise FhirError.single(
-                    400,
-                    "invalid",
-                    f"the id in the body ('{body_id}') differs from the id in the URL ('{resource_id}')",
-                    f"{body_type}.id",
-                )
-        issues = self.validate(resource)
+        checked = check_body(resource, resource_type, resource_id)
+        issues = self.validate(checked)
         if has_errors(issues):
             raise FhirError(refusal_status(issues), issues)
         return issues
@@ -207,6 +234,9 @@ class FhirService:
     # -- writes -----------------------------------------------------------------------------
 
     def create(self, resource: dict, *, if_none_exist: str | None = None) -> WriteResult:
+        policy = self.policy_for(check_body(resource, None))
+        if policy is not None:
+            return policy.create(resource, if_none_exist=if_none_exist)
         warnings = self.validated(resource, None)
         resource_type = resource["resourceType"]
         resource.pop("id", None)  # the server assigns the id of a created resource
@@ -227,6 +257,9 @@ class FhirService:
     ) -> WriteResult:
         check_type(resource_type)
         check_id(resource_id, f"{resource_type}.id")
+        policy = self.policy_for(check_body(resource, resource_type, resource_id))
+        if policy is not None:
+            return policy.update(resource_id, resource, if_match=if_match)
         warnings = self.validated(resource, resource_type, resource_id)
 
         def work(unit: WriteUnit) -> WriteResult:
@@ -238,6 +271,12 @@ class FhirService:
     def conditional_update(self, resource_type: str, query: str, resource: dict) -> WriteResult:
         check_type(resource_type)
         body_id = resource.get("id") if isinstance(resource, dict) else None
+        if self.policy_for(check_body(resource, resource_type)) is not None:  # the policy's own write decides
+            found = self.conditional_matches(None, resource_type, query)
+            target = conditional_update_target(found, query, resource_type, body_id)
+            if target is None:
+                return self.create(resource)
+            return self.update(resource_type, target, {**resource, "id": target})
         warnings = self.validated(resource, resource_type)
 
         def work(unit: WriteUnit) -> WriteResult:

@@ -28,7 +28,9 @@ def test_load_folder_then_serve(tmp_path: Path):
         timeout=120,
     )
     assert run.returncode == 1  # one file was refused
-    assert "3 file(s): 9 resource(s) loaded, 1 file(s) refused" in run.stdout
+    # the referral went through the intake (the referral write policy): its routing Task and Provenance too
+    assert "3 file(s): 11 resource(s) loaded, 1 file(s) refused" in run.stdout
+    assert "  Task: 1\n" in run.stdout and "  Provenance: 1\n" in run.stdout
     assert "broken.json" in run.stdout and "resource.gender" in run.stdout
     assert "loading" in run.stderr  # the progress bar
     server = start_server(db, tmp_path, workers=1)
@@ -36,5 +38,7 @@ def test_load_folder_then_serve(tmp_path: Path):
         assert requests.get(f"{server.base}/Organization/org-1", timeout=10, headers=server.auth).status_code == 200
         counted = requests.get(f"{server.base}/ServiceRequest?_summary=count", timeout=10, headers=server.auth)
         assert counted.json()["total"] == 1
+        tasks = requests.get(f"{server.base}/Task?_summary=count", timeout=10, headers=server.auth)
+        assert tasks.json()["total"] == 1
     finally:
         stop_server(server)

@@ -70,12 +70,14 @@ class BundleProcessor:
         return_preference: str | None = None,
         after_writes: Callable[[WriteUnit, list[StoredResource | None]], object] | None = None,
         store_anew: Callable[[Entry], bool] | None = None,
+        apply_policies: bool = True,
     ) -> dict:
         """Run a batch or transaction; ``after_writes`` runs inside a transaction's database transaction.
 
         ``store_anew`` is asked about a transaction's conditional create whose condition matches several
         resources: True stores the entry's resource as a new one, False (and no ``store_anew``) refuses
-        the transaction with 412.
+        the transaction with 412. A transaction a write policy claims is run by that policy (which runs
+        its own writes with ``apply_policies=False``); a batch's entries reach the policies one by one.
         """
         if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
             raise FhirError.single(
@@ -96,6 +98,9 @@ class BundleProcessor:
                 f"the Bundle has {len(raw_entries)} entries; the limit is {self.max_entries}",
                 "Bundle.entry",
             )
+        policy = self.service.transaction_policy(bundle) if apply_policies else None
+        if policy is not None:
+            return policy.transaction(bundle, return_preference)
         entries, issues = self._parse_entries(raw_entries)
         if kind == "transaction":
             # one validation of the whole Bundle: every entry's problems, with Bundle.entry[i] paths
@@ -306,7 +311,18 @@ class BundleProcessor:
         entry.result = {"status": 201 if created else 200, "stored": stored}
 
     def _patched(self, unit: WriteUnit, entry: Entry) -> dict:
-        """PATCH in a Bundle: a Binary resource carrying a JSON Patch document."""
+        """PATCH in a transaction: the current version with the entry's JSON Patch applied, validated."""
+        current = unit.read(entry.resource_type or "", entry.resource_id or "")
+        patched = apply_json_patch(current, self._patch_operations(entry), f"{entry.path}.resource")
+        issues = [i.at(f"{entry.path}.resource") for i in self.service.validate(patched)]
+        if has_errors(issues):
+            raise FhirError(422, issues)
+        entry.if_match = entry.if_match or current.version_id
+        return patched
+
+    @staticmethod
+    def _patch_operations(entry: Entry) -> object:
+        """A PATCH entry's operations: a Binary resource carrying a JSON Patch document."""
         binary = entry.resource or {}
         if binary.get("resourceType") != "Binary" or "json-patch" not in str(binary.get("contentType")):
             raise FhirError.single(
@@ -315,19 +331,12 @@ class BundleProcessor:
                 "a PATCH entry takes a Binary with a JSON Patch (contentType application/json-patch+json)",
                 f"{entry.path}.resource",
             )
-        current = unit.read(entry.resource_type or "", entry.resource_id or "")
         try:
-            operations = jsonio.loads(base64.b64decode(binary.get("data", ""), validate=True))
+            return jsonio.loads(base64.b64decode(binary.get("data", ""), validate=True))
         except (ValueError, jsonio.JsonError) as exc:
             raise FhirError.single(
                 400, "structure", f"the Binary's data is no base64 JSON Patch: {exc}", f"{entry.path}.resource.data"
             ) from exc
-        patched = apply_json_patch(current, operations, f"{entry.path}.resource")
-        issues = [i.at(f"{entry.path}.resource") for i in self.service.validate(patched)]
-        if has_errors(issues):
-            raise FhirError(422, issues)
-        entry.if_match = entry.if_match or current.version_id
-        return patched
 
     def _prepare(self, entries: list[Entry], fixed_ids: dict[str, str]) -> None:
         """Resolve what references can be resolved without the database, and compute the index rows
@@ -449,11 +458,13 @@ class BundleProcessor:
                 result = service.conditional_update(rtype, entry.query or "", jsonio.copy_json(entry.resource or {}))
             entry.result = {"status": 201 if result.created else 200, "stored": result.stored}
         else:
-
-            def work(unit: WriteUnit) -> None:
-                self._apply(unit, entry, {})
-
-            self.store.write(work)
+            target = entry.resource_id or single_match(
+                service.conditional_matches(None, rtype, entry.query or ""), entry.query or "", "patch", entry.path
+            )
+            if target is None:
+                raise FhirError.single(404, "not-found", f"the conditional patch '{entry.query}' matches nothing")
+            result = service.patch(rtype, target, self._patch_operations(entry), if_match=entry.if_match)
+            entry.result = {"status": 200, "stored": result.stored}
         return self._response_entry(entry, return_preference)
 
     def _get_entry(self, entry: Entry) -> dict:

@@ -25,10 +25,11 @@ from uuid import uuid4
 
 from fhir_server.core import jsonio
 from fhir_server.core.bundles.transaction import BundleProcessor, Entry
-from fhir_server.core.interactions import FhirService
+from fhir_server.core.interactions import FhirService, check_id, conditional_update_target
 from fhir_server.core.issues import FhirError, Issue
 from fhir_server.core.storage import access
 from fhir_server.core.storage.store import WriteUnit
+from fhir_server.core.urls import parse_rest_url
 from fhir_server.domain.calendar import add_working_days
 from fhir_server.domain.delivery.outbox import enqueue_deliveries
 from fhir_server.domain.pathways import PathwayCatalog, suggest_pathways
@@ -77,16 +78,6 @@ def is_referral(resource: Any) -> bool:
     return False
 
 
-def submits_referral(bundle: Any) -> bool:
-    """A transaction that creates a referral (the FHIR REST door)."""
-    if not isinstance(bundle, dict) or bundle.get("type") != "transaction":
-        return False
-    return any(
-        isinstance(e, dict) and (e.get("request") or {}).get("method") == "POST" and is_referral(e.get("resource"))
-        for e in bundle.get("entry", []) or []
-    )
-
-
 @dataclass
 class IntakeResult:
     """What happened to a submitted referral."""
@@ -110,22 +101,36 @@ class IntakePipeline:
     # -- entry point --------------------------------------------------------------------------
 
     def submit(self, bundle: dict, *, action: str = "create", received: datetime | None = None) -> IntakeResult:
-        """Run a referral Bundle through the pipeline (``action``: create, update or revoke)."""
+        """Run a referral Bundle through the pipeline (``action``: create, update or revoke).
+
+        The referral entry may be a POST (a new referral; the same identifier again is a duplicate) or a
+        PUT naming the referral's id (an update of that referral, or a new referral with the sender's id)."""
         received = received or datetime.now(UTC)
         bundle, notes = normalise_referral(bundle)
         entries = [e for e in bundle.get("entry") or [] if isinstance(e, dict)]
         index = _referral_index(entries)
         referral = entries[index]["resource"]
         identifier = _referral_identifier(referral, index)
+        request = entries[index].get("request") or {}
         existing = self._existing_referral(identifier)
+        target = self._put_target(request, referral, existing, index)
+        if target is not None and existing is None and self._stored(f"ServiceRequest/{target}") is not None:
+            existing = target  # an update that changes the referral's identifier
         if action == "revoke":
             return self._revoke(existing, identifier)
-        if existing is not None and action == "create":
+        if existing is not None and action == "create" and target is None:
             return self._already_known(existing)
+        stored_referral = self._stored(f"ServiceRequest/{existing}") if existing else None
+        received = _received_of(stored_referral) or received  # the legal clock starts at the first receipt
         self._prepare(entries, index, received)
-        if existing is not None:  # an update of a referral we have: same id, same Task
-            entries[index]["request"] = {"method": "PUT", "url": f"ServiceRequest/{existing}"}
-            referral["id"] = existing
+        write_id = existing or target
+        if write_id is not None:  # an update of a referral we have (same id, same Task), or the sender's id
+            entries[index]["request"] = {
+                "method": "PUT",
+                "url": f"ServiceRequest/{write_id}",
+                **({"ifMatch": request["ifMatch"]} if request.get("ifMatch") else {}),
+            }
+            referral["id"] = write_id
         else:
             entries[index]["request"] = {
                 "method": "POST",
@@ -144,29 +149,47 @@ class IntakePipeline:
             self._organization_resolver(entries),
             service_line=self._service_line(suggestions),
         )
-        task, task_url = self._task(
-            referral,
-            entries[index]["fullUrl"],
-            patient_reference(referral),
-            decision,
-            suggestions,
-            identifier,
-            received,
+        carried = _carried_task(entries, entries[index]["fullUrl"], write_id)
+        current_task = (
+            carried["resource"] if carried else self._current_task(existing, identifier) if existing else None
         )
-        task_query = f"identifier={TASK_IDENTIFIER_SYSTEM}|{identifier[1]}"
-        task_request = (
-            {"method": "PUT", "url": f"Task?{task_query}"}
-            if existing
-            else {"method": "POST", "url": "Task", "ifNoneExist": task_query}
-        )
-        entries.append({"fullUrl": task_url, "resource": task, "request": task_request})
-        entries.append(
-            {
-                "fullUrl": f"urn:uuid:{uuid4()}",
-                "resource": _provenance(task_url, entries[index]["fullUrl"], decision, received, action),
-                "request": {"method": "POST", "url": "Provenance"},
-            }
-        )
+        task_ref = None
+        if current_task is not None and self._same_routing(current_task, decision):
+            # routing unchanged: the region's Task (or the one the Bundle carries) stays as it is
+            task_ref = f"Task/{current_task['id']}" if current_task.get("id") else None
+        else:
+            task, task_url = self._task(
+                referral,
+                entries[index]["fullUrl"],
+                patient_reference(referral),
+                decision,
+                suggestions,
+                identifier,
+                received,
+            )
+            task_query = f"identifier={TASK_IDENTIFIER_SYSTEM}|{identifier[1]}"
+            if carried is not None:  # the Bundle's own routing Task is replaced by the decision
+                if current_task.get("id"):
+                    task["id"] = current_task["id"]
+                carried["resource"] = task
+                task_url = carried.get("fullUrl") or task_url
+                carried["fullUrl"] = task_url
+            else:
+                if current_task is not None:  # re-routed: the Task follows the referral to its new owner
+                    task["id"] = current_task["id"]
+                    task_request = {"method": "PUT", "url": f"Task/{current_task['id']}"}
+                else:
+                    task_request = {"method": "POST", "url": "Task", "ifNoneExist": task_query}
+                entries.append({"fullUrl": task_url, "resource": task, "request": task_request})
+            entries.append(
+                {
+                    "fullUrl": f"urn:uuid:{uuid4()}",
+                    "resource": _provenance(
+                        task_url, entries[index]["fullUrl"], decision, received, "update" if existing else "create"
+                    ),
+                    "request": {"method": "POST", "url": "Provenance"},
+                }
+            )
         event = "update" if existing else "create"
         owner = self._owner(decision).get("reference") if decision.rhf_orgnr else None
         response = self._store(entries, event, identifier, owner, notes, decision.rhf_orgnr)
@@ -174,11 +197,70 @@ class IntakePipeline:
             200 if existing else 201,
             event,
             _location(response, "ServiceRequest"),
-            _location(response, "Task"),
+            task_ref or _location(response, "Task"),
             decision,
             response,
             notes,
         )
+
+    def _put_target(self, request: dict, referral: dict, existing: str | None, index: int) -> str | None:
+        """The id a PUT of the referral names (a conditional PUT resolved); None for a POST."""
+        if request.get("method") != "PUT":
+            return None
+        url = parse_rest_url("PUT", str(request.get("url", "")))
+        if url.resource_id:
+            target = url.resource_id
+        else:
+            query = url.query or ""
+            found = self.service.conditional_matches(None, "ServiceRequest", query)
+            where = f"Bundle.entry[{index}].request"
+            target = conditional_update_target(found, query, "ServiceRequest", referral.get("id"), where)
+            if target is None:
+                return None
+        check_id(target, f"Bundle.entry[{index}].request.url")
+        if existing is not None and existing != target:
+            raise FhirError.single(
+                409,
+                "conflict",
+                f"a referral with this identifier is already stored as ServiceRequest/{existing}; "
+                f"update that one, not ServiceRequest/{target}",
+                f"Bundle.entry[{index}].resource.identifier",
+                diagnostics_nb=f"en henvisning med denne identifikatoren er allerede lagret som "
+                f"ServiceRequest/{existing}",
+            )
+        return target
+
+    def _stored(self, reference: str) -> dict | None:
+        """A stored resource's JSON (``Type/id``), or None when it is not there."""
+        rtype, _, rid = reference.partition("/")
+        try:
+            return jsonio.loads(self.service.read(rtype, rid).body or b"{}")
+        except FhirError:
+            return None
+
+    def _current_task(self, referral_id: str, identifier: tuple[str, str]) -> dict | None:
+        """The routing Task of a stored referral (by its focus, else by the referral's identifier)."""
+        found = self.service.conditional_matches(None, "Task", f"focus=ServiceRequest/{referral_id}")
+        if not found:
+            found = self.service.conditional_matches(
+                None, "Task", f"identifier={TASK_IDENTIFIER_SYSTEM}|{identifier[1]}"
+            )
+        return self._stored(f"Task/{found[0]}") if found else None
+
+    def _same_routing(self, task: dict, decision: RoutingDecision) -> bool:
+        """True when ``task`` already names the owner and health trust ``decision`` routes to."""
+        owner = task.get("owner") or {}
+        if decision.rhf_orgnr:
+            if (owner.get("identifier") or {}).get("value") != decision.rhf_orgnr:
+                return False
+        elif owner.get("reference") != TRIAGE_ORGANIZATION:
+            return False
+        health_trusts = [
+            (i.get("valueReference") or {}).get("identifier", {}).get("value")
+            for i in task.get("input") or []
+            if (i.get("type") or {}).get("coding", [{}])[0].get("code") == "health-trust"
+        ]
+        return health_trusts == ([decision.hf_orgnr] if decision.hf_orgnr else [])
 
     def _store(
         self,
@@ -214,6 +296,7 @@ class IntakePipeline:
             return_preference="representation",
             after_writes=after_writes,
             store_anew=store_anew,
+            apply_policies=False,
         )
         notes.extend(_stored_anew_note(index, resource_type) for index, resource_type in ambiguous.items())
         return response
@@ -299,6 +382,7 @@ class IntakePipeline:
         response = processor.process(
             {"resourceType": "Bundle", "type": "transaction", "entry": entries},
             after_writes=lambda unit, located: self._deliver(unit, owner, located, "revoke", identifier),
+            apply_policies=False,
         )
         return IntakeResult(
             200, "revoke", f"ServiceRequest/{existing}", f"Task/{tasks[0]}" if tasks else None, None, response
@@ -312,7 +396,7 @@ class IntakePipeline:
         return None
 
     def _organization_resolver(self, entries: list[dict]):  # type: ignore[no-untyped-def]
-        by_url = {e.get("fullUrl"): e.get("resource") for e in entries if e.get("fullUrl")}
+        by_url = _entries_by_reference(entries)
 
         def resolve(reference: str) -> dict | None:
             if reference in by_url:
@@ -440,9 +524,9 @@ def _resolve_patient(entries: list[dict], referral: dict, service: FhirService) 
     reference = patient_reference(referral)
     if not reference:
         return None
-    for entry in entries:
-        if entry.get("fullUrl") == reference:
-            return entry.get("resource")
+    found = _entries_by_reference(entries).get(reference)
+    if found is not None:
+        return found
     if reference.startswith("Patient/"):
         try:
             return jsonio.loads(service.read("Patient", reference.split("/")[1]).body or b"{}")
@@ -512,6 +596,46 @@ def _provenance(task_url: str, referral_url: str, decision: RoutingDecision, rec
         ],
         "entity": [{"role": "source", "what": {"reference": referral_url}}],
     }
+
+
+def _entries_by_reference(entries: list[dict]) -> dict[str, dict]:
+    """The Bundle's resources by the references that name them: fullUrl, and ``Type/id`` of those with an id."""
+    found: dict[str, dict] = {}
+    for entry in entries:
+        resource = entry.get("resource")
+        if not isinstance(resource, dict):
+            continue
+        if resource.get("id") and resource.get("resourceType"):
+            found[f"{resource['resourceType']}/{resource['id']}"] = resource
+        if entry.get("fullUrl"):
+            found[entry["fullUrl"]] = resource
+    return found
+
+
+def _carried_task(entries: list[dict], referral_url: str, referral_id: str | None) -> dict | None:
+    """The entry of a routing Task the Bundle itself carries for the referral (e.g. a region's copy
+    pushed by another hub), if any."""
+    names = {referral_url, *([f"ServiceRequest/{referral_id}"] if referral_id else [])}
+    for entry in entries:
+        resource = entry.get("resource") or {}
+        if resource.get("resourceType") != "Task":
+            continue
+        if (resource.get("focus") or {}).get("reference") in names and any(
+            isinstance(i, dict) and i.get("system") == TASK_IDENTIFIER_SYSTEM for i in resource.get("identifier") or []
+        ):
+            return entry
+    return None
+
+
+def _received_of(referral: dict | None) -> datetime | None:
+    """The instant a stored referral was first received (its ``no-mottatt-dato`` stamp)."""
+    for extension in (referral or {}).get("extension") or []:
+        if isinstance(extension, dict) and extension.get("url") == EXT_RECEIVED:
+            try:
+                return datetime.fromisoformat(str(extension.get("valueDateTime")))
+            except ValueError:
+                return None
+    return None
 
 
 def _location(response: dict, rtype: str) -> str:
