@@ -59,7 +59,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=200)
     parser.add_argument("--runs", type=int, default=7)
     args = parser.parse_args()
-    from fhir_server.core.validation.profiles import ProfileValidator
+    from fhir_server.core.validation.profile.validator import ProfileValidator
 
     ig = [str(SHARED / "no-basis")] if (SHARED / "no-basis").is_dir() else []
     settings = load_settings(database_url="sqlite://", ig_paths=ig)
@@ -99,7 +99,7 @@ def main() -> None:
     for validator in validators:
         name = getattr(validator, "__name__", str(validator))
         print(f"  {name}: {best_ms(lambda v=validator: v(bundle), args.rounds, args.runs):.2f} ms")
-    from fhir_server.core.validation.base import check_base
+    from fhir_server.core.validation.base.walk import check_base
 
     print(
         f"  (of validate_resource, our own checks beyond fhir.resources: "

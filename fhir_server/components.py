@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from fhir_server.core.conformance.packages import ConformanceRegistry
     from fhir_server.core.storage.wal_checkpoint import WalCheckpointer
     from fhir_server.core.terminology import Terminology
-    from fhir_server.core.validation.profiles import ProfileValidator
+    from fhir_server.core.validation.profile.validator import ProfileValidator
     from fhir_server.domain.pathways import PathwayCatalog
     from fhir_server.domain.referral.intake import IntakePipeline
 
@@ -112,7 +112,7 @@ def build_validators(settings: Settings, profiles: ProfileValidator) -> list[Val
 
 
 def build_server(settings: Settings) -> Server:
-    from fhir_server.core.validation.profiles import ProfileValidator
+    from fhir_server.core.validation.profile.validator import ProfileValidator
     from fhir_server.domain.pathways import PathwayCatalog
     from fhir_server.domain.referral.intake import IntakePipeline
     from fhir_server.domain.referral.policy import ReferralWritePolicy

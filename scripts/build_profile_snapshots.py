@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from fhir_server.core.conformance.packages import PROFILES_DIR, ConformanceRegistry  # noqa: E402
-from fhir_server.core.validation.snapshot import generate_snapshot, strip_documentation, with_snapshot  # noqa: E402
+from fhir_server.core.validation.profile.snapshot import generate_snapshot, strip_documentation, with_snapshot  # noqa: E402
 
 DEFAULT_NO_BASIS = ROOT.parent / "shared" / "reference" / "no-basis"
 

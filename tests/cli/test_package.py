@@ -9,7 +9,7 @@ import tarfile
 from pathlib import Path
 
 from fhir_server.core.conformance.packages import ConformanceRegistry
-from fhir_server.core.validation.profiles import ProfileValidator
+from fhir_server.core.validation.profile.validator import ProfileValidator
 from tests.conftest import ROOT
 
 HUB = "https://fhir.referral-hub.no"

@@ -1,11 +1,13 @@
-"""Base validation of every resource the server stores (FHIR R4 core rules, no profiles).
+"""Validation of resources: ``base/`` (FHIR R4 core rules, every write), ``profile/`` (profiles),
+``identifiers.py`` (Norwegian identifier numbers).
 
-:func:`validate_resource` runs two layers and reports all problems of a request at once:
+:func:`validate_resource` is base validation; it runs two layers and reports all problems of a
+request at once:
 
-1. ``base.py``: our own walk over the JSON with the R4 definitions: allowlisted resource types,
+1. ``base/walk.py``: our own walk over the JSON with the R4 definitions: allowlisted resource types,
    strict JSON primitives, null/empty values, cardinality, required bindings, reference targets,
    core and resource invariants;
-2. ``structure.py``: fhir.resources R4B ``model_validate`` (shapes, date/time regexes ...).
+2. ``base/structure.py``: fhir.resources R4B ``model_validate`` (shapes, date/time regexes ...).
 
 When both layers flag the same element, only one issue (ours) is kept.
 """
@@ -18,10 +20,10 @@ import re
 from fhir_server.core.issues import Issue
 from fhir_server.core.resource_types import KNOWN_TYPES
 
-from .base import check_base, prop_invariants, resource_invariants
-from .invariants import SKIPPED
-from .schema import BACKBONE, COMPLEX, node_schema, resource_schema
-from .structure import check_structure, model_class
+from .base.invariants import SKIPPED
+from .base.schema import BACKBONE, COMPLEX, node_schema, resource_schema
+from .base.structure import check_structure, model_class
+from .base.walk import check_base, prop_invariants, resource_invariants
 
 __all__ = ["SKIPPED", "check_base", "check_structure", "validate_resource", "warm_up"]
 

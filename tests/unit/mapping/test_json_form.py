@@ -52,7 +52,7 @@ def test_example_maps_to_a_valid_bundle_that_routes(form: dict) -> None:
 
 
 def test_example_conforms_to_the_project_profiles(form: dict) -> None:
-    from fhir_server.core.validation.profiles import validate_against_profiles
+    from fhir_server.core.validation.profile.validator import validate_against_profiles
 
     profiles = {
         "Patient": "hub-referral-patient",

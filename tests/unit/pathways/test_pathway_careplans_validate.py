@@ -9,7 +9,7 @@ import pytest
 from fhir_server.core.conformance.packages import default_registry
 from fhir_server.core.issues import is_error
 from fhir_server.core.validation import validate_resource
-from fhir_server.core.validation.profiles import ProfileValidator
+from fhir_server.core.validation.profile.validator import ProfileValidator
 from fhir_server.domain.pathways import PathwayCatalog, apply_plan_definition
 
 CATALOG = PathwayCatalog.load()

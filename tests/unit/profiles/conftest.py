@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from fhir_server.core.conformance.packages import ConformanceRegistry, load_project_profiles
-from fhir_server.core.validation.profiles import ProfileValidator
+from fhir_server.core.validation.profile.validator import ProfileValidator
 
 # the helper modules beside the tests (profiles_testkit, profiles_referral_fixtures)
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fhir_server.core.conformance.packages import ConformanceRegistry
-from fhir_server.core.validation.profiles import ProfileValidator
+from fhir_server.core.validation.profile.validator import ProfileValidator
 
 BASE = "http://example.org/fhir/StructureDefinition/"
 

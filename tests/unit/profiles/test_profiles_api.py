@@ -5,7 +5,7 @@ from __future__ import annotations
 from profiles_referral_fixtures import HUB, PATIENT, fresh
 from profiles_testkit import rules
 
-from fhir_server.core.validation.profiles import validate_against_profiles
+from fhir_server.core.validation.profile.validator import validate_against_profiles
 
 
 def test_claims_and_requested_profiles(nobasis_validator):

@@ -1,8 +1,8 @@
 """The profile engine's fast paths agree with the general ones they stand in for.
 
-* skipping inert elements (``profile_plan.py``) reports what the full walk reports;
-* the one-pass extension scan (``extension_scan.py``) answers, and fails, as the former check did;
-* the hand-written invariant shapes (``profile_fhirpath_shapes.py``) agree with the general evaluator;
+* skipping inert elements (``profile/plan.py``) reports what the full walk reports;
+* the one-pass extension scan (``profile/extension_scan.py``) answers, and fails, as the former check did;
+* the hand-written invariant shapes (``profile/fhirpath_shapes.py``) agree with the general evaluator;
 * short-circuiting ``or``/``and``/``implies`` and literal comparisons agree with fhirpathpy;
 * the string shortcut of ``matches_fixed``/``matches_pattern`` agrees with the general comparison.
 """
@@ -21,11 +21,13 @@ from fhirpathpy import evaluate
 from fhirpathpy.models import models
 
 from fhir_server.core import jsonio
-from fhir_server.core.validation import profile_fhirpath, profile_plan, profiles
-from fhir_server.core.validation.extension_scan import _surely_without_extensions, extension_holders
-from fhir_server.core.validation.profile_fhirpath import _Parser
-from fhir_server.core.validation.profile_fhirpath_shapes import compile_shape
-from fhir_server.core.validation.profile_model import _norm, matches_fixed, matches_pattern
+from fhir_server.core.validation.profile import elements, plan, slicing
+from fhir_server.core.validation.profile import fhirpath as profile_fhirpath
+from fhir_server.core.validation.profile.extension_scan import _surely_without_extensions, extension_holders
+from fhir_server.core.validation.profile.fhirpath import _Parser
+from fhir_server.core.validation.profile.fhirpath_shapes import compile_shape
+from fhir_server.core.validation.profile.model import _norm, matches_fixed, matches_pattern
+from fhir_server.core.validation.profile.validator import ProfileValidator
 from fhir_server.domain.referral.intake import PROFILES
 from tests.json_mutation import mutants, spots
 
@@ -84,7 +86,7 @@ def _mutants(doc: dict, count: int, seed: int) -> list[dict]:
     return mutants(doc, count, seed, [1, 2, 4], _mutate)
 
 
-def _issues(validator: profiles.ProfileValidator, resource: dict) -> list[tuple]:
+def _issues(validator: ProfileValidator, resource: dict) -> list[tuple]:
     return [
         (i.severity, i.code, i.expression, i.diagnostics, i.diagnostics_nb, i.rule)
         for i in validator.validate(resource)
@@ -92,12 +94,13 @@ def _issues(validator: profiles.ProfileValidator, resource: dict) -> list[tuple]
 
 
 def _without_inert_skipping(monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.setattr(profile_plan, "child_inert", lambda child: False)
-    monkeypatch.setattr(profiles, "is_inert", lambda node: False)
+    monkeypatch.setattr(plan, "child_inert", lambda child: False)
+    for module in (elements, slicing):  # where the walk asks
+        monkeypatch.setattr(module, "is_inert", lambda node: False)
 
 
 def _without_slice_tables(monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.setattr(profiles.ProfileValidator, "_slice_table", lambda self, node, discriminators: None)
+    monkeypatch.setattr(ProfileValidator, "_slice_table", lambda self, node, discriminators: None)
 
 
 @pytest.mark.parametrize("general", [_without_inert_skipping, _without_slice_tables])
@@ -106,10 +109,10 @@ def test_fast_path_reports_what_the_general_walk_reports(general, nobasis_regist
     bundle = _claimed_bundle()
     inputs = [bundle, *(e["resource"] for e in bundle["entry"])]
     inputs += _mutants(bundle, 200, seed=3)
-    validator = profiles.ProfileValidator(nobasis_registry)
+    validator = ProfileValidator(nobasis_registry)
     fast = [_issues(validator, r) for r in inputs]
     general(monkeypatch)
-    validator = profiles.ProfileValidator(nobasis_registry)  # compiled afresh: nothing of the fast run kept
+    validator = ProfileValidator(nobasis_registry)  # compiled afresh: nothing of the fast run kept
     full = [_issues(validator, r) for r in inputs]
     assert fast == full
     rules = {issue[5] for issues in fast for issue in issues}

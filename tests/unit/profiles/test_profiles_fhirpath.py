@@ -6,7 +6,7 @@ import pytest
 from fhirpathpy import evaluate
 from fhirpathpy.models import models
 
-from fhir_server.core.validation.profile_fhirpath import compile_fast
+from fhir_server.core.validation.profile.fhirpath import compile_fast
 
 PATIENT = {
     "resourceType": "Patient",

@@ -10,8 +10,8 @@ from profiles_testkit import errors, rules
 
 from fhir_server.core.conformance.definitions import r4
 from fhir_server.core.conformance.packages import ConformanceRegistry, Suppressions, xml_to_json
-from fhir_server.core.validation.profiles import ProfileValidator
-from fhir_server.core.validation.snapshot import generate_snapshot
+from fhir_server.core.validation.profile.snapshot import generate_snapshot
+from fhir_server.core.validation.profile.validator import ProfileValidator
 
 NB = "http://hl7.no/fhir/StructureDefinition/"
 

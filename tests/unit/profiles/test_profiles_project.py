@@ -21,7 +21,7 @@ from profiles_referral_fixtures import (
 from profiles_testkit import errors, rules
 
 from fhir_server.core.conformance.packages import PROFILES_DIR, ConformanceRegistry, load_project_profiles
-from fhir_server.core.validation.profiles import ProfileValidator
+from fhir_server.core.validation.profile.validator import ProfileValidator
 
 SUBMITTED = {
     "hub-referral-servicerequest",

@@ -9,7 +9,7 @@ from conftest import NO_BASIS
 from profiles_testkit import el, profile
 
 from fhir_server.core.conformance.packages import PROFILES_DIR, ConformanceRegistry
-from fhir_server.core.validation.snapshot import SnapshotError, generate_snapshot, strip_documentation
+from fhir_server.core.validation.profile.snapshot import SnapshotError, generate_snapshot, strip_documentation
 
 
 def ids(elements: list[dict]) -> list[str]:

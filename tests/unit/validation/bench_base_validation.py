@@ -16,8 +16,8 @@ from pathlib import Path
 
 from fhir_server.core import jsonio
 from fhir_server.core.validation import validate_resource
-from fhir_server.core.validation.base import check_base
-from fhir_server.core.validation.structure import check_structure, model_class
+from fhir_server.core.validation.base.structure import check_structure, model_class
+from fhir_server.core.validation.base.walk import check_base
 
 BUNDLE_FILE = Path(__file__).resolve().parent / "data" / "referral-bundle.json"
 

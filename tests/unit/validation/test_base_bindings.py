@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fhir_server.core.validation import validate_resource
-from fhir_server.core.validation.bindings import _include_pairs, check_coding, expansion
+from fhir_server.core.validation.base.bindings import _include_pairs, check_coding, expansion
 
 GENDER_VS = "http://hl7.org/fhir/ValueSet/administrative-gender"
 

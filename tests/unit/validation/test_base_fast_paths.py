@@ -2,7 +2,7 @@
 
 * ``primitive_quick.quick_check``: when it says a value needs nothing more, the full primitive check
   (``check_primitive``, the required binding of a ``code``, the ``#id`` bookkeeping) finds nothing;
-* the per-schema steps (``walk_plan.py``): the walk with them reports exactly what the walk reports
+* the per-schema steps (``base/walk_plan.py``): the walk with them reports exactly what the walk reports
   when every value goes through the general ``_check_value`` (the former walk).
 """
 
@@ -18,11 +18,19 @@ import pytest
 
 from fhir_server.core import jsonio
 from fhir_server.core.resource_types import KNOWN_TYPES
-from fhir_server.core.validation import base, bindings, validate_resource
-from fhir_server.core.validation.primitive_quick import quick_check
-from fhir_server.core.validation.primitives import check_primitive
-from fhir_server.core.validation.schema import BACKBONE, COMPLEX, PRIMITIVE, NodeSchema, node_schema, resource_schema
-from fhir_server.core.validation.walk_plan import Step, prop_invariants, steps
+from fhir_server.core.validation import validate_resource
+from fhir_server.core.validation.base import bindings, walk
+from fhir_server.core.validation.base.primitive_quick import quick_check
+from fhir_server.core.validation.base.primitives import check_primitive
+from fhir_server.core.validation.base.schema import (
+    BACKBONE,
+    COMPLEX,
+    PRIMITIVE,
+    NodeSchema,
+    node_schema,
+    resource_schema,
+)
+from fhir_server.core.validation.base.walk_plan import Step, prop_invariants, steps
 from tests.json_mutation import mutants, spots
 
 DATA = Path(__file__).resolve().parent / "data" / "referral-bundle.json"
@@ -217,7 +225,7 @@ def test_walk_with_steps_reports_what_the_general_walk_reports(source: Path, mon
     general = [_issues(r) for r in inputs]
     assert fast == general
     assert sum(map(len, fast)) > 250, "the mutants should break some rules"
-    assert base.check_base(doc).issues == []
+    assert walk.check_base(doc).issues == []
 
 
 # -- native invariants rewritten as loops ---------------------------------------------------------
@@ -244,7 +252,7 @@ _FORMER = {
 
 @pytest.mark.parametrize("key", sorted(_FORMER))
 def test_native_invariants_keep_their_verdicts(key: str) -> None:
-    from fhir_server.core.validation.invariants import NATIVE
+    from fhir_server.core.validation.base.invariants import NATIVE
 
     rng = random.Random(key)
     parts = ["search", "request", "response", "resource", "name", "telecom", "address", "organization", "x"]
@@ -261,7 +269,7 @@ def test_native_invariants_keep_their_verdicts(key: str) -> None:
 
 
 def test_period_order_is_judged_as_before() -> None:
-    from fhir_server.core.validation.invariants import NATIVE
+    from fhir_server.core.validation.base.invariants import NATIVE
 
     cases = [
         ("2024-01-01T10:00:00+01:00", "2024-01-01T09:30:00Z", True),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from fhir_server.core.validation import SKIPPED, validate_resource
-from fhir_server.core.validation.invariants import invariant
+from fhir_server.core.validation.base.invariants import invariant
 
 
 def found(resource: dict) -> list[tuple[str | None, str, str | None]]:

@@ -9,7 +9,7 @@ import pytest
 
 from fhir_server.core import jsonio
 from fhir_server.core.validation import validate_resource
-from fhir_server.core.validation.structure import check_structure, loc_to_path, path_to_loc
+from fhir_server.core.validation.base.structure import check_structure, loc_to_path, path_to_loc
 
 BUNDLE_FILE = Path(__file__).resolve().parent / "data" / "referral-bundle.json"
 

@@ -3,7 +3,7 @@
 * ``A.where(B = 'x' or B = 'y' ...).exists()`` (hub-pat-1, hub-org-1, hub-sr-1);
 * ``A.where(B.extension('url').exists()).exists()`` (hub-pat-2).
 
-Each gives exactly what the general fast evaluator of ``profile_fhirpath.py`` gives for the same
+Each gives exactly what the general fast evaluator of ``fhirpath.py`` gives for the same
 expression (the same member lookup, choice and ``_x`` handling included), in one Python function
 instead of a tree of closures, several times faster. In the first shape nothing can raise, so the
 search stops at the first match; in the second, every extension list is iterated as the general
@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .profile_fhirpath import Prim, Unsupported, _members, _plain, _tokens
+from .fhirpath import Prim, Unsupported, _members, _plain, _tokens
 
 _KEYWORDS = frozenset({"or", "and", "xor", "implies", "in", "contains", "true", "false"})
 

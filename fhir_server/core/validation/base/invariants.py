@@ -6,7 +6,7 @@ elements present in the instance; a leading ``X.empty() or ...`` / ``X.exists() 
 skips the evaluation when ``X`` is absent. Expressions fhirpathpy cannot compile or evaluate are
 skipped and listed in :data:`SKIPPED` (our engine's limits never reject a resource).
 
-ele-1, ext-1, dom-2..dom-5 and ref-1 are checked while walking the JSON (``base.py``), not here.
+ele-1, ext-1, dom-2..dom-5 and ref-1 are checked while walking the JSON (``walk.py``), not here.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 For every allowed JSON property: the yes/no check of a primitive (``primitive_quick.py``), the
 schema of a nested object, the invariants of the element and its data type, and whether the data
 type has checks of its own (Reference targets, ext-1, required bindings of Coding and
-CodeableConcept). ``base.py`` looks these up per key instead of recomputing them per value.
+CodeableConcept). ``walk.py`` looks these up per key instead of recomputing them per value.
 """
 
 from __future__ import annotations

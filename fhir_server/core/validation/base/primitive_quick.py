@@ -1,6 +1,6 @@
 """Yes/no forms of the primitive checks, for the walk's happy path (no path string, no Issue built).
 
-``quick_check(prop)(value)`` is True only when the full check of a primitive value in ``base.py``
+``quick_check(prop)(value)`` is True only when the full check of a primitive value in ``walk.py``
 would do nothing: :func:`primitives.check_primitive` returns None, a ``code`` under a required
 binding is in the value set (or the expansion is incomplete), and a uri/url/canonical does not start
 with ``#`` (those are remembered for dom-3). When it is False the walk runs the full check, which
@@ -24,7 +24,7 @@ Quick = Callable[[object], bool]
 
 _NUMBER_TYPES = (int, Decimal, float)
 _MEMO_LIMIT = 512  # per check: good values remembered (the check is a pure function of the value)
-_LOCAL_REF_TYPES = frozenset({"uri", "url", "canonical"})  # a '#id' value counts for dom-3 (base.py)
+_LOCAL_REF_TYPES = frozenset({"uri", "url", "canonical"})  # a '#id' value counts for dom-3 (walk.py)
 
 
 def plain_string(value: object) -> bool:

@@ -19,9 +19,10 @@ from fhirpathpy.models import models
 
 from fhir_server.core.conformance.definitions import r4
 from fhir_server.core.conformance.packages import ConformanceRegistry
-from fhir_server.core.validation.profile_fhirpath import Unsupported, compile_fast
-from fhir_server.core.validation.profile_fhirpath_shapes import compile_shape
-from fhir_server.core.validation.snapshot import _split_id
+
+from .fhirpath import Unsupported, compile_fast
+from .fhirpath_shapes import compile_shape
+from .snapshot import _split_id
 
 UNBOUNDED = 10**9
 _FHIR_MODEL = models["r4"]
@@ -68,9 +69,9 @@ class Node:
     check_min: bool = True  # False when the core definition already demands this minimum
     check_max: bool = True
     check_targets: bool = True
-    by_key: dict[str, Node] | None = None  # built on first use by the validator (profile_plan.py)
+    by_key: dict[str, Node] | None = None  # built on first use by the validator (plan.py)
     must_check: list[Node] = field(default_factory=list)
-    inert: bool | None = None  # nothing to check here or below (profile_plan.py), worked out on first use
+    inert: bool | None = None  # nothing to check here or below (plan.py), worked out on first use
     is_choice: bool = field(init=False)  # a choice element (``value[x]``): from ``name``, set once
     profiles_of_types: list[str] | None = None  # type_profiles(), worked out on first use
 

@@ -10,7 +10,7 @@ issues are the same; only the walk over inert parts is saved.
 
 from __future__ import annotations
 
-from .profile_model import UNBOUNDED, Node
+from .model import UNBOUNDED, Node
 
 
 def is_inert(node: Node) -> bool:
