@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 
 from fhir.resources.R4B.bundle import Bundle  # noqa: E402
 
-from fhir_server.components import Server, build_server, start_wal_checkpointer  # noqa: E402
+from fhir_server.components import Components, build_server, start_workers  # noqa: E402
 from fhir_server.config import load_settings  # noqa: E402
 from fhir_server.core import jsonio  # noqa: E402
 from fhir_server.core.bundles.transaction import BundleProcessor  # noqa: E402
@@ -81,18 +81,18 @@ class Bundles:
         return bundle
 
 
-def build(db_path: Path) -> Server:
+def build(db_path: Path) -> Components:
     """The server as ``fhir-server serve`` prepares it: IG packages loaded, data folders stored."""
     ig = [str(SHARED / name) for name in ("no-basis", "helsenorge-fhir") if (SHARED / name).is_dir()]
     settings = load_settings(database_url=f"sqlite:///{db_path}", ig_paths=ig, delivery_worker=False)
     server = build_server(settings)
-    start_wal_checkpointer(server)  # as every server process runs one
+    start_workers(server, delivery=False)  # the WAL checkpointer, as every server process runs one
     seed(server.service)
     seed_conformance(server.service, server.conformance)
     return server
 
 
-def scenarios(server: Server, bundles: Bundles) -> dict[str, tuple[Callable[[], object], Callable[[], object]]]:
+def scenarios(server: Components, bundles: Bundles) -> dict[str, tuple[Callable[[], object], Callable[[], object]]]:
     """Each scenario: (prepare the input, not timed) and (the timed call on that input)."""
     held: dict[str, object] = {}
     processor = BundleProcessor(server.service, server.settings.max_bundle_entries)
@@ -113,7 +113,7 @@ def scenarios(server: Server, bundles: Bundles) -> dict[str, tuple[Callable[[], 
             keep("b", bundles.transaction),
             lambda: BundleProcessor(server.service, server.settings.max_bundle_entries).process(held["b"]),
         ),
-        "c": (keep("c", bundles.referral), lambda: server.intake.submit(held["c"])),  # type: ignore[union-attr, arg-type]
+        "c": (keep("c", bundles.referral), lambda: server.intake.submit(held["c"])),  # type: ignore[arg-type]
         "v": (keep("v", bundles.transaction), lambda: server.service.validate(held["v"])),
         "s": (keep("s", lambda: processor._parse_entries(bundles.transaction()["entry"])[0]), store_only),
     }

@@ -1,14 +1,14 @@
-"""Wiring of the server's parts (no Flask): database, store, search, validation, domain data."""
+"""The composition root (no Flask): database, store, search, validation, domain data, built whole;
+and the process's background workers, started explicitly by whoever runs the process."""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fhir_server.config import Settings
-from fhir_server.core.capabilities import OperationInfo
 from fhir_server.core.indexing.parameters import SearchRegistry
 from fhir_server.core.interactions import FhirService, Validator
 from fhir_server.core.issues import Issue
@@ -21,15 +21,16 @@ if TYPE_CHECKING:
     from fhir_server.core.storage.wal_checkpoint import WalCheckpointer
     from fhir_server.core.terminology import Terminology
     from fhir_server.core.validation.profile.validator import ProfileValidator
+    from fhir_server.domain.delivery.outbox import DeliveryWorker
     from fhir_server.domain.pathways import PathwayCatalog
     from fhir_server.domain.referral.intake import IntakePipeline
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class Server:
-    """Everything a request handler needs, built once per process."""
+@dataclass(frozen=True)
+class Components:
+    """Everything a request handler needs, built whole once per process (no Flask, no threads)."""
 
     settings: Settings
     db: Database
@@ -38,14 +39,12 @@ class Server:
     service: FhirService
     conformance: ConformanceRegistry
     profiles: ProfileValidator
+    validators: list[Validator]
+    #: the loaded resource profiles by resource type, for the CapabilityStatement
+    profiles_by_type: dict[str, list[str]]
     pathways: PathwayCatalog
-    validators: list[Validator] = field(default_factory=list)
-    operations: list[OperationInfo] = field(default_factory=list)
-    profiles_by_type: dict[str, list[str]] = field(default_factory=dict)
-    security: dict | None = None
-    intake: IntakePipeline | None = None
-    terminology: Terminology | None = None
-    checkpointer: WalCheckpointer | None = None
+    intake: IntakePipeline
+    terminology: Terminology
 
     def validate_with_profiles(self, resource: dict, profiles: list[str]) -> list[Issue]:
         """Base validation plus the resource's profile claims and the requested profiles ($validate)."""
@@ -53,6 +52,22 @@ class Server:
         if profiles:
             issues += self.profiles.validate(resource, [p for p in profiles if p not in _claims(resource)])
         return issues
+
+
+@dataclass
+class Workers:
+    """The process's background threads, started explicitly by the app factory or the CLI."""
+
+    #: SQLite's checkpoint thread (None on PostgreSQL)
+    checkpointer: WalCheckpointer | None
+    #: the outbox delivery thread (None when the settings turn it off)
+    delivery: DeliveryWorker | None
+
+    def stop(self) -> None:
+        if self.delivery is not None:
+            self.delivery.stop()
+        if self.checkpointer is not None:
+            self.checkpointer.stop()
 
 
 def _claims(resource: dict) -> list[str]:
@@ -111,11 +126,14 @@ def build_validators(settings: Settings, profiles: ProfileValidator) -> list[Val
     return [validate_resource, identifiers, claimed_profiles]
 
 
-def build_server(settings: Settings) -> Server:
+def build_server(settings: Settings) -> Components:
+    """Every part, built in order and then put together in one go (no thread is started here)."""
     from fhir_server.core.validation.profile.validator import ProfileValidator
     from fhir_server.domain.pathways import PathwayCatalog
     from fhir_server.domain.referral.intake import IntakePipeline
     from fhir_server.domain.referral.policy import ReferralWritePolicy
+    from fhir_server.domain.routing.region_access import region_follows_task_owner
+    from fhir_server.domain.routing.tables import default_tables
 
     db = open_database(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
     registry = build_search_registry()
@@ -125,40 +143,52 @@ def build_server(settings: Settings) -> Server:
     profiles = ProfileValidator(conformance, unknown_claim_severity="warning")
     validators = build_validators(settings, profiles)
     service = FhirService(store, validators, base_url=settings.base_url or "")
-    server = Server(
-        settings,
-        db,
-        registry,
-        store,
-        service,
-        conformance,
-        profiles,
-        PathwayCatalog.load(data_folder("pathways")),
-        validators,
+    pathways = PathwayCatalog.load(data_folder("pathways"))
+    tables = default_tables()
+    store.write_hooks.append(region_follows_task_owner(tables))
+    intake = IntakePipeline(service, pathways, tables)
+    service.register_policy(ReferralWritePolicy(intake))  # every referral write, on every door
+    components = Components(
+        settings=settings,
+        db=db,
+        registry=registry,
+        store=store,
+        service=service,
+        conformance=conformance,
+        profiles=profiles,
+        validators=validators,
+        profiles_by_type=supported_profiles(conformance),
+        pathways=pathways,
+        intake=intake,
+        terminology=build_terminology(conformance, service),
     )
-    server.profiles_by_type = supported_profiles(conformance)
-    from fhir_server.domain.routing.tables import default_tables
-
-    server.intake = IntakePipeline(service, server.pathways, default_tables())
-    service.register_policy(ReferralWritePolicy(server.intake))  # every referral write, on every door
-    from fhir_server.domain.routing.region_access import region_follows_task_owner
-
-    store.write_hooks.append(region_follows_task_owner(default_tables()))
-    server.terminology = build_terminology(conformance, service)
     log.info("server ready on %s (%s)", settings.database_url.split("@")[-1], db.dialect)
-    return server
+    return components
 
 
-def start_wal_checkpointer(server: Server) -> WalCheckpointer | None:
-    """SQLite: the process's background checkpoint thread (no commit has to copy the log back);
-    None on PostgreSQL."""
+def start_workers(components: Components, *, delivery: bool) -> Workers:
+    """Start the process's background threads: SQLite's WAL checkpointer (none on PostgreSQL) and,
+    when ``delivery``, one outbox delivery thread (several processes share the work safely)."""
     from fhir_server.core.storage.wal_checkpoint import WalCheckpointer
+    from fhir_server.domain.delivery.outbox import DeliverySettings, DeliveryWorker
 
-    if server.db.sqlite_path is None:
-        return None
-    server.checkpointer = WalCheckpointer(server.db.sqlite_path)
-    server.checkpointer.start()
-    return server.checkpointer
+    checkpointer = None
+    if components.db.sqlite_path is not None:  # no commit has to copy the log back
+        checkpointer = WalCheckpointer(components.db.sqlite_path)
+        checkpointer.start()
+    worker = None
+    if delivery:
+        settings = components.settings
+        worker = DeliveryWorker(
+            components.service,
+            DeliverySettings(
+                poll_seconds=settings.outbox_poll_seconds,
+                backoff_seconds=settings.outbox_backoff_seconds,
+                max_attempts=settings.outbox_max_attempts,
+            ),
+        )
+        worker.start()
+    return Workers(checkpointer, worker)
 
 
 def build_terminology(conformance: ConformanceRegistry, service: FhirService) -> Terminology:

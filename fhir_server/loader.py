@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from fhir_server.components import build_server, start_wal_checkpointer
+from fhir_server.components import build_server, start_workers
 from fhir_server.config import Settings
 from fhir_server.core import jsonio
 from fhir_server.core.bundles.transaction import BundleProcessor
@@ -59,7 +59,7 @@ def load_paths(paths: list[Path], settings: Settings, *, progress: bool = True) 
     from fhir_server.api.formats import xml_to_json
 
     server = build_server(settings)
-    start_wal_checkpointer(server)
+    workers = start_workers(server, delivery=False)
     processor = BundleProcessor(server.service, max_entries=100_000)
     summary = LoadSummary()
     files = _files(paths)
@@ -85,7 +85,6 @@ def load_paths(paths: list[Path], settings: Settings, *, progress: bool = True) 
                 rtype = location.split("/")[0]
                 summary.by_type[rtype] = summary.by_type.get(rtype, 0) + 1
                 summary.loaded += 1
-    if server.checkpointer is not None:
-        server.checkpointer.stop()
+    workers.stop()
     server.db.dispose()
     return summary

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 
 from fhir_server.api.formats import SECURITY_HEADERS
 from fhir_server.api.rest import http_date
-from fhir_server.components import Server
+from fhir_server.components import Components
 from fhir_server.core.interactions import ID_PATTERN_CHARS
 from fhir_server.core.issues import FhirError
 from fhir_server.core.resource_types import STORABLE_TYPES
@@ -32,7 +32,7 @@ WsgiApp = Callable[[dict, Callable], Iterable[bytes]]
 class FastRead:
     """WSGI middleware: serves plain reads by id, delegates the rest."""
 
-    def __init__(self, app: WsgiApp, server: Server, gate: SecurityGate, base_path: str) -> None:
+    def __init__(self, app: WsgiApp, server: Components, gate: SecurityGate, base_path: str) -> None:
         self.app = app
         self.server = server
         self.gate = gate

@@ -11,7 +11,7 @@ from flask import Blueprint, Response, current_app, request
 
 from fhir_server.api import security_edge
 from fhir_server.api.formats import JSON_PATCH, fhir_response, negotiate, parse_body, request_format
-from fhir_server.components import Server
+from fhir_server.components import Components
 from fhir_server.core import jsonio
 from fhir_server.core.bundles import responses as bundles
 from fhir_server.core.interactions import WriteResult, check_id
@@ -26,7 +26,7 @@ bp = Blueprint("rest", __name__)
 # -- helpers --------------------------------------------------------------------------------
 
 
-def server() -> Server:
+def server() -> Components:
     return current_app.extensions["fhir"]
 
 

@@ -78,6 +78,28 @@ def test_conformance_resources_are_served(fhir):
     assert {"validate", "suggest-pathway"} <= {o["name"] for o in service_request["operation"]}
 
 
+def test_own_operation_definitions_in_metadata_resolve(fhir):
+    """Every OperationDefinition the CapabilityStatement names under the project's canonical base is served,
+    and says what the statement says (code, where it applies); HL7's own resolve at hl7.org."""
+    api = Fhir(fhir)
+    rest = api.get("metadata").json()["rest"][0]
+    declared = [(None, op) for op in rest.get("operation", [])]
+    declared += [(r["type"], op) for r in rest["resource"] for op in r.get("operation", [])]
+    own = [(rtype, op) for rtype, op in declared if op["definition"].startswith("https://fhir.referral-hub.no/")]
+    assert {op["name"] for _, op in own} == {"suggest-pathway", "milestones", "referral-form"}
+    for rtype, op in own:
+        found = api.search(f"OperationDefinition?url={op['definition']}")
+        assert found["total"] == 1, op["definition"]
+        definition = found["entry"][0]["resource"]
+        assert definition["code"] == op["name"] and definition["status"] == "active"
+        if rtype is None:
+            assert definition["system"] is True
+        else:
+            assert rtype in definition["resource"] and (definition["type"] or definition["instance"])
+        read = api.get(f"OperationDefinition/{definition['id']}")
+        assert read.status_code == 200 and read.json()["url"] == op["definition"]
+
+
 def _referral(api: Fhir, unique: str, code: str, birth: str) -> tuple[str, str]:
     bundle = referral_bundle()
     bundle["entry"][0]["resource"]["birthDate"] = birth

@@ -110,7 +110,7 @@ def process_message(call: OperationCall) -> Response:
             if isinstance(e.get("resource"), dict)
         ],
     }
-    result = server().intake.submit(transaction, action=action)  # type: ignore[union-attr]
+    result = server().intake.submit(transaction, action=action)
     return intake_response(result, header.get("id"), event)
 
 
@@ -152,6 +152,6 @@ def _submit_mapped(mapped: MappedReferral) -> IntakeResult:
     """A referral mapped from another format through the intake; 422 with the mapping's issues if it failed."""
     if has_errors(mapped.issues) or not mapped.bundle:
         raise FhirError(422, mapped.issues)
-    result = server().intake.submit(mapped.bundle, action=mapped.action or "create")  # type: ignore[union-attr]
+    result = server().intake.submit(mapped.bundle, action=mapped.action or "create")
     result.issues = [*mapped.issues, *result.issues]
     return result

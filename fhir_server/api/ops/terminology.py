@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from flask import Response
 
-from fhir_server.api.ops.registry import BASE_DEFINITION, OperationCall, _read_json, operation, resource_response
+from fhir_server.api.ops.common import read_resource, resource_response
+from fhir_server.api.ops.registry import BASE_DEFINITION, OperationCall, operation
 from fhir_server.api.rest import server
 from fhir_server.core import terminology
 from fhir_server.core.indexing.values import now_instant
@@ -36,7 +37,7 @@ def _required_value(value: object, name: str) -> str:
 
 def _value_set(call: OperationCall) -> dict:
     if call.resource_id:
-        return _read_json(f"ValueSet/{call.resource_id}", "ValueSet")
+        return read_resource(f"ValueSet/{call.resource_id}", "ValueSet")
     inline = call.first("valueSet")
     if isinstance(inline, dict):
         return inline
@@ -76,7 +77,7 @@ def _int(call: OperationCall, name: str) -> int | None:
 )
 def lookup(call: OperationCall) -> Response:
     if call.resource_id:
-        system = _read_json(f"CodeSystem/{call.resource_id}", "CodeSystem").get("url", "")
+        system = read_resource(f"CodeSystem/{call.resource_id}", "CodeSystem").get("url", "")
         code = _required(call, "code")
     else:
         found_system, code = _coding(call)
@@ -139,7 +140,7 @@ def validate_code(call: OperationCall) -> Response:
 )
 def translate(call: OperationCall) -> Response:
     if call.resource_id:
-        maps = [_read_json(f"ConceptMap/{call.resource_id}", "ConceptMap")]
+        maps = [read_resource(f"ConceptMap/{call.resource_id}", "ConceptMap")]
     else:
         url = call.text("url")
         maps = [m for m in server().terminology.concept_maps() if not url or m.get("url") == url]
