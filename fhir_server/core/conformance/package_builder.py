@@ -51,9 +51,14 @@ def _index_entry(filename: str, resource: dict) -> dict:
 
 
 def build_package(out: Path, version: str = "0.1.0", folders: list[Path] | None = None) -> BuiltPackage:
-    """Write the package to ``out`` (a .tgz) and return where it is and how many resources it holds."""
+    """Write the package to ``out`` (a .tgz) and return where it is and how many resources it holds.
+
+    Raises FileNotFoundError when the folders hold no conformance resource (a package of nothing is an error).
+    """
     folders = folders or data_folders()
     resources = [r for r in read_data_resources(folders) if r["resourceType"] in PACKAGE_TYPES]
+    if not resources:
+        raise FileNotFoundError(f"no conformance resources in {', '.join(map(str, folders))}: nothing to package")
     manifest = {
         "name": PACKAGE_NAME,
         "version": version,
