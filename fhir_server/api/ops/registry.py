@@ -18,12 +18,12 @@ from fhir_server.core import jsonio
 from fhir_server.core.capabilities import OperationInfo
 from fhir_server.core.interactions import check_id, check_type
 from fhir_server.core.issues import FhirError, Issue, operation_outcome
+from fhir_server.naming import operation_definition
 from fhir_server.security.policy import Need
 
 bp = Blueprint("operations", __name__)
 
 BASE_DEFINITION = "http://hl7.org/fhir/OperationDefinition/"
-OUR_DEFINITION = "https://fhir.referral-hub.no/OperationDefinition/"
 
 
 @dataclass
@@ -236,7 +236,7 @@ def received_date(service_request: dict) -> date:
 
 @operation(
     "suggest-pathway",
-    OUR_DEFINITION + "ServiceRequest-suggest-pathway",
+    operation_definition("ServiceRequest-suggest-pathway"),
     ("ServiceRequest",),
     ("instance",),
     requires=(Need("ServiceRequest", "r"),),
@@ -322,7 +322,7 @@ def apply(call: OperationCall) -> Response:
 
 @operation(
     "milestones",
-    OUR_DEFINITION + "CarePlan-milestones",
+    operation_definition("CarePlan-milestones"),
     ("CarePlan",),
     ("instance",),
     requires=(Need("CarePlan", "r"),),

@@ -19,6 +19,7 @@ from fhir_server.core import jsonio
 from fhir_server.core.conformance.seed import read_data_resources
 from fhir_server.core.resource_types import FHIR_VERSION
 from fhir_server.data import data_folders
+from fhir_server.naming import BASE
 
 PACKAGE_NAME = "no.referral-hub.fhir"
 PACKAGE_TYPES = frozenset(
@@ -68,7 +69,7 @@ def build_package(out: Path, version: str = "0.1.0", folders: list[Path] | None 
         "type": "fhir.ig",
         "license": "CC0-1.0",
         "author": "Norwegian Referral Hub project",
-        "canonical": "https://fhir.referral-hub.no",
+        "canonical": BASE,
         "dependencies": {"hl7.fhir.r4.core": "4.0.1", "hl7.fhir.no.basis": "2.2.2"},
     }
     files: dict[str, bytes] = {"package/package.json": json.dumps(manifest, indent=2).encode()}
