@@ -8,9 +8,19 @@ import os
 import sys
 from pathlib import Path
 
-from fhir_server.config import load_settings
+from fhir_server.config import Settings, load_settings
 
 log = logging.getLogger("fhir_server.cli")
+
+
+def _data_folders(settings: Settings) -> list[Path]:
+    """The data folders the settings name; exits with a clear message when one is missing."""
+    from fhir_server.data import require_data_folders
+
+    try:
+        return require_data_folders(settings.data_dir)
+    except FileNotFoundError as error:
+        raise SystemExit(f"fhir-server: {error}") from error
 
 
 def _make_sqlite_directory(database_url: str) -> None:
@@ -41,14 +51,14 @@ def _serve(args: argparse.Namespace) -> int:
     from fhir_server.security.gate import describe_mode, require_trusted_issuer
 
     require_trusted_issuer(settings)  # production mode does not start without an issuer and its keys
+    folders = _data_folders(settings)
     _make_sqlite_directory(settings.database_url)
     # create/upgrade the schema and load the data folders once, before the workers start
     from fhir_server.components import build_server
     from fhir_server.core.conformance.seed import seed, seed_conformance
-    from fhir_server.data import require_data_folders
 
     prepared = build_server(settings)
-    report = seed(prepared.service, require_data_folders(settings.data_dir))
+    report = seed(prepared.service, folders)
     packages = seed_conformance(prepared.service, prepared.conformance)
     report.written += packages.written
     report.unchanged += packages.unchanged
@@ -98,6 +108,7 @@ def _load(args: argparse.Namespace) -> int:
     from fhir_server.loader import load_paths
 
     settings = load_settings(args.config, database_url=args.database_url, data_dir=args.data_dir)
+    _data_folders(settings)
     _make_sqlite_directory(settings.database_url)
     summary = load_paths([Path(p) for p in args.paths], settings, progress=not args.quiet)
     print(summary.report())
@@ -126,14 +137,12 @@ def _token(args: argparse.Namespace) -> int:
 
 def _package(args: argparse.Namespace) -> int:
     from fhir_server.core.conformance.package_builder import build_package
-    from fhir_server.data import data_folders
 
     settings = load_settings(args.config, data_dir=args.data_dir)
     try:
-        built = build_package(Path(args.out), version=args.version, folders=data_folders(settings.data_dir))
+        built = build_package(Path(args.out), version=args.version, folders=_data_folders(settings))
     except FileNotFoundError as error:
-        print(f"fhir-server package: {error}", file=sys.stderr)
-        return 1
+        raise SystemExit(f"fhir-server: {error}") from error
     print(f"wrote {built.path} with {built.files} resources")
     return 0
 
