@@ -24,7 +24,8 @@ from fhir_server.core.conformance.seed import read_data_resources
 from fhir_server.data import DATA_FOLDERS
 from tests.conftest import ADMIN_ORG, ADMIN_SCOPES, ROOT, free_port
 
-pytestmark = pytest.mark.wheel
+#: One wheel build per run: under xdist, ``--dist loadgroup`` keeps the module's tests on one worker.
+pytestmark = [pytest.mark.wheel, pytest.mark.xdist_group("wheel")]
 
 #: What the wheel is built from (a clean copy: no build/ or egg-info of an earlier build, no tests).
 SOURCES = ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md", "fhir_server", "conformance_tests", *DATA_FOLDERS)
