@@ -8,9 +8,29 @@ import os
 import sys
 from pathlib import Path
 
-from fhir_server.config import load_settings
+from fhir_server.config import Settings, load_settings
 
 log = logging.getLogger("fhir_server.cli")
+
+
+def _data_folders(settings: Settings) -> list[Path]:
+    """The data folders the settings name; exits with a clear message when one is missing."""
+    from fhir_server.data import require_data_folders
+
+    try:
+        return require_data_folders(settings.data_dir)
+    except FileNotFoundError as error:
+        raise SystemExit(f"fhir-server: {error}") from error
+
+
+def _make_sqlite_directory(database_url: str) -> None:
+    """A SQLite database file's directory (e.g. the per-user one) is created; SQLite does not."""
+    from sqlalchemy.engine import make_url
+
+    if database_url.startswith("sqlite"):
+        path = make_url(database_url).database
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -26,18 +46,19 @@ def _serve(args: argparse.Namespace) -> int:
         base_url=args.base_url,
         test_mode=True if args.test_mode else None,
         auth_mode="development" if args.dev else None,
+        data_dir=args.data_dir,
     )
     from fhir_server.security.gate import describe_mode, require_trusted_issuer
 
     require_trusted_issuer(settings)  # production mode does not start without an issuer and its keys
-    if settings.database_url.startswith("sqlite:///") and not settings.database_url.startswith("sqlite:////"):
-        Path(settings.database_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    folders = _data_folders(settings)
+    _make_sqlite_directory(settings.database_url)
     # create/upgrade the schema and load the data folders once, before the workers start
     from fhir_server.components import build_server
     from fhir_server.core.conformance.seed import seed, seed_conformance
 
     prepared = build_server(settings)
-    report = seed(prepared.service)
+    report = seed(prepared.service, folders)
     packages = seed_conformance(prepared.service, prepared.conformance)
     report.written += packages.written
     report.unchanged += packages.unchanged
@@ -86,7 +107,9 @@ def _serve(args: argparse.Namespace) -> int:
 def _load(args: argparse.Namespace) -> int:
     from fhir_server.loader import load_paths
 
-    settings = load_settings(args.config, database_url=args.database_url)
+    settings = load_settings(args.config, database_url=args.database_url, data_dir=args.data_dir)
+    _data_folders(settings)
+    _make_sqlite_directory(settings.database_url)
     summary = load_paths([Path(p) for p in args.paths], settings, progress=not args.quiet)
     print(summary.report())
     return 0 if summary.refused == 0 else 1
@@ -115,9 +138,16 @@ def _token(args: argparse.Namespace) -> int:
 def _package(args: argparse.Namespace) -> int:
     from fhir_server.core.conformance.package_builder import build_package
 
-    built = build_package(Path(args.out), version=args.version)
+    settings = load_settings(args.config, data_dir=args.data_dir)
+    try:
+        built = build_package(Path(args.out), version=args.version, folders=_data_folders(settings))
+    except FileNotFoundError as error:
+        raise SystemExit(f"fhir-server: {error}") from error
     print(f"wrote {built.path} with {built.files} resources")
     return 0
+
+
+DATA_DIR_HELP = "a directory with profiles/, terminology/, mappings/, pathways/ (default: the shipped data)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -137,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--dev", action="store_true", help="development mode: trust the local test issuer (`fhir-server token`)"
     )
+    serve.add_argument("--data-dir", help=DATA_DIR_HELP)
     serve.set_defaults(func=_serve)
 
     token = sub.add_parser("token", help="mint a development-mode access token (HelseID-style claims)")
@@ -147,18 +178,20 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--client-name")
     token.add_argument("--audience", help="default: the configured audience (referral-hub)")
     token.add_argument("--lifetime", type=int, default=3600, help="seconds (default 3600)")
-    token.add_argument("--key", help="the development key file (default data/dev-issuer-key.json)")
+    token.add_argument("--key", help="the development key file (default: the configured dev_key_path)")
     token.set_defaults(func=_token)
 
     load = sub.add_parser("load", help="bulk-load Bundles or resources (files or folders) as transactions")
     load.add_argument("paths", nargs="+", help="JSON or XML files, or folders of them")
     load.add_argument("--database-url", help="the database to load into")
     load.add_argument("--quiet", action="store_true", help="no progress bar")
+    load.add_argument("--data-dir", help=DATA_DIR_HELP)
     load.set_defaults(func=_load)
 
     package = sub.add_parser("package", help="build a FHIR package (.tgz) of the project's conformance resources")
     package.add_argument("--out", default="dist/no.referral-hub.fhir.tgz")
     package.add_argument("--version", default="0.1.0")
+    package.add_argument("--data-dir", help=DATA_DIR_HELP)
     package.set_defaults(func=_package)
     return parser
 

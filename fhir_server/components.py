@@ -14,7 +14,7 @@ from fhir_server.core.interactions import FhirService, Validator
 from fhir_server.core.issues import Issue
 from fhir_server.core.storage.db import Database, open_database
 from fhir_server.core.storage.store import Store
-from fhir_server.data import data_folder
+from fhir_server.data import data_folder, data_folders, require_data_folders
 
 if TYPE_CHECKING:
     from fhir_server.core.conformance.packages import ConformanceRegistry
@@ -85,28 +85,29 @@ def _claims_anywhere(resource: dict) -> bool:
     )
 
 
-def build_search_registry() -> SearchRegistry:
+def build_search_registry(folders: list[Path] | None = None) -> SearchRegistry:
     """The R4 search parameters plus the project's own (SearchParameter resources in the data folders)."""
     from fhir_server.core.conformance.definitions import r4
     from fhir_server.core.conformance.seed import read_data_resources
-    from fhir_server.data import data_folders
 
-    own = [r for r in read_data_resources(data_folders()) if r["resourceType"] == "SearchParameter"]
+    own = [r for r in read_data_resources(folders or data_folders()) if r["resourceType"] == "SearchParameter"]
     return SearchRegistry([*r4().search_parameter_resources, *own])
 
 
 def build_conformance(settings: Settings) -> ConformanceRegistry:
-    """Profiles, extensions and terminology: loaded IG packages, then the project's own folders."""
-    from fhir_server.core.conformance.packages import ConformanceRegistry, load_project_profiles
+    """Profiles, extensions and terminology: loaded IG packages, then the project's own folders
+    (``settings.data_dir``, else the shipped data), with the profiles folder's suppressions."""
+    from fhir_server.core.conformance.packages import ConformanceRegistry, Suppressions, load_project_profiles
 
-    registry = ConformanceRegistry()
+    profiles = data_folder("profiles", settings.data_dir)
+    registry = ConformanceRegistry(suppressions=Suppressions.load(profiles / "suppressions.json"))
     for path in settings.ig_paths:
         target = Path(path)
         problems = registry.load_package(target) if target.suffix == ".tgz" else registry.load_folder(target)
         log.info("loaded conformance resources from %s (%s problems)", target, len(problems))
     for folder in ("terminology", "mappings", "pathways"):
-        registry.load_folder(data_folder(folder))
-    load_project_profiles(registry, canonical_base=settings.canonical_base)
+        registry.load_folder(data_folder(folder, settings.data_dir))
+    load_project_profiles(registry, profiles)
     return registry
 
 
@@ -133,18 +134,20 @@ def build_server(settings: Settings) -> Components:
     from fhir_server.domain.referral.intake import IntakePipeline
     from fhir_server.domain.referral.policy import ReferralWritePolicy
     from fhir_server.domain.routing.region_access import region_follows_task_owner
-    from fhir_server.domain.routing.tables import default_tables
+    from fhir_server.domain.routing.tables import RoutingTables
 
+    folders = require_data_folders(settings.data_dir)  # a misconfigured data_dir stops the start here
     db = open_database(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
-    registry = build_search_registry()
+    registry = build_search_registry(folders)
     store = Store(db, registry)
     conformance = build_conformance(settings)
     # an unknown profile claimed in meta.profile is a warning on write; asked for in $validate, an error
     profiles = ProfileValidator(conformance, unknown_claim_severity="warning")
     validators = build_validators(settings, profiles)
     service = FhirService(store, validators, base_url=settings.base_url or "")
-    pathways = PathwayCatalog.load(data_folder("pathways"))
-    tables = default_tables()
+    data_dir = settings.data_dir
+    pathways = PathwayCatalog.load(data_folder("pathways", data_dir))
+    tables = RoutingTables.load(data_folder("terminology", data_dir), data_folder("mappings", data_dir))
     store.write_hooks.append(region_follows_task_owner(tables))
     intake = IntakePipeline(service, pathways, tables)
     service.register_policy(ReferralWritePolicy(intake))  # every referral write, on every door

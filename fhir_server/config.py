@@ -13,15 +13,40 @@ from pathlib import Path
 from marshmallow import Schema, ValidationError, validate
 from marshmallow import fields as mfields
 
-DEFAULT_DATABASE_URL = "sqlite:///data/fhir.sqlite3"
 ENV_PREFIX = "FHIR_SERVER_"
+#: The per-user directory's name under ``$XDG_DATA_HOME`` (or ``~/.local/share``).
+USER_DIR_NAME = "fhir-referral-hub"
+
+
+def user_home() -> Path:
+    """The per-user directory of the default SQLite database and the development key.
+
+    ``$FHIR_SERVER_HOME`` if set, else ``$XDG_DATA_HOME/fhir-referral-hub``, else
+    ``~/.local/share/fhir-referral-hub``: the same wherever ``serve`` and ``token`` are run.
+    """
+    home = os.environ.get(ENV_PREFIX + "HOME")
+    if home:
+        return Path(home).expanduser()
+    xdg = os.environ.get("XDG_DATA_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".local" / "share") / USER_DIR_NAME
+
+
+def default_database_url() -> str:
+    """The default database: a SQLite file in :func:`user_home`."""
+    return f"sqlite:///{user_home() / 'fhir.sqlite3'}"
+
+
+def default_dev_key_path() -> str:
+    """Development mode's default signing key file, in :func:`user_home`."""
+    return str(user_home() / "dev-issuer-key.json")
 
 
 @dataclass
 class Settings:
     """Everything the application factory needs."""
 
-    database_url: str = DEFAULT_DATABASE_URL
+    #: Default: a SQLite file in the per-user directory (:func:`user_home`).
+    database_url: str = field(default_factory=default_database_url)
     #: The externally visible base URL (fullUrl, Location, links); by default taken from the request.
     base_url: str | None = None
     #: Mount point of the FHIR API.
@@ -38,8 +63,9 @@ class Settings:
     log_level: str = "INFO"
     #: FHIR IG packages (folders of JSON/XML, or .tgz) loaded at start, e.g. hl7.fhir.no.basis.
     ig_paths: list[str] = field(default_factory=list)
-    #: Canonical base of the project's own profiles (default https://fhir.referral-hub.no).
-    canonical_base: str | None = None
+    #: A directory holding the data folders (profiles/, terminology/, mappings/, pathways/) to use
+    #: instead of the ones shipped with the package.
+    data_dir: str | None = None
     #: Push delivery to regional Endpoints (outbox worker thread in each server process).
     delivery_worker: bool = True
     outbox_poll_seconds: float = 1.0
@@ -60,8 +86,8 @@ class Settings:
     auth_jwks_cache_seconds: int = 300
     #: The scope that makes a client an administrator (sees every organisation's data and the audit trail).
     auth_admin_scope: str = "referral-hub:admin"
-    #: Development mode's signing key (created on first use).
-    dev_key_path: str = "data/dev-issuer-key.json"
+    #: Development mode's signing key (created on first use); default in the per-user directory.
+    dev_key_path: str = field(default_factory=default_dev_key_path)
     #: Requests per minute per client (in each server process); 0 turns the limit off.
     rate_limit_per_minute: int = 6000
     extra: dict = field(default_factory=dict)
@@ -79,7 +105,7 @@ class SettingsSchema(Schema):
     sqlite_synchronous = mfields.String(validate=validate.OneOf(["OFF", "NORMAL", "FULL", "EXTRA"]))
     log_level = mfields.String(validate=validate.OneOf(["DEBUG", "INFO", "WARNING", "ERROR"]))
     ig_paths = mfields.List(mfields.String())
-    canonical_base = mfields.String(allow_none=True, validate=validate.Regexp(r"^https?://"))
+    data_dir = mfields.String(allow_none=True, validate=validate.Length(min=1))
     delivery_worker = mfields.Boolean()
     outbox_poll_seconds = mfields.Float(validate=validate.Range(min=0.01))
     outbox_backoff_seconds = mfields.Float(validate=validate.Range(min=0))

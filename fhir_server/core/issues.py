@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from fhir_server.naming import code_system
+
 
 @dataclass(frozen=True, slots=True)
 class Issue:
@@ -42,7 +44,7 @@ class Issue:
 
 
 #: Code system of the project's own for validation rule identifiers (not a national code system).
-RULE_SYSTEM = "https://fhir.referral-hub.no/CodeSystem/validation-rule"
+RULE_SYSTEM = code_system("validation-rule")
 
 
 def is_error(issue: Issue) -> bool:

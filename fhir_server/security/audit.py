@@ -24,14 +24,14 @@ from dataclasses import dataclass
 from fhir_server.core.indexing.values import now_instant
 from fhir_server.core.storage import access, index_backlog
 from fhir_server.core.storage.store import Store, WriteUnit
+from fhir_server.naming import ORGNR_SYSTEM, naming_system
 from fhir_server.security.policy import RequestInfo
 from fhir_server.security.tokens import Caller
 
 log = logging.getLogger(__name__)
 
-ORGNR_SYSTEM = "urn:oid:2.16.578.1.12.4.1.4.101"
 #: The project's own identifier system for OAuth client ids (HelseID has no national one).
-CLIENT_ID_SYSTEM = "https://fhir.referral-hub.no/NamingSystem/oauth-client-id"
+CLIENT_ID_SYSTEM = naming_system("oauth-client-id")
 _EVENT_TYPE = {
     "system": "http://terminology.hl7.org/CodeSystem/audit-event-type",
     "code": "rest",

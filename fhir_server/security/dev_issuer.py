@@ -20,7 +20,6 @@ from jwt.algorithms import ECAlgorithm
 from fhir_server.security.tokens import CLIENT_NAME_CLAIM, ORG_CLAIMS
 
 DEV_ISSUER = "urn:fhir-server:dev-issuer"
-DEFAULT_KEY_PATH = "data/dev-issuer-key.json"
 
 
 def private_jwk(key_path: str | Path) -> dict:

@@ -9,9 +9,10 @@ from flask import Response, request
 
 from fhir_server.api.formats import fhir_response, negotiate
 from fhir_server.api.ops.common import read_resource, resource_response
-from fhir_server.api.ops.registry import BASE_DEFINITION, OUR_DEFINITION, OperationCall, operation
+from fhir_server.api.ops.registry import BASE_DEFINITION, OperationCall, operation
 from fhir_server.api.rest import server
 from fhir_server.core.issues import FhirError
+from fhir_server.naming import operation_definition
 from fhir_server.security.policy import Need
 
 
@@ -46,7 +47,7 @@ def received_date(service_request: dict) -> date:
 
 @operation(
     "suggest-pathway",
-    OUR_DEFINITION + "ServiceRequest-suggest-pathway",
+    operation_definition("ServiceRequest-suggest-pathway"),
     ("ServiceRequest",),
     ("instance",),
     requires=(Need("ServiceRequest", "r"),),
@@ -132,7 +133,7 @@ def apply(call: OperationCall) -> Response:
 
 @operation(
     "milestones",
-    OUR_DEFINITION + "CarePlan-milestones",
+    operation_definition("CarePlan-milestones"),
     ("CarePlan",),
     ("instance",),
     requires=(Need("CarePlan", "r"),),

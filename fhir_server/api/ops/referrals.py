@@ -11,15 +11,16 @@ from uuid import uuid4
 from flask import Response, request
 
 from fhir_server.api.formats import fhir_response, negotiate
-from fhir_server.api.ops.registry import OUR_DEFINITION, OperationCall, operation
+from fhir_server.api.ops.registry import OperationCall, operation
 from fhir_server.api.rest import server
 from fhir_server.core import jsonio
 from fhir_server.core.issues import FhirError, has_errors, operation_outcome
 from fhir_server.domain.referral.intake import IntakeResult
 from fhir_server.domain.referral.mapping.model import MappedReferral
+from fhir_server.naming import code_system, operation_definition
 from fhir_server.security.policy import Need
 
-MESSAGE_EVENTS = "https://fhir.referral-hub.no/CodeSystem/message-event"
+MESSAGE_EVENTS = code_system("message-event")
 EVENT_ACTIONS = {
     "referral": "create",
     "referral-new": "create",
@@ -128,7 +129,7 @@ def _henvisning_xml() -> Response:
 
 @operation(
     "referral-form",
-    OUR_DEFINITION + "referral-form",
+    operation_definition("referral-form"),
     (),
     ("system",),
     requires=(Need("ServiceRequest", "c"),),

@@ -25,7 +25,6 @@ from fhir_server.security.policy import Need
 bp = Blueprint("operations", __name__)
 
 BASE_DEFINITION = "http://hl7.org/fhir/OperationDefinition/"
-OUR_DEFINITION = "https://fhir.referral-hub.no/OperationDefinition/"
 
 _EXTENSION = "fhir_operations"
 

@@ -19,6 +19,7 @@ from fhir_server.core import jsonio
 from fhir_server.core.conformance.seed import read_data_resources
 from fhir_server.core.resource_types import FHIR_VERSION
 from fhir_server.data import data_folders
+from fhir_server.naming import BASE
 
 PACKAGE_NAME = "no.referral-hub.fhir"
 PACKAGE_TYPES = frozenset(
@@ -51,9 +52,14 @@ def _index_entry(filename: str, resource: dict) -> dict:
 
 
 def build_package(out: Path, version: str = "0.1.0", folders: list[Path] | None = None) -> BuiltPackage:
-    """Write the package to ``out`` (a .tgz) and return where it is and how many resources it holds."""
+    """Write the package to ``out`` (a .tgz) and return where it is and how many resources it holds.
+
+    Raises FileNotFoundError when the folders hold no conformance resource (a package of nothing is an error).
+    """
     folders = folders or data_folders()
     resources = [r for r in read_data_resources(folders) if r["resourceType"] in PACKAGE_TYPES]
+    if not resources:
+        raise FileNotFoundError(f"no conformance resources in {', '.join(map(str, folders))}: nothing to package")
     manifest = {
         "name": PACKAGE_NAME,
         "version": version,
@@ -63,7 +69,7 @@ def build_package(out: Path, version: str = "0.1.0", folders: list[Path] | None 
         "type": "fhir.ig",
         "license": "CC0-1.0",
         "author": "Norwegian Referral Hub project",
-        "canonical": "https://fhir.referral-hub.no",
+        "canonical": BASE,
         "dependencies": {"hl7.fhir.r4.core": "4.0.1", "hl7.fhir.no.basis": "2.2.2"},
     }
     files: dict[str, bytes] = {"package/package.json": json.dumps(manifest, indent=2).encode()}

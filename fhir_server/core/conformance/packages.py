@@ -15,7 +15,6 @@ validation engine can apply it explicitly.
 
 from __future__ import annotations
 
-import copy
 import re
 import tarfile
 from collections.abc import Iterable, Iterator
@@ -34,8 +33,6 @@ FHIR_NS = "http://hl7.org/fhir"
 XHTML_NS = "http://www.w3.org/1999/xhtml"
 PROFILES_DIR = data_folder("profiles")
 SUPPRESSIONS_FILE = PROFILES_DIR / "suppressions.json"
-#: The canonical base of the project's own conformance resources.
-DEFAULT_CANONICAL_BASE = "https://fhir.referral-hub.no"
 
 CONFORMANCE_TYPES: frozenset[str] = frozenset(
     {
@@ -302,30 +299,6 @@ def _complex(node: Any, type_name: str | None, path: str | None) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------
-# Canonical base rewriting
-# ------------------------------------------------------------------------------------------------
-
-
-def rebase_canonicals(resource: Any, new_base: str, old_base: str = DEFAULT_CANONICAL_BASE) -> Any:
-    """A copy of ``resource`` with every string starting with ``old_base`` moved to ``new_base``."""
-    old = old_base.rstrip("/") + "/"
-    new = new_base.rstrip("/") + "/"
-    if old == new:
-        return resource
-
-    def walk(value: Any) -> Any:
-        if isinstance(value, str):
-            return new + value[len(old) :] if value.startswith(old) else value
-        if isinstance(value, dict):
-            return {k: walk(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [walk(v) for v in value]
-        return value
-
-    return walk(resource)
-
-
-# ------------------------------------------------------------------------------------------------
 # The registry
 # ------------------------------------------------------------------------------------------------
 
@@ -546,29 +519,15 @@ def is_core_url(url: str) -> bool:
     return url.startswith("http://hl7.org/fhir/")
 
 
-def load_project_profiles(
-    registry: ConformanceRegistry,
-    folder: Path = PROFILES_DIR,
-    canonical_base: str | None = None,
-) -> list[LoadProblem]:
-    """Load the project's own ``profiles/`` folder, rewriting canonicals to ``canonical_base`` if set."""
-    if not canonical_base or canonical_base.rstrip("/") == DEFAULT_CANONICAL_BASE:
-        return registry.load_folder(folder)
-    scratch = ConformanceRegistry(suppressions=registry.suppressions)
-    problems = scratch.load_folder(folder)
-    for resource in scratch.all():
-        registry.add(rebase_canonicals(copy.deepcopy(resource), canonical_base))
-    registry.problems.extend(problems)
-    return problems
+def load_project_profiles(registry: ConformanceRegistry, folder: Path = PROFILES_DIR) -> list[LoadProblem]:
+    """Load the project's own ``profiles/`` folder (the shipped one unless ``folder`` says otherwise)."""
+    return registry.load_folder(folder)
 
 
-def default_registry(
-    extra_folders: Iterable[str | Path] = (),
-    canonical_base: str | None = None,
-) -> ConformanceRegistry:
+def default_registry(extra_folders: Iterable[str | Path] = ()) -> ConformanceRegistry:
     """A registry with the project's profiles plus ``extra_folders`` (e.g. a copy of no-basis)."""
     registry = ConformanceRegistry()
     for folder in extra_folders:
         registry.load_folder(folder)
-    load_project_profiles(registry, canonical_base=canonical_base)
+    load_project_profiles(registry)
     return registry

@@ -37,6 +37,7 @@ from enum import Enum
 from stdnum.exceptions import ValidationError as StdnumError
 from stdnum.no import fodselsnummer, orgnr
 
+from fhir_server import naming
 from fhir_server.core.issues import Issue
 
 from .object_paths import matching_objects
@@ -57,33 +58,23 @@ class IdentifierKind(Enum):
     AKO = "ako"  # apotekets konsesjonsnummer
 
 
-#: Canonical Identifier.system (the preferred uniqueId of each NamingSystem) -> kind.
+#: Canonical Identifier.system (the preferred uniqueId of each NamingSystem, see :mod:`fhir_server.naming`) -> kind.
 SYSTEMS: dict[str, IdentifierKind] = {
-    "urn:oid:2.16.578.1.12.4.1.4.1": IdentifierKind.FNR,
-    "urn:oid:2.16.578.1.12.4.1.4.2": IdentifierKind.DNR,
-    "urn:oid:2.16.578.1.12.4.1.4.3": IdentifierKind.FHN,
-    "urn:oid:2.16.578.1.12.4.1.4.4": IdentifierKind.HPR,
-    "urn:oid:2.16.578.1.12.4.1.4.5": IdentifierKind.DUF,
-    "urn:oid:2.16.578.1.12.4.1.4.101": IdentifierKind.ORGNR,
-    "urn:oid:2.16.578.1.12.4.1.4.102": IdentifierKind.RESH,
-    "urn:oid:2.16.578.1.12.4.1.4.107": IdentifierKind.AKO,
-    "urn:oid:2.16.578.1.12.4.1.2": IdentifierKind.HER,
+    naming.FNR_SYSTEM: IdentifierKind.FNR,
+    naming.DNR_SYSTEM: IdentifierKind.DNR,
+    naming.FHN_SYSTEM: IdentifierKind.FHN,
+    naming.HPR_SYSTEM: IdentifierKind.HPR,
+    naming.DUF_SYSTEM: IdentifierKind.DUF,
+    naming.ORGNR_SYSTEM: IdentifierKind.ORGNR,
+    naming.RESH_SYSTEM: IdentifierKind.RESH,
+    naming.AKO_SYSTEM: IdentifierKind.AKO,
+    naming.HER_SYSTEM: IdentifierKind.HER,
     # no-basis-Patient fixes the H-number slice's system to this literal string (not a URI, no OID).
-    "HNR": IdentifierKind.HNR,
+    naming.HNR_SYSTEM: IdentifierKind.HNR,
 }
 
 #: Alias system URIs (non-preferred uniqueIds in the no-basis / NHN NamingSystems) -> canonical system.
-ALIASES: dict[str, str] = {
-    "http://hl7.no/fhir/NamingSystem/FNR": "urn:oid:2.16.578.1.12.4.1.4.1",
-    "http://hl7.no/fhir/NamingSystem/DNR": "urn:oid:2.16.578.1.12.4.1.4.2",
-    "http://hl7.no/fhir/NamingSystem/FHNR": "urn:oid:2.16.578.1.12.4.1.4.3",
-    "http://hl7.no/fhir/NamingSystem/HPR": "urn:oid:2.16.578.1.12.4.1.4.4",
-    "http://hl7.no/fhir/NamingSystem/DUFN": "urn:oid:2.16.578.1.12.4.1.4.5",
-    "http://data.brreg.no/begrep/28155": "urn:oid:2.16.578.1.12.4.1.4.101",
-    "http://hl7.no/fhir/NamingSystem/RESHid": "urn:oid:2.16.578.1.12.4.1.4.102",
-    "http://hl7.no/fhir/NamingSystem/AKO": "urn:oid:2.16.578.1.12.4.1.4.107",
-    "http://hl7.no/fhir/NamingSystem/HERid": "urn:oid:2.16.578.1.12.4.1.2",
-}
+ALIASES: dict[str, str] = {alias: system for alias, system in naming.SYSTEM_ALIASES.items() if system in SYSTEMS}
 
 #: Kinds whose values identify a person: never shown in full in messages or logs.
 PERSONAL_KINDS = frozenset(
@@ -217,8 +208,8 @@ def _person_number_problem(
     day, month = int(digits[0:2]), int(digits[2:4])
     if digits[0] in "89":
         return NumberProblem(
-            f"a {en} cannot start with 8 or 9; this looks like an FH-number (system urn:oid:2.16.578.1.12.4.1.4.3)",
-            f"{nb} kan ikke begynne med 8 eller 9; dette ligner et FH-nummer (system urn:oid:2.16.578.1.12.4.1.4.3)",
+            f"a {en} cannot start with 8 or 9; this looks like an FH-number (system {naming.FHN_SYSTEM})",
+            f"{nb} kan ikke begynne med 8 eller 9; dette ligner et FH-nummer (system {naming.FHN_SYSTEM})",
             f"no-{tag}-kind",
             soft,
         )
@@ -232,8 +223,8 @@ def _person_number_problem(
         day -= 40
     elif day > 40:
         return NumberProblem(
-            f"a {en} has a day of birth above 40; this looks like a D-number (system urn:oid:2.16.578.1.12.4.1.4.2)",
-            f"{nb} har fødselsdag over 40; dette ligner et D-nummer (system urn:oid:2.16.578.1.12.4.1.4.2)",
+            f"a {en} has a day of birth above 40; this looks like a D-number (system {naming.DNR_SYSTEM})",
+            f"{nb} har fødselsdag over 40; dette ligner et D-nummer (system {naming.DNR_SYSTEM})",
             f"no-{tag}-kind",
             soft,
         )

@@ -29,12 +29,11 @@ from fhir_server.core.interactions import FhirService
 from fhir_server.core.issues import FhirError
 from fhir_server.core.storage.schema import outbox
 from fhir_server.core.storage.store import Store, WriteUnit
+from fhir_server.naming import code_system
 
 log = logging.getLogger(__name__)
 
-HUB = "https://fhir.referral-hub.no"
-ORGNR_SYSTEM = "urn:oid:2.16.578.1.12.4.1.4.101"
-DELIVERY_STATE = {"coding": [{"system": f"{HUB}/CodeSystem/hub-task-input", "code": "delivery-state"}]}
+DELIVERY_STATE = {"coding": [{"system": code_system("hub-task-input"), "code": "delivery-state"}]}
 
 
 def _now() -> datetime:

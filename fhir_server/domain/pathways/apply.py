@@ -26,10 +26,10 @@ from datetime import date
 
 from fhir_server.domain.pathways.catalog import EXT_DEADLINE_WORKING_DAYS, PathwayCatalog, iter_milestones
 from fhir_server.domain.pathways.schedule import due_dates, predecessor, resolve_variants
+from fhir_server.naming import structure_definition
 
-BASE = "https://fhir.referral-hub.no"
 #: Extension (project's own) on CarePlan.activity.detail: the date the milestone was reached (valueDate).
-EXT_MILESTONE_COMPLETED = f"{BASE}/StructureDefinition/milestone-completed"
+EXT_MILESTONE_COMPLETED = structure_definition("milestone-completed")
 REQUEST_GROUP_ID = "requestgroup"
 #: ServiceRequest priorities that select the ``serious`` timing variant (e.g. eating disorders: 7 days, not 28).
 SERIOUS_PRIORITIES = frozenset({"urgent", "asap", "stat"})

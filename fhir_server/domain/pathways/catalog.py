@@ -21,16 +21,16 @@ from fhir_server.core import jsonio
 from fhir_server.core.issues import Issue
 from fhir_server.data import data_folder
 from fhir_server.domain.pathways.fhirpath_memo import memoised, variables_read
+from fhir_server.naming import code_system, structure_definition
 
-BASE = "https://fhir.referral-hub.no"
 #: Extension (project's own) on an action: the deadline is this many working days (not calendar days).
-EXT_DEADLINE_WORKING_DAYS = f"{BASE}/StructureDefinition/deadline-working-days"
+EXT_DEADLINE_WORKING_DAYS = structure_definition("deadline-working-days")
 #: Extension (project's own) on an action: an alternative time target for a setting or severity.
-EXT_TIMING_VARIANT = f"{BASE}/StructureDefinition/timing-variant"
+EXT_TIMING_VARIANT = structure_definition("timing-variant")
 #: Extension (project's own) on a PlanDefinition: order of evaluation and of suggestions (low first).
-EXT_SUGGESTION_RANK = f"{BASE}/StructureDefinition/suggestion-rank"
+EXT_SUGGESTION_RANK = structure_definition("suggestion-rank")
 TRANSLATION = "http://hl7.org/fhir/StructureDefinition/translation"
-MILESTONE_SYSTEM = f"{BASE}/CodeSystem/pathway-milestone"
+MILESTONE_SYSTEM = code_system("pathway-milestone")
 DEFAULT_FOLDER = data_folder("pathways")
 
 _KINDS = ("PlanDefinition", "ActivityDefinition", "CodeSystem")

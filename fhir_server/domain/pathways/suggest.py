@@ -37,6 +37,7 @@ from typing import Any
 from stdnum.no import fodselsnummer
 
 from fhir_server.domain.pathways.catalog import PathwayCatalog
+from fhir_server.naming import DNR_SYSTEM, FNR_SYSTEM
 
 ICD10_SYSTEMS = frozenset(
     {
@@ -56,7 +57,7 @@ SNOMED_PREGNANT = "77386006"
 SNOMED_NOT_PREGNANT = "60001007"
 PREGNANCY_ICD10 = re.compile(r"^(Z3[345]|O(1[0-9]|2[0-9]|3[0-9]|4[0-8]))")
 PREGNANCY_ICPC2 = frozenset({"W78", "W79", "W84"})
-FNR_SYSTEMS = frozenset({"urn:oid:2.16.578.1.12.4.1.4.1", "urn:oid:2.16.578.1.12.4.1.4.2"})
+FNR_SYSTEMS = frozenset({FNR_SYSTEM, DNR_SYSTEM})
 RECEIVED_DATE_EXT = "http://helsenorge.no/fhir/StructureDefinition/no-mottatt-dato"
 _SKIP_VERIFICATION = frozenset({"refuted", "entered-in-error"})
 _INACTIVE_CLINICAL = frozenset({"inactive", "resolved", "remission"})

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import uuid4
 
+from fhir_server import naming
 from fhir_server.core import jsonio
 from fhir_server.core.bundles.transaction import BundleProcessor, Entry
 from fhir_server.core.interactions import FhirService, check_id, conditional_update_target
@@ -39,9 +40,9 @@ from fhir_server.domain.routing.tables import RoutingTables
 
 log = logging.getLogger(__name__)
 
-HUB = "https://fhir.referral-hub.no"
+HUB = naming.BASE
 REFERRAL_CATEGORY = ("http://snomed.info/sct", "3457005")
-ORGNR_SYSTEM = "urn:oid:2.16.578.1.12.4.1.4.101"
+ORGNR_SYSTEM = naming.ORGNR_SYSTEM
 EXT_RECEIVED = "http://helsenorge.no/fhir/StructureDefinition/no-mottatt-dato"
 EXT_ASSESSMENT_DEADLINE = "http://helsenorge.no/fhir/StructureDefinition/no-frist-for-vurdering"
 TASK_IDENTIFIER_SYSTEM = f"{HUB}/NamingSystem/routing-task"
@@ -59,11 +60,9 @@ HUB_ORGANIZATION = "Organization/referral-hub"
 ASSESSMENT_WORKING_DAYS = 10
 #: identifiers that name one party: fødselsnummer, D-nummer, FH-nummer; HPR; organisasjonsnummer, HER-id
 PARTY_SYSTEMS = {
-    "Patient": frozenset(
-        {"urn:oid:2.16.578.1.12.4.1.4.1", "urn:oid:2.16.578.1.12.4.1.4.2", "urn:oid:2.16.578.1.12.4.1.4.3"}
-    ),
-    "Practitioner": frozenset({"urn:oid:2.16.578.1.12.4.1.4.4"}),
-    "Organization": frozenset({ORGNR_SYSTEM, "urn:oid:2.16.578.1.12.4.1.2"}),
+    "Patient": frozenset({naming.FNR_SYSTEM, naming.DNR_SYSTEM, naming.FHN_SYSTEM}),
+    "Practitioner": frozenset({naming.HPR_SYSTEM}),
+    "Organization": frozenset({ORGNR_SYSTEM, naming.HER_SYSTEM}),
 }
 
 

@@ -22,13 +22,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from fhir_server.domain.routing.tables import (
-    ORGNR_SYSTEM,
     SERVICE_LINES,
     CatchmentTarget,
     Org,
     RoutingTables,
     default_tables,
 )
+from fhir_server.naming import ORGNR_SYSTEM, with_aliases
 
 __all__ = ["RoutingDecision", "RoutingTables", "default_tables", "route"]
 
@@ -36,7 +36,7 @@ MUNICIPALITY_CODE_EXT = "http://hl7.no/fhir/StructureDefinition/no-basis-municip
 PROPERTY_INFORMATION_EXT = "http://hl7.no/fhir/StructureDefinition/no-basis-propertyinformation"
 URBAN_DISTRICT_EXT = "http://hl7.no/fhir/StructureDefinition/no-basis-urban-district"
 #: Systems accepted for organisasjonsnummer (the OID, and the Brønnøysund alias used by NHN's NamingSystem).
-ORGNR_SYSTEMS = {ORGNR_SYSTEM, "http://data.brreg.no/begrep/28155"}
+ORGNR_SYSTEMS = with_aliases(ORGNR_SYSTEM)
 #: Address.use ranking: home first, then unspecified, then the rest; "old" addresses are never used.
 USE_RANK = {"home": 0, None: 1, "temp": 2, "work": 3, "billing": 4}
 #: County prefixes outside the 357 municipalities: Svalbard (21) and Jan Mayen (22), per the project notes §3.3.

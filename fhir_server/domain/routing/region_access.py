@@ -17,7 +17,8 @@ from fhir_server.core.issues import FhirError
 from fhir_server.core.jsonwalk import walk_objects
 from fhir_server.core.storage import access
 from fhir_server.core.storage.store import WriteUnit
-from fhir_server.domain.routing.tables import ORGNR_SYSTEM, Org, RoutingTables
+from fhir_server.domain.routing.tables import Org, RoutingTables
+from fhir_server.naming import ORGNR_SYSTEM
 
 
 def region_follows_task_owner(tables: RoutingTables) -> Callable[[WriteUnit, dict], None]:

@@ -17,11 +17,10 @@ from pathlib import Path
 
 from fhir_server.core import jsonio
 from fhir_server.data import data_folder
+from fhir_server.naming import BASE, ORGNR_SYSTEM, code_system
 
-BASE = "https://fhir.referral-hub.no"
-KOMMUNE_CS = f"{BASE}/CodeSystem/kommunenummer-2024"
-FYLKE_CS = f"{BASE}/CodeSystem/fylkesnummer-2024"
-ORGNR_SYSTEM = "urn:oid:2.16.578.1.12.4.1.4.101"
+KOMMUNE_CS = code_system("kommunenummer-2024")
+FYLKE_CS = code_system("fylkesnummer-2024")
 SERVICE_LINE_PROPERTY = f"{BASE}/routing/service-line"
 HF_PRODUCT_PROPERTY = f"{BASE}/routing/health-trust"
 SERVICE_LINES = ("phv", "tsb")

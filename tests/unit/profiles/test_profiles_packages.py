@@ -1,4 +1,4 @@
-"""ConformanceRegistry: folders (JSON and XML), npm packages, resolution, canonical base, suppressions."""
+"""ConformanceRegistry: folders (JSON and XML), npm packages, resolution, suppressions."""
 
 from __future__ import annotations
 
@@ -9,12 +9,9 @@ import tarfile
 from profiles_testkit import el, profile
 
 from fhir_server.core.conformance.packages import (
-    DEFAULT_CANONICAL_BASE,
     SUPPRESSIONS_FILE,
     ConformanceRegistry,
     Suppressions,
-    load_project_profiles,
-    rebase_canonicals,
     xml_to_json,
 )
 
@@ -175,26 +172,6 @@ def test_load_package_reports_a_non_package(tmp_path):
     junk = tmp_path / "junk.tgz"
     junk.write_bytes(b"not a tar")
     assert "cannot read package" in ConformanceRegistry().load_package(junk)[0].message
-
-
-def test_canonical_base_is_configurable():
-    sd = {
-        "url": DEFAULT_CANONICAL_BASE + "/StructureDefinition/x",
-        "type": [{"targetProfile": [DEFAULT_CANONICAL_BASE + "/y"]}],
-    }
-    moved = rebase_canonicals(sd, "https://henvisning.example.no/fhir")
-    assert moved["url"] == "https://henvisning.example.no/fhir/StructureDefinition/x"
-    assert moved["type"][0]["targetProfile"] == ["https://henvisning.example.no/fhir/y"]
-    assert rebase_canonicals(sd, DEFAULT_CANONICAL_BASE) == sd
-    reg = ConformanceRegistry()
-    load_project_profiles(reg, canonical_base="https://henvisning.example.no/fhir")
-    sr = reg.resolve("https://henvisning.example.no/fhir/StructureDefinition/hub-referral-servicerequest")
-    assert sr is not None
-    assert reg.resolve(DEFAULT_CANONICAL_BASE + "/StructureDefinition/hub-referral-servicerequest") is None
-    subject = next(e for e in sr["snapshot"]["element"] if e["id"] == "ServiceRequest.subject")
-    assert subject["type"][0]["targetProfile"] == [
-        "https://henvisning.example.no/fhir/StructureDefinition/hub-referral-patient"
-    ]
 
 
 def test_suppressions_are_documented():

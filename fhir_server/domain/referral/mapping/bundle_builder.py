@@ -28,13 +28,13 @@ from fhir_server.domain.referral.mapping.model import (
     ReferralFacts,
 )
 from fhir_server.domain.referral.mapping.volven import BYDEL_SYSTEM, KOMMUNE_SYSTEM, VOLVEN_9060
+from fhir_server.naming import HNR_SYSTEM, ORGNR_SYSTEM
 
 MUNICIPALITY_CODE_EXT = "http://hl7.no/fhir/StructureDefinition/no-basis-municipalitycode"
 URBAN_DISTRICT_EXT = "http://hl7.no/fhir/StructureDefinition/no-basis-urban-district"
 SNOMED = "http://snomed.info/sct"
 LOINC = "http://loinc.org"
 REFERRAL_CATEGORY = {"coding": [{"system": SNOMED, "code": "3457005", "display": "Patient referral"}]}
-ORGNR = "urn:oid:2.16.578.1.12.4.1.4.101"
 HNR_TYPE = {"coding": [{"system": "urn:oid:2.16.578.1.12.4.1.1.8327", "code": "HNR"}]}
 
 
@@ -61,7 +61,7 @@ def _identifiers(idents: list, bundle: _Bundle, path: str) -> list[dict]:
     out: list[dict] = []
     for i, ident in enumerate(idents):
         item: dict = {"system": ident.system, "value": ident.value}
-        if ident.system == "HNR":
+        if ident.system == HNR_SYSTEM:
             item["type"] = HNR_TYPE
         out.append(item)
         if ident.where:
@@ -168,7 +168,7 @@ def build_bundle(facts: ReferralFacts) -> tuple[dict, dict[str, str]]:
     performer = {"reference": performer_ref} if performer_ref else None
     if performer and facts.receiver_org:  # a logical identifier too: routing reads the orgnr without resolving
         org = facts.receiver_org
-        chosen = next((i for o in (org.department, org) if o for i in o.identifiers if i.system == ORGNR), None)
+        chosen = next((i for o in (org.department, org) if o for i in o.identifiers if i.system == ORGNR_SYSTEM), None)
         chosen = chosen or next((i for o in (org.department, org) if o for i in o.identifiers), None)
         if chosen:
             performer["identifier"] = {"system": chosen.system, "value": chosen.value}

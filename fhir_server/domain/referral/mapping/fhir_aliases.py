@@ -27,10 +27,11 @@ from fhir_server.core.jsonwalk import walk_objects
 from fhir_server.core.validation.identifiers import ALIASES
 from fhir_server.domain.referral.mapping import volven
 from fhir_server.domain.routing.tables import default_tables
+from fhir_server.naming import structure_definition
 
 MUNICIPALITY_CODE_EXT = "http://hl7.no/fhir/StructureDefinition/no-basis-municipalitycode"
 #: The project's own extension holding the Coding as the sender gave it, before a rewrite.
-ORIGINAL_CODING_EXT = "https://fhir.referral-hub.no/StructureDefinition/original-coding"
+ORIGINAL_CODING_EXT = structure_definition("original-coding")
 FHIR_PRIORITIES = frozenset({"routine", "urgent", "asap", "stat"})
 
 

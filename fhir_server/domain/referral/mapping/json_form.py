@@ -36,9 +36,8 @@ from fhir_server.domain.referral.mapping.model import (
     ReferralFacts,
 )
 from fhir_server.domain.referral.mapping.volven import ICD10_SYSTEM, ICPC2_SYSTEM
+from fhir_server.naming import DNR_SYSTEM, FNR_SYSTEM, HER_SYSTEM, HPR_SYSTEM, ORGNR_SYSTEM
 
-FNR, DNR = "urn:oid:2.16.578.1.12.4.1.4.1", "urn:oid:2.16.578.1.12.4.1.4.2"
-HPR, ORGNR, HER = "urn:oid:2.16.578.1.12.4.1.4.4", "urn:oid:2.16.578.1.12.4.1.4.101", "urn:oid:2.16.578.1.12.4.1.2"
 DIAGNOSIS_SYSTEMS = {"icd10": ICD10_SYSTEM, "icpc2": ICPC2_SYSTEM}
 
 _ELEVEN = validate.Regexp(r"^\d{11}$", error="must be 11 digits")
@@ -170,15 +169,15 @@ def _org(data: dict | None, where: str) -> OrgFacts | None:
         return None
     idents = []
     if data.get("orgnr"):
-        idents.append(Ident(ORGNR, data["orgnr"], f"{where}.orgnr"))
+        idents.append(Ident(ORGNR_SYSTEM, data["orgnr"], f"{where}.orgnr"))
     if data.get("herId"):
-        idents.append(Ident(HER, data["herId"], f"{where}.herId"))
+        idents.append(Ident(HER_SYSTEM, data["herId"], f"{where}.herId"))
     return OrgFacts(data.get("name"), idents)
 
 
 def _facts(form: dict) -> ReferralFacts:
     p = form["patient"]
-    number = ("fnr", FNR) if p.get("fnr") else ("dnr", DNR)
+    number = ("fnr", FNR_SYSTEM) if p.get("fnr") else ("dnr", DNR_SYSTEM)
     address = p["address"]
     patient = PersonFacts(
         identifiers=[Ident(number[1], p[number[0]], f"patient.{number[0]}")],
@@ -198,7 +197,9 @@ def _facts(form: dict) -> ReferralFacts:
     )
     ref = form["referrer"]
     referrer = PersonFacts(
-        identifiers=[Ident(HPR, ref["hpr"], "referrer.hpr")], family=ref["family"], given=list(ref.get("given") or [])
+        identifiers=[Ident(HPR_SYSTEM, ref["hpr"], "referrer.hpr")],
+        family=ref["family"],
+        given=list(ref.get("given") or []),
     )
     return ReferralFacts(
         referral_id=form["referralId"],
@@ -252,10 +253,12 @@ def form_to_bundle(data: dict, *, test_mode: bool = False) -> MappedReferral:
         where = sources.get(issue.expression or "", issue.expression)
         issues.append(Issue(issue.severity, issue.code, issue.diagnostics, where, issue.diagnostics_nb, issue.rule))
     her = next(
-        (i.value for i in (facts.receiver_org.identifiers if facts.receiver_org else []) if i.system == HER), None
+        (i.value for i in (facts.receiver_org.identifiers if facts.receiver_org else []) if i.system == HER_SYSTEM),
+        None,
     )
     sender = next(
-        (i.value for i in (facts.requester_org.identifiers if facts.requester_org else []) if i.system == HER), None
+        (i.value for i in (facts.requester_org.identifiers if facts.requester_org else []) if i.system == HER_SYSTEM),
+        None,
     )
     return MappedReferral(
         "create",

@@ -11,13 +11,14 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from fhir_server.core.issues import Issue
+from fhir_server.naming import naming_system
 
 Action = Literal["create", "update", "revoke"]
 
 #: The project's own system for referral ids of inbound messages (no national NamingSystem is known).
-REFERRAL_ID_SYSTEM = "https://fhir.referral-hub.no/NamingSystem/henvisning-id"
+REFERRAL_ID_SYSTEM = naming_system("henvisning-id")
 #: The project's own system for the diagnoses of a referral, as ``<referral id>-<n>`` (makes re-sends idempotent).
-DIAGNOSIS_ID_SYSTEM = "https://fhir.referral-hub.no/NamingSystem/henvisning-diagnose"
+DIAGNOSIS_ID_SYSTEM = naming_system("henvisning-diagnose")
 
 
 @dataclass
