@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from datetime import date
 
 from fhir_server.domain.pathways.apply import EXT_MILESTONE_COMPLETED, REQUEST_GROUP_ID
-from fhir_server.domain.pathways.schedule import due_dates, predecessor, working_days_rule
+from fhir_server.domain.pathways.catalog import working_days_rule
+from fhir_server.domain.pathways.schedule import due_dates, predecessor
 
 STATES = ("done-on-time", "done-late", "due", "overdue", "not-yet-due")
 _LEFT_OUT = frozenset({"cancelled", "stopped", "entered-in-error"})

@@ -4,8 +4,9 @@ A referral arrives as a transaction-like Bundle (the doors map their formats to 
 
 1. finds the referral ServiceRequest (category SNOMED CT 3457005) and its Patient;
 2. claims the Norwegian profiles (``meta.profile``) and stamps the received date (Helsenorge
-   ``no-mottatt-dato``) and the legal assessment deadline (``no-frist-for-vurdering``, 10 working
-   days, pasient- og brukerrettighetsloven § 2-2);
+   ``no-mottatt-dato``) and the legal assessment deadline (``no-frist-for-vurdering``, pasient- og
+   brukerrettighetsloven § 2-2: the working days the suggested pathway states, else the ordinary
+   referral's, counted from the Norwegian date of receipt; the end of that day, Oslo time);
 3. validates everything (base rules, identifiers, profiles): any error refuses the whole referral
    with 422 and nothing is stored;
 4. is idempotent on the referral's identifier: the same referral again creates nothing new;
@@ -29,7 +30,7 @@ from fhir_server.core.interactions import FhirService
 from fhir_server.core.issues import FhirError, Issue
 from fhir_server.core.storage import access
 from fhir_server.core.storage.store import WriteUnit
-from fhir_server.domain.calendar import add_working_days
+from fhir_server.domain.calendar import oslo_date, working_day_deadline
 from fhir_server.domain.delivery.outbox import enqueue_deliveries
 from fhir_server.domain.pathways import PathwayCatalog, suggest_pathways
 from fhir_server.domain.referral.mapping.fhir_aliases import normalise_referral
@@ -55,7 +56,6 @@ PROFILES = {
 TASK_PROFILE = f"{HUB}/StructureDefinition/hub-routing-task"
 TRIAGE_ORGANIZATION = "Organization/hub-manual-triage"
 HUB_ORGANIZATION = "Organization/referral-hub"
-ASSESSMENT_WORKING_DAYS = 10
 #: identifiers that name one party: fødselsnummer, D-nummer, FH-nummer; HPR; organisasjonsnummer, HER-id
 PARTY_SYSTEMS = {
     "Patient": frozenset(
@@ -122,7 +122,6 @@ class IntakePipeline:
             return self._revoke(existing, identifier)
         if existing is not None and action == "create":
             return self._already_known(existing)
-        self._prepare(entries, index, received)
         if existing is not None:  # an update of a referral we have: same id, same Task
             entries[index]["request"] = {"method": "PUT", "url": f"ServiceRequest/{existing}"}
             referral["id"] = existing
@@ -136,7 +135,8 @@ class IntakePipeline:
         _reuse_known_parties(entries)
         patient = _resolve_patient(entries, referral, self.service)
         conditions = [e["resource"] for e in entries if (e.get("resource") or {}).get("resourceType") == "Condition"]
-        suggestions = suggest_pathways(referral, patient or {}, conditions, self.pathways, on_date=received.date())
+        suggestions = suggest_pathways(referral, patient or {}, conditions, self.pathways, on_date=oslo_date(received))
+        self._prepare(entries, index, received, self._assessment_working_days(suggestions))
         decision = route(
             patient,
             referral,
@@ -227,8 +227,15 @@ class IntakePipeline:
 
     # -- steps --------------------------------------------------------------------------------
 
-    def _prepare(self, entries: list[dict], index: int, received: datetime) -> None:
-        """Claim the Norwegian profiles; stamp the received date and the assessment deadline."""
+    def _assessment_working_days(self, suggestions: list) -> int:
+        """The legal assessment deadline in working days: the shortest a suggested pathway states, else
+        the ordinary referral's (the pathway catalog's data)."""
+        days = [self.pathways.assessment_working_days(s.url) for s in suggestions]
+        return min(days) if days else self.pathways.assessment_working_days(None)
+
+    def _prepare(self, entries: list[dict], index: int, received: datetime, working_days: int) -> None:
+        """Claim the Norwegian profiles; stamp the received instant and the assessment deadline (the end of
+        the ``working_days``-th working day after the Norwegian date of receipt, Oslo time)."""
         for entry in entries:  # the resources the referral brings (POSTed), not other writes in the Bundle
             resource = entry.get("resource")
             submitted = (entry.get("request") or {}).get("method", "POST") == "POST"
@@ -239,13 +246,13 @@ class IntakePipeline:
                 if wanted not in claims and (resource["resourceType"] != "ServiceRequest" or entry is entries[index]):
                     claims.append(wanted)
         referral = entries[index]["resource"]
-        deadline = add_working_days(received.date(), ASSESSMENT_WORKING_DAYS)
+        deadline = working_day_deadline(received, working_days)
         extensions = [
             e for e in referral.get("extension", []) if e.get("url") not in (EXT_RECEIVED, EXT_ASSESSMENT_DEADLINE)
         ]
         extensions += [
             {"url": EXT_RECEIVED, "valueDateTime": received.isoformat(timespec="seconds").replace("+00:00", "Z")},
-            {"url": EXT_ASSESSMENT_DEADLINE, "valueDateTime": f"{deadline.isoformat()}T23:59:59+01:00"},
+            {"url": EXT_ASSESSMENT_DEADLINE, "valueDateTime": deadline.isoformat()},
         ]
         referral["extension"] = extensions
 
