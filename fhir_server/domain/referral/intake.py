@@ -122,6 +122,10 @@ class IntakePipeline:
             return self._revoke(existing, identifier)
         if existing is not None and action == "create":
             return self._already_known(existing)
+        patient = _resolve_patient(entries, referral, self.service)
+        conditions = [e["resource"] for e in entries if (e.get("resource") or {}).get("resourceType") == "Condition"]
+        suggestions = suggest_pathways(referral, patient or {}, conditions, self.pathways, on_date=oslo_date(received))
+        self._prepare(entries, index, received, self._assessment_working_days(suggestions))
         if existing is not None:  # an update of a referral we have: same id, same Task
             entries[index]["request"] = {"method": "PUT", "url": f"ServiceRequest/{existing}"}
             referral["id"] = existing
@@ -133,10 +137,6 @@ class IntakePipeline:
             }
         entries[index].setdefault("fullUrl", f"urn:uuid:{uuid4()}")
         _reuse_known_parties(entries)
-        patient = _resolve_patient(entries, referral, self.service)
-        conditions = [e["resource"] for e in entries if (e.get("resource") or {}).get("resourceType") == "Condition"]
-        suggestions = suggest_pathways(referral, patient or {}, conditions, self.pathways, on_date=oslo_date(received))
-        self._prepare(entries, index, received, self._assessment_working_days(suggestions))
         decision = route(
             patient,
             referral,

@@ -115,3 +115,18 @@ def test_without_a_suggestion_the_ordinary_referrals_deadline(tmp_path: Path) ->
     catalog = pathways_copy(tmp_path, {"ordinaer-henvisning": 6})
     assert catalog.assessment_working_days(None) == 6
     assert catalog.assessment_working_days("https://fhir.referral-hub.no/PlanDefinition/tsb") == 10
+
+
+def test_an_update_is_claimed_and_stamped_anew(server: Server) -> None:
+    unique = uuid.uuid4().hex[:12]
+    intake = server.intake
+    first = intake.submit(referral(unique), received=datetime.fromisoformat("2026-06-16T00:30:00+02:00"))
+    again = intake.submit(
+        referral(unique), action="update", received=datetime.fromisoformat("2026-10-25T23:00:00+00:00")
+    )
+    assert (first.status, again.status, again.service_request) == (201, 200, first.service_request)
+    rtype, _, rid = again.service_request.partition("/")
+    stored = jsonio.loads(intake.service.read(rtype, rid).body or b"{}")
+    assert stored["meta"]["profile"] == ["https://fhir.referral-hub.no/StructureDefinition/hub-referral-servicerequest"]
+    deadlines = [e["valueDateTime"] for e in stored["extension"] if e["url"] == DEADLINE]
+    assert deadlines == ["2026-11-09T23:59:59+01:00"]
