@@ -17,7 +17,7 @@ from fhir_server.components import Server, build_server
 from fhir_server.config import Settings
 from fhir_server.core import jsonio
 from fhir_server.data import data_folder
-from fhir_server.domain.pathways import PathwayCatalog
+from fhir_server.domain.pathways import PathwayCatalog, PathwayCatalogError
 from fhir_server.domain.referral.intake import IntakePipeline
 from fhir_server.domain.routing.tables import default_tables
 from tests.api.test_referral_intake import referral
@@ -130,3 +130,19 @@ def test_an_update_is_claimed_and_stamped_anew(server: Server) -> None:
     assert stored["meta"]["profile"] == ["https://fhir.referral-hub.no/StructureDefinition/hub-referral-servicerequest"]
     deadlines = [e["valueDateTime"] for e in stored["extension"] if e["url"] == DEADLINE]
     assert deadlines == ["2026-11-09T23:59:59+01:00"]
+
+
+def test_a_catalog_without_the_deadline_data_is_refused(tmp_path: Path) -> None:
+    folder = tmp_path / "pathways"
+    shutil.copytree(data_folder("pathways"), folder)
+    path = folder / "PlanDefinition-tsb.json"
+    plan = json.loads(path.read_text(encoding="utf-8"))
+    for action in plan["action"][0]["action"]:
+        action["extension"] = [e for e in action.get("extension", []) if e["url"] != WORKING_DAYS]
+    path.write_text(json.dumps(plan), encoding="utf-8")
+    with pytest.raises(PathwayCatalogError, match="tsb: needs a referral-assessed milestone"):
+        PathwayCatalog.load(folder)
+    (folder / "PlanDefinition-tsb.json").unlink()
+    (folder / "PlanDefinition-ordinaer-henvisning.json").unlink()
+    with pytest.raises(PathwayCatalogError, match="ordinaer-henvisning is missing"):
+        PathwayCatalog.load(folder)
