@@ -16,24 +16,43 @@ referral is received) is not counted; counting starts the following day, as in t
 deadlines in days (domstolloven § 148 first paragraph, which forvaltningsloven § 29 refers to; cited
 from memory, not re-checked against Lovdata). The result of ``add_working_days(received, 10)`` is the
 last day on which the assessment is in time.
+
+Dates from instants: a legal date is the **Norwegian local date** (Europe/Oslo) of the instant, not
+its UTC date (a referral received 00:30 Norwegian summer time is received that day, though it is
+still the day before in UTC). A deadline day ends at 23:59:59 Oslo time, with that date's offset
+(+02:00 in summer time, +01:00 otherwise). :func:`oslo_date`, :func:`oslo_today`,
+:func:`end_of_oslo_day`, :func:`fhir_oslo_date` and :func:`working_day_deadline` are the one place
+for this.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from types import MappingProxyType
+from zoneinfo import ZoneInfo
 
 __all__ = [
+    "OSLO",
     "add_calendar_days",
     "add_working_days",
     "easter_sunday",
+    "end_of_oslo_day",
+    "fhir_oslo_date",
     "is_public_holiday",
     "is_working_day",
+    "oslo_date",
+    "oslo_today",
     "public_holidays",
+    "working_day_deadline",
     "working_days_between",
 ]
+
+#: Norway's time zone: the dates of the legal deadlines are its local dates.
+OSLO = ZoneInfo("Europe/Oslo")
+_FHIR_DATE_TIME = re.compile(r"(\d{4}-\d{2}-\d{2})(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2}))?")
 
 
 def easter_sunday(year: int) -> date:
@@ -114,3 +133,38 @@ def working_days_between(start: date, end: date) -> int:
         if is_working_day(current):
             count += 1
     return count
+
+
+def oslo_date(instant: datetime) -> date:
+    """The Norwegian local date of ``instant`` (a naive datetime is taken as UTC)."""
+    aware = instant if instant.tzinfo is not None else instant.replace(tzinfo=UTC)
+    return aware.astimezone(OSLO).date()
+
+
+def oslo_today() -> date:
+    """Today's date in Norway."""
+    return oslo_date(datetime.now(UTC))
+
+
+def end_of_oslo_day(day: date) -> datetime:
+    """23:59:59 Norwegian time on ``day``, with that date's offset (+02:00 summer time, +01:00 winter)."""
+    return datetime.combine(day, time(23, 59, 59), tzinfo=OSLO)
+
+
+def fhir_oslo_date(value: object) -> date | None:
+    """The Norwegian date of a FHIR ``date`` or ``dateTime`` text: a full date as written, a dateTime with
+    a time by its instant's Oslo date; None for a partial date (``2026``, ``2026-06``) or anything else."""
+    match = _FHIR_DATE_TIME.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
+        return None
+    try:
+        if match.group(2) is None:
+            return date.fromisoformat(match.group(1))
+        return oslo_date(datetime.fromisoformat(value))
+    except ValueError:  # e.g. 2026-02-30
+        return None
+
+
+def working_day_deadline(received: datetime, working_days: int) -> datetime:
+    """The end (Oslo time) of the ``working_days``-th working day after the Norwegian date of ``received``."""
+    return end_of_oslo_day(add_working_days(oslo_date(received), working_days))

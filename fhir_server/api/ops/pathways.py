@@ -12,6 +12,7 @@ from fhir_server.api.ops.common import read_resource, resource_response
 from fhir_server.api.ops.registry import BASE_DEFINITION, OperationCall, operation
 from fhir_server.api.rest import server
 from fhir_server.core.issues import FhirError
+from fhir_server.domain.calendar import fhir_oslo_date, oslo_today
 from fhir_server.naming import operation_definition
 from fhir_server.security.policy import Need
 
@@ -33,16 +34,14 @@ def _conditions_of(service_request: dict) -> list[dict]:
 
 
 def received_date(service_request: dict) -> date:
-    """The referral's received date: the Helsenorge mottatt-dato extension, else authoredOn, else today."""
+    """The referral's received date: the Helsenorge mottatt-dato extension, else authoredOn, else today
+    (Norwegian dates: a dateTime counts on its Europe/Oslo date)."""
     for ext in service_request.get("extension", []):
-        if isinstance(ext, dict) and str(ext.get("url", "")).lower().endswith("mottattdato"):
-            value = ext.get("valueDate") or ext.get("valueDateTime")
-            if isinstance(value, str):
-                return date.fromisoformat(value[:10])
-    authored = service_request.get("authoredOn")
-    if isinstance(authored, str) and len(authored) >= 10:
-        return date.fromisoformat(authored[:10])
-    return date.today()
+        if isinstance(ext, dict) and str(ext.get("url", "")).lower().replace("-", "").endswith("mottattdato"):
+            received = fhir_oslo_date(ext.get("valueDate") or ext.get("valueDateTime"))
+            if received:
+                return received
+    return fhir_oslo_date(service_request.get("authoredOn")) or oslo_today()
 
 
 @operation(
@@ -144,7 +143,7 @@ def milestones(call: OperationCall) -> Response:
     careplan = read_resource(f"CarePlan/{call.resource_id}", "CarePlan")
     on = call.text("date")
     try:
-        today = date.fromisoformat(on) if on else date.today()
+        today = date.fromisoformat(on) if on else oslo_today()
     except ValueError as exc:
         raise FhirError.single(400, "value", f"date '{on}' is not a date", "date") from exc
     return resource_response(summary(careplan, today))

@@ -2,7 +2,9 @@
 
 * :func:`enqueue_deliveries` runs inside the referral's own database transaction: one outbox row
   per active Endpoint of the receiving RHF (``Endpoint.managingOrganization``), so a referral is
-  never stored without its deliveries, nor delivered without being stored.
+  never stored without its deliveries, nor delivered without being stored. The push carries the
+  stored resources of the types listed in ``mappings/ValueSet-region-push-resource-types.json``
+  (:data:`PUSHED_TYPES`, read once).
 * :class:`DeliveryWorker` (a thread in every server process) claims due rows with a lease, sends
   each as a FHIR transaction of ``PUT [type]/[id]`` entries (idempotent: a repeated delivery changes
   nothing at the receiver, which can also deduplicate on the referral's identifier), retries with
@@ -19,6 +21,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import requests
 from sqlalchemy import insert, select, update
@@ -29,11 +32,30 @@ from fhir_server.core.interactions import FhirService
 from fhir_server.core.issues import FhirError
 from fhir_server.core.storage.schema import outbox
 from fhir_server.core.storage.store import Store, WriteUnit
+from fhir_server.data import data_folder
 from fhir_server.naming import code_system
 
 log = logging.getLogger(__name__)
 
 DELIVERY_STATE = {"coding": [{"system": code_system("hub-task-input"), "code": "delivery-state"}]}
+RESOURCE_TYPES_SYSTEM = "http://hl7.org/fhir/resource-types"
+
+
+def pushed_resource_types(path: Path | None = None) -> frozenset[str]:
+    """The resource types a region's push carries: the codes of the ValueSet ``region-push-resource-types``."""
+    value_set = jsonio.loads(
+        (path or data_folder("mappings") / "ValueSet-region-push-resource-types.json").read_bytes()
+    )
+    types: set[str] = set()
+    for include in value_set.get("compose", {}).get("include", []):
+        if include.get("system") != RESOURCE_TYPES_SYSTEM or include.get("filter") or not include.get("concept"):
+            raise ValueError(f"{value_set.get('url')}: only concepts of {RESOURCE_TYPES_SYSTEM} are read")
+        types.update(concept["code"] for concept in include["concept"])
+    return frozenset(types)
+
+
+#: The resource types a region's push carries (data in mappings/).
+PUSHED_TYPES = pushed_resource_types()
 
 
 def _now() -> datetime:
@@ -61,10 +83,7 @@ def enqueue_deliveries(
     entries = [
         {"resource": jsonio.loads(s.body), "request": {"method": "PUT", "url": f"{s.resource_type}/{s.id}"}}
         for s in stored
-        if s is not None
-        and s.body
-        and s.resource_type
-        in ("Patient", "Practitioner", "PractitionerRole", "Organization", "ServiceRequest", "Condition", "Task")
+        if s is not None and s.body and s.resource_type in PUSHED_TYPES
     ]
     task = next((s for s in stored if s is not None and s.resource_type == "Task"), None)
     referral = next((s for s in stored if s is not None and s.resource_type == "ServiceRequest"), None)

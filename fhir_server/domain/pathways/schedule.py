@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from datetime import date
 
 from fhir_server.domain.calendar import add_calendar_days, add_working_days
-from fhir_server.domain.pathways.catalog import EXT_DEADLINE_WORKING_DAYS, EXT_TIMING_VARIANT
+from fhir_server.domain.pathways.catalog import EXT_TIMING_VARIANT, working_days_rule
 
 _DAYS_PER_UNIT = {"d": 1, "wk": 7}
 _SUPPORTED_RELATIONSHIPS = (
@@ -34,14 +34,6 @@ _SUPPORTED_RELATIONSHIPS = (
 
 class ScheduleError(ValueError):
     """A milestone's timing rule cannot be turned into a date."""
-
-
-def working_days_rule(action: dict) -> int | None:
-    """The action's deadline in working days (the project's extension), or None."""
-    for ext in action.get("extension", []):
-        if ext.get("url") == EXT_DEADLINE_WORKING_DAYS:
-            return int(ext["valueInteger"])
-    return None
 
 
 def predecessor(action: dict) -> str | None:

@@ -23,8 +23,10 @@ import copy
 from dataclasses import dataclass
 from datetime import date
 
+from fhir_server.domain.calendar import fhir_oslo_date
 from fhir_server.domain.pathways.apply import EXT_MILESTONE_COMPLETED, REQUEST_GROUP_ID
-from fhir_server.domain.pathways.schedule import due_dates, predecessor, working_days_rule
+from fhir_server.domain.pathways.catalog import working_days_rule
+from fhir_server.domain.pathways.schedule import due_dates, predecessor
 
 STATES = ("done-on-time", "done-late", "due", "overdue", "not-yet-due")
 _LEFT_OUT = frozenset({"cancelled", "stopped", "entered-in-error"})
@@ -72,7 +74,7 @@ def milestone_states(careplan: dict, today: date) -> list[MilestoneState]:
         if detail.get("status") in _LEFT_OUT:
             continue
         aid = activity.get("id", "")
-        due = _parse_date(detail.get("scheduledPeriod", {}).get("end"))
+        due = fhir_oslo_date(detail.get("scheduledPeriod", {}).get("end"))
         completed = completion_date(activity)
         before = predecessor(rules[aid]) if aid in rules else None
         legal = working_days_rule(detail) is not None
@@ -153,7 +155,7 @@ def reschedule(careplan: dict) -> dict:
     """A copy of ``careplan`` whose open milestones' due dates count from actual completion dates."""
     updated = copy.deepcopy(careplan)
     rules = _request_group_actions(updated)
-    received = _parse_date(updated.get("period", {}).get("start"))
+    received = fhir_oslo_date(updated.get("period", {}).get("start"))
     if not rules or received is None:
         return updated
     activities = {a.get("id"): a for a in updated.get("activity", []) if "detail" in a}
@@ -173,7 +175,7 @@ def completion_date(activity: dict) -> date | None:
     """The date recorded in the milestone-completed extension of ``activity.detail``, if any."""
     for ext in activity.get("detail", {}).get("extension", []):
         if ext.get("url") == EXT_MILESTONE_COMPLETED:
-            return _parse_date(ext.get("valueDate") or ext.get("valueDateTime"))
+            return fhir_oslo_date(ext.get("valueDate") or ext.get("valueDateTime"))
     return None
 
 
@@ -183,12 +185,3 @@ def _request_group_actions(careplan: dict) -> dict[str, dict]:
             top = (res.get("action") or [{}])[0]
             return {a["id"]: a for a in top.get("action", []) if a.get("id")}
     return {}
-
-
-def _parse_date(value: object) -> date | None:
-    if isinstance(value, str) and len(value) >= 10:
-        try:
-            return date.fromisoformat(value[:10])
-        except ValueError:
-            return None
-    return None

@@ -20,10 +20,12 @@ possible age); without it, the birth date in a valid fødselsnummer or D-number 
 
 Pregnancy (``%pregnant``) is true when any of these holds, unless ``pregnant=`` is passed explicitly:
 * an active (not resolved/inactive, not refuted/entered-in-error) Condition or a ServiceRequest
-  reasonCode with ICD-10 Z33, Z34, Z35 or O10-O48, ICPC-2 W78, W79 or W84, or SNOMED CT 77386006;
-* an Observation (passed in the same list) with LOINC 82810-3 "Pregnancy status" and
-  valueCodeableConcept SNOMED CT 77386006 "Pregnant" (60001007 "Not pregnant" makes it false).
-  The first such Observation in the list wins over any codes.
+  reasonCode with a code in the ValueSet ``pregnancy-diagnoses`` (ICD-10 and ICPC-2 codes match under
+  any of the system URIs accepted for them);
+* an Observation (passed in the same list) whose code is in ``pregnancy-status-observations`` and
+  whose valueCodeableConcept is in ``pregnancy-status-pregnant`` (``pregnancy-status-not-pregnant``
+  makes it false). The first such Observation in the list wins over any codes.
+The code lists are data (``pathways/ValueSet-pregnancy-*.json``), read by the pathway catalog.
 """
 
 from __future__ import annotations
@@ -32,11 +34,20 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
+from functools import lru_cache
 from typing import Any
 
 from stdnum.no import fodselsnummer
 
-from fhir_server.domain.pathways.catalog import PathwayCatalog
+from fhir_server.domain.calendar import fhir_oslo_date, oslo_today
+from fhir_server.domain.pathways.catalog import (
+    PREGNANCY_DIAGNOSES,
+    PREGNANCY_STATUS_NOT_PREGNANT,
+    PREGNANCY_STATUS_OBSERVATIONS,
+    PREGNANCY_STATUS_PREGNANT,
+    PathwayCatalog,
+)
+from fhir_server.domain.pathways.code_lists import normalise_code
 from fhir_server.naming import DNR_SYSTEM, FNR_SYSTEM
 
 ICD10_SYSTEMS = frozenset(
@@ -50,13 +61,6 @@ ICD10_SYSTEMS = frozenset(
 ICPC2_SYSTEMS = frozenset(
     {"http://hl7.org/fhir/sid/icpc-2", "urn:oid:2.16.578.1.12.4.1.1.7170", "urn:oid:2.16.840.1.113883.6.139"}
 )
-SNOMED = "http://snomed.info/sct"
-LOINC = "http://loinc.org"
-LOINC_PREGNANCY_STATUS = "82810-3"
-SNOMED_PREGNANT = "77386006"
-SNOMED_NOT_PREGNANT = "60001007"
-PREGNANCY_ICD10 = re.compile(r"^(Z3[345]|O(1[0-9]|2[0-9]|3[0-9]|4[0-8]))")
-PREGNANCY_ICPC2 = frozenset({"W78", "W79", "W84"})
 FNR_SYSTEMS = frozenset({FNR_SYSTEM, DNR_SYSTEM})
 RECEIVED_DATE_EXT = "http://helsenorge.no/fhir/StructureDefinition/no-mottatt-dato"
 _SKIP_VERIFICATION = frozenset({"refuted", "entered-in-error"})
@@ -108,7 +112,7 @@ def suggest_pathways(
     codes = _collect_codes(service_request, conditions)
     reference = reference_date(service_request, on_date)
     age = age_on(patient, reference)
-    is_pregnant = pregnancy(service_request, conditions) if pregnant is None else pregnant
+    is_pregnant = pregnancy(service_request, conditions, catalog) if pregnant is None else pregnant
     base_env: dict[str, Any] = {
         "age": [] if age is None else age,
         "pregnant": is_pregnant,
@@ -138,24 +142,20 @@ def suggest_pathways(
     return sorted(suggestions, key=lambda s: rank[s.url])
 
 
-def normalise_code(code: str) -> str:
-    """``f20.0`` → ``F200``: upper case, no dot, no spaces."""
-    return re.sub(r"[\s.]", "", code).upper()
-
-
 def reference_date(service_request: dict, on_date: date | None = None) -> date:
-    """The date the age is computed on: authoredOn, else on_date, else the received-date extension, else today."""
-    authored = _date_prefix(service_request.get("authoredOn"))
+    """The date the age is computed on: authoredOn, else on_date, else the received-date extension, else today
+    (Norwegian dates: a dateTime counts on its Europe/Oslo date)."""
+    authored = fhir_oslo_date(service_request.get("authoredOn"))
     if authored:
         return authored
     if on_date:
         return on_date
     for ext in service_request.get("extension", []):
         if ext.get("url") == RECEIVED_DATE_EXT:
-            received = _date_prefix(ext.get("valueDateTime"))
+            received = fhir_oslo_date(ext.get("valueDateTime"))
             if received:
                 return received
-    return date.today()
+    return oslo_today()
 
 
 def age_on(patient: dict, on: date) -> int | None:
@@ -167,18 +167,31 @@ def age_on(patient: dict, on: date) -> int | None:
     return max(years, 0)
 
 
-def pregnancy(service_request: dict, resources: Iterable[dict]) -> bool:
-    """True when a Condition, a reasonCode or a pregnancy-status Observation says the patient is pregnant."""
-    found = any(_is_pregnancy_coding(c) for cc in service_request.get("reasonCode", []) for c in cc.get("coding", []))
+def pregnancy(service_request: dict, resources: Iterable[dict], catalog: PathwayCatalog | None = None) -> bool:
+    """True when a Condition, a reasonCode or a pregnancy-status Observation says the patient is pregnant
+    (by the catalog's pregnancy code lists; the default catalog's when none is given)."""
+    catalog = catalog or _default_catalog()
+    found = any(
+        _in_list(catalog, PREGNANCY_DIAGNOSES, c)
+        for cc in service_request.get("reasonCode", [])
+        for c in cc.get("coding", [])
+    )
     for res in resources:
         kind = res.get("resourceType")
         if kind == "Observation":
-            status = _observation_pregnancy(res)
+            status = _observation_pregnancy(res, catalog)
             if status is not None:
                 return status
         elif kind == "Condition" and _condition_counts(res) and not _is_inactive(res):
-            found = found or any(_is_pregnancy_coding(c) for c in res.get("code", {}).get("coding", []))
+            found = found or any(
+                _in_list(catalog, PREGNANCY_DIAGNOSES, c) for c in res.get("code", {}).get("coding", [])
+            )
     return found
+
+
+@lru_cache(maxsize=1)
+def _default_catalog() -> PathwayCatalog:
+    return PathwayCatalog.load()
 
 
 def _collect_codes(service_request: dict, conditions: Iterable[dict]) -> list[_Code]:
@@ -213,25 +226,25 @@ def _is_inactive(condition: dict) -> bool:
     return bool(codes & _INACTIVE_CLINICAL) or any(k.startswith("abatement") for k in condition)
 
 
-def _is_pregnancy_coding(coding: dict) -> bool:
-    system, code = coding.get("system"), normalise_code(coding.get("code") or "")
-    if system in ICD10_SYSTEMS:
-        return bool(PREGNANCY_ICD10.match(code))
-    if system in ICPC2_SYSTEMS:
-        return code in PREGNANCY_ICPC2
-    return system == SNOMED and code == SNOMED_PREGNANT
+def _in_list(catalog: PathwayCatalog, url: str, coding: dict) -> bool:
+    """The coding is in the code list; an ICD-10 or ICPC-2 code under any of the URIs accepted for it."""
+    system, code = coding.get("system"), coding.get("code")
+    systems = ICD10_SYSTEMS if system in ICD10_SYSTEMS else ICPC2_SYSTEMS if system in ICPC2_SYSTEMS else (system,)
+    codes = catalog.code_list(url)
+    return any(codes.contains(s, code) for s in systems)
 
 
-def _observation_pregnancy(observation: dict) -> bool | None:
+def _observation_pregnancy(observation: dict, catalog: PathwayCatalog) -> bool | None:
     if observation.get("status") in ("entered-in-error", "cancelled"):
         return None
-    coded = {(c.get("system"), c.get("code")) for c in observation.get("code", {}).get("coding", [])}
-    if (LOINC, LOINC_PREGNANCY_STATUS) not in coded:
+    if not any(
+        _in_list(catalog, PREGNANCY_STATUS_OBSERVATIONS, c) for c in observation.get("code", {}).get("coding", [])
+    ):
         return None
-    values = {(c.get("system"), c.get("code")) for c in observation.get("valueCodeableConcept", {}).get("coding", [])}
-    if (SNOMED, SNOMED_PREGNANT) in values:
+    values = observation.get("valueCodeableConcept", {}).get("coding", [])
+    if any(_in_list(catalog, PREGNANCY_STATUS_PREGNANT, c) for c in values):
         return True
-    if (SNOMED, SNOMED_NOT_PREGNANT) in values:
+    if any(_in_list(catalog, PREGNANCY_STATUS_NOT_PREGNANT, c) for c in values):
         return False
     return None
 
@@ -252,10 +265,4 @@ def _birth_date(patient: dict) -> date | None:
                 return fodselsnummer.get_birth_date(fodselsnummer.validate(ident["value"]))
             except Exception:  # invalid numbers give no birth date (stdnum raises several types)
                 continue
-    return None
-
-
-def _date_prefix(value: Any) -> date | None:
-    if isinstance(value, str) and re.match(r"^\d{4}-\d{2}-\d{2}", value):
-        return date.fromisoformat(value[:10])
     return None

@@ -4,8 +4,9 @@ A referral arrives as a transaction-like Bundle (the doors map their formats to 
 
 1. finds the referral ServiceRequest (category SNOMED CT 3457005) and its Patient;
 2. claims the Norwegian profiles (``meta.profile``) and stamps the received date (Helsenorge
-   ``no-mottatt-dato``) and the legal assessment deadline (``no-frist-for-vurdering``, 10 working
-   days, pasient- og brukerrettighetsloven § 2-2);
+   ``no-mottatt-dato``) and the legal assessment deadline (``no-frist-for-vurdering``, pasient- og
+   brukerrettighetsloven § 2-2: the working days the suggested pathway states, else the ordinary
+   referral's, counted from the Norwegian date of receipt; the end of that day, Oslo time);
 3. validates everything (base rules, identifiers, profiles): any error refuses the whole referral
    with 422 and nothing is stored;
 4. is idempotent on the referral's identifier: the same referral again creates nothing new;
@@ -31,7 +32,7 @@ from fhir_server.core.issues import FhirError, Issue
 from fhir_server.core.storage import access
 from fhir_server.core.storage.store import WriteUnit
 from fhir_server.core.urls import parse_rest_url
-from fhir_server.domain.calendar import add_working_days
+from fhir_server.domain.calendar import oslo_date, working_day_deadline
 from fhir_server.domain.delivery.outbox import enqueue_deliveries
 from fhir_server.domain.pathways import PathwayCatalog, suggest_pathways
 from fhir_server.domain.referral.mapping.fhir_aliases import normalise_referral
@@ -57,7 +58,6 @@ PROFILES = {
 TASK_PROFILE = f"{HUB}/StructureDefinition/hub-routing-task"
 TRIAGE_ORGANIZATION = "Organization/hub-manual-triage"
 HUB_ORGANIZATION = "Organization/referral-hub"
-ASSESSMENT_WORKING_DAYS = 10
 #: identifiers that name one party: fødselsnummer, D-nummer, FH-nummer; HPR; organisasjonsnummer, HER-id
 PARTY_SYSTEMS = {
     "Patient": frozenset({naming.FNR_SYSTEM, naming.DNR_SYSTEM, naming.FHN_SYSTEM}),
@@ -121,7 +121,10 @@ class IntakePipeline:
             return self._already_known(existing)
         stored_referral = self._stored(f"ServiceRequest/{existing}") if existing else None
         received = _received_of(stored_referral) or received  # the legal clock starts at the first receipt
-        self._prepare(entries, index, received)
+        patient = _resolve_patient(entries, referral, self.service)
+        conditions = [e["resource"] for e in entries if (e.get("resource") or {}).get("resourceType") == "Condition"]
+        suggestions = suggest_pathways(referral, patient or {}, conditions, self.pathways, on_date=oslo_date(received))
+        self._prepare(entries, index, received, self._assessment_working_days(suggestions))
         write_id = existing or target
         if write_id is not None:  # an update of a referral we have (same id, same Task), or the sender's id
             entries[index]["request"] = {
@@ -138,9 +141,6 @@ class IntakePipeline:
             }
         entries[index].setdefault("fullUrl", f"urn:uuid:{uuid4()}")
         _reuse_known_parties(entries)
-        patient = _resolve_patient(entries, referral, self.service)
-        conditions = [e["resource"] for e in entries if (e.get("resource") or {}).get("resourceType") == "Condition"]
-        suggestions = suggest_pathways(referral, patient or {}, conditions, self.pathways, on_date=received.date())
         decision = route(
             patient,
             referral,
@@ -309,11 +309,18 @@ class IntakePipeline:
 
     # -- steps --------------------------------------------------------------------------------
 
-    def _prepare(self, entries: list[dict], index: int, received: datetime) -> None:
-        """Claim the Norwegian profiles; stamp the received date and the assessment deadline."""
-        for entry in entries:  # the resources the referral brings (POSTed), not other writes in the Bundle
+    def _assessment_working_days(self, suggestions: list) -> int:
+        """The legal assessment deadline in working days: the shortest a suggested pathway states, else
+        the ordinary referral's (the pathway catalog's data)."""
+        days = [self.pathways.assessment_working_days(s.url) for s in suggestions]
+        return min(days) if days else self.pathways.assessment_working_days(None)
+
+    def _prepare(self, entries: list[dict], index: int, received: datetime, working_days: int) -> None:
+        """Claim the Norwegian profiles; stamp the received instant and the assessment deadline (the end of
+        the ``working_days``-th working day after the Norwegian date of receipt, Oslo time)."""
+        for entry in entries:  # the referral, and the resources it brings (POSTed), not other writes in the Bundle
             resource = entry.get("resource")
-            submitted = (entry.get("request") or {}).get("method", "POST") == "POST"
+            submitted = (entry.get("request") or {}).get("method", "POST") == "POST" or entry is entries[index]
             if submitted and isinstance(resource, dict) and resource.get("resourceType") in PROFILES:
                 meta = resource.setdefault("meta", {})
                 claims = meta.setdefault("profile", [])
@@ -321,13 +328,13 @@ class IntakePipeline:
                 if wanted not in claims and (resource["resourceType"] != "ServiceRequest" or entry is entries[index]):
                     claims.append(wanted)
         referral = entries[index]["resource"]
-        deadline = add_working_days(received.date(), ASSESSMENT_WORKING_DAYS)
+        deadline = working_day_deadline(received, working_days)
         extensions = [
             e for e in referral.get("extension", []) if e.get("url") not in (EXT_RECEIVED, EXT_ASSESSMENT_DEADLINE)
         ]
         extensions += [
             {"url": EXT_RECEIVED, "valueDateTime": received.isoformat(timespec="seconds").replace("+00:00", "Z")},
-            {"url": EXT_ASSESSMENT_DEADLINE, "valueDateTime": f"{deadline.isoformat()}T23:59:59+01:00"},
+            {"url": EXT_ASSESSMENT_DEADLINE, "valueDateTime": deadline.isoformat()},
         ]
         referral["extension"] = extensions
 

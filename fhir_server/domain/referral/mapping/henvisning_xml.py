@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import datetime
 import re
-from zoneinfo import ZoneInfo
 
 from lxml import etree
 
 from fhir_server.core.issues import Issue
 from fhir_server.core.validation.identifiers import mask_identity_numbers, validate_identifiers
+from fhir_server.domain.calendar import OSLO
 from fhir_server.domain.referral.mapping import volven
 from fhir_server.domain.referral.mapping.bundle_builder import build_bundle
 from fhir_server.domain.referral.mapping.model import (
@@ -32,7 +32,6 @@ from fhir_server.domain.referral.mapping.model import (
 )
 
 MAX_BYTES = 20 * 1024 * 1024
-OSLO = ZoneInfo("Europe/Oslo")
 _PREFIX = re.compile(r"\b[a-z0-9]+:(?=[A-Za-z])")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})?")
