@@ -255,3 +255,31 @@ def test_received_instant_is_an_instant(fhir, unique):
     api = Fhir(fhir)
     r = api.post("ServiceRequest", stored_referral(api, unique))
     datetime.fromisoformat(extension(r.json(), EXT_RECEIVED))
+
+
+def test_intake_and_suggest_pathway_agree_on_a_pregnant_patient(fhir, unique):
+    """Pregnancy stated by a Condition in the Bundle that the referral does not link: both decide alike."""
+    api = Fhir(fhir)
+    bundle = referral(unique)
+    sr = bundle["entry"][5]["resource"]
+    sr["reasonCode"] = [{"coding": [{"system": "urn:oid:2.16.578.1.12.4.1.1.7110", "code": "F10.2"}]}]
+    sr.pop("reasonReference")
+    patient_url = bundle["entry"][0]["fullUrl"]
+    pregnancy = {
+        "resourceType": "Condition",
+        "subject": {"reference": patient_url},
+        "code": {"coding": [{"system": "urn:oid:2.16.578.1.12.4.1.1.7110", "code": "Z33"}]},
+    }
+    bundle["entry"][6]["resource"] = pregnancy  # the Bundle's Condition, not linked from the referral
+    submit(api, bundle)
+    rid = api.search(f"ServiceRequest?identifier={REFERRAL_SYSTEM}|henv-{unique}")["entry"][0]["resource"]["id"]
+    task = one_task(api, rid)
+    by_intake = [i["valueCanonical"].split("|")[0] for i in task["input"] if "valueCanonical" in i]
+    suggested = api.get(f"ServiceRequest/{rid}/$suggest-pathway").json()
+    by_operation = [
+        p["valueCanonical"].split("|")[0]
+        for s in suggested.get("parameter", [])
+        for p in s["part"]
+        if p["name"] == "pathway"
+    ]
+    assert by_intake == by_operation == ["https://fhir.referral-hub.no/PlanDefinition/gravide-og-rusmidler"]

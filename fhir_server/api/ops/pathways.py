@@ -24,15 +24,6 @@ def _reference(call: OperationCall, name: str) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def _conditions_of(service_request: dict) -> list[dict]:
-    found = []
-    for i, ref in enumerate(service_request.get("reasonReference", [])):
-        reference = ref.get("reference", "") if isinstance(ref, dict) else ""
-        if reference.startswith("Condition/"):
-            found.append(read_resource(reference, f"ServiceRequest.reasonReference[{i}]"))
-    return found
-
-
 def received_date(service_request: dict) -> date:
     """The referral's received date: the Helsenorge mottatt-dato extension, else authoredOn, else today
     (Norwegian dates: a dateTime counts on its Europe/Oslo date)."""
@@ -53,6 +44,7 @@ def received_date(service_request: dict) -> date:
 )
 def suggest_pathway(call: OperationCall) -> Response:
     from fhir_server.domain.pathways import suggest_pathways
+    from fhir_server.domain.pathways.evidence import stored_referral_evidence
 
     service_request = read_resource(f"ServiceRequest/{call.resource_id}", "ServiceRequest")
     subject = (service_request.get("subject") or {}).get("reference", "")
@@ -61,7 +53,7 @@ def suggest_pathway(call: OperationCall) -> Response:
     suggestions = suggest_pathways(
         service_request,
         patient,
-        _conditions_of(service_request),
+        stored_referral_evidence(server().service, call.resource_id or "", service_request),
         server().pathways,
         pregnant=None if pregnant is None else pregnant == "true",
     )

@@ -35,6 +35,7 @@ from fhir_server.core.urls import parse_rest_url
 from fhir_server.domain.calendar import oslo_date, working_day_deadline
 from fhir_server.domain.delivery.outbox import enqueue_deliveries
 from fhir_server.domain.pathways import PathwayCatalog, suggest_pathways
+from fhir_server.domain.pathways.evidence import evidence_in_bundle
 from fhir_server.domain.referral.mapping.fhir_aliases import normalise_referral
 from fhir_server.domain.routing.decision import RoutingDecision, route
 from fhir_server.domain.routing.tables import RoutingTables
@@ -122,8 +123,8 @@ class IntakePipeline:
         stored_referral = self._stored(f"ServiceRequest/{existing}") if existing else None
         received = _received_of(stored_referral) or received  # the legal clock starts at the first receipt
         patient = _resolve_patient(entries, referral, self.service)
-        conditions = [e["resource"] for e in entries if (e.get("resource") or {}).get("resourceType") == "Condition"]
-        suggestions = suggest_pathways(referral, patient or {}, conditions, self.pathways, on_date=oslo_date(received))
+        evidence = evidence_in_bundle(entries, referral)
+        suggestions = suggest_pathways(referral, patient or {}, evidence, self.pathways, on_date=oslo_date(received))
         self._prepare(entries, index, received, self._assessment_working_days(suggestions))
         write_id = existing or target
         if write_id is not None:  # an update of a referral we have (same id, same Task), or the sender's id
@@ -184,7 +185,12 @@ class IntakePipeline:
                 {
                     "fullUrl": f"urn:uuid:{uuid4()}",
                     "resource": _provenance(
-                        task_url, entries[index]["fullUrl"], decision, received, "update" if existing else "create"
+                        task_url,
+                        entries[index]["fullUrl"],
+                        decision,
+                        received,
+                        "update" if existing else "create",
+                        _evidence_urls(entries, evidence),
                     ),
                     "request": {"method": "POST", "url": "Provenance"},
                 }
@@ -566,7 +572,31 @@ def _stored_anew_note(index: int, resource_type: str) -> Issue:
     )
 
 
-def _provenance(task_url: str, referral_url: str, decision: RoutingDecision, received: datetime, action: str) -> dict:
+def _evidence_urls(entries: list[dict], evidence: list[dict]) -> list[str]:
+    """The references (fullUrl, else ``Type/id``) of the Bundle entries holding ``evidence``."""
+    wanted = {id(r) for r in evidence}
+    found = []
+    for entry in entries:
+        resource = entry.get("resource") or {}
+        if id(resource) in wanted:
+            url = entry.get("fullUrl") or (
+                f"{resource['resourceType']}/{resource['id']}" if resource.get("id") else None
+            )
+            if url:
+                found.append(url)
+    return found
+
+
+def _provenance(
+    task_url: str,
+    referral_url: str,
+    decision: RoutingDecision,
+    received: datetime,
+    action: str,
+    evidence_urls: list[str],
+) -> dict:
+    """The Provenance of a routing: why the Task's owner was chosen, and what the referral brought
+    (its evidence, role source: :mod:`fhir_server.domain.pathways.evidence` reads it back)."""
     inputs = ", ".join(f"{k}={v}" for k, v in decision.inputs.items())
     return {
         "resourceType": "Provenance",
@@ -600,7 +630,10 @@ def _provenance(task_url: str, referral_url: str, decision: RoutingDecision, rec
                 "who": {"reference": HUB_ORGANIZATION},
             }
         ],
-        "entity": [{"role": "source", "what": {"reference": referral_url}}],
+        "entity": [
+            {"role": "source", "what": {"reference": referral_url}},
+            *({"role": "source", "what": {"reference": url}} for url in evidence_urls),
+        ],
     }
 
 
