@@ -79,12 +79,13 @@ def load_paths(paths: list[Path], settings: Settings, *, progress: bool = True) 
             summary.refused += 1
             summary.problems.append(f"{path.name}: {error}")
             continue
-        for entry in result["entry"]:
-            location = entry.get("response", {}).get("location", "")
-            if location:
-                rtype = location.split("/")[0]
-                summary.by_type[rtype] = summary.by_type.get(rtype, 0) + 1
-                summary.loaded += 1
+        for entry in result["entry"]:  # what each entry stored, and what a write policy stored with it
+            related = [link.get("url", "") for link in entry.get("link", []) if link.get("relation") == "related"]
+            for location in (entry.get("response", {}).get("location", ""), *related):
+                if location:
+                    rtype = location.split("/")[0]
+                    summary.by_type[rtype] = summary.by_type.get(rtype, 0) + 1
+                    summary.loaded += 1
     workers.stop()
     server.db.dispose()
     return summary

@@ -86,3 +86,15 @@ def fnr(birth_date: str, seed: str) -> str:
             continue
         return "".join(map(str, digits)) + str(k2)
     raise ValueError("no valid number")
+
+
+def response_locations(bundle: dict) -> list[str]:
+    """Every ``Type/id`` a transaction-response names: its entries' locations and their related links
+    (a referral's routing Task and Provenance are links of the referral's entry)."""
+    found = []
+    for entry in bundle.get("entry", []):
+        location = (entry.get("response") or {}).get("location")
+        if location:
+            found.append(location.split("/_history")[0])
+        found += [link["url"] for link in entry.get("link", []) if link.get("relation") == "related"]
+    return found

@@ -89,7 +89,12 @@ def test_rest_door_routes_stamps_and_explains(fhir, unique):
     provenance = api.search(f"Provenance?target=Task/{task['id']}")
     assert provenance["total"] == 1
     assert "home-municipality" in provenance["entry"][0]["resource"]["reason"][0]["text"]
-    assert any(e["response"]["location"].startswith("Task/") for e in result["entry"])
+    # R4: one response entry per request entry; the Task and Provenance are links of the referral's entry
+    assert len(result["entry"]) == 8
+    related = [link["url"] for link in result["entry"][5]["link"]]
+    assert related == [f"Task/{task['id']}", f"Provenance/{provenance['entry'][0]['resource']['id']}"]
+    outcome = result["entry"][5]["response"]["outcome"]
+    assert {i["diagnostics"] for i in outcome["issue"]} >= {f"stored with the referral: Task/{task['id']}"}
 
 
 def test_same_referral_twice_is_stored_once(fhir, unique):

@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from fhir_server.security.audit import CLIENT_ID_SYSTEM
-from tests.api.fhirhttp import Fhir, ids
+from tests.api.fhirhttp import Fhir, ids, response_locations
 from tests.api.test_referral_intake import HN, HV, referral
 
 EHR_A, EHR_B = "910000001", "910000002"  # the project's own test organisation numbers (not real ones)
@@ -41,10 +41,10 @@ class Referral:
 def sent(api: Fhir, unique: str, municipality: str) -> Referral:
     r = api.post("", referral(unique, municipality))
     assert r.status_code == 200, r.text
-    locations = [e["response"]["location"] for e in r.json()["entry"]]
+    locations = response_locations(r.json())
 
     def first(rtype: str) -> str:
-        return next(loc.split("/_history")[0] for loc in locations if loc.startswith(rtype + "/"))
+        return next(loc for loc in locations if loc.startswith(rtype + "/"))
 
     return Referral(first("ServiceRequest"), first("Task"), first("Patient"))
 

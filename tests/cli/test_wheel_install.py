@@ -22,6 +22,7 @@ import requests
 
 from fhir_server.core.conformance.seed import read_data_resources
 from fhir_server.data import DATA_FOLDERS
+from tests.api.fhirhttp import response_locations
 from tests.conftest import ADMIN_ORG, ADMIN_SCOPES, ROOT, free_port
 
 #: One wheel build per run: under xdist, ``--dist loadgroup`` keeps the module's tests on one worker.
@@ -166,10 +167,10 @@ def test_serve_and_token_from_different_directories_agree_and_a_referral_is_rout
     bundle = (ROOT / "tests" / "data" / "referral-transaction.json").read_bytes()
     response = requests.post(served, data=bundle, headers=headers, timeout=60)
     assert response.status_code == 200, response.text
-    locations = [e["response"]["location"] for e in response.json()["entry"]]
+    locations = response_locations(response.json())
     task_location = next(loc for loc in locations if loc.startswith("Task/"))
-    task = requests.get(f"{served}/{task_location.split('/_history')[0]}", headers=headers, timeout=10).json()
-    service_request = next(loc for loc in locations if loc.startswith("ServiceRequest/")).split("/_history")[0]
+    task = requests.get(f"{served}/{task_location}", headers=headers, timeout=10).json()
+    service_request = next(loc for loc in locations if loc.startswith("ServiceRequest/"))
     assert task["code"]["coding"][0]["code"] == "fulfill" and task["focus"]["reference"] == service_request
     assert task["meta"]["profile"] == ["https://fhir.referral-hub.no/StructureDefinition/hub-routing-task"]
     # the pathway definitions were loaded from the wheel's data

@@ -28,7 +28,7 @@ from fhir_server import naming
 from fhir_server.core import jsonio
 from fhir_server.core.bundles.transaction import BundleProcessor, Entry
 from fhir_server.core.interactions import FhirService, check_id, conditional_update_target
-from fhir_server.core.issues import FhirError, Issue
+from fhir_server.core.issues import FhirError, Issue, operation_outcome
 from fhir_server.core.storage import access
 from fhir_server.core.storage.store import WriteUnit
 from fhir_server.core.urls import parse_rest_url
@@ -109,6 +109,7 @@ class IntakePipeline:
         bundle, notes = normalise_referral(bundle)
         entries = [e for e in bundle.get("entry") or [] if isinstance(e, dict)]
         index = _referral_index(entries)
+        request_count = len(entries)  # the response has one entry per request entry (R4 transaction-response)
         referral = entries[index]["resource"]
         identifier = _referral_identifier(referral, index)
         request = entries[index].get("request") or {}
@@ -119,7 +120,7 @@ class IntakePipeline:
         if action == "revoke":
             return self._revoke(existing, identifier)
         if existing is not None and action == "create" and target is None:
-            return self._already_known(existing)
+            return self._already_known(existing, request_count, index)
         stored_referral = self._stored(f"ServiceRequest/{existing}") if existing else None
         received = _received_of(stored_referral) or received  # the legal clock starts at the first receipt
         patient = _resolve_patient(entries, referral, self.service)
@@ -198,11 +199,13 @@ class IntakePipeline:
         event = "update" if existing else "create"
         owner = self._owner(decision).get("reference") if decision.rhf_orgnr else None
         response = self._store(entries, event, identifier, owner, notes, decision.rhf_orgnr)
+        task_location = task_ref or _location(response, "Task")
+        _one_response_per_request(response, request_count, index, [task_ref] if task_ref else [], notes)
         return IntakeResult(
             200 if existing else 201,
             event,
             _location(response, "ServiceRequest"),
-            task_ref or _location(response, "Task"),
+            task_location,
             decision,
             response,
             notes,
@@ -348,16 +351,10 @@ class IntakePipeline:
         found = self.service.conditional_matches(None, "ServiceRequest", f"identifier={identifier[0]}|{identifier[1]}")
         return found[0] if found else None
 
-    def _already_known(self, existing: str) -> IntakeResult:
+    def _already_known(self, existing: str, request_count: int, index: int) -> IntakeResult:
+        """A referral received before: nothing is stored; each request entry is answered (R4: one response
+        entry per request entry), the referral's with where it is and its routing Task."""
         task = self.service.conditional_matches(None, "Task", f"focus=ServiceRequest/{existing}")
-        response = {
-            "resourceType": "Bundle",
-            "type": "transaction-response",
-            "entry": [
-                {"response": {"status": "200 OK", "location": f"ServiceRequest/{existing}"}},
-                *([{"response": {"status": "200 OK", "location": f"Task/{task[0]}"}}] if task else []),
-            ],
-        }
         issue = Issue(
             "information",
             "duplicate",
@@ -365,6 +362,10 @@ class IntakePipeline:
             None,
             "henvisningen (samme identifikator) er allerede mottatt",
         )
+        entries: list[dict] = [{"response": {"status": "200 OK"}} for _ in range(request_count)]
+        entries[index]["response"]["location"] = f"ServiceRequest/{existing}"
+        response = {"resourceType": "Bundle", "type": "transaction-response", "entry": entries}
+        _one_response_per_request(response, request_count, index, [f"Task/{task[0]}"] if task else [], [issue])
         return IntakeResult(
             200, "duplicate", f"ServiceRequest/{existing}", f"Task/{task[0]}" if task else None, None, response, [issue]
         )
@@ -675,6 +676,33 @@ def _received_of(referral: dict | None) -> datetime | None:
             except ValueError:
                 return None
     return None
+
+
+def _one_response_per_request(
+    response: dict, request_count: int, index: int, related: list[str], notes: list[Issue]
+) -> None:
+    """Cut a transaction-response to one entry per request entry, in place: what the intake added (the
+    routing Task and Provenance) is named on the referral's entry instead, as ``link`` (relation
+    ``related``) and in its ``response.outcome``."""
+    added = [
+        (e.get("response") or {}).get("location", "").split("/_history")[0] for e in response["entry"][request_count:]
+    ]
+    named = [*related, *(a for a in added if a)]
+    issues = [
+        Issue(
+            "information",
+            "informational",
+            f"stored with the referral: {location}",
+            None,
+            f"lagret sammen med henvisningen: {location}",
+        )
+        for location in named
+    ]
+    response["entry"] = response["entry"][:request_count]
+    referral_entry = response["entry"][index]
+    referral_entry["response"]["outcome"] = operation_outcome([*issues, *notes])
+    if named:  # Bundle.entry.link: where a client finds them without reading the outcome's text
+        referral_entry["link"] = [{"relation": "related", "url": location} for location in named]
 
 
 def _location(response: dict, rtype: str) -> str:
