@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
 
 from flask import Request, Response
 
@@ -128,17 +131,77 @@ def xml_to_json(data: bytes) -> dict:
     except KeyError as exc:
         raise FhirError.single(400, "not-supported", f"'{tag}' is not a FHIR resource type") from exc
     try:
-        return jsonio.loads(model.model_validate_xml(data).model_dump_json())
+        parsed = model.model_validate_xml(data)
+        return _exact_decimals(parsed, jsonio.loads(parsed.model_dump_json()))
     except Exception as exc:
         message = str(exc).split("\n")[0][:300]
         raise FhirError.single(400, "structure", f"the XML is not a valid {tag}: {message}") from exc
 
 
+def _exact_decimals(model: object, dumped: object) -> object:
+    """``dumped`` (the model's JSON) with each decimal put back as the model's exact literal.
+
+    fhir.resources parses ``72.50`` into ``Decimal('72.50')`` but writes it out as a float.
+    """
+    from pydantic import BaseModel
+
+    if isinstance(model, Decimal):
+        return model
+    if isinstance(model, list) and isinstance(dumped, list):
+        return [_exact_decimals(m, d) for m, d in zip(model, dumped, strict=False)]
+    if isinstance(model, BaseModel) and isinstance(dumped, dict):
+        for name, info in type(model).model_fields.items():
+            key = info.alias or name
+            if key in dumped:
+                dumped[key] = _exact_decimals(getattr(model, name), dumped[key])
+    return dumped
+
+
 def json_to_xml(resource: dict) -> bytes:
+    """FHIR JSON → FHIR XML via the fhir.resources R4B models, each number written as its exact literal."""
     from fhir.resources.R4B import get_fhir_model_class
+    from lxml import etree
 
     model = get_fhir_model_class(resource["resourceType"])
-    return model.model_validate(jsonio.to_plain(resource)).model_dump_xml()
+    data = model.model_validate(jsonio.to_plain(resource)).model_dump_xml()
+    numbers = list(_numbers_in_xml(resource, None))
+    if not numbers:
+        return data
+    root = etree.fromstring(data, etree.XMLParser(resolve_entities=False, no_network=True))
+    for path, literal in numbers:
+        element = _element_at(root, path)
+        if element is not None:
+            element.set("value", literal)
+    return etree.tostring(root, xml_declaration=True, encoding="utf-8")
+
+
+_NS = "{http://hl7.org/fhir}"
+
+
+def _numbers_in_xml(node: object, path: tuple | None) -> Iterator[tuple[tuple, str]]:
+    """Each number in FHIR JSON (a Decimal, or an int: ``100`` may be a decimal too) with its literal and
+    the XML path to its element: (element name, index) steps, None for a resource's own element
+    (``contained``, ``entry.resource``); every JSON property is an XML element."""
+    if isinstance(node, Decimal | int) and not isinstance(node, bool):
+        yield path or (), str(node)
+    elif isinstance(node, dict):
+        here = (*(path or ()), None) if "resourceType" in node and path is not None else path or ()
+        for key, value in node.items():
+            name = key[1:] if key.startswith("_") else key  # a primitive's id and extensions sit in its element
+            for i, item in enumerate(value) if isinstance(value, list) else ((0, value),):
+                yield from _numbers_in_xml(item, (*here, (name, i)))
+
+
+def _element_at(root: Any, path: tuple) -> Any:
+    """The element a :func:`_numbers_in_xml` path names, or None where the XML has no such element."""
+    element = root
+    for step in path:
+        found = [element.find("*")] if step is None else element.findall(_NS + step[0])
+        index = 0 if step is None else step[1]
+        if index >= len(found) or found[index] is None:
+            return None
+        element = found[index]
+    return element
 
 
 #: Sent with every response (also added to non-FHIR responses by the application factory).

@@ -46,6 +46,21 @@ class CapabilityInputs:
 
 
 def capability_statement(inputs: CapabilityInputs, date: str) -> dict:
+    """The CapabilityStatement, without empty arrays, objects or strings (R4 forbids them: ele-1)."""
+    return _without_empty(_statement(inputs, date))
+
+
+def _without_empty(node: object) -> object:
+    """``node`` with every empty array, object and string removed, bottom up."""
+    if isinstance(node, dict):
+        pruned = {key: _without_empty(value) for key, value in node.items()}
+        return {key: value for key, value in pruned.items() if value not in ({}, [], "")}
+    if isinstance(node, list):
+        return [item for item in map(_without_empty, node) if item not in ({}, [], "")]
+    return node
+
+
+def _statement(inputs: CapabilityInputs, date: str) -> dict:
     resources = []
     for rtype in sorted(STORABLE_TYPES):
         params = inputs.registry.params(rtype)

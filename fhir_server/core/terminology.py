@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from fhir_server.core.issues import FhirError
+from fhir_server.core.issues import FhirError, Issue
 
 Resolver = Callable[[str], dict | None]
 
@@ -72,10 +72,29 @@ def lookup(term: Terminology, system: str, code: str) -> dict:
     return {"resourceType": "Parameters", "parameter": params}
 
 
-def _system_codes(term: Terminology, system: str, filters: list[dict]) -> list[dict]:
+class UnknownCodeSystem(FhirError):
+    """A value set needs all codes of a code system this server does not know or has no codes of."""
+
+    def __init__(self, system: str, message: str) -> None:
+        super().__init__(422, [Issue("error", "not-found", f"cannot expand: {message}")])
+        self.system = system
+        self.message = message
+
+
+def _loaded_code_system(term: Terminology, system: str) -> dict:
+    """The code system with its codes; :class:`UnknownCodeSystem` (naming it) when unknown or not loaded."""
     code_system = term.code_system(system)
     if code_system is None:
-        raise FhirError.single(422, "not-supported", f"cannot expand: the code system {system} is not known here")
+        raise UnknownCodeSystem(system, f"the code system {system} is unknown here")
+    if code_system.get("content") == "not-present":
+        raise UnknownCodeSystem(
+            system, f"the codes of the code system {system} are not loaded here (content not-present)"
+        )
+    return code_system
+
+
+def _system_codes(term: Terminology, system: str, filters: list[dict]) -> list[dict]:
+    code_system = _loaded_code_system(term, system)
     chosen: list[dict] = []
     for concept, parents in _concepts(code_system.get("concept", [])):
         if all(_filter_matches(f, concept, parents) for f in filters):
@@ -190,8 +209,16 @@ def expand(
 def validate_code(
     term: Terminology, value_set: dict, system: str | None, code: str, display: str | None = None
 ) -> dict:
-    """ValueSet/$validate-code: Parameters with result, message and display."""
-    for concept in expand_resource(term, value_set):
+    """ValueSet/$validate-code: Parameters with result, message and display.
+
+    A value set drawing on a code system that is unknown or not loaded here cannot say: the result is
+    false, the message names the code system, and an ``issues`` OperationOutcome has code ``not-found``
+    (as the tx ecosystem and the Java validator answer; ``x-caused-by-unknown-system`` names it too)."""
+    try:
+        concepts = expand_resource(term, value_set)
+    except UnknownCodeSystem as unknown:
+        return _unknown_system_verdict(unknown)
+    for concept in concepts:
         if concept["code"] == code and (system is None or concept["system"] == system):
             params = [{"name": "result", "valueBoolean": True}]
             if concept.get("display"):
@@ -207,6 +234,27 @@ def validate_code(
         "parameter": [
             {"name": "result", "valueBoolean": False},
             {"name": "message", "valueString": f"{where} is not in the value set {value_set.get('url', '')}"},
+        ],
+    }
+
+
+_TX_ISSUE_TYPE = "http://hl7.org/fhir/tools/CodeSystem/tx-issue-type"
+
+
+def _unknown_system_verdict(unknown: UnknownCodeSystem) -> dict:
+    message = f"{unknown.message}; the code cannot be validated"
+    issue = {
+        "severity": "error",
+        "code": "not-found",
+        "details": {"coding": [{"system": _TX_ISSUE_TYPE, "code": "not-found"}], "text": message},
+    }
+    return {
+        "resourceType": "Parameters",
+        "parameter": [
+            {"name": "result", "valueBoolean": False},
+            {"name": "message", "valueString": message},
+            {"name": "x-caused-by-unknown-system", "valueCanonical": unknown.system},
+            {"name": "issues", "resource": {"resourceType": "OperationOutcome", "issue": [issue]}},
         ],
     }
 

@@ -10,6 +10,8 @@ server's own access, and nobody can change or delete them (the security edge ref
 
 The event's structure follows FHIR R4 AuditEvent with the restful-interaction subtypes, as IHE
 BALP does: action C/R/U/D/E, outcome 0 (success), 4 (refused: client error), 8 (server error).
+An operation's entity is named ``$name`` and carries its query string as a ``detail`` (R4 sev-1 allows
+a name or a query, not both); a search's entity carries its query.
 """
 
 from __future__ import annotations
@@ -106,10 +108,13 @@ def audit_event(record: AuditRecord, recorded: str, observer: str) -> dict:
         entity["what"] = {"reference": f"{info.resource_type}/{info.resource_id}"}
     elif info.resource_type:
         entity["what"] = {"display": info.resource_type}
-    if info.operation:
+    query = base64.b64encode(record.query.encode()).decode() if record.query else None
+    if info.operation:  # R4 sev-1: a name or a query, not both; an operation's query is its parameters
         entity["name"] = f"${info.operation}"
-    if record.query:
-        entity["query"] = base64.b64encode(record.query.encode()).decode()
+        if query:
+            entity["detail"] = [{"type": "query", "valueBase64Binary": query}]
+    elif query:
+        entity["query"] = query
     if entity:
         event["entity"] = [entity]
     return event

@@ -49,13 +49,12 @@ def suggest_pathway(call: OperationCall) -> Response:
     service_request = read_resource(f"ServiceRequest/{call.resource_id}", "ServiceRequest")
     subject = (service_request.get("subject") or {}).get("reference", "")
     patient = read_resource(subject, "ServiceRequest.subject") if subject.startswith("Patient/") else {}
-    pregnant = call.text("pregnant")
     suggestions = suggest_pathways(
         service_request,
         patient,
         stored_referral_evidence(server().service, call.resource_id or "", service_request),
         server().pathways,
-        pregnant=None if pregnant is None else pregnant == "true",
+        pregnant=call.boolean("pregnant"),
     )
     parameters = {
         "resourceType": "Parameters",
@@ -111,7 +110,7 @@ def apply(call: OperationCall) -> Response:
         for activity in careplan.get("activity", []):
             if "detail" in activity:
                 activity["detail"]["performer"] = [{"reference": organization}]
-    if call.text("persist") == "true":
+    if call.boolean("persist"):
         result = server().service.create(careplan)
         return fhir_response(
             result.stored.body,

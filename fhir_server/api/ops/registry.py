@@ -47,6 +47,16 @@ class OperationCall:
         value = self.first(name)
         return value if isinstance(value, str) else None
 
+    def boolean(self, name: str) -> bool | None:
+        """A boolean parameter: ``true``/``false`` in the query, ``valueBoolean`` in a Parameters body;
+        None when absent, 400 naming the parameter for anything else."""
+        value = self.first(name)
+        if value is None or isinstance(value, bool):
+            return value
+        if value in ("true", "false"):
+            return value == "true"
+        raise FhirError.single(400, "value", f"the parameter '{name}' must be true or false", name)
+
 
 Handler = Callable[[OperationCall], Response]
 
