@@ -2,15 +2,24 @@
 
 The decision, in order:
 
-1. Home municipality: the no-basis municipality code on ``Patient.address`` (preferring ``use: home``);
-   a pre-2024 number is translated to 2024 through the ConceptMap; the county (first two digits) gives the RHF;
-   a municipality-level exception (e.g. Bindal for somatic care) overrides the county for its service lines;
-   for ``service_line`` "phv"/"tsb" the catchment map names the HF.
+1. Home municipality: the no-basis municipality code on ``Patient.address``. Addresses with ``use: old`` are
+   never used; of the rest, the best-ranked ``use`` (home first) that has a code or is abroad decides. Several
+   addresses of that rank naming different regions are contradictory; an address whose ``country`` is not Norway
+   is foreign (Svalbard/Jan Mayen: country SJ, or numbers 21xx/22xx). A retired number (in use at some time from
+   2013 to 2023; the number as sent, also when the intake rewrote it) is translated to 2024 through the
+   ConceptMaps; when it was split, ``Address.district`` naming one of the parts decides, else the parts must agree
+   on the region (and, for PHV/TSB, the health trust). The county (first two digits) gives the RHF; a
+   municipality-level exception (e.g. Bindal for somatic care) overrides the county for its service lines; for
+   ``service_line`` "phv"/"tsb" the catchment map names the HF, and where a municipality is split between trusts
+   the bydel map (Oslo, adult mental health care) decides by the no-basis-urban-district code.
 2. Free choice of treatment place (pasient- og brukerrettighetsloven § 2-4): when ``ServiceRequest.performer``
    names a known RHF or HF (by organisasjonsnummer, or a resolved Organization) outside the home region, or an
    HF other than the patient's own catchment HF, that choice decides (rule ``free-choice``).
-3. Anything that cannot be decided (no address, no or unknown code, Svalbard/Jan Mayen, an HF split the data
-   cannot resolve) gives ``triage=True`` with rule ``manual-triage`` and the reason; never an exception.
+3. Anything that cannot be decided gives ``triage=True`` with rule ``manual-triage`` and a reason coded in
+   ``terminology/CodeSystem-triage-reason.json`` (no patient, no address, no/malformed/unknown code, a retired
+   number split across regions, foreign, Svalbard/Jan Mayen, contradictory addresses); never an exception.
+   Where only the health trust is undecided (hf-split, bydel-missing, bydel-unknown, a split retired number),
+   the region is kept and the reason says why.
 
 Pure Python: no Flask, no database. Nothing here reads or logs a national identity number.
 """
@@ -61,6 +70,7 @@ OrganizationResolver = Callable[[str], dict | None]
 class RoutingDecision:
     """The routing outcome, with what it looked at and why; ``as_json()`` gives a plain dict for storage."""
 
+    #: code of https://fhir.referral-hub.no/CodeSystem/routing-rule (pre2024-municipality: any retired number)
     rule: str  # home-municipality | pre2024-municipality | municipality-exception | free-choice | manual-triage
     triage: bool
     rhf_orgnr: str | None = None
