@@ -204,6 +204,7 @@ def _home(
                 f"{other.path} is abroad (country '{other.country}') and is not used.",
                 f"{other.path} er i utlandet (land '{other.country}') og brukes ikke.",
             )
+    coded.sort(key=lambda a: _region_of(a.code or "", tables) is None)  # a usable number first (stable)
     home = _from_address(coded[0], tables, service_line, notes, age)
     if len(coded) > 1 and home.rhf_orgnr:
         return _contradiction(home, coded, tables, notes)
@@ -269,11 +270,11 @@ def _abroad(address: _Address, notes: _Notes) -> _Home:
 
 def _contradiction(home: _Home, coded: list[_Address], tables: RoutingTables, notes: _Notes) -> _Home:
     """Several addresses of the same rank: they must agree on the region, else manual triage."""
-    regions = {coded[0].path: home.rhf_orgnr}
-    for other in coded[1:]:
-        found = _region_of(other.code or "", tables)
-        if found:
-            regions[other.path] = found
+    regions = {}  # county regions, before exceptions (Bindal's somatic exception is no contradiction)
+    for found in coded:
+        region = _region_of(found.code or "", tables)
+        if region:
+            regions[found.path] = region
     if len(set(regions.values())) == 1:
         return home
     listed = ", ".join(f"{path}: {tables.name(rhf)}" for path, rhf in regions.items())

@@ -207,6 +207,17 @@ def test_home_addresses_in_one_region_do_not_contradict() -> None:
     assert decision.rhf_orgnr == HV and not decision.triage
 
 
+def test_an_exception_is_no_contradiction() -> None:
+    # Bindal 1811 (somatic care: Helse Midt-Norge by exception) and Bodø 1804 are both in Nordland.
+    decision = route(patient(address("1811"), address("1804")), SR, TABLES, service_line="somatic")
+    assert decision.rule == "municipality-exception" and decision.rhf_orgnr == HMN and not decision.triage
+
+
+def test_an_unusable_number_gives_way_to_a_usable_one_of_the_same_rank() -> None:
+    decision = route(patient(address("9999"), address("4601")), SR, TABLES)
+    assert decision.rhf_orgnr == HV and decision.inputs["source"].startswith("Patient.address[1]")
+
+
 def test_a_home_address_outranks_another_region_in_a_work_address() -> None:
     decision = route(patient(address("4601"), address("5001", use="work")), SR, TABLES)
     assert decision.rhf_orgnr == HV and not decision.triage
