@@ -318,9 +318,15 @@ def historic_chains(
         code_2020 = row["kommunenummer_2020"]
         codes_2024 = pre2024.get(code_2020) or [code_2020]
         assert all(c in names_2024 for c in codes_2024), f"2020 number {code_2020} has no 2024 municipality"
-        notes = [row[k] for k in row if k.startswith("endringsmerknad") and not row[k].startswith("uendret")]
         for year in HISTORIC_YEARS:
             code = row[f"kommunenummer_{year}"]
+            # SSB's change notes from this year on (column endringsmerknad_<from>_<to>, two-digit years)
+            notes = [
+                row[k]
+                for k in row
+                if k.startswith("endringsmerknad_") and int(k.split("_")[1]) >= int(year[2:])
+                if not row[k].startswith("uendret")
+            ]
             if code in names_2024 or code in pre2024:
                 # A current or 2020-2023 number: it must mean the same municipality in every year (no reuse).
                 assert set(codes_2024) <= set(pre2024.get(code) or [code]), f"{code} reused for another municipality"

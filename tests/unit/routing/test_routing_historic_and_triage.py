@@ -298,3 +298,31 @@ def test_free_choice_still_overrides_the_bydel() -> None:
     sr = {**SR, "performer": [{"identifier": {"system": "urn:oid:2.16.578.1.12.4.1.4.101", "value": OUS}}]}
     decision = route(patient(with_bydel(address("0301"), "030112")), sr, TABLES, service_line="phv")
     assert decision.rule == "free-choice" and decision.hf_orgnr == OUS
+
+
+# --- the data ------------------------------------------------------------------------------------------------
+
+
+def test_the_2013_map_says_how_each_number_relates_to_its_2024_municipality() -> None:
+    cmap = json.loads(
+        (REPO / "terminology" / "ConceptMap-kommunenummer-2013-2019-to-2024.json").read_text(encoding="utf-8")
+    )
+    targets = {e["code"]: [(t["code"], t["equivalence"]) for t in e["target"]] for e in cmap["group"][0]["element"]}
+    assert targets["1201"] == [("4601", "equivalent")]  # Bergen: renumbered only
+    assert targets["0709"] == [("3909", "wider")]  # Larvik 2013: merged with Lardal in 2018
+    assert targets["0712"] == [("3909", "equivalent")]  # Larvik 2018: renumbered only since
+    assert targets["1850"] == [("1806", "narrower"), ("1875", "narrower")]  # Tysfjord: split in 2020
+    assert "gardenberg/kommunekoder" in cmap["description"] and "KLASS 131" in cmap["description"]
+    assert set(targets) == set(TABLES.pre2024) - {
+        e["code"]
+        for e in json.loads(
+            (REPO / "terminology" / "ConceptMap-kommunenummer-pre2024-to-2024.json").read_text(encoding="utf-8")
+        )["group"][0]["element"]
+    }
+
+
+def test_a_bydel_of_an_unknown_trust_is_refused_at_load() -> None:
+    broken = dict(TABLES.districts)
+    broken["030112"] = dataclasses.replace(broken["030112"], orgnr="999999999")
+    with pytest.raises(ValueError, match="030112"):
+        dataclasses.replace(TABLES, districts=broken)._check()
