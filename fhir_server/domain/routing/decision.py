@@ -21,7 +21,9 @@ The decision, in order:
    Where only the health trust is undecided (hf-split, bydel-missing, bydel-unknown, a split retired number),
    the region is kept and the reason says why.
 
-Pure Python: no Flask, no database. Nothing here reads or logs a national identity number.
+Pure Python: no Flask, no database. Nothing here logs or stores a national identity number; the patient's age
+(which the bydel map depends on) is ``pathways.suggest.age_on``: birthDate, else the birth date of a valid
+fødselsnummer/D-number, on ``ServiceRequest.authoredOn`` (else today).
 """
 
 from __future__ import annotations
