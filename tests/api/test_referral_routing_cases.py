@@ -176,3 +176,21 @@ def test_oslo_child_keeps_the_municipality_level_split(fhir, unique):
     task = task_of(api, unique)
     assert task["owner"]["identifier"]["value"] == HSO
     assert health_trust(task) is None and triage_reason(task) == "hf-split"
+
+
+def test_the_2013_map_is_served_for_translate(fhir):
+    api = Fhir(fhir)
+    result = api.get(
+        "ConceptMap/$translate?url=https://fhir.referral-hub.no/ConceptMap/kommunenummer-2013-2019-to-2024"
+        "&system=https://fhir.referral-hub.no/CodeSystem/kommunenummer-2013-2019&code=1201"
+    ).json()
+    found = {p["name"]: p for p in result["parameter"]}
+    assert found["result"]["valueBoolean"] is True
+    concepts = [
+        p["valueCoding"]["code"]
+        for m in result["parameter"]
+        if m["name"] == "match"
+        for p in m["part"]
+        if p["name"] == "concept"
+    ]
+    assert concepts == ["4601"]
