@@ -6,6 +6,9 @@ repository) and writes the project's own FHIR R4 JSON:
 * ``terminology/CodeSystem-kommunenummer-2024.json``: the 357 municipalities of 2024, each with its county;
 * ``terminology/CodeSystem-fylkesnummer-2024.json``: the 15 counties of 2024;
 * ``terminology/ConceptMap-kommunenummer-pre2024-to-2024.json``: 2020-2023 numbers to 2024 numbers;
+* ``terminology/ConceptMap-kommunenummer-2013-2019-to-2024.json``: numbers of 2013-2019 to 2024 numbers (the
+  2013-2020 change table composed with the 2020-2023 map above);
+* ``mappings/ConceptMap-oslo-bydel-to-hf-phv.json``: Oslo bydel to the hospital for adult mental health care;
 * ``mappings/ConceptMap-fylke-to-rhf.json``: county to RHF, plus municipality-level exceptions (Bindal);
 * ``mappings/ConceptMap-kommune-to-hf-phv.json`` / ``-tsb.json``: municipality to HF (mental health / TSB);
 * ``mappings/Organization-rhf-*.json`` and ``mappings/Organization-hf-*.json``.
@@ -15,6 +18,9 @@ Sources (see ``/work/shared/reference/geo/SOURCES.md``):
 * ``kommuner-2024-derived.csv``: derived from ``robhop/fylker-og-kommuner`` @ ae87825 (Kartverket data, CC BY 4.0);
 * ``kommune-2024-til-hf-phv-tsb-derived.csv``: 2024 numbers joined to SSB's 2020 PHV/TSB catchment tables
   (``statisticsnorway/speshelse`` @ 0031f77, ``OPPTAK_PHV_2020.xlsx`` / ``OPPTAK_TSB_2020.xlsx``, MIT);
+* ``kommunenummer-2013-2020-wide.csv``: every municipality number of 2013, 2017, 2018, 2019 and 2020
+  (``gardenberg/kommunekoder`` @ 9289c80, built from SSB KLASS 131 change lists, MIT);
+* the Oslo bydel -> hospital facts for adult mental health care: issue #14 of the project (see ``OSLO_BYDELER``);
 * the county-to-RHF table, the organisation numbers and names, and the Bindal exception: the project's research
   notes ``/work/shared/docs/pathways-and-routing.md`` sections 3.1-3.4 (marked verified there).
 
@@ -35,6 +41,9 @@ from pathlib import Path
 BASE = "https://fhir.referral-hub.no"
 KOMMUNE_CS = f"{BASE}/CodeSystem/kommunenummer-2024"
 KOMMUNE_2020_CS = f"{BASE}/CodeSystem/kommunenummer-2020"
+KOMMUNE_2013_2019_CS = f"{BASE}/CodeSystem/kommunenummer-2013-2019"
+BYDEL_SYSTEM = "urn:oid:2.16.578.1.12.4.1.1.3403"
+MINIMUM_AGE_PROPERTY = f"{BASE}/routing/minimum-age"
 FYLKE_CS = f"{BASE}/CodeSystem/fylkesnummer-2024"
 ORGNR_SYSTEM = "urn:oid:2.16.578.1.12.4.1.4.101"
 SERVICE_LINE_PROPERTY = f"{BASE}/routing/service-line"
@@ -106,6 +115,36 @@ HF_NOTES = {
     ),
     "1580": "Haram was split off from Ålesund in 2024; its catchment is inherited from Ålesund's 2020 row (1507).",
 }
+
+
+# --- Oslo bydeler (urban districts) -> hospital for adult mental health care (psykisk helsevern voksne) --------
+#: Codes: Volven 3403 / SSB bydel classification (6 digits = kommunenummer 0301 + 2). 030105 Frogner is confirmed in
+#: the project notes (norwegian-profiles.md, terminology/CodeSystem-volven-3403.json); the other numbers follow
+#: SSB's numbering of Oslo's 15 bydeler (01-15) + Sentrum (16) + Marka (17) and are UNVERIFIED here
+#: (no offline copy of SSB KLASS 103/919). Hospitals: issue #14 of the project ("Facts (adult psychiatric care)");
+#: organisation numbers from pathways-and-routing.md section 3.2 (SSB 2020 data, all four in Oslo's PHV catchment).
+OUS, AHUS, LOVISENBERG, DIAKONHJEMMET = "993467049", "983971636", "965985166", "982791952"
+OSLO_BYDELER: dict[str, tuple[str, str]] = {
+    "030101": ("Gamle Oslo", LOVISENBERG),
+    "030102": ("Grünerløkka", LOVISENBERG),
+    "030103": ("Sagene", OUS),
+    "030104": ("St. Hanshaugen", LOVISENBERG),
+    "030105": ("Frogner", DIAKONHJEMMET),
+    "030106": ("Ullern", DIAKONHJEMMET),
+    "030107": ("Vestre Aker", DIAKONHJEMMET),
+    "030108": ("Nordre Aker", OUS),
+    "030109": ("Bjerke", OUS),
+    "030110": ("Grorud", AHUS),
+    "030111": ("Stovner", AHUS),
+    "030112": ("Alna", AHUS),
+    "030113": ("Østensjø", OUS),
+    "030114": ("Nordstrand", OUS),
+    "030115": ("Søndre Nordstrand", OUS),
+    "030116": ("Sentrum", LOVISENBERG),
+    "030117": ("Marka", OUS),
+}
+#: Adult mental health care (psykisk helsevern voksne) starts at 18 (PHBU covers 0-18; notes section 1).
+ADULT_AGE = 18
 
 
 def mod11_orgnr_ok(orgnr: str) -> bool:
@@ -261,6 +300,153 @@ def build_pre2024_map(hf_rows: list[dict[str, str]], names_2024: dict[str, str])
     }
 
 
+HISTORIC_YEARS = ("2013", "2017", "2018", "2019")
+
+
+def historic_chains(
+    wide: list[dict[str, str]], pre2024: dict[str, list[str]], names_2024: dict[str, str]
+) -> dict[str, dict]:
+    """Every municipality number of 2013-2019 that is neither a 2024 number nor a 2020-2023 number -> its chain.
+
+    Each value: ``names`` (the names it had), ``changes`` (SSB's change notes along the way), ``codes_2020`` and
+    ``codes_2024`` (sorted). A number whose rows lead to several 2020 numbers was split (Snillfjord, Tysfjord).
+    """
+    chains: dict[str, dict] = {}
+    for row in wide:
+        if row["kommunenummer_2013"] == "9999":  # "Uoppgitt": not a municipality
+            continue
+        code_2020 = row["kommunenummer_2020"]
+        codes_2024 = pre2024.get(code_2020) or [code_2020]
+        assert all(c in names_2024 for c in codes_2024), f"2020 number {code_2020} has no 2024 municipality"
+        for year in HISTORIC_YEARS:
+            code = row[f"kommunenummer_{year}"]
+            # SSB's change notes from this year on (column endringsmerknad_<from>_<to>, two-digit years)
+            notes = [
+                row[k]
+                for k in row
+                if k.startswith("endringsmerknad_") and int(k.split("_")[1]) >= int(year[2:])
+                if not row[k].startswith("uendret")
+            ]
+            if code in names_2024 or code in pre2024:
+                # A current or 2020-2023 number: it must mean the same municipality in every year (no reuse).
+                assert set(codes_2024) <= set(pre2024.get(code) or [code]), f"{code} reused for another municipality"
+                continue
+            empty: dict[str, set[str]] = {"names": set(), "changes": set(), "codes_2020": set(), "codes_2024": set()}
+            chain = chains.setdefault(code, empty)
+            chain["names"].add(row[f"kommunenavn_{year}"])
+            chain["changes"].update(notes)
+            chain["codes_2020"].add(code_2020)
+            chain["codes_2024"].update(codes_2024)
+    return {code: {key: sorted(value) for key, value in chain.items()} for code, chain in sorted(chains.items())}
+
+
+def build_historic_map(chains: dict[str, dict], names_2024: dict[str, str]) -> dict:
+    elements = []
+    for old, chain in chains.items():
+        new_codes = chain["codes_2024"]
+        split = len(new_codes) > 1
+        merged = any("slått sammen" in note for note in chain["changes"]) or len(chain["codes_2020"]) > 1
+        via = ", ".join(chain["codes_2020"])
+        targets = []
+        for new in new_codes:
+            if split:
+                equivalence, how = (
+                    "narrower",
+                    (
+                        f"its area now lies in {' and '.join(new_codes)}; the address must say which (else manual "
+                        "triage, unless all parts have the same region and health trust)"
+                    ),
+                )
+            elif merged:
+                equivalence, how = "wider", "merged into a larger municipality"
+            else:
+                equivalence, how = "equivalent", "renumbered only"
+            targets.append(
+                {
+                    "code": new,
+                    "display": names_2024[new],
+                    "equivalence": equivalence,
+                    "comment": f"{old} {' / '.join(chain['names'])} -> {via} (2020) -> {new} (2024): {how}.",
+                }
+            )
+        elements.append({"code": old, "display": chain["names"][-1], "target": targets})
+    return {
+        "resourceType": "ConceptMap",
+        "id": "kommunenummer-2013-2019-to-2024",
+        "url": f"{BASE}/ConceptMap/kommunenummer-2013-2019-to-2024",
+        "version": "2024",
+        "name": "Kommunenummer2013To2019To2024",
+        "title": "Kommunenummer 2013-2019 to kommunenummer 2024",
+        **publisher_fields(),
+        "description": (
+            "The project's own map of municipality numbers valid at some time from 2013 to 2019 that are neither "
+            "2024 numbers nor 2020-2023 numbers (those are in kommunenummer-2024 and in the map "
+            "kommunenummer-pre2024-to-2024) to the 2024 municipality or municipalities whose area they now lie in: "
+            "the 2017 and 2018 mergers, the 2018 Trøndelag renumbering (16xx/17xx -> 50xx), the 2020 reform "
+            "(e.g. Bergen 1201 -> 4601) and the 2024 county splits, composed. Equivalence 'equivalent': renumbered "
+            "only; 'wider': merged into a larger municipality; 'narrower': split (Snillfjord 1613/5012, Tysfjord "
+            "1850, and the five municipalities merged into Ålesund 1507 in 2020, which was split into Ålesund 1508 "
+            "and Haram 1580 in 2024). Each target's comment gives the chain. Source: the municipality numbers of "
+            "2013, 2017, 2018, 2019 and 2020 with SSB's change notes (gardenberg/kommunekoder @ 9289c80, "
+            "alle_kommunenummer_fra2013_til2020_wide.csv, built from SSB KLASS 131 change lists, MIT), composed "
+            "with the project's map kommunenummer-pre2024-to-2024; the binding source is SSB KLASS 131. "
+            "Generated by scripts/build_geography.py."
+        ),
+        "group": [{"source": KOMMUNE_2013_2019_CS, "target": KOMMUNE_CS, "element": elements}],
+    }
+
+
+def build_bydel_map(phv_of_oslo: list[str]) -> dict:
+    elements = []
+    for code, (name, orgnr) in sorted(OSLO_BYDELER.items()):
+        assert orgnr in phv_of_oslo, f"bydel {code}: {orgnr} is not in Oslo's PHV catchment"
+        elements.append(
+            {
+                "code": code,
+                "display": name,
+                "target": [
+                    {
+                        "code": orgnr,
+                        "display": HEALTH_TRUSTS[orgnr],
+                        "equivalence": "wider",
+                        "dependsOn": [
+                            {"property": SERVICE_LINE_PROPERTY, "value": "phv"},
+                            {"property": MINIMUM_AGE_PROPERTY, "value": str(ADULT_AGE)},
+                        ],
+                    }
+                ],
+            }
+        )
+    return {
+        "resourceType": "ConceptMap",
+        "id": "oslo-bydel-to-hf-phv",
+        "url": f"{BASE}/ConceptMap/oslo-bydel-to-hf-phv",
+        "version": "2024",
+        "name": "OsloBydelToHfPhv",
+        "title": "Oslo bydel (urban district) to the hospital for adult mental health care",
+        **publisher_fields(),
+        "description": (
+            "The project's own map of Oslo's bydeler (Volven 3403 / SSB bydel codes, 0301 + 2 digits: the 15 "
+            "bydeler, 16 Sentrum, 17 Marka) to the hospital whose catchment area for adult mental health care "
+            "(psykisk helsevern voksne) covers it, the target coded by organisasjonsnummer "
+            "(urn:oid:2.16.578.1.12.4.1.4.101). Each target depends on the service line (property "
+            + SERVICE_LINE_PROPERTY
+            + " = phv) and on the patient's age (property "
+            + MINIMUM_AGE_PROPERTY
+            + ": at least 18); children's mental health care and TSB keep Oslo's municipality-level catchment. "
+            "Source: the facts of the project's issue #14 (Alna, Grorud, Stovner -> Akershus universitetssykehus; "
+            "Frogner, Vestre Aker, Ullern -> Diakonhjemmet Sykehus; St. Hanshaugen, Gamle Oslo, Grünerløkka, "
+            "Sentrum -> Lovisenberg Diakonale Sykehus; Bjerke, Nordre Aker, Sagene, Nordstrand, Søndre Nordstrand, "
+            "Østensjø, Marka -> Oslo universitetssykehus); organisation numbers from the project notes "
+            "pathways-and-routing.md section 3.2 (SSB 2020 data; all four are Oslo's PHV catchment trusts there). "
+            "The bydel numbers other than 030105 Frogner are not confirmed by the project's reference data "
+            "(unverified: check SSB KLASS). The binding source is SSB KLASS 630 at grunnkrets level. Generated by "
+            "scripts/build_geography.py."
+        ),
+        "group": [{"source": BYDEL_SYSTEM, "target": ORGNR_SYSTEM, "element": elements}],
+    }
+
+
 def build_fylke_to_rhf(names_2024: dict[str, str], fylker: dict[str, str]) -> dict:
     county_elements = []
     for code in sorted(fylker):
@@ -413,6 +599,8 @@ def main() -> None:
 
     kommuner = read_csv(args.geo / "kommuner-2024-derived.csv")
     hf_rows = read_csv(args.geo / "kommune-2024-til-hf-phv-tsb-derived.csv")
+    with (args.geo / "kommunenummer-2013-2020-wide.csv").open(encoding="utf-8", newline="") as handle:
+        wide = list(csv.DictReader(handle, delimiter=";"))
     names_2024 = {row["kommunenummer"]: row["kommunenavn"] for row in kommuner}
     fylker = {row["fylkesnummer"]: row["fylke"] for row in kommuner}
     fylke_of = {row["kommunenummer"]: row["fylkesnummer"] for row in kommuner}
@@ -440,7 +628,14 @@ def main() -> None:
     mappings = args.out / "mappings"
     write_json(terminology / "CodeSystem-fylkesnummer-2024.json", build_fylke_cs(kommuner))
     write_json(terminology / "CodeSystem-kommunenummer-2024.json", build_kommune_cs(kommuner))
-    write_json(terminology / "ConceptMap-kommunenummer-pre2024-to-2024.json", build_pre2024_map(hf_rows, names_2024))
+    pre2024_map = build_pre2024_map(hf_rows, names_2024)
+    write_json(terminology / "ConceptMap-kommunenummer-pre2024-to-2024.json", pre2024_map)
+    pre2024 = {e["code"]: [t["code"] for t in e["target"]] for g in pre2024_map["group"] for e in g["element"]}
+    chains = historic_chains(wide, pre2024, names_2024)
+    assert chains["1201"]["codes_2024"] == ["4601"], "Bergen 1201 must lead to 4601"
+    write_json(terminology / "ConceptMap-kommunenummer-2013-2019-to-2024.json", build_historic_map(chains, names_2024))
+    oslo = next(r for r in hf_rows if r["kommunenummer_2024"] == "0301")
+    write_json(mappings / "ConceptMap-oslo-bydel-to-hf-phv.json", build_bydel_map(oslo["phv_hf_orgnr"].split("|")))
     write_json(mappings / "ConceptMap-fylke-to-rhf.json", build_fylke_to_rhf(names_2024, fylker))
     for line in ("phv", "tsb"):
         write_json(mappings / f"ConceptMap-kommune-to-hf-{line}.json", build_hf_map(hf_rows, line))

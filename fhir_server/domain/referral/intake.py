@@ -38,7 +38,7 @@ from fhir_server.domain.pathways import PathwayCatalog, suggest_pathways
 from fhir_server.domain.pathways.evidence import evidence_in_bundle
 from fhir_server.domain.referral.mapping.fhir_aliases import normalise_referral
 from fhir_server.domain.routing.decision import RoutingDecision, route
-from fhir_server.domain.routing.tables import RoutingTables
+from fhir_server.domain.routing.tables import TRIAGE_REASON_SYSTEM, RoutingTables
 
 log = logging.getLogger(__name__)
 
@@ -469,6 +469,10 @@ class IntakePipeline:
             task["for"] = {"reference": patient_ref}
         if decision.triage and not decision.rhf_orgnr:
             task["businessStatus"] = {"text": "manual-triage: " + (decision.triage_reason or "")}
+        if decision.triage_reason:  # why a person must decide (the region, or only the health trust)
+            code = decision.triage_reason
+            reason = {"system": TRIAGE_REASON_SYSTEM, "code": code, "display": decision.triage_display}
+            task["statusReason"] = {"coding": [reason], "text": decision.triage_display or code}
         return task, f"urn:uuid:{uuid4()}"
 
     def _owner(self, decision: RoutingDecision) -> dict:

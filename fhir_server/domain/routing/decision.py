@@ -2,17 +2,28 @@
 
 The decision, in order:
 
-1. Home municipality: the no-basis municipality code on ``Patient.address`` (preferring ``use: home``);
-   a pre-2024 number is translated to 2024 through the ConceptMap; the county (first two digits) gives the RHF;
-   a municipality-level exception (e.g. Bindal for somatic care) overrides the county for its service lines;
-   for ``service_line`` "phv"/"tsb" the catchment map names the HF.
+1. Home municipality: the no-basis municipality code on ``Patient.address``. Addresses with ``use: old`` are
+   never used; of the rest, the best-ranked ``use`` (home first) that has a code or is abroad decides. Several
+   addresses of that rank naming different regions are contradictory; an address whose ``country`` is not Norway
+   is foreign (Svalbard/Jan Mayen: country SJ, or numbers 21xx/22xx). A retired number (in use at some time from
+   2013 to 2023; the number as sent, also when the intake rewrote it) is translated to 2024 through the
+   ConceptMaps; when it was split, ``Address.district`` naming one of the parts decides, else the parts must agree
+   on the region (and, for PHV/TSB, the health trust). The county (first two digits) gives the RHF; a
+   municipality-level exception (e.g. Bindal for somatic care) overrides the county for its service lines; for
+   ``service_line`` "phv"/"tsb" the catchment map names the HF, and where a municipality is split between trusts
+   the bydel map (Oslo, adult mental health care) decides by the no-basis-urban-district code.
 2. Free choice of treatment place (pasient- og brukerrettighetsloven § 2-4): when ``ServiceRequest.performer``
    names a known RHF or HF (by organisasjonsnummer, or a resolved Organization) outside the home region, or an
    HF other than the patient's own catchment HF, that choice decides (rule ``free-choice``).
-3. Anything that cannot be decided (no address, no or unknown code, Svalbard/Jan Mayen, an HF split the data
-   cannot resolve) gives ``triage=True`` with rule ``manual-triage`` and the reason; never an exception.
+3. Anything that cannot be decided gives ``triage=True`` with rule ``manual-triage`` and a reason coded in
+   ``terminology/CodeSystem-triage-reason.json`` (no patient, no address, no/malformed/unknown code, a retired
+   number split across regions, foreign, Svalbard/Jan Mayen, contradictory addresses); never an exception.
+   Where only the health trust is undecided (hf-split, bydel-missing, bydel-unknown, a split retired number),
+   the region is kept and the reason says why.
 
-Pure Python: no Flask, no database. Nothing here reads or logs a national identity number.
+Pure Python: no Flask, no database. Nothing here logs or stores a national identity number; the patient's age
+(which the bydel map depends on) is ``pathways.suggest.age_on``: birthDate, else the birth date of a valid
+fødselsnummer/D-number, on ``ServiceRequest.authoredOn`` (else today).
 """
 
 from __future__ import annotations
@@ -21,6 +32,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from fhir_server.domain.pathways.suggest import age_on, reference_date
+from fhir_server.domain.referral.mapping.fhir_aliases import ORIGINAL_CODING_EXT
 from fhir_server.domain.routing.tables import (
     SERVICE_LINES,
     CatchmentTarget,
@@ -41,6 +54,10 @@ ORGNR_SYSTEMS = with_aliases(ORGNR_SYSTEM)
 USE_RANK = {"home": 0, None: 1, "temp": 2, "work": 3, "billing": 4}
 #: County prefixes outside the 357 municipalities: Svalbard (21) and Jan Mayen (22), per the project notes §3.3.
 ARCTIC_PREFIXES = {"21": "Svalbard", "22": "Jan Mayen"}
+#: Address.country values that mean Norway (ISO 3166 alpha-2/-3/numeric, and names); empty also means Norway.
+NORWAY_COUNTRIES = {"no", "nor", "578", "norge", "noreg", "norway", "norga"}
+#: Address.country values for Svalbard and Jan Mayen (ISO 3166 SJ / SJM / 744, and names).
+SVALBARD_COUNTRIES = {"sj", "sjm", "744", "svalbard", "jan mayen", "svalbard og jan mayen", "svalbard and jan mayen"}
 ALL_SERVICE_LINES = (*SERVICE_LINES, "somatic")
 LINE_LABELS = {
     "phv": ("mental health care (PHV)", "psykisk helsevern (PHV)"),
@@ -55,6 +72,7 @@ OrganizationResolver = Callable[[str], dict | None]
 class RoutingDecision:
     """The routing outcome, with what it looked at and why; ``as_json()`` gives a plain dict for storage."""
 
+    #: code of https://fhir.referral-hub.no/CodeSystem/routing-rule (pre2024-municipality: any retired number)
     rule: str  # home-municipality | pre2024-municipality | municipality-exception | free-choice | manual-triage
     triage: bool
     rhf_orgnr: str | None = None
@@ -63,7 +81,9 @@ class RoutingDecision:
     hf_name: str | None = None
     hf_code: str | None = None  # the project's own code of the HF (its Organization.id in mappings/)
     service_line: str | None = None
+    #: code of https://fhir.referral-hub.no/CodeSystem/triage-reason (terminology/CodeSystem-triage-reason.json)
     triage_reason: str | None = None
+    triage_display: str | None = None
     #: when the HF cannot be decided: the candidate trusts as (orgnr, name)
     hf_candidates: tuple[tuple[str, str], ...] = ()
     inputs: dict[str, str] = field(default_factory=dict)
@@ -78,6 +98,7 @@ class RoutingDecision:
             "hf": _org_json(self.hf_orgnr, self.hf_name, self.hf_code),
             "serviceLine": self.service_line,
             "triageReason": self.triage_reason,
+            "triageReasonDisplay": self.triage_display,
             "hfCandidates": [{"orgnr": o, "name": n} for o, n in self.hf_candidates],
             "inputs": dict(self.inputs),
             "explanation": dict(self.explanation),
@@ -137,7 +158,8 @@ def route(
     if service_line not in (None, *ALL_SERVICE_LINES):
         raise ValueError(f"service_line must be one of {ALL_SERVICE_LINES} or None, not {service_line!r}")
     notes = _Notes()
-    home = _home(patient, tables, service_line, notes)
+    age = age_on(patient, reference_date(service_request or {})) if isinstance(patient, dict) else None
+    home = _home(patient, tables, service_line, notes, age)
     inputs = dict(home.inputs)
     if service_line:
         inputs["service_line"] = service_line
@@ -152,29 +174,133 @@ def route(
 # --- step 1: home municipality ----------------------------------------------------------------------------
 
 
-def _home(patient: dict | None, tables: RoutingTables, service_line: str | None, notes: _Notes) -> _Home:
+def _home(
+    patient: dict | None, tables: RoutingTables, service_line: str | None, notes: _Notes, age: int | None
+) -> _Home:
     if not isinstance(patient, dict):
         notes.add(
             "No Patient was given, so the home municipality is unknown.",
             "Pasienten mangler, så hjemkommunen er ukjent.",
         )
         return _Home("manual-triage", triage_reason="no-patient")
-    found = _municipality_code(patient)
-    if found is None:
-        if not any(isinstance(a, dict) for a in patient.get("address") or []):
-            notes.add(
-                "The patient has no address, so the home municipality is unknown.",
-                "Pasienten har ingen adresse, så hjemkommunen er ukjent.",
-            )
-            return _Home("manual-triage", triage_reason="no-address")
+    if not any(isinstance(a, dict) for a in patient.get("address") or []):
+        notes.add(
+            "The patient has no address, so the home municipality is unknown.",
+            "Pasienten har ingen adresse, så hjemkommunen er ukjent.",
+        )
+        return _Home("manual-triage", triage_reason="no-address")
+    best = _best_addresses(patient)
+    coded = [a for a in best if a.code]
+    if not best:
         notes.add(
             "No address of the patient carries a municipality number (no-basis-municipalitycode on "
             "Patient.address.district).",
             "Ingen av pasientens adresser har kommunenummer (no-basis-municipalitycode på Patient.address.district).",
         )
         return _Home("manual-triage", triage_reason="no-municipality-code")
-    raw, expression, bydel = found
+    if not coded:
+        return _abroad(best[0], notes)
+    for other in best:
+        if not other.code:
+            notes.add(
+                f"{other.path} is abroad (country '{other.country}') and is not used.",
+                f"{other.path} er i utlandet (land '{other.country}') og brukes ikke.",
+            )
+    coded.sort(key=lambda a: _region_of(a.code or "", tables) is None)  # a usable number first (stable)
+    home = _from_address(coded[0], tables, service_line, notes, age)
+    if len(coded) > 1 and home.rhf_orgnr:
+        return _contradiction(home, coded, tables, notes)
+    return home
+
+
+@dataclass(frozen=True)
+class _Address:
+    """One usable address of the patient: its FHIRPath, the municipality number as sent (or None), and more."""
+
+    path: str
+    address: dict
+    code: str | None = None
+    expression: str | None = None
+    country: str | None = None
+
+
+def _best_addresses(patient: dict) -> list[_Address]:
+    """The addresses of the best Address.use rank that have a municipality number or are abroad ("old": never)."""
+    found: list[tuple[int, _Address]] = []
+    for i, address in enumerate(patient.get("address") or []):
+        if not isinstance(address, dict) or address.get("use") == "old":
+            continue
+        path = f"Patient.address[{i}]"
+        rank = USE_RANK.get(address.get("use"), 5)
+        country = address.get("country")
+        if _abroad_country(country):
+            found.append((rank, _Address(path, address, country=str(country))))
+        elif coded := _code_in_address(address, path):
+            found.append((rank, _Address(path, address, *coded)))
+    if not found:
+        return []
+    top = min(rank for rank, _ in found)
+    return [a for rank, a in found if rank == top]
+
+
+def _abroad_country(country: object) -> bool:
+    if not isinstance(country, str) or not country.strip():
+        return False
+    return country.strip().casefold() not in NORWAY_COUNTRIES
+
+
+def _abroad(address: _Address, notes: _Notes) -> _Home:
+    """The best-ranked address is outside Norway: Svalbard/Jan Mayen (country SJ), or a foreign country."""
+    country = address.country or ""
+    inputs = {"country": country, "source": f"{address.path}.country"}
+    if country.strip().casefold() in SVALBARD_COUNTRIES:
+        notes.add(
+            f"The patient's address is on Svalbard or Jan Mayen (country '{country}'), outside the mainland "
+            "counties; no catchment area is defined for it. Decide manually.",
+            f"Pasientens adresse er på Svalbard eller Jan Mayen (land '{country}'), utenfor fastlandsfylkene, og "
+            "har ikke noe opptaksområde. Vurderes manuelt.",
+        )
+        return _Home("manual-triage", triage_reason="svalbard-jan-mayen", inputs=inputs)
+    notes.add(
+        f"The patient's address {address.path} is abroad (country '{country}'), so no Norwegian home region "
+        "applies; decide manually.",
+        f"Pasientens adresse {address.path} er i utlandet (land '{country}'), så ingen norsk hjemregion gjelder; "
+        "vurderes manuelt.",
+    )
+    return _Home("manual-triage", triage_reason="foreign-address", inputs=inputs)
+
+
+def _contradiction(home: _Home, coded: list[_Address], tables: RoutingTables, notes: _Notes) -> _Home:
+    """Several addresses of the same rank: they must agree on the region, else manual triage."""
+    regions = {}  # county regions, before exceptions (Bindal's somatic exception is no contradiction)
+    for found in coded:
+        region = _region_of(found.code or "", tables)
+        if region:
+            regions[found.path] = region
+    if len(set(regions.values())) == 1:
+        return home
+    listed = ", ".join(f"{path}: {tables.name(rhf)}" for path, rhf in regions.items())
+    notes.add(
+        f"The patient's addresses of the same rank name different regions ({listed}); decide manually.",
+        f"Pasientens adresser av samme rang peker på ulike regioner ({listed}); vurderes manuelt.",
+    )
+    return _Home("manual-triage", triage_reason="contradictory-addresses", inputs=home.inputs)
+
+
+def _region_of(raw: str, tables: RoutingTables) -> str | None:
+    """The RHF of a municipality number (2024 or historic) when it decides one, else None; no exceptions."""
+    code = raw.strip().zfill(4) if re.fullmatch(r"\s*\d{3,4}\s*", raw) else ""
+    codes = (code,) if code in tables.municipalities else tables.pre2024.get(code, ())
+    regions = {tables.rhf_of_municipality(c) for c in codes}
+    return regions.pop() if len(regions) == 1 else None
+
+
+def _from_address(
+    found: _Address, tables: RoutingTables, service_line: str | None, notes: _Notes, age: int | None
+) -> _Home:
+    raw, expression = found.code or "", found.expression or ""
     inputs = {"kommunenummer": raw, "source": expression}
+    bydel = _bydel(found.address)
     if bydel:
         inputs["bydel"] = bydel
     code = raw.strip()
@@ -209,28 +335,33 @@ def _home(patient: dict | None, tables: RoutingTables, service_line: str | None,
         rule, codes_2024 = "pre2024-municipality", tables.pre2024[code]
         names = ", ".join(f"{c} {tables.municipalities[c].name}" for c in codes_2024)
         notes.add(
-            f"Municipality number {code} is from before 2024; it is now {names}.",
-            f"Kommunenummer {code} er fra før 2024; det er nå {names}.",
+            f"Municipality number {code} is a retired number (in use at some time from 2013 to 2023); its area "
+            f"now lies in {names}.",
+            f"Kommunenummer {code} er et utgått nummer (brukt en gang mellom 2013 og 2023); området ligger nå i "
+            f"{names}.",
         )
+        codes_2024 = _named_part(found.address, codes_2024, tables, notes)
     else:
         notes.add(
-            f"Municipality number {code} is not a 2024 municipality and not a known pre-2024 number.",
-            f"Kommunenummer {code} er ikke en kommune i 2024 og ikke et kjent kommunenummer fra før 2024.",
+            f"Municipality number {code} is not a 2024 municipality and not a number in use at any time since 2013.",
+            f"Kommunenummer {code} er ikke en kommune i 2024 og ikke et kommunenummer brukt noen gang siden 2013.",
         )
         return _Home("manual-triage", triage_reason="unknown-municipality-code", inputs=inputs)
 
     inputs["kommunenummer_2024"] = ",".join(codes_2024)
-    counties = {tables.municipalities[c].fylke for c in codes_2024}
-    if len(counties) > 1:
+    regions = {tables.rhf_of_municipality(c) for c in codes_2024}
+    if len(regions) > 1:
         notes.add(
-            f"Municipality number {code} was split across counties in 2024; the address decides.",
-            f"Kommunenummer {code} ble delt mellom fylker i 2024; adressen avgjør.",
+            f"Municipality number {code} was split between municipalities of different regions and the address "
+            "does not say which; decide manually.",
+            f"Kommunenummer {code} ble delt mellom kommuner i ulike regioner, og adressen sier ikke hvilken; "
+            "vurderes manuelt.",
         )
-        return _Home("manual-triage", triage_reason="pre2024-split-across-counties", inputs=inputs)
-    fylke = counties.pop()
-    inputs["fylke"] = fylke
-    rhf = tables.county_rhf[fylke]
-    county = f"{fylke} {tables.counties[fylke]}"
+        return _Home("manual-triage", triage_reason="retired-municipality-split", inputs=inputs)
+    counties = sorted({tables.municipalities[c].fylke for c in codes_2024})
+    inputs["fylke"] = ",".join(counties)
+    rhf = regions.pop()
+    county = ", ".join(f"{f} {tables.counties[f]}" for f in counties)
     if len(codes_2024) == 1:
         where = f"{codes_2024[0]} {tables.municipalities[codes_2024[0]].name}"
         notes.add(
@@ -239,8 +370,8 @@ def _home(patient: dict | None, tables: RoutingTables, service_line: str | None,
         )
     else:
         notes.add(
-            f"Both are in county {county}, which belongs to {tables.name(rhf)}.",
-            f"Begge ligger i {county}, som hører til {tables.name(rhf)}.",
+            f"All of them are in county {county}, which belongs to {tables.name(rhf)}.",
+            f"Alle ligger i {county}, som hører til {tables.name(rhf)}.",
         )
     home = _Home(rule, rhf_orgnr=rhf, inputs=inputs)
 
@@ -266,48 +397,78 @@ def _home(patient: dict | None, tables: RoutingTables, service_line: str | None,
             )
     if service_line in SERVICE_LINES and home.rule != "municipality-exception":
         _catchment(home, codes_2024, tables, service_line, notes)
+        if home.hf_candidates and len(codes_2024) > 1:
+            home.triage_reason = "retired-municipality-split"
+        elif home.hf_candidates and len(codes_2024) == 1:
+            _district_catchment(home, codes_2024[0], bydel, tables, service_line, age, notes)
     return home
 
 
-def _municipality_code(patient: dict) -> tuple[str, str, str | None] | None:
-    """(code, FHIRPath of the code, bydel code or None) from the best-ranked address that has a code."""
-    addresses = [(i, a) for i, a in enumerate(patient.get("address") or []) if isinstance(a, dict)]
-    ranked = sorted((USE_RANK.get(a.get("use"), 5), i, a) for i, a in addresses if a.get("use") != "old")
-    for _, i, address in ranked:
-        found = _code_in_address(address, f"Patient.address[{i}]")
-        if found:
-            return (*found, _bydel(address))
-    return None
+def _named_part(address: dict, codes_2024: tuple[str, ...], tables: RoutingTables, notes: _Notes) -> tuple[str, ...]:
+    """A split number: the part whose 2024 name the address gives in ``district`` (the municipality name)."""
+    if len(codes_2024) < 2:
+        return codes_2024
+    district = address.get("district")
+    if not isinstance(district, str) or not district.strip():
+        return codes_2024
+    wanted = district.strip().casefold()
+    named = [c for c in codes_2024 if wanted in _name_forms(tables.municipalities[c].name)]
+    if len(named) != 1:
+        return codes_2024
+    notes.add(
+        f"The address names the municipality '{district.strip()}' (Address.district), so the part is "
+        f"{named[0]} {tables.municipalities[named[0]].name}.",
+        f"Adressen oppgir kommunen '{district.strip()}' (Address.district), så delen er "
+        f"{named[0]} {tables.municipalities[named[0]].name}.",
+    )
+    return (named[0],)
+
+
+def _name_forms(name: str) -> set[str]:
+    """A municipality name and each of its language forms ("Hábmer - Hamarøy" -> both)."""
+    return {name.casefold(), *(part.strip().casefold() for part in name.split(" - "))}
 
 
 def _code_in_address(address: dict, path: str) -> tuple[str, str] | None:
+    """(municipality number as the sender gave it, its FHIRPath), or None."""
     district_ext = (address.get("_district") or {}).get("extension") or []
     for j, ext in enumerate(district_ext):
-        code = _coding_code(ext) if ext.get("url") == MUNICIPALITY_CODE_EXT else None
+        code = _coding_code(ext) if isinstance(ext, dict) and ext.get("url") == MUNICIPALITY_CODE_EXT else None
         if code:
             return code, f"{path}.district.extension[{j}].valueCoding.code"
     for j, ext in enumerate(address.get("extension") or []):
         if not isinstance(ext, dict):
             continue
         if ext.get("url") == MUNICIPALITY_CODE_EXT and _coding_code(ext):
-            return _coding_code(ext), f"{path}.extension[{j}].valueCoding.code"
+            return _coding_code(ext) or "", f"{path}.extension[{j}].valueCoding.code"
         if ext.get("url") == PROPERTY_INFORMATION_EXT:
             for k, sub in enumerate(ext.get("extension") or []):
                 if isinstance(sub, dict) and sub.get("url") == "municipality" and _coding_code(sub):
-                    return _coding_code(sub), f"{path}.extension[{j}].extension[{k}].valueCoding.code"
+                    return _coding_code(sub) or "", f"{path}.extension[{j}].extension[{k}].valueCoding.code"
     return None
 
 
 def _coding_code(ext: dict) -> str | None:
+    """The code of ``ext.valueCoding``; the code as sent when the intake rewrote it (original-coding extension)."""
     coding = ext.get("valueCoding")
-    code = coding.get("code") if isinstance(coding, dict) else None
+    if not isinstance(coding, dict):
+        return None
+    for inner in coding.get("extension") or []:
+        if isinstance(inner, dict) and inner.get("url") == ORIGINAL_CODING_EXT:
+            original = inner.get("valueCoding")
+            code = original.get("code") if isinstance(original, dict) else None
+            if isinstance(code, str) and code.strip():
+                return code
+    code = coding.get("code")
     return code if isinstance(code, str) and code.strip() else None
 
 
 def _bydel(address: dict) -> str | None:
-    for ext in address.get("extension") or []:
+    """The no-basis-urban-district code: on the Address (no-basis-Address), or on Address.district."""
+    district_ext = (address.get("_district") or {}).get("extension") or []
+    for ext in [*(address.get("extension") or []), *district_ext]:
         if isinstance(ext, dict) and ext.get("url") == URBAN_DISTRICT_EXT and _coding_code(ext):
-            return _coding_code(ext)
+            return (_coding_code(ext) or "").strip()
     return None
 
 
@@ -330,16 +491,55 @@ def _catchment(home: _Home, codes_2024: tuple[str, ...], tables: RoutingTables, 
         home.hf_candidates = orgs
         names = ", ".join(o.name for o in orgs)
         notes.add(
-            f"The municipality is split between several {label} health trusts ({names}) below municipality "
-            "level, and the project's catchment data has no bydel/grunnkrets detail; choose the trust manually.",
-            f"Kommunen er delt mellom flere helseforetak for {label} ({names}) under kommunenivå, og "
-            "opptaksdataene har ikke bydel/grunnkrets; velg helseforetak manuelt.",
+            f"The area is split between several {label} health trusts ({names}).",
+            f"Området er delt mellom flere helseforetak for {label} ({names}).",
         )
     else:
         notes.add(
             f"No {label} catchment trust is recorded for the municipality.",
             f"Ingen helseforetak for {label} er registrert for kommunen.",
         )
+
+
+def _district_catchment(
+    home: _Home, code: str, bydel: str | None, tables: RoutingTables, line: str, age: int | None, notes: _Notes
+) -> None:
+    """A municipality split between trusts: the bydel decides where the data has bydeler for this line and age."""
+    rules = {b: d for b, d in tables.districts.items() if b[:4] == code and line in d.service_lines}
+    minimum = min((d.minimum_age or 0 for d in rules.values()), default=None)
+    if not rules or minimum is None or (age is None and minimum > 0) or (age is not None and age < minimum):
+        why_en = "the patient's age is unknown" if age is None else f"the patient is {age}"
+        why_nb = "pasientens alder er ukjent" if age is None else f"pasienten er {age} år"
+        if rules:
+            notes.add(
+                f"The bydel decides the trust only from age {minimum} and {why_en}; choose the trust manually.",
+                f"Bydelen avgjør helseforetaket bare fra {minimum} år, og {why_nb}; velg helseforetak manuelt.",
+            )
+        else:
+            notes.add(
+                "The project's catchment data has no bydel/grunnkrets detail for it; choose the trust manually.",
+                "Opptaksdataene har ikke bydel/grunnkrets for den; velg helseforetak manuelt.",
+            )
+        return
+    district = rules.get(bydel or "")
+    if district is None:
+        home.triage_reason = "bydel-unknown" if bydel else "bydel-missing"
+        ext = "no-basis-urban-district"
+        en = f"bydel '{bydel}' is not one of its bydeler" if bydel else f"the address has no bydel ({ext})"
+        nb = f"bydel '{bydel}' er ikke en av bydelene" if bydel else f"adressen har ingen bydel ({ext})"
+        notes.add(
+            f"The hospital is decided by bydel here, but {en}; the hospital could not be decided and the region "
+            "receives the referral.",
+            f"Sykehuset avgjøres her av bydel, men {nb}; sykehuset kunne ikke avgjøres, og regionen mottar "
+            "henvisningen.",
+        )
+        return
+    org = tables.organizations[district.orgnr]
+    home.hf, home.hf_candidates = org, ()
+    notes.add(
+        f"Bydel {bydel} {district.name}: its catchment area for this service line belongs to {org.name}.",
+        f"Bydel {bydel} {district.name}: opptaksområdet for dette tjenesteområdet er {org.name}.",
+    )
 
 
 # --- step 2: free choice of treatment place ---------------------------------------------------------------
@@ -515,6 +715,7 @@ def _decision(
         hf_code=home.hf.code if home.hf else None,
         service_line=service_line,
         triage_reason=reason,
+        triage_display=tables.triage_reasons.get(reason or ""),
         hf_candidates=tuple((o.orgnr, o.name) for o in home.hf_candidates),
         inputs=inputs,
         explanation=notes.as_dict(),

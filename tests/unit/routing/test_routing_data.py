@@ -25,7 +25,9 @@ OWN_FILES = [
     TERMINOLOGY / "CodeSystem-kommunenummer-2024.json",
     TERMINOLOGY / "CodeSystem-fylkesnummer-2024.json",
     TERMINOLOGY / "ConceptMap-kommunenummer-pre2024-to-2024.json",
+    TERMINOLOGY / "ConceptMap-kommunenummer-2013-2019-to-2024.json",
     MAPPINGS / "ConceptMap-fylke-to-rhf.json",
+    MAPPINGS / "ConceptMap-oslo-bydel-to-hf-phv.json",
     MAPPINGS / "ConceptMap-kommune-to-hf-phv.json",
     MAPPINGS / "ConceptMap-kommune-to-hf-tsb.json",
     *sorted([*MAPPINGS.glob("Organization-rhf-*.json"), *MAPPINGS.glob("Organization-hf-*.json")]),
@@ -136,7 +138,7 @@ def test_inconsistent_tables_are_refused(tmp_path: Path) -> None:
     terminology, mappings = tmp_path / "terminology", tmp_path / "mappings"
     terminology.mkdir()
     mappings.mkdir()
-    for path in OWN_FILES:
+    for path in [*OWN_FILES, TERMINOLOGY / "CodeSystem-triage-reason.json"]:
         target = (terminology if path.parent == TERMINOLOGY else mappings) / path.name
         target.write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
     (mappings / "Organization-rhf-helse-vest.json").unlink()

@@ -154,11 +154,11 @@ def test_new_2024_numbers_are_not_treated_as_pre2024() -> None:
     assert decision.rule == "home-municipality" and decision.rhf_orgnr == HMN
 
 
-def test_pre2020_number_is_not_guessed() -> None:
-    # 1201 (Bergen before 2020) is not in the source data: no guess, manual triage.
+def test_pre2020_number_resolves_through_the_2013_table() -> None:
+    # 1201 (Bergen before 2020): the 2013-2020 change table composed with the 2020-2023 map gives 4601.
     decision = route(patient("1201"), referral(), TABLES)
-    assert decision.triage and decision.rule == "manual-triage"
-    assert decision.triage_reason == "unknown-municipality-code"
+    assert decision.rule == "pre2024-municipality" and not decision.triage
+    assert decision.inputs["kommunenummer_2024"] == "4601" and decision.rhf_orgnr == HV
 
 
 # --- Bindal ---------------------------------------------------------------------------------------------

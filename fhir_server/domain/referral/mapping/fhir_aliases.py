@@ -6,9 +6,11 @@ Three rewrites, each reported as an information :class:`Issue` at the element ch
    ``identifiers.ALIASES``) become the preferred ``urn:oid:`` system.
 2. A pre-2024 kommunenummer in the no-basis municipality code (``Address.district`` extension
    ``no-basis-municipalitycode``, or the same extension directly on the Address) becomes its 2024 number
-   (``terminology/ConceptMap-kommunenummer-pre2024-to-2024.json``). The original code is kept as an extension
+   (``terminology/ConceptMap-kommunenummer-pre2024-to-2024.json``, and from 2013 on
+   ``ConceptMap-kommunenummer-2013-2019-to-2024.json``). The original code is kept as an extension
    on the rewritten Coding: url :data:`ORIGINAL_CODING_EXT`, ``valueCoding`` = the Coding as sent. A number
-   that was split in 2024 (1507 Ålesund -> 1508/1580) is left unchanged with a warning.
+   that was split (1507 Ålesund -> 1508/1580 in 2024; 1850 Tysfjord -> 1806/1875 in 2020) is left unchanged with a
+   warning (the router decides it from the address).
 3. ``ServiceRequest.priority`` missing but a Volven priority (8306, or 8304 for v1.x) in
    ``ServiceRequest.extension`` (valueCoding / valueCodeableConcept) or ``orderDetail``: the priority is set
    through the Volven ConceptMap. A Volven 8306 code sent in ``priority`` itself (not a FHIR code) is
@@ -86,10 +88,10 @@ def _municipality(path: str, node: dict, issues: list[Issue]) -> None:
             if len(targets) > 1:
                 issues.append(
                     _info(
-                        f"Municipality number {old} was split in 2024 (into {', '.join(targets)}); it is kept as sent. "
-                        "Send the 2024 number.",
-                        f"Kommunenummer {old} ble delt i 2024 (til {', '.join(targets)}); det er beholdt som sendt. "
-                        "Send 2024-nummeret.",
+                        f"Municipality number {old} was split (its area now lies in {', '.join(targets)}); it is kept "
+                        "as sent. Send the 2024 number.",
+                        f"Kommunenummer {old} ble delt (området ligger nå i {', '.join(targets)}); det er beholdt "
+                        "som sendt. Send 2024-nummeret.",
                         f"{where}.code",
                         "pre2024-municipality",
                         "warning",
