@@ -240,7 +240,9 @@ def _fill(out: dict, node: Any, type_name: str, path: str) -> None:
 
 
 def _is_primitive(type_code: str | None) -> bool:
-    return bool(type_code) and (r4().is_primitive(type_code) or type_code.startswith("System."))
+    if not type_code:
+        return False
+    return r4().is_primitive(type_code) or type_code.startswith("System.")
 
 
 def _put(out: dict, name: str, value: Any, is_array: bool) -> None:

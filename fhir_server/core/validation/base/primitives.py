@@ -61,7 +61,7 @@ def check_primitive(value: object, prop: Prop, path: str) -> Issue | None:
     """One issue if ``value`` is not a valid JSON form of the primitive ``prop``, else None."""
     kind = prop.json_kind
     t = type(value)
-    if t is str and kind is STRING and prop.type_code not in _CHECKED_STRINGS and value and not value.isspace():  # type: ignore[union-attr]
+    if t is str and kind is STRING and prop.type_code not in _CHECKED_STRINGS and value and not value.isspace():  # type: ignore[attr-defined]
         return None  # fast path: plain string, markdown, date ... (date formats are fhir.resources' job)
     if kind == BOOLEAN:
         if t is not bool:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping
 from functools import cache
 from typing import Any
 
@@ -165,7 +166,7 @@ def _choice_stem(names: list[str]) -> str:
     return stem
 
 
-def _issue_from_error(root: str, err: dict) -> Issue:
+def _issue_from_error(root: str, err: Mapping[str, Any]) -> Issue:
     kind = err.get("type", "")
     loc = tuple(err.get("loc", ()))
     path = loc_to_path(root, loc)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from .cache import ProfileCache
 from .context import _add, _Ctx, _list
 from .model import Node, ValueSetIndex
+from .sections import Sections
 
 
-class BindingChecks(ProfileCache):
+class BindingChecks(Sections):
     """Codes against the value sets profiles bind.
 
     A part of :class:`~.validator.ProfileValidator`, which mixes the parts together: the methods of
@@ -21,6 +21,7 @@ class BindingChecks(ProfileCache):
         return any(index.contains(system, code) for system, code in pairs or ())
 
     def _check_binding(self, node: Node, value: Any, type_code: str | None, expr: str, ctx: _Ctx) -> None:
+        assert node.binding is not None  # only bound elements are checked
         strength, vs_url = node.binding
         pairs = _codes_of(value, type_code)
         if pairs is None:

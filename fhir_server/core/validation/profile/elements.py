@@ -6,14 +6,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from .cache import ProfileCache, ProfileUnknown
+from .cache import ProfileUnknown
 from .context import _MAX_DEPTH, _add, _Ctx
 from .model import Node, matches_fixed, matches_pattern, run_invariant
 from .plan import index_children, is_inert
+from .sections import Sections
 from .snapshot import SnapshotError
 
 
-class ElementChecks(ProfileCache):
+class ElementChecks(Sections):
     """Checks of element occurrences against their :class:`Node`.
 
     A part of :class:`~.validator.ProfileValidator`, which mixes the parts together: the methods of
@@ -24,17 +25,17 @@ class ElementChecks(ProfileCache):
         self, node: Node, value: Any, expr: str, ctx: _Ctx, type_code: str | None, companion: Any = None
     ) -> None:
         """All checks of one occurrence ``value`` of element ``node`` (``companion``: a primitive's ``_x`` object)."""
-        fixed_broken = node.fixed is not None and value is not None and not matches_fixed(value, node.fixed[1])
-        if fixed_broken and not self._fixed_alias(node, value, ctx):
+        fixed = node.fixed
+        fixed_broken = fixed is not None and value is not None and not matches_fixed(value, fixed[1])
+        if fixed is not None and fixed_broken and not self._fixed_alias(node, value, ctx):
             _add(
                 ctx,
                 "error",
                 "value",
                 expr,
                 "profile-fixed",
-                f"Value must be exactly {_show(node.fixed[1])} (fixed by profile {ctx.profile_url}), "
-                f"found {_show(value)}",
-                f"Verdien må være nøyaktig {_show(node.fixed[1])} (låst av profilen), fant {_show(value)}",
+                f"Value must be exactly {_show(fixed[1])} (fixed by profile {ctx.profile_url}), found {_show(value)}",
+                f"Verdien må være nøyaktig {_show(fixed[1])} (låst av profilen), fant {_show(value)}",
             )
         if node.pattern is not None and value is not None and not matches_pattern(value, node.pattern[1]):
             _add(
@@ -143,9 +144,11 @@ class ElementChecks(ProfileCache):
     def _check_children(self, node: Node, obj: dict, expr: str, ctx: _Ctx) -> None:
         if node.by_key is None:
             index_children(node, self._choice_suffixes)
+        by_key = node.by_key
+        assert by_key is not None  # index_children filled it
         done: set[str] = set()
         for key in obj:
-            child = node.by_key.get(key)
+            child = by_key.get(key)
             if child is not None and child.id not in done:
                 done.add(child.id)
                 self._check_child(child, obj, expr, ctx)

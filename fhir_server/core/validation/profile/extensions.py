@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from fhir_server.core.conformance.definitions import r4
 
-from .cache import ProfileCache, ProfileUnknown
+from .cache import ProfileUnknown
 from .context import _add, _Ctx, _list
+from .sections import Sections
 from .snapshot import SnapshotError
 
 
-class ExtensionChecks(ProfileCache):
+class ExtensionChecks(Sections):
     """Extensions found anywhere in a resource.
 
     A part of :class:`~.validator.ProfileValidator`, which mixes the parts together: the methods of
@@ -40,8 +41,8 @@ class ExtensionChecks(ProfileCache):
                 name = key[1:]
                 child = kids.get(name)
                 host = (f"{path}.{name}", f"{full}.{name}", child.type_code if child else None)
-                holders = val if isinstance(val, list) else [val]
-                for i, holder in enumerate(holders):
+                companions = val if isinstance(val, list) else [val]
+                for i, holder in enumerate(companions):
                     if not isinstance(holder, dict):
                         continue
                     where = f"{expr}.{name}[{i}]" if isinstance(val, list) else f"{expr}.{name}"

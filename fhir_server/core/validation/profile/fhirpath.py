@@ -155,9 +155,10 @@ class _Parser:
         if nxt is not None and nxt[1] == "(":
             self.i += 1
             args: list[Fn] = []
-            if self.peek() and self.peek()[1] != ")":
+            following = self.peek()
+            if following is not None and following[1] != ")":
                 args.append(self.implies())
-                while self.peek() and self.peek()[1] == ",":
+                while (following := self.peek()) is not None and following[1] == ",":
                     self.i += 1
                     args.append(self.implies())
             self.take(")")
@@ -308,6 +309,7 @@ def _function(name: str, base: Fn, args: list[Fn]) -> Fn:
     arg = args[0] if args else None
 
     def each_true(items: list) -> list[bool]:
+        assert arg is not None  # only the functions that take an argument use it
         return [_truth(arg([item], item)) is True for item in items]
 
     if name == "exists":
@@ -340,7 +342,7 @@ def _function(name: str, base: Fn, args: list[Fn]) -> Fn:
     def extension(c: list, t: Any) -> list:
         urls = arg(c, t)
         url = _plain(urls[0]) if urls else None
-        out = []
+        out: list = []
         for item in base(c, t):
             holder = item.ext if isinstance(item, Prim) else item
             if isinstance(holder, dict):

@@ -10,15 +10,16 @@ from fhir_server.core.conformance.definitions import r4
 from fhir_server.core.conformance.packages import is_core_url
 from fhir_server.core.issues import is_error
 
-from .cache import ProfileCache, ProfileUnknown
+from .cache import ProfileUnknown
 from .context import _MAX_DEPTH, _add, _contained_by_id, _Ctx
 from .model import Node
+from .sections import Sections
 from .snapshot import SnapshotError
 
 _REF_PATTERN = re.compile(r"(?:^|/)([A-Z][A-Za-z]+)/[A-Za-z0-9\-.]{1,64}(?:/_history/[A-Za-z0-9\-.]{1,64})?$")
 
 
-class ReferenceChecks(ProfileCache):
+class ReferenceChecks(Sections):
     """Reference targets and target profiles.
 
     A part of :class:`~.validator.ProfileValidator`, which mixes the parts together: the methods of

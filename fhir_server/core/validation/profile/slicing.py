@@ -11,14 +11,15 @@ from fhir_server.core.conformance.definitions import r4
 from fhir_server.core.issues import is_error
 from fhir_server.core.pathsplit import split_outside
 
-from .cache import ProfileCache, ProfileUnknown
+from .cache import ProfileUnknown
 from .context import _add, _Ctx, _list
 from .model import Node, matches_fixed, matches_pattern
 from .plan import is_inert
+from .sections import Sections
 from .snapshot import SnapshotError
 
 
-class SliceChecks(ProfileCache):
+class SliceChecks(Sections):
     """Slicing and discriminators.
 
     A part of :class:`~.validator.ProfileValidator`, which mixes the parts together: the methods of
@@ -292,7 +293,11 @@ class SliceChecks(ProfileCache):
                 return [value["resourceType"]]
             return [type_code] if type_code else []
         if segments[-1] == "resolve()":
-            return [v.get("resourceType") for v in self._values_at(value, segments, ctx) if isinstance(v, dict)]
+            return [
+                v["resourceType"]
+                for v in self._values_at(value, segments, ctx)
+                if isinstance(v, dict) and v.get("resourceType")
+            ]
         parent = self._values_at(value, segments[:-1], ctx)
         stem = segments[-1]
         out = []
