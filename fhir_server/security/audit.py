@@ -149,7 +149,7 @@ class AuditTrail:
     def _index_some(self, batch: int) -> None:
         """Work off up to ``batch`` events of the index backlog (a small batch while requests come in)."""
         try:
-            with access.acting_as(None):
+            with access.acting_as(access.SYSTEM):
                 if index_backlog.has_backlog(self.store, "AuditEvent"):  # a read; writing only if there is work
                     index_backlog.catch_up(self.store, "AuditEvent", limit=batch, batch=batch)
         except Exception:  # the backlog stays; a search or a later moment indexes it
@@ -173,7 +173,7 @@ class AuditTrail:
                 unit.put(event, fresh_id=True, defer_index=True)
 
         try:
-            with access.acting_as(None):
+            with access.acting_as(access.SYSTEM):
                 self.store.write(work)
         except Exception:  # keep the events: a later flush tries again
             log.exception("storing %s audit events failed; will retry", len(events))

@@ -25,6 +25,7 @@ from sqlalchemy import delete, select
 
 from fhir_server.core import jsonio
 from fhir_server.core.indexing.rows import index_rows
+from fhir_server.core.storage import access
 from fhir_server.core.storage.schema import index_backlog, resources
 from fhir_server.core.storage.store import Store, WriteUnit
 
@@ -48,16 +49,20 @@ def catch_up(store: Store, resource_type: str, *, limit: int | None = None, batc
 
     Each batch's rows are computed from a plain read, outside the write lock; the write transaction
     only inserts them, for the resources still waiting (another process may have indexed some
-    meanwhile) and still at their first version (a later version was indexed when it was put)."""
+    meanwhile) and still at their first version (a later version was indexed when it was put).
+
+    The server's own work (:data:`access.SYSTEM`), also when a caller's search asks for it: it indexes
+    every waiting resource, whoever may see it."""
     done = tried = 0  # a limit counts what was tried: another process may index some of it first
-    while limit is None or tried < limit:
-        prepared = _prepare_batch(store, resource_type, batch)
-        if not prepared:
-            break
-        tried += len(prepared)
-        done += store.write(lambda unit, prepared=prepared: _store_batch(unit, resource_type, prepared))
-        if len(prepared) < batch:
-            break
+    with access.acting_as(access.SYSTEM):
+        while limit is None or tried < limit:
+            prepared = _prepare_batch(store, resource_type, batch)
+            if not prepared:
+                break
+            tried += len(prepared)
+            done += store.write(lambda unit, prepared=prepared: _store_batch(unit, resource_type, prepared))
+            if len(prepared) < batch:
+                break
     if done:
         log.info("indexed %s %s resources from the backlog", done, resource_type)
     return done

@@ -218,7 +218,7 @@ class WriteUnit:
         else:
             self.add_index_rows(resource_type, resource_id, resource, index)
         writer = access.current()
-        if writer is not None and writer.stamps:
+        if writer.stamps:
             self._labels.extend(access.label_rows([(resource_type, resource_id)], writer.stamps))
         for hook in self.store.write_hooks:
             hook(self, resource)
@@ -544,6 +544,7 @@ class Store:
 
     def read(self, resource_type: str, resource_id: str, conn: Connection | None = None) -> StoredResource:
         """The current version; 404 if unknown, 410 if deleted."""
+        restricted = access.restriction(resource_type) is not None  # first: no access set raises
         if conn is None:
             raw = self.fast.row(resource_type, resource_id)
         else:
@@ -553,7 +554,7 @@ class Store:
             raise not_found(resource_type, resource_id)
         body = raw[5].encode() if isinstance(raw[5], str) else raw[5]
         stored = StoredResource(raw[0], raw[1], raw[2], raw[3], body, bool(raw[4]))
-        if access.restriction(resource_type) is not None and not self._visible(resource_type, resource_id, conn):
+        if restricted and not self._visible(resource_type, resource_id, conn):
             raise not_found(resource_type, resource_id)
         if stored.deleted:
             raise FhirError(
@@ -564,6 +565,7 @@ class Store:
         return stored
 
     def vread(self, resource_type: str, resource_id: str, version_id: str) -> StoredResource:
+        restricted = access.restriction(resource_type) is not None  # first: no access set raises
         if not version_id.isdigit():
             raise not_found(resource_type, f"{resource_id}/_history/{version_id}")
         query = select(resource_versions).where(
@@ -574,7 +576,7 @@ class Store:
         row = self._first(query, None)
         if row is None:
             raise not_found(resource_type, f"{resource_id}/_history/{version_id}")
-        if access.restriction(resource_type) is not None and not self._visible(resource_type, resource_id, None):
+        if restricted and not self._visible(resource_type, resource_id, None):
             raise not_found(resource_type, f"{resource_id}/_history/{version_id}")
         stored = _row_to_stored(row)
         if stored.deleted:
