@@ -38,7 +38,7 @@ BATCH = 500
 
 def has_backlog(store: Store, resource_type: str) -> bool:
     """True when some stored ``resource_type`` still waits for its index rows."""
-    mark = "?" if store.db.is_sqlite else "%s"
+    mark = store.dialect.mark
     sql = f"SELECT 1 FROM {index_backlog.name} WHERE res_type = {mark} LIMIT 1"
     return bool(store.fast.rows(sql, (resource_type,)))
 
@@ -89,7 +89,7 @@ def _reaches(deferred: str, resource_type: str, params: Iterable[tuple[str, str]
 def _prepare_batch(store: Store, resource_type: str, batch: int) -> dict[str, dict]:
     """Up to ``batch`` waiting resources of ``resource_type``, read without the write lock: id -> the
     index rows of its first version (empty for one updated or deleted since: it needs none from here)."""
-    mark = "?" if store.db.is_sqlite else "%s"
+    mark = store.dialect.mark
     sql = (
         f"SELECT b.res_id, r.version_id, r.body FROM {index_backlog.name} b JOIN {resources.name} r "
         "ON r.res_type = b.res_type AND r.res_id = b.res_id "
@@ -107,7 +107,7 @@ def _store_batch(unit: WriteUnit, resource_type: str, prepared: dict[str, dict])
     waiting = select(index_backlog.c.res_id).where(
         index_backlog.c.res_type == resource_type, index_backlog.c.res_id.in_(ids)
     )
-    if not unit.store.db.is_sqlite:
+    if unit.store.dialect.row_lock:  # PostgreSQL (SQLite's writer holds the database)
         waiting = waiting.with_for_update()  # a second process catching up waits, then finds them gone
     still = list(unit.execute(waiting).scalars())
     if not still:
