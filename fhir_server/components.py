@@ -198,11 +198,13 @@ def build_terminology(conformance: ConformanceRegistry, service: FhirService) ->
     """Terminology from the conformance registry, then from resources stored on the server."""
     from fhir_server.core import jsonio
     from fhir_server.core.conformance.definitions import r4
+    from fhir_server.core.storage import access
     from fhir_server.core.terminology import Terminology
 
     def stored(rtype: str, url: str) -> dict | None:
-        found = service.conditional_matches(None, rtype, f"url={url.split('|')[0]}")
-        return jsonio.loads(service.read(rtype, found[0]).body or b"{}") if found else None
+        with access.acting_as(access.SYSTEM):  # the server's own lookup, whoever's request needs it
+            found = service.conditional_matches(None, rtype, f"url={url.split('|')[0]}")
+            return jsonio.loads(service.read(rtype, found[0]).body or b"{}") if found else None
 
     def code_system(url: str) -> dict | None:
         return conformance.code_system(url) or r4().code_system(url) or stored("CodeSystem", url)

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from fhir_server.api.formats import SECURITY_HEADERS
 from fhir_server.api.rest import http_date
 from fhir_server.components import Components
-from fhir_server.core.interactions import ID_PATTERN_CHARS
+from fhir_server.core.interactions import is_fhir_id
 from fhir_server.core.issues import FhirError
 from fhir_server.core.resource_types import STORABLE_TYPES
 from fhir_server.core.storage import access
@@ -55,8 +55,7 @@ class FastRead:
             or url.extra_segments
             or rtype not in STORABLE_TYPES
             or not rid
-            or len(rid) > 64
-            or not set(rid) <= ID_PATTERN_CHARS
+            or not is_fhir_id(rid)
         ):
             return self.app(environ, start_response)
         info = RequestInfo("read", rtype, rid)

@@ -35,8 +35,13 @@ def check_type(resource_type: str) -> None:
         )
 
 
+def is_fhir_id(text: str) -> bool:
+    """True for a valid FHIR id: 1 to 64 letters, digits, '-' and '.'."""
+    return 0 < len(text) <= 64 and set(text) <= ID_PATTERN_CHARS
+
+
 def check_id(resource_id: str, expression: str = "id") -> None:
-    if not resource_id or len(resource_id) > 64 or not set(resource_id) <= ID_PATTERN_CHARS:
+    if not is_fhir_id(resource_id):
         raise FhirError.single(
             400,
             "value",

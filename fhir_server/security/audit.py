@@ -24,6 +24,7 @@ import uuid
 from dataclasses import dataclass
 
 from fhir_server.core.indexing.values import now_instant
+from fhir_server.core.interactions import is_fhir_id
 from fhir_server.core.storage import access, index_backlog
 from fhir_server.core.storage.store import Store, WriteUnit
 from fhir_server.naming import ORGNR_SYSTEM, naming_system
@@ -104,8 +105,10 @@ def audit_event(record: AuditRecord, recorded: str, observer: str) -> dict:
         description += f": {record.detail}"
     event["outcomeDesc"] = description
     entity: dict = {}
-    if info.resource_type and info.resource_id:
+    if info.resource_type and is_fhir_id(info.resource_id):
         entity["what"] = {"reference": f"{info.resource_type}/{info.resource_id}"}
+    elif info.resource_type and info.resource_id:  # not a FHIR id: named as asked, not as a reference
+        entity["what"] = {"display": f"{info.resource_type}/{info.resource_id}"[:200]}
     elif info.resource_type:
         entity["what"] = {"display": info.resource_type}
     query = base64.b64encode(record.query.encode()).decode() if record.query else None
@@ -154,7 +157,7 @@ class AuditTrail:
     def _index_some(self, batch: int) -> None:
         """Work off up to ``batch`` events of the index backlog (a small batch while requests come in)."""
         try:
-            with access.acting_as(None):
+            with access.acting_as(access.SYSTEM):
                 if index_backlog.has_backlog(self.store, "AuditEvent"):  # a read; writing only if there is work
                     index_backlog.catch_up(self.store, "AuditEvent", limit=batch, batch=batch)
         except Exception:  # the backlog stays; a search or a later moment indexes it
@@ -178,7 +181,7 @@ class AuditTrail:
                 unit.put(event, fresh_id=True, defer_index=True)
 
         try:
-            with access.acting_as(None):
+            with access.acting_as(access.SYSTEM):
                 self.store.write(work)
         except Exception:  # keep the events: a later flush tries again
             log.exception("storing %s audit events failed; will retry", len(events))

@@ -107,4 +107,4 @@ class Policy:
         """Labels the caller sees and stamps: its organisations, and its region when it is an RHF or HF."""
         labels = {org_label(o) for o in caller.organisations}
         labels |= {region_label(self.region_of[o]) for o in caller.organisations if o in self.region_of}
-        return Access(frozenset(labels), frozenset(labels), unrestricted=self.is_admin(caller))
+        return Access(frozenset(labels), frozenset(labels), unrestricted=self.is_admin(caller), name=caller.client_id)

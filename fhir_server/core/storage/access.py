@@ -2,13 +2,17 @@
 
 The security edge (``fhir_server.security``) decides who a caller is and sets their :class:`Access`
 for the request with :func:`acting_as`. Storage and search read it from here, so every path that
-loads resources (reads, searches, includes, history, conditional matches) filters the same way:
+loads or writes resources (reads, searches, includes, history, conditional matches, writes) filters
+the same way. There is no default: a storage call made without an access set raises
+:class:`AccessNotSet` (a programming error), never sees everything. The server's own work says
+so: ``with acting_as(SYSTEM):`` (data seeding, the loader, the outbox delivery worker, the audit
+writer, the index backlog, the intake's delivery queueing, lookups of stored terminology).
 
 * every write stamps the writer's labels on the resource (``org:<orgnr>``, and ``region:<RHF orgnr>``
   for a regional system); the intake pipeline adds the region a referral is routed to;
 * a caller sees a resource of a protected type only if it carries one of the caller's labels;
   catalogue and directory types (:data:`PUBLIC_TYPES`) are seen by every caller;
-* no access set (the server's own background work, the CLI) and administrators see everything.
+* administrators and :data:`SYSTEM` (the server's own work) see everything.
 
 Labels are rows of ``access_labels``, kept across versions, written in the write's transaction.
 """
@@ -62,20 +66,39 @@ class Access:
     labels: frozenset[str] = frozenset()
     #: Labels stamped on every resource the caller writes.
     stamps: frozenset[str] = frozenset()
-    #: Administrators see everything.
+    #: Administrators and the server's own work see everything.
     unrestricted: bool = False
+    #: Who this is, for messages (a client id, or the server's own work).
+    name: str = ""
 
 
-_current: ContextVar[Access | None] = ContextVar("fhir_access", default=None)
+#: The server's own work (seeding, loading, workers): sees everything, stamps nothing.
+SYSTEM = Access(unrestricted=True, name="system")
 
 
-def current() -> Access | None:
-    """The access of the request being served; None for the server's own work."""
-    return _current.get()
+class AccessNotSet(RuntimeError):
+    """Storage was used without an access context: a programming error (see the module's docstring)."""
 
 
-def enter(access: Access | None) -> Token:
+#: No default: an unset access is an error, not unrestricted access.
+_current: ContextVar[Access] = ContextVar("fhir_access")
+
+
+def current() -> Access:
+    """The access of the work being done; raises :class:`AccessNotSet` when none was set."""
+    try:
+        return _current.get()
+    except LookupError:
+        raise AccessNotSet(
+            "no access context: storage and search need the caller's access "
+            "(access.acting_as(...), or access.acting_as(access.SYSTEM) for the server's own work)"
+        ) from None
+
+
+def enter(access: Access) -> Token:
     """Make ``access`` the caller's access until :func:`leave` (for request hooks)."""
+    if not isinstance(access, Access):
+        raise AccessNotSet(f"not an access: {access!r} (the server's own work uses access.SYSTEM)")
     return _current.set(access)
 
 
@@ -84,7 +107,7 @@ def leave(token: Token) -> None:
 
 
 @contextmanager
-def acting_as(access: Access | None) -> Iterator[None]:
+def acting_as(access: Access) -> Iterator[None]:
     """Run a block with ``access`` as the caller's access."""
     token = enter(access)
     try:
@@ -95,8 +118,8 @@ def acting_as(access: Access | None) -> Iterator[None]:
 
 def restriction(resource_type: str) -> frozenset[str] | None:
     """The labels a resource of this type must carry to be seen now; None when nothing restricts it."""
-    access = _current.get()
-    if access is None or access.unrestricted or resource_type in PUBLIC_TYPES:
+    access = current()
+    if access.unrestricted or resource_type in PUBLIC_TYPES:
         return None
     return access.labels
 
@@ -112,8 +135,8 @@ def _carries(resource_type: object, resource_id: object, labels: frozenset[str])
 
 def visible_condition(type_column: ColumnElement, id_column: ColumnElement) -> ColumnElement | None:
     """A SQL condition on rows of (type, id) columns that keeps what the caller may see; None: no filter."""
-    access = _current.get()
-    if access is None or access.unrestricted:
+    access = current()
+    if access.unrestricted:
         return None
     return or_(type_column.in_(sorted(PUBLIC_TYPES)), _carries(type_column, id_column, access.labels))
 

@@ -19,11 +19,12 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from sqlalchemy import Connection
 
-from fhir_server.core.storage.db import Database
+if TYPE_CHECKING:
+    from fhir_server.core.storage.db import Database
 
 log = logging.getLogger(__name__)
 

@@ -25,6 +25,7 @@ from sqlalchemy import delete, select
 
 from fhir_server.core import jsonio
 from fhir_server.core.indexing.rows import index_rows
+from fhir_server.core.storage import access
 from fhir_server.core.storage.schema import index_backlog, resources
 from fhir_server.core.storage.store import Store, WriteUnit
 
@@ -37,7 +38,7 @@ BATCH = 500
 
 def has_backlog(store: Store, resource_type: str) -> bool:
     """True when some stored ``resource_type`` still waits for its index rows."""
-    mark = "?" if store.db.is_sqlite else "%s"
+    mark = store.dialect.mark
     sql = f"SELECT 1 FROM {index_backlog.name} WHERE res_type = {mark} LIMIT 1"
     return bool(store.fast.rows(sql, (resource_type,)))
 
@@ -48,16 +49,20 @@ def catch_up(store: Store, resource_type: str, *, limit: int | None = None, batc
 
     Each batch's rows are computed from a plain read, outside the write lock; the write transaction
     only inserts them, for the resources still waiting (another process may have indexed some
-    meanwhile) and still at their first version (a later version was indexed when it was put)."""
+    meanwhile) and still at their first version (a later version was indexed when it was put).
+
+    The server's own work (:data:`access.SYSTEM`), also when a caller's search asks for it: it indexes
+    every waiting resource, whoever may see it."""
     done = tried = 0  # a limit counts what was tried: another process may index some of it first
-    while limit is None or tried < limit:
-        prepared = _prepare_batch(store, resource_type, batch)
-        if not prepared:
-            break
-        tried += len(prepared)
-        done += store.write(lambda unit, prepared=prepared: _store_batch(unit, resource_type, prepared))
-        if len(prepared) < batch:
-            break
+    with access.acting_as(access.SYSTEM):
+        while limit is None or tried < limit:
+            prepared = _prepare_batch(store, resource_type, batch)
+            if not prepared:
+                break
+            tried += len(prepared)
+            done += store.write(lambda unit, prepared=prepared: _store_batch(unit, resource_type, prepared))
+            if len(prepared) < batch:
+                break
     if done:
         log.info("indexed %s %s resources from the backlog", done, resource_type)
     return done
@@ -84,7 +89,7 @@ def _reaches(deferred: str, resource_type: str, params: Iterable[tuple[str, str]
 def _prepare_batch(store: Store, resource_type: str, batch: int) -> dict[str, dict]:
     """Up to ``batch`` waiting resources of ``resource_type``, read without the write lock: id -> the
     index rows of its first version (empty for one updated or deleted since: it needs none from here)."""
-    mark = "?" if store.db.is_sqlite else "%s"
+    mark = store.dialect.mark
     sql = (
         f"SELECT b.res_id, r.version_id, r.body FROM {index_backlog.name} b JOIN {resources.name} r "
         "ON r.res_type = b.res_type AND r.res_id = b.res_id "
@@ -102,7 +107,7 @@ def _store_batch(unit: WriteUnit, resource_type: str, prepared: dict[str, dict])
     waiting = select(index_backlog.c.res_id).where(
         index_backlog.c.res_type == resource_type, index_backlog.c.res_id.in_(ids)
     )
-    if not unit.store.db.is_sqlite:
+    if unit.store.dialect.row_lock:  # PostgreSQL (SQLite's writer holds the database)
         waiting = waiting.with_for_update()  # a second process catching up waits, then finds them gone
     still = list(unit.execute(waiting).scalars())
     if not still:

@@ -30,6 +30,7 @@ from fhir_server.core import jsonio
 from fhir_server.core.indexing.rows import plain_matches
 from fhir_server.core.interactions import FhirService
 from fhir_server.core.issues import FhirError
+from fhir_server.core.storage import access
 from fhir_server.core.storage.schema import outbox
 from fhir_server.core.storage.store import Store, WriteUnit
 from fhir_server.data import data_folder
@@ -153,10 +154,13 @@ class DeliveryWorker:
                 self._stop.wait(self.settings.poll_seconds)
 
     def run_once(self, limit: int = 10) -> int:
-        """Claim and deliver up to ``limit`` due rows; returns how many were attempted."""
-        rows = self._claim(limit)
-        for row in rows:
-            self._deliver(row)
+        """Claim and deliver up to ``limit`` due rows; returns how many were attempted.
+
+        The server's own work (:data:`access.SYSTEM`): it reads Endpoints and updates Tasks of any owner."""
+        with access.acting_as(access.SYSTEM):
+            rows = self._claim(limit)
+            for row in rows:
+                self._deliver(row)
         return len(rows)
 
     def _claim(self, limit: int) -> list:

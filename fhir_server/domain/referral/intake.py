@@ -313,7 +313,7 @@ class IntakePipeline:
         self, unit: WriteUnit, owner: str | None, stored: list, event: str, identifier: tuple[str, str]
     ) -> None:
         """Queue the push to the owner's endpoints: the server's own work, whoever sent the referral."""
-        with access.acting_as(None):
+        with access.acting_as(access.SYSTEM):
             enqueue_deliveries(unit, self.service, owner, stored, event, identifier)
 
     # -- steps --------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from contextvars import copy_context
 
 import pytest
 
@@ -47,12 +48,12 @@ def test_only_the_same_condition_waits(service: FhirService) -> None:
         holding.set()
         release.wait(20)  # holds the condition's lock until commit
 
-    first = threading.Thread(target=service.store.write, args=(slow_create,))
+    first = threading.Thread(target=copy_context().run, args=(service.store.write, slow_create))
     first.start()
     assert holding.wait(20)
-    other = threading.Thread(target=create, args=(service, "2000"))
+    other = threading.Thread(target=copy_context().run, args=(create, service, "2000"))
     same_result: list[str] = []
-    same = threading.Thread(target=lambda: same_result.append(create(service, "1000")))
+    same = threading.Thread(target=copy_context().run, args=(lambda: same_result.append(create(service, "1000")),))
     other.start()
     same.start()
     other.join(20)
@@ -74,12 +75,12 @@ def test_a_matching_condition_takes_no_lock(service: FhirService) -> None:
         holding.set()
         release.wait(20)
 
-    holder = threading.Thread(target=service.store.write, args=(hold_lock,))
+    holder = threading.Thread(target=copy_context().run, args=(service.store.write, hold_lock))
     holder.start()
     assert holding.wait(20)
     try:
         result: list[str] = []
-        resend = threading.Thread(target=lambda: result.append(create(service, "3000")))
+        resend = threading.Thread(target=copy_context().run, args=(lambda: result.append(create(service, "3000")),))
         resend.start()
         resend.join(20)
         assert result == [known]  # answered from the existing match while the lock was held elsewhere

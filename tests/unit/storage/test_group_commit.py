@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from contextvars import copy_context
 from pathlib import Path
 
 import pytest
@@ -55,11 +56,11 @@ def test_concurrent_writers_share_one_commit_and_a_failure_stays_its_own(service
         except FhirError as exc:
             results[n] = exc
 
-    first = threading.Thread(target=run, args=(0,))
+    first = threading.Thread(target=copy_context().run, args=(run, 0))
     first.start()
     while group._group is None:  # the first work holds the turn in an open group
         time.sleep(0.001)
-    others = [threading.Thread(target=run, args=(n,)) for n in range(1, THREADS)]
+    others = [threading.Thread(target=copy_context().run, args=(run, n)) for n in range(1, THREADS)]
     for thread in others:
         thread.start()
     for thread in [first, *others]:

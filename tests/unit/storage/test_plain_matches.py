@@ -16,8 +16,9 @@ from fhir_server.core.interactions import FhirService
 from fhir_server.core.issues import FhirError
 from fhir_server.core.storage import access
 from fhir_server.core.storage.db import open_database
+from fhir_server.core.storage.matches import SCAN_FROM, is_common, match_query, match_sql_text
 from fhir_server.core.storage.schema import resources
-from fhir_server.core.storage.store import SCAN_FROM, Store, _match_query, _match_sql_text
+from fhir_server.core.storage.store import Store
 
 FNR = "urn:oid:2.16.578.1.12.4.1.4.1"
 HPR = "urn:oid:2.16.578.1.12.4.1.4.4"
@@ -128,16 +129,16 @@ def test_both_sqlite_plans_select_the_same_rows_in_order(
         params += [resource_type, m.param, *(value for _, value in m.values)]
     expected = general(service, resource_type, query, limit=limit)
     for scan in (False, True):
-        rows = service.store.fast.rows(_match_sql_text(shape, limit, scan, sqlite=True), params)
+        rows = service.store.fast.rows(match_sql_text(shape, limit, scan, sqlite=True), params)
         assert [r[0] for r in rows] == expected
 
 
 def test_many_matches_walk_in_search_order(service: FhirService) -> None:
     matches = plain_matches(service.store.registry, "Patient", [("identifier", f"{FNR}|shared")])
     assert matches is not None
-    assert service.store._common(service.store.fast.rows, "Patient", matches[0])
+    assert is_common(service.store.fast.rows, "Patient", matches[0])
     few = plain_matches(service.store.registry, "Patient", [("identifier", f"{FNR}|twice")])
-    assert few is not None and not service.store._common(service.store.fast.rows, "Patient", few[0])
+    assert few is not None and not is_common(service.store.fast.rows, "Patient", few[0])
     assert len(service.conditional_matches(None, "Patient", f"identifier={FNR}|shared")) == 3
 
 
@@ -151,7 +152,7 @@ def test_a_caller_sees_only_its_labelled_matches(service: FhirService, resource_
         matches = plain_matches(service.store.registry, resource_type, parse_qsl(query))
         assert matches is not None
         for sort_apart in (False, True) if visible is not None else ():  # both orderings SQLite may be given
-            statement = _match_query(resource_type, matches, 3, sort_apart=sort_apart).where(visible)
+            statement = match_query(resource_type, matches, 3, sort_apart=sort_apart).where(visible)
             with service.store.reading() as conn:
                 assert list(conn.execute(statement).scalars()) == expected
     if resource_type == "Patient" and "labelled" in query:
