@@ -35,7 +35,7 @@ def as_transaction(content: dict) -> dict:
     if content.get("resourceType") == "Bundle" and content.get("type") in ("transaction", "batch"):
         return {**content, "type": "transaction"}
     if content.get("resourceType") == "Bundle" and content.get("type") == "collection":
-        resources = [e.get("resource") for e in content.get("entry", []) if isinstance(e, dict) and e.get("resource")]
+        resources = [e["resource"] for e in content.get("entry", []) if isinstance(e, dict) and e.get("resource")]
     else:
         resources = [content]
     entries = []

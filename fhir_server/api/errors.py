@@ -63,8 +63,9 @@ def register_error_handlers(app: Flask) -> None:
             message = f"{request.method} is not allowed on {request.path}"
         issue = Issue("error", _HTTP_CODES.get(status, "exception"), message)
         response = error_response(FhirError(status, [issue]))
-        if status == 405 and getattr(error, "valid_methods", None):
-            response.headers["Allow"] = ", ".join(error.valid_methods)
+        allowed = getattr(error, "valid_methods", None)
+        if status == 405 and allowed:
+            response.headers["Allow"] = ", ".join(allowed)
         return response
 
     @app.errorhandler(RecursionError)

@@ -47,7 +47,9 @@ class CapabilityInputs:
 
 def capability_statement(inputs: CapabilityInputs, date: str) -> dict:
     """The CapabilityStatement, without empty arrays, objects or strings (R4 forbids them: ele-1)."""
-    return _without_empty(_statement(inputs, date))
+    statement = _without_empty(_statement(inputs, date))
+    assert isinstance(statement, dict)
+    return statement
 
 
 def _without_empty(node: object) -> object:

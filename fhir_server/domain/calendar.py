@@ -160,7 +160,7 @@ def fhir_oslo_date(value: object) -> date | None:
     try:
         if match.group(2) is None:
             return date.fromisoformat(match.group(1))
-        return oslo_date(datetime.fromisoformat(value))
+        return oslo_date(datetime.fromisoformat(match.group(0)))
     except ValueError:  # e.g. 2026-02-30
         return None
 

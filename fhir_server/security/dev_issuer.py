@@ -64,6 +64,7 @@ def mint(
     """A signed access token as HelseID would issue it for a machine client."""
     jwk = private_jwk(key_path)
     key = ECAlgorithm.from_jwk(json.dumps(jwk))
+    assert isinstance(key, ec.EllipticCurvePrivateKey)  # the development key file holds a private key
     issued = int(now if now is not None else time.time())
     claims: dict = {
         "iss": issuer,

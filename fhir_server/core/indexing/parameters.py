@@ -65,7 +65,7 @@ def _fhirpathpy_extractor(expression: str, resource_type: str) -> Callable[[dict
 
     def evaluate(resource: dict) -> list[Value]:
         try:
-            result = compiled(to_plain(resource))
+            result = compiled(to_plain(resource))  # type: ignore[call-arg]
         except Exception:
             log.warning("search expression failed: %s", expression)
             return []
@@ -74,13 +74,13 @@ def _fhirpathpy_extractor(expression: str, resource_type: str) -> Callable[[dict
     # the top-level elements the expression reads (``Patient.deceased...`` reads ``deceased``)
     roots = re.findall(rf"\b(?:{resource_type}|Resource|DomainResource)\.([A-Za-z]+)", expression)
     starts = re.findall(r"(?:^|[|(]\s*)([A-Za-z]+)\.", expression)
-    evaluate.roots = (
+    evaluate.roots = (  # type: ignore[attr-defined]
         frozenset(roots)
         if roots
         and set(starts)
         <= {
             resource_type,
-            "Resource",  # type: ignore[attr-defined]
+            "Resource",
             "DomainResource",
         }
         | set(STORABLE_TYPES)

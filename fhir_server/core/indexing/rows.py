@@ -97,8 +97,8 @@ def _reference_rows(value: Any) -> list[Row]:
     row: Row = {"target_type": None, "target_id": None, "target_version": None, "target_url": None}
     reference = value.get("reference")
     if isinstance(reference, str) and not reference.startswith("#"):
-        rtype, rid, version = parse_reference(reference)
-        row.update(target_type=rtype, target_id=rid, target_version=version)
+        rtype, rid, ref_version = parse_reference(reference)
+        row.update(target_type=rtype, target_id=rid, target_version=ref_version)
         if rtype is None or "://" in reference:
             row["target_url"] = reference
     identifier = value.get("identifier")
@@ -230,5 +230,5 @@ def _plain_values(kind: str, value: str) -> tuple[tuple[str, str], ...] | None:
         return (("value", value),)
     if kind == "reference" and "|" not in value and "://" not in value and not value.startswith("urn:"):
         rtype, rid, _ = parse_reference(value)
-        return (("target_type", rtype), ("target_id", rid)) if rtype and value == f"{rtype}/{rid}" else None
+        return (("target_type", rtype), ("target_id", rid)) if rtype and rid and value == f"{rtype}/{rid}" else None
     return None

@@ -28,8 +28,11 @@ class Dialect(Protocol):
     #: True when plain matches choose their query plan in the SQL text (SQLite has no statistics;
     #: see :mod:`fhir_server.core.storage.matches`).
     plans_by_hand: bool
-    #: Inserts of at least this many rows go through :meth:`copy_rows`; None: never.
-    copy_threshold: int | None
+
+    @property
+    def copy_threshold(self) -> int | None:
+        """Inserts of at least this many rows go through :meth:`copy_rows`; None: never."""
+        ...
 
     def run_write(self, work: Callable[[Connection], T]) -> T:
         """Run ``work`` in one write transaction and commit it (errors propagate; the store retries)."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from functools import partial
 
 from sqlalchemy import delete, select
 
@@ -60,7 +61,7 @@ def catch_up(store: Store, resource_type: str, *, limit: int | None = None, batc
             if not prepared:
                 break
             tried += len(prepared)
-            done += store.write(lambda unit, prepared=prepared: _store_batch(unit, resource_type, prepared))
+            done += store.write(partial(_store_batch, resource_type=resource_type, prepared=prepared))
             if len(prepared) < batch:
                 break
     if done:

@@ -68,6 +68,7 @@ def fetch_all(conn: Connection, sql: str, params: Sequence[Any]) -> list[tuple]:
     cursor = conn.connection.cursor()
     try:
         cursor.execute(sql, params)
-        return cursor.fetchall()
+        rows: list[tuple] = list(cursor.fetchall())
+        return rows
     finally:
         cursor.close()

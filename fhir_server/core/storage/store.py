@@ -48,7 +48,11 @@ class Store:
         self.db = db
         self.registry = registry
         #: What differs between the databases (sqlite.py, postgres.py).
-        self.dialect: Dialect = SqliteDialect(db) if db.is_sqlite else PostgresDialect(db)
+        self.dialect: Dialect
+        if db.is_sqlite:
+            self.dialect = SqliteDialect(db)
+        else:
+            self.dialect = PostgresDialect(db)
         #: SQLite: concurrent writers of this process share commits (see group_commit.py); else None.
         self.group_commit: GroupCommit | None = getattr(self.dialect, "group_commit", None)
         self.fast = FastReads(db, self.dialect)

@@ -125,7 +125,7 @@ class WriteUnit:
         if must_exist and not exists:
             raise not_found(resource_type, resource_id)
         if if_match is not None:
-            current_version = row.version_id if exists else None
+            current_version = row.version_id if row is not None else None
             if current_version != if_match:
                 raise FhirError.single(
                     412,

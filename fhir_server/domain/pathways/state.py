@@ -97,7 +97,7 @@ def summary(careplan: dict, today: date) -> dict:
     """A Parameters resource summarising the CarePlan's milestones on ``today`` (for a summary operation)."""
     states = milestone_states(careplan, today)
     counts = {s: sum(1 for m in states if m.state == s) for s in STATES}
-    open_due = sorted((m for m in states if m.state in ("due", "overdue") and m.due), key=lambda m: m.due)
+    open_due = sorted((m for m in states if m.state in ("due", "overdue") and m.due), key=lambda m: m.due or date.max)
     if counts["overdue"]:
         overall = "overdue"
     elif all(m.state.startswith("done") for m in states):
@@ -164,10 +164,11 @@ def reschedule(careplan: dict) -> dict:
     for aid, activity in activities.items():
         if activity["detail"].get("status") == "completed" or aid not in due:
             continue
-        if due[aid] is None:
+        due_date = due[aid]
+        if due_date is None:
             activity["detail"].pop("scheduledPeriod", None)
         else:
-            activity["detail"]["scheduledPeriod"] = {"end": due[aid].isoformat()}
+            activity["detail"]["scheduledPeriod"] = {"end": due_date.isoformat()}
     return updated
 
 

@@ -170,8 +170,8 @@ class IntakePipeline:
             )
             task_query = f"identifier={TASK_IDENTIFIER_SYSTEM}|{identifier[1]}"
             if carried is not None:  # the Bundle's own routing Task is replaced by the decision
-                if current_task.get("id"):
-                    task["id"] = current_task["id"]
+                if carried["resource"].get("id"):
+                    task["id"] = carried["resource"]["id"]
                 carried["resource"] = task
                 task_url = carried.get("fullUrl") or task_url
                 carried["fullUrl"] = task_url
@@ -222,9 +222,10 @@ class IntakePipeline:
             query = url.query or ""
             found = self.service.conditional_matches(None, "ServiceRequest", query)
             where = f"Bundle.entry[{index}].request"
-            target = conditional_update_target(found, query, "ServiceRequest", referral.get("id"), where)
-            if target is None:
+            matched = conditional_update_target(found, query, "ServiceRequest", referral.get("id"), where)
+            if matched is None:
                 return None
+            target = matched
         check_id(target, f"Bundle.entry[{index}].request.url")
         if existing is not None and existing != target:
             raise FhirError.single(

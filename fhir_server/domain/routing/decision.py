@@ -330,7 +330,8 @@ def _from_address(
         return _Home("manual-triage", triage_reason="svalbard-jan-mayen", inputs=inputs)
 
     if code in tables.municipalities:
-        rule, codes_2024 = "home-municipality", (code,)
+        codes_2024: tuple[str, ...] = (code,)
+        rule = "home-municipality"
     elif code in tables.pre2024:
         rule, codes_2024 = "pre2024-municipality", tables.pre2024[code]
         names = ", ".join(f"{c} {tables.municipalities[c].name}" for c in codes_2024)

@@ -17,6 +17,7 @@ identifier problems can be reported where the sender can find them.
 from __future__ import annotations
 
 import uuid
+from typing import Any
 from urllib.parse import quote
 
 from fhir_server.domain.referral.mapping.model import (
@@ -165,7 +166,7 @@ def build_bundle(facts: ReferralFacts) -> tuple[dict, dict[str, str]]:
     referrer_ref = _person("Practitioner", facts.referrer, bundle) if facts.referrer else None
     requester_org_ref = _org_with_department(facts.requester_org, bundle)[1] if facts.requester_org else None
     performer_ref = _org_with_department(facts.receiver_org, bundle)[1] if facts.receiver_org else None
-    performer = {"reference": performer_ref} if performer_ref else None
+    performer: dict[str, Any] | None = {"reference": performer_ref} if performer_ref else None
     if performer and facts.receiver_org:  # a logical identifier too: routing reads the orgnr without resolving
         org = facts.receiver_org
         chosen = next((i for o in (org.department, org) if o for i in o.identifiers if i.system == ORGNR_SYSTEM), None)
