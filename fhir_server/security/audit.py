@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from fhir_server.core.indexing.values import now_instant
 from fhir_server.core.interactions import is_fhir_id
+from fhir_server.core.resource_types import STORABLE_TYPES
 from fhir_server.core.storage import access, index_backlog
 from fhir_server.core.storage.store import Store, WriteUnit
 from fhir_server.naming import ORGNR_SYSTEM, naming_system
@@ -105,7 +106,7 @@ def audit_event(record: AuditRecord, recorded: str, observer: str) -> dict:
         description += f": {record.detail}"
     event["outcomeDesc"] = description
     entity: dict = {}
-    if info.resource_type and info.resource_id and is_fhir_id(info.resource_id):
+    if info.resource_type in STORABLE_TYPES and info.resource_id and is_fhir_id(info.resource_id):
         entity["what"] = {"reference": f"{info.resource_type}/{info.resource_id}"}
     elif info.resource_type and info.resource_id:  # not a FHIR id: named as asked, not as a reference
         entity["what"] = {"display": f"{info.resource_type}/{info.resource_id}"[:200]}

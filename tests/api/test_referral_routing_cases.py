@@ -9,34 +9,13 @@ import pytest
 
 from tests.api.fhirhttp import Fhir
 from tests.api.test_referral_intake import HMN, HN, HSO, HV, referral, submit, task_of
+from tests.unit.routing.test_routing_historic_and_triage import HELSE_BERGEN, OSLO_BYDELER, ST_OLAV
 
 TRIAGE_REASON = "https://fhir.referral-hub.no/CodeSystem/triage-reason"
 TASK_INPUT = "https://fhir.referral-hub.no/CodeSystem/hub-task-input"
 URBAN_DISTRICT_EXT = "http://hl7.no/fhir/StructureDefinition/no-basis-urban-district"
 BYDEL = "urn:oid:2.16.578.1.12.4.1.1.3403"
 MANUAL_TRIAGE = "Organization/hub-manual-triage"
-OUS, LOVISENBERG, DIAKONHJEMMET, AHUS = "993467049", "965985166", "982791952", "983971636"
-HELSE_BERGEN, ST_OLAV = "983974724", "883974832"
-#: Oslo bydel -> hospital for adult mental health care (issue #14's facts; bydel codes 0301 + 01..17).
-OSLO_BYDELER = {
-    "030101": LOVISENBERG,  # Gamle Oslo
-    "030102": LOVISENBERG,  # Grünerløkka
-    "030103": OUS,  # Sagene
-    "030104": LOVISENBERG,  # St. Hanshaugen
-    "030105": DIAKONHJEMMET,  # Frogner
-    "030106": DIAKONHJEMMET,  # Ullern
-    "030107": DIAKONHJEMMET,  # Vestre Aker
-    "030108": OUS,  # Nordre Aker
-    "030109": OUS,  # Bjerke
-    "030110": AHUS,  # Grorud
-    "030111": AHUS,  # Stovner
-    "030112": AHUS,  # Alna
-    "030113": OUS,  # Østensjø
-    "030114": OUS,  # Nordstrand
-    "030115": OUS,  # Søndre Nordstrand
-    "030116": LOVISENBERG,  # Sentrum
-    "030117": OUS,  # Marka
-}
 
 
 def health_trust(task: dict) -> str | None:
