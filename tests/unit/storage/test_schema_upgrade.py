@@ -2,25 +2,34 @@
 
 from __future__ import annotations
 
-import sqlite3
+from pathlib import Path
 
-from sqlalchemy import inspect
+import pytest
+from sqlalchemy import inspect, select, text
 
 from fhir_server.core.storage.db import open_database
-from fhir_server.core.storage.schema import SCHEMA_VERSION
+from fhir_server.core.storage.schema import SCHEMA_VERSION, schema_info
+from tests.conftest import BACKENDS, POSTGRES_URL, fresh_postgres_database
 
 
-def test_version_1_gains_the_owner_of_stored_searches(tmp_path):
-    path = tmp_path / "db.sqlite3"
-    open_database(f"sqlite:///{path}").dispose()
-    with sqlite3.connect(path) as conn:  # make it a version 1 database: stored searches had no owner
-        conn.execute("ALTER TABLE search_snapshots DROP COLUMN owner")
-        conn.execute("UPDATE schema_info SET value = '1' WHERE key = 'schema_version'")
-    db = open_database(f"sqlite:///{path}")
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_version_1_gains_the_owner_of_stored_searches(backend: str, tmp_path: Path) -> None:
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'db.sqlite3'}"
+    elif POSTGRES_URL:
+        url = fresh_postgres_database(POSTGRES_URL)
+    else:
+        pytest.skip("PostgreSQL not available: set FHIR_TEST_POSTGRES_URL (scripts/test.sh does)")
+    db = open_database(url)
+    with db.write.begin() as conn:  # make it a version 1 database: stored searches had no owner
+        conn.execute(text("ALTER TABLE search_snapshots DROP COLUMN owner"))
+        conn.execute(schema_info.update().where(schema_info.c.key == "schema_version").values(value="1"))
+    db.dispose()
+    db = open_database(url)
     try:
         assert "owner" in {c["name"] for c in inspect(db.read).get_columns("search_snapshots")}
-        with sqlite3.connect(path) as conn:
-            version = conn.execute("SELECT value FROM schema_info WHERE key = 'schema_version'").fetchone()[0]
+        with db.read.begin() as conn:
+            version = conn.execute(select(schema_info.c.value).where(schema_info.c.key == "schema_version")).scalar()
         assert int(version) == SCHEMA_VERSION == 2
     finally:
         db.dispose()
