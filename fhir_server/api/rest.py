@@ -152,13 +152,26 @@ def page_links(request_: SearchRequest, page: SearchPage, type_url: str) -> list
 
 
 def searchset_response(request_: SearchRequest, page: SearchPage, type_url: str) -> Response:
-    outcome = operation_outcome(request_.ignored) if request_.ignored else None
+    notes = [*request_.ignored, withheld_issue(page.withheld)] if page.withheld else request_.ignored
+    outcome = operation_outcome(notes) if notes else None
     entries = bundles.search_entries(
         base_url(), page.matches, page.included, summary=request_.summary, elements=request_.elements, outcome=outcome
     )
     total = None if request_.total == "none" else page.total
     body = bundles.build_bundle("searchset", entries, total=total, links=page_links(request_, page, type_url))
     return fhir_response(body, 200, negotiate(request))
+
+
+def withheld_issue(types: set[str]) -> Issue:
+    """The searchset's note that included resources of types the token cannot read were left out."""
+    names = ", ".join(sorted(types))
+    return Issue(
+        "information",
+        "suppressed",
+        f"included resources of type {names} were left out: the token's scopes do not let it read them",
+        "_include",
+        f"inkluderte ressurser av typen {names} er utelatt: tokenet gir ikke lesetilgang til dem",
+    )
 
 
 # -- type level -------------------------------------------------------------------------------
@@ -337,16 +350,10 @@ def get_pages() -> Response:
 
 
 def _snapshot_request(snapshot_id: str) -> SearchRequest:
-    """Re-parse the stored query of a snapshot so includes and _summary apply to later pages too."""
+    """Re-parse the stored query of a snapshot so includes and _summary apply to later pages too (the
+    caller's own snapshot only: another caller's is unknown to it)."""
     from urllib.parse import parse_qsl
 
-    from sqlalchemy import select
-
-    from fhir_server.core.storage.schema import search_snapshots
-
-    with server().store.reading() as conn:
-        row = conn.execute(select(search_snapshots).where(search_snapshots.c.id == snapshot_id)).first()
-    if row is None:
-        raise FhirError.single(410, "not-found", f"the search {snapshot_id} has expired or is unknown; search again")
+    row = server().service.engine.stored_search(snapshot_id)
     params = [(k, v) for k, v in parse_qsl(row.query, keep_blank_values=True) if k not in ("_count",)]
     return server().service.parser.parse(row.res_type, params)

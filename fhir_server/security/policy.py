@@ -104,7 +104,14 @@ class Policy:
         return self.admin_scope in caller.raw_scopes
 
     def access(self, caller: Caller) -> Access:
-        """Labels the caller sees and stamps: its organisations, and its region when it is an RHF or HF."""
+        """Labels the caller sees and stamps: its organisations, and its region when it is an RHF or HF;
+        the types its scopes let it read (what includes, chains and ``_has`` may reach)."""
         labels = {org_label(o) for o in caller.organisations}
         labels |= {region_label(self.region_of[o]) for o in caller.organisations if o in self.region_of}
-        return Access(frozenset(labels), frozenset(labels), unrestricted=self.is_admin(caller), name=caller.client_id)
+        return Access(
+            frozenset(labels),
+            frozenset(labels),
+            unrestricted=self.is_admin(caller),
+            name=caller.client_id,
+            readable=caller.scopes.readable_types(),
+        )

@@ -57,6 +57,12 @@ class ScopeSet:
         for a grant on every type (``system/*.<letter>``)."""
         return letter in self.grants.get(resource_type, ()) or letter in self.grants.get("*", ())
 
+    def readable_types(self) -> frozenset[str] | None:
+        """The types granted ``r`` or ``s`` (what a search may return); None when every type is."""
+        if {"r", "s"} & self.grants.get("*", frozenset()):
+            return None
+        return frozenset(t for t, letters in self.grants.items() if {"r", "s"} & letters)
+
     def __bool__(self) -> bool:
         return bool(self.grants)
 

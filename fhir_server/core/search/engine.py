@@ -3,7 +3,13 @@
 Paging consistency: when a search has more matches than one page, the ordered list of matching
 ids is stored once (``search_results``) and every page reads from that list. Writes that happen
 while a client pages through cannot shift results between pages, so there are neither
-duplicates nor omissions; resources deleted meanwhile are left out of later pages.
+duplicates nor omissions; resources deleted meanwhile are left out of later pages. A stored
+search belongs to the caller who made it (:attr:`Access.owner <fhir_server.core.storage.access.Access.owner>`):
+to anyone else it is unknown.
+
+Included resources are those the caller may see (storage's access filter) of the types its scopes
+let it read (:attr:`Access.readable <fhir_server.core.storage.access.Access.readable>`); the types
+left out are named in :attr:`SearchPage.withheld`.
 """
 
 from __future__ import annotations
@@ -44,6 +50,8 @@ class SearchPage:
     offset: int = 0
     count: int = 20
     snapshot_id: str | None = None
+    #: Types of included resources left out because the caller's scopes do not let it read them.
+    withheld: set[str] = field(default_factory=set)
 
 
 class SearchEngine:
@@ -66,14 +74,23 @@ class SearchEngine:
             page.snapshot_id = self._save_snapshot(request, ids)
         return page
 
+    def stored_search(self, snapshot_id: str, conn: Connection | None = None):  # type: ignore[no-untyped-def]
+        """The stored search ``snapshot_id`` (its type, query and total) when the caller made it; 410 as for an
+        unknown or expired search otherwise, so another caller learns nothing of it."""
+        if conn is None:
+            with self.store.reading() as c:
+                return self.stored_search(snapshot_id, c)
+        snap = conn.execute(select(search_snapshots).where(search_snapshots.c.id == snapshot_id)).first()
+        if snap is None or snap.owner != access.current().owner:
+            raise FhirError.single(
+                410, "not-found", f"the search {snapshot_id} has expired or is unknown; run the search again"
+            )
+        return snap
+
     def page(self, snapshot_id: str, offset: int, count: int, request: SearchRequest) -> SearchPage:
-        """A later page of a stored search."""
+        """A later page of a stored search (the caller's own: see :meth:`stored_search`)."""
         with self.store.reading() as conn:
-            snap = conn.execute(select(search_snapshots).where(search_snapshots.c.id == snapshot_id)).first()
-            if snap is None:
-                raise FhirError.single(
-                    410, "not-found", f"the search {snapshot_id} has expired or is unknown; run the search again"
-                )
+            snap = self.stored_search(snapshot_id, conn)
             rows = conn.execute(
                 select(search_results.c.res_id)
                 .where(
@@ -130,12 +147,15 @@ class SearchEngine:
     def _load_page(self, conn: Connection, request: SearchRequest, rtype: str, ids: list[str]) -> SearchPage:
         loaded = self.store.load_many(conn, [(rtype, i) for i in ids])
         matches = [loaded[(rtype, i)] for i in ids if (rtype, i) in loaded]
-        included = self._includes(conn, request.includes, matches) if request.includes else []
-        return SearchPage(matches, included)
+        page = SearchPage(matches)
+        if request.includes:
+            page.included = self._includes(conn, request.includes, matches, page.withheld)
+        return page
 
     def _includes(
-        self, conn: Connection, includes: list[Include], matches: list[StoredResource]
+        self, conn: Connection, includes: list[Include], matches: list[StoredResource], withheld: set[str]
     ) -> list[StoredResource]:
+        """Resources the includes reach (iterating), of readable types only; other types go to ``withheld``."""
         seen = {(m.resource_type, m.id) for m in matches}
         found: list[StoredResource] = []
         frontier = list(matches)
@@ -148,8 +168,9 @@ class SearchEngine:
                 wanted.extend(self._include_keys(conn, inc, frontier))
             first = False
             new_keys = [k for k in dict.fromkeys(wanted) if k not in seen]
-            loaded = self.store.load_many(conn, new_keys)
-            frontier = [loaded[k] for k in new_keys if k in loaded]
+            loaded = self.store.load_many(conn, new_keys)  # what the caller may see: withheld names no other
+            withheld.update(t for t, _ in loaded if not access.may_read(t))
+            frontier = [loaded[k] for k in new_keys if k in loaded and access.may_read(k[0])]
             seen.update(new_keys)
             found.extend(frontier)
         return found
@@ -185,6 +206,7 @@ class SearchEngine:
     def _save_snapshot(self, request: SearchRequest, ids: list[str]) -> str:
         snapshot_id = str(uuid.uuid4())
         now = datetime.now(UTC)
+        owner = access.current().owner
 
         def work(unit) -> None:  # type: ignore[no-untyped-def]
             conn = unit.conn
@@ -195,6 +217,7 @@ class SearchEngine:
                     res_type=request.resource_type,
                     query=urlencode(request.used),
                     total=len(ids),
+                    owner=owner,
                 )
             )
             rows = [

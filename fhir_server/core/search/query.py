@@ -3,7 +3,9 @@
 A search is parsed into a :class:`SearchRequest` (filters, sort, paging and result options);
 unknown parameters are collected so the caller can ignore them (lenient) or refuse (strict).
 Every parameter becomes a condition ``resources.res_id IN (subquery)``; chains and ``_has``
-nest those subqueries.
+nest those subqueries. Every resource a condition joins through (a chain's target, a ``_has``
+source, at any depth) must be one the caller may see (:mod:`~fhir_server.core.storage.access`) and
+whose type its scopes let it read, so no condition tells anything about what the caller cannot see.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from fhir_server.core.indexing.rows import parse_reference
 from fhir_server.core.indexing.values import date_range, normalise_text, number_range
 from fhir_server.core.issues import FhirError, Issue
 from fhir_server.core.resource_types import STORABLE_TYPES
+from fhir_server.core.storage import access
 from fhir_server.core.storage.schema import INDEX_TABLES, resources
 
 PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
@@ -88,10 +91,6 @@ class SearchParser:
         rtype = request.resource_type
         if name in RESULT_PARAMETERS or name.startswith(("_include:", "_revinclude:")):
             self._parse_result_param(request, name, value)
-            return
-        if name.startswith("_has:"):
-            request.conditions.append(resources.c.res_id.in_(self._has(rtype, name, value)))
-            request.used.append((name, value))
             return
         request.conditions.append(
             resources.c.res_id.in_(self.matching_ids(rtype, name, value))
@@ -164,7 +163,9 @@ class SearchParser:
     # -- filters ----------------------------------------------------------------------------
 
     def matching_ids(self, rtype: str, name: str, value: str) -> Select:
-        """Ids of ``rtype`` resources matching one parameter (chains followed)."""
+        """Ids of ``rtype`` resources matching one parameter (chains and ``_has`` followed)."""
+        if name.startswith("_has:"):
+            return self._has(rtype, name, value)
         code, _, modifier = name.partition(":")
         chain = None
         if "." in name:
@@ -219,9 +220,17 @@ class SearchParser:
         ]
         if not matched:
             raise _Unknown(f"{param.code}.{chain}")
+        readable = [t for t in matched if access.may_read(t)]
+        if not readable:
+            raise _not_readable(matched, f"{param.code}.{chain}")
         table = INDEX_TABLES["reference"]
         conds = [
-            and_(table.c.target_type == t, table.c.target_id.in_(self.matching_ids(t, chain, value))) for t in matched
+            and_(
+                table.c.target_type == t,
+                table.c.target_id.in_(self.matching_ids(t, chain, value)),
+                *_visible(t, table.c.target_id),
+            )
+            for t in readable
         ]
         return select(table.c.res_id).where(table.c.res_type == rtype, table.c.param == param.code, or_(*conds))
 
@@ -234,12 +243,15 @@ class SearchParser:
         ref_param = self.registry.get(source, ref_code)
         if ref_param is None or ref_param.type != "reference":
             raise _BadValue(name, f"'{ref_code}' is not a reference search parameter of {source}")
+        if not access.may_read(source):
+            raise _not_readable([source], name)
         table = INDEX_TABLES["reference"]
         return select(table.c.target_id).where(
             table.c.res_type == source,
             table.c.param == ref_code,
             table.c.target_type == rtype,
             table.c.res_id.in_(self.matching_ids(source, inner, value)),
+            *_visible(source, table.c.res_id),
         )
 
     # -- one value of one parameter ---------------------------------------------------------
@@ -340,8 +352,22 @@ class _BadValue(Exception):
         self.message = message
 
 
+def _visible(resource_type: str, id_column: ColumnElement) -> list[ColumnElement]:
+    """The access condition on rows a condition joins through (none for a caller who sees all)."""
+    condition = access.labelled_condition(resource_type, id_column)
+    return [] if condition is None else [condition]
+
+
+def _not_readable(types: list[str], name: str) -> FhirError:
+    """403: a condition reaching through types the token grants no read or search on."""
+    wanted = " or ".join(f"system/{t}.rs" for t in types)
+    return FhirError.single(
+        403, "forbidden", f"the search parameter '{name}' reads {', '.join(types)}: the token needs {wanted}", name
+    )
+
+
 def _is_negative(name: str) -> bool:
-    return name.endswith(":not") and "." not in name
+    return name.endswith(":not") and "." not in name and not name.startswith("_has:")
 
 
 def _split_or(value: str) -> list[str]:

@@ -70,6 +70,14 @@ class Access:
     unrestricted: bool = False
     #: Who this is, for messages (a client id, or the server's own work).
     name: str = ""
+    #: The resource types the caller's scopes let it read or search (``r`` or ``s``); None: every type.
+    #: Search applies it to what a search reaches beyond its own type (includes, chains, ``_has``).
+    readable: frozenset[str] | None = None
+
+    @property
+    def owner(self) -> str:
+        """Who may come back for what this caller's search stored (its later pages): name and labels."""
+        return "\n".join((self.name, "*" if self.unrestricted else ",".join(sorted(self.labels))))
 
 
 #: The server's own work (seeding, loading, workers): sees everything, stamps nothing.
@@ -122,6 +130,12 @@ def restriction(resource_type: str) -> frozenset[str] | None:
     if access.unrestricted or resource_type in PUBLIC_TYPES:
         return None
     return access.labels
+
+
+def may_read(resource_type: str) -> bool:
+    """True when the caller's scopes let it read or search resources of this type."""
+    readable = current().readable
+    return readable is None or resource_type in readable
 
 
 def _carries(resource_type: object, resource_id: object, labels: frozenset[str]) -> ColumnElement:

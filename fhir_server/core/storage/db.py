@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, insert, select, text
 from sqlalchemy.engine import make_url
 
 from fhir_server.core.storage.postgres import lock_schema, postgres_engine
@@ -89,8 +89,16 @@ def ensure_schema(db: Database) -> None:
             _upgrade(conn, int(row[0]))
 
 
+#: schema version → the statements that bring the previous version to it
+_UPGRADES: dict[int, tuple[str, ...]] = {
+    2: ("ALTER TABLE search_snapshots ADD COLUMN owner TEXT",),  # stored searches belong to their caller
+}
+
+
 def _upgrade(conn, from_version: int) -> None:  # type: ignore[no-untyped-def]
-    """Apply schema upgrades in order (none yet beyond version 1)."""
+    """Apply schema upgrades in order."""
     for version in range(from_version + 1, SCHEMA_VERSION + 1):
         log.info("upgrading database schema to version %s", version)
+        for statement in _UPGRADES.get(version, ()):
+            conn.execute(text(statement))
     conn.execute(schema_info.update().where(schema_info.c.key == "schema_version").values(value=str(SCHEMA_VERSION)))

@@ -30,7 +30,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 metadata = MetaData()
 
@@ -147,6 +147,8 @@ search_snapshots = Table(
     Column("res_type", String(64)),
     Column("query", Text, nullable=False),
     Column("total", Integer, nullable=False),
+    #: who made the search (``Access.owner``): only they may page through it (schema version 2)
+    Column("owner", Text),
 )
 
 search_results = Table(

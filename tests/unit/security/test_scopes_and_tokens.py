@@ -32,6 +32,13 @@ def test_v2_letters_v1_words_wildcards_and_rubbish():
     assert not ScopeSet.parse(["system/Task.read"]).allows("*", "s")
 
 
+def test_readable_types_are_those_granted_read_or_search():
+    scopes = ScopeSet.parse("system/Patient.r system/Task.s system/ServiceRequest.c system/Organization.read")
+    assert scopes.readable_types() == frozenset({"Patient", "Task", "Organization"})
+    assert ScopeSet.parse("system/*.rs system/Task.c").readable_types() is None  # every type
+    assert ScopeSet.parse("system/*.c").readable_types() == frozenset()
+
+
 @pytest.mark.parametrize(
     ("method", "path", "interaction", "letter"),
     [

@@ -1,0 +1,35 @@
+"""A database of an earlier schema version is upgraded in place when the server opens it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import inspect, select, text
+
+from fhir_server.core.storage.db import open_database
+from fhir_server.core.storage.schema import SCHEMA_VERSION, schema_info
+from tests.conftest import BACKENDS, POSTGRES_URL, fresh_postgres_database
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_version_1_gains_the_owner_of_stored_searches(backend: str, tmp_path: Path) -> None:
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'db.sqlite3'}"
+    elif POSTGRES_URL:
+        url = fresh_postgres_database(POSTGRES_URL)
+    else:
+        pytest.skip("PostgreSQL not available: set FHIR_TEST_POSTGRES_URL (scripts/test.sh does)")
+    db = open_database(url)
+    with db.write.begin() as conn:  # make it a version 1 database: stored searches had no owner
+        conn.execute(text("ALTER TABLE search_snapshots DROP COLUMN owner"))
+        conn.execute(schema_info.update().where(schema_info.c.key == "schema_version").values(value="1"))
+    db.dispose()
+    db = open_database(url)
+    try:
+        assert "owner" in {c["name"] for c in inspect(db.read).get_columns("search_snapshots")}
+        with db.read.begin() as conn:
+            version = conn.execute(select(schema_info.c.value).where(schema_info.c.key == "schema_version")).scalar()
+        assert int(version) == SCHEMA_VERSION == 2
+    finally:
+        db.dispose()
