@@ -18,7 +18,7 @@ from fhir_server.security.audit import CLIENT_ID_SYSTEM
 from tests.api.fhirhttp import Fhir, ids, response_locations
 from tests.api.test_referral_intake import HN, HV, referral
 
-EHR_A, EHR_B = "910000001", "910000002"  # the project's own test organisation numbers (not real ones)
+EHR_A, EHR_B = "910000004", "910000012"  # test organisation numbers (valid check digits, not real ones)
 HELSE_BERGEN = "983974724"  # an HF under Helse Vest RHF
 EHR_SCOPES = ["system/ServiceRequest.crs", "system/Task.rs", "system/Patient.rs", "system/Provenance.rs"]
 REGION_SCOPES = [
