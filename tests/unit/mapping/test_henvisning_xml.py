@@ -221,12 +221,17 @@ def test_pathway_referral_keeps_pk_and_pathway_codes_and_dates() -> None:
     assert {"PK", "A16A", "A16S", "A16CK"} <= {c["code"] for c in details}
     urls = {e["url"]: e["valueDateTime"] for e in sr["extension"]}
     assert urls["http://helsenorge.no/fhir/StructureDefinition/no-ansiennitets-dato"] == "2017-12-20"
-    # the published example codes ICD-10 C61 with the ATC code system (7180): warned, kept as text only
+    # the published example codes ICD-10 C61 with the ATC code system (7180): warned, kept as sent
     (warning,) = [i for i in mapped.issues if i.rule == "henvisning-diagnosis-system"]
     assert warning.severity == "warning"
     assert warning.expression == f"{H20}/Diagnosis/Concept[1]/@S"
-    assert "coding" not in sr["reasonCode"][0] and "C61" in sr["reasonCode"][0]["text"]
-    assert resources(mapped, "Condition") == []
+    assert sr["reasonCode"][0]["coding"][0] | {"display": None} == {
+        "system": "urn:oid:2.16.578.1.12.4.1.1.7180",
+        "code": "C61",
+        "display": None,
+    }
+    (condition,) = resources(mapped, "Condition")
+    assert condition["code"] == sr["reasonCode"][0]
 
 
 @pytest.mark.parametrize("name", NOT_REFERRALS)

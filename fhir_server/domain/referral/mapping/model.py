@@ -53,6 +53,7 @@ class PersonFacts:
     gender: str | None = None
     addresses: list[AddressFacts] = field(default_factory=list)
     profession: str | None = None  # Volven 9060 (LE, TL ...)
+    where: str | None = None  # the element of the input the person was read from
 
 
 @dataclass
@@ -60,6 +61,7 @@ class OrgFacts:
     name: str | None = None
     identifiers: list[Ident] = field(default_factory=list)
     department: OrgFacts | None = None
+    where: str | None = None
 
 
 @dataclass
@@ -90,6 +92,7 @@ class ReferralFacts:
     notes: list[str] = field(default_factory=list)
     date_extensions: list[tuple[str, str]] = field(default_factory=list)  # (extension url, dateTime)
     pregnant: bool | None = None
+    where: str | None = None  # the referral's element in the input (e.g. the Henvisning element)
 
 
 @dataclass
@@ -115,3 +118,25 @@ class MappedReferral:
     sender_her_id: str | None = None
     receiver_her_id: str | None = None
     conversation_id: str | None = None
+    #: FHIRPath in ``bundle`` (``Bundle.entry[i].resource...``) -> the element of the input it was mapped from
+    sources: dict[str, str] = field(default_factory=dict)
+
+    def located_in_input(self, issues: list[Issue]) -> list[Issue]:
+        """``issues`` about the Bundle, each located at the input element its FHIR element came from (the
+        longest mapped prefix of its expression; the referral's element when none is mapped)."""
+        out = []
+        for issue in issues:
+            expression = issue.expression or ""
+            if not expression.startswith("Bundle."):
+                out.append(issue)
+                continue
+            where = next(
+                (
+                    self.sources[key]
+                    for key in sorted(self.sources, key=len, reverse=True)
+                    if expression == key or expression.startswith((key + ".", key + "["))
+                ),
+                self.sources.get("Bundle"),
+            )
+            out.append(Issue(issue.severity, issue.code, issue.diagnostics, where, issue.diagnostics_nb, issue.rule))
+        return out
