@@ -10,12 +10,13 @@ referral. The intake's own writes bypass the policy (``apply_policies=False``).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 from uuid import uuid4
 
 from fhir_server.core import jsonio
 from fhir_server.core.interactions import FhirService, WriteResult, single_match
-from fhir_server.core.issues import FhirError
+from fhir_server.core.issues import FhirError, Issue
 from fhir_server.core.urls import parse_rest_url
 from fhir_server.domain.referral.intake import IntakePipeline, IntakeResult, is_referral
 
@@ -54,8 +55,15 @@ class ReferralWritePolicy:
         return self._submit(resource, request, strict)
 
     def _submit(self, resource: dict, request: dict, strict: bool) -> WriteResult:
+        """The referral alone, as a one-entry transaction; what is said of it names ``ServiceRequest...``."""
         entry = {"fullUrl": f"urn:uuid:{uuid4()}", "resource": resource, "request": request}
-        result = self.intake.submit({"resourceType": "Bundle", "type": "transaction", "entry": [entry]}, strict=strict)
+        try:
+            result = self.intake.submit(
+                {"resourceType": "Bundle", "type": "transaction", "entry": [entry]}, strict=strict
+            )
+        except FhirError as error:
+            raise FhirError(error.status, _in_the_referral(error.issues), error.headers) from error
+        result.issues = _in_the_referral(result.issues)
         return _write_result(self.service, result)
 
     # -- transactions ---------------------------------------------------------------------------
@@ -107,6 +115,18 @@ def _write_result(service: FhirService, result: IntakeResult) -> WriteResult:
     return WriteResult(
         stored, result.status == 201, result.issues, existing=result.action == "duplicate", related=related
     )
+
+
+def _in_the_referral(issues: list[Issue]) -> list[Issue]:
+    """Issues of a referral sent alone, located in it (``ServiceRequest.reasonCode``), not in the one-entry
+    Bundle the intake ran it as."""
+    prefix = "Bundle.entry[0].resource"
+    return [
+        replace(i, expression="ServiceRequest" + i.expression[len(prefix) :])
+        if i.expression and i.expression.startswith(prefix)
+        else i
+        for i in issues
+    ]
 
 
 def _refuse_bundle_references(resource: dict) -> None:

@@ -220,11 +220,12 @@ def build_bundle(facts: ReferralFacts) -> tuple[dict, dict[str, str]]:
         sr["note"] = [{"text": n} for n in facts.notes]
 
     sr_path = f"Bundle.entry[{bundle.index()}].resource"
+    sender = facts.referrer or facts.requester_org
     for key, where in (
         ("Bundle", facts.where),
         (sr_path, facts.where),
         (f"{sr_path}.subject", facts.patient.where if facts.patient else None),
-        (f"{sr_path}.requester", (facts.referrer or facts.requester_org or OrgFacts()).where),
+        (f"{sr_path}.requester", sender.where if sender else facts.requester_where),
         *((f"{sr_path}.reasonCode[{i}]", d.where) for i, d in enumerate(facts.diagnoses)),
     ):
         if where:

@@ -570,7 +570,10 @@ def parse_henvisning(xml: bytes, *, test_mode: bool = False) -> MappedReferral:
         )
         return _failed(issues, **known)
 
-    facts = ReferralFacts(where=r.field_loc("servType").rsplit("/", 2)[0])
+    sender = r.conf["parties"]["requesterOrganization"]["candidates"][0]["xpath"]
+    facts = ReferralFacts(
+        where=r.field_loc("servType").rsplit("/", 2)[0], requester_where=re.sub(r"\[[^\]]*\]", "", r.loc(sender))
+    )
     facts.referral_id = r.field("referralId")
     if not facts.referral_id:
         issues.append(

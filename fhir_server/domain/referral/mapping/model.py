@@ -93,6 +93,7 @@ class ReferralFacts:
     date_extensions: list[tuple[str, str]] = field(default_factory=list)  # (extension url, dateTime)
     pregnant: bool | None = None
     where: str | None = None  # the referral's element in the input (e.g. the Henvisning element)
+    requester_where: str | None = None  # where the input names its sender (when it names none)
 
 
 @dataclass
