@@ -5,6 +5,7 @@ Refusals name the sender's own element (the Bundle entry, ``ServiceRequest...``,
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -163,10 +164,16 @@ def test_rest_door_returns_the_warnings_as_operation_outcome_and_honours_strict(
     assert "ServiceRequest.reasonCode" in expressions(warnings_of(one_task(api, stored["id"])))
 
 
-def _post_xml(fhir, path: Path, headers: dict | None = None) -> requests.Response:
+def _post_xml(fhir, path: Path, headers: dict | None = None, unique: str = "") -> requests.Response:
+    """Post an official example, its referral id (DocumentId) made ``unique`` (the examples share theirs)."""
+    data = re.sub(
+        rb"<DocumentId>([^<]+)</DocumentId>",
+        rb"<DocumentId>\1-" + unique.encode() + rb"</DocumentId>",
+        path.read_bytes(),
+    )
     return requests.post(
         f"{fhir.base}/$process-message",
-        data=path.read_bytes(),
+        data=data,
         timeout=60,
         headers={"Content-Type": "application/xml", "Accept": "application/fhir+json", **fhir.auth, **(headers or {})},
     )
@@ -179,8 +186,8 @@ def _xml_example(name: str) -> Path:
     return path
 
 
-def test_xml_refusal_on_strict_handling_names_the_xml_elements(fhir):
-    r = _post_xml(fhir, _xml_example(VIDEREHENVISNING[1]), STRICT)
+def test_xml_refusal_on_strict_handling_names_the_xml_elements(fhir, unique):
+    r = _post_xml(fhir, _xml_example(VIDEREHENVISNING[1]), STRICT, unique)
     assert r.status_code == 422, r.text
     found = expressions(r.json()["issue"])
     assert found and all(x.startswith("MsgHead/") for x in found), found
@@ -188,8 +195,8 @@ def test_xml_refusal_on_strict_handling_names_the_xml_elements(fhir):
 
 
 @pytest.mark.parametrize("name", VIDEREHENVISNING)
-def test_official_xml_examples_valid_against_the_xsd_are_taken_in_and_routed(fhir, name):
-    r = _post_xml(fhir, _xml_example(name))
+def test_official_xml_examples_valid_against_the_xsd_are_taken_in_and_routed(fhir, name, unique):
+    r = _post_xml(fhir, _xml_example(name), unique=unique)
     assert r.status_code == 200, r.text
     header, outcome = (e["resource"] for e in r.json()["entry"])
     assert header["response"]["code"] == "ok"
@@ -208,3 +215,54 @@ def test_official_xml_examples_valid_against_the_xsd_are_taken_in_and_routed(fhi
     else:  # no Diagnosis (minOccurs=0): the hub profile's reason is missing, a warning at the referral
         assert "reasonCode" not in referral_stored
         assert "MsgHead/Document/RefDoc/Content/Henvisning" in expressions(warned)
+
+
+def test_xml_cancellation_of_an_unknown_referral_names_the_document_id(fhir, unique):
+    name = "Viderehenvisning_v2-0_Uten_rettighetsvurdering_Kansellering.xml"
+    r = _post_xml(fhir, _xml_example(name), unique=unique)
+    assert r.status_code == 404, r.text
+    assert expressions(r.json()["issue"]) == {"MsgHead/Document/RefDoc/Content/Henvisning/DocumentId"}
+
+
+def test_messaging_door_returns_the_warnings(fhir, unique):
+    bundle = referral(unique)
+    bundle["entry"][0]["resource"].pop("address")
+    header = {
+        "resourceType": "MessageHeader",
+        "id": f"msg-{unique}",
+        "eventCoding": {"system": f"{HUB}/CodeSystem/message-event", "code": "referral-new"},
+        "source": {"endpoint": "urn:test:sender"},
+    }
+    message = {
+        "resourceType": "Bundle",
+        "type": "message",
+        "entry": [{"fullUrl": f"urn:uuid:{unique}", "resource": header}]
+        + [{"fullUrl": e["fullUrl"], "resource": e["resource"]} for e in bundle["entry"]],
+    }
+    r = requests.post(
+        f"{fhir.base}/$process-message",
+        json=message,
+        timeout=60,
+        headers={"Content-Type": "application/fhir+json", **fhir.auth},
+    )
+    assert r.status_code == 200, r.text
+    outcome = r.json()["entry"][1]["resource"]
+    assert "Bundle.entry[0].resource.address" in expressions(
+        [i for i in outcome["issue"] if i["severity"] == "warning"]
+    )
+    assert task_of(Fhir(fhir), unique)["statusReason"]["coding"][0]["code"] == "no-address"
+
+
+def test_an_update_replaces_the_warnings_the_task_keeps(fhir, unique):
+    api = Fhir(fhir)
+    body = {**stored_referral(api, unique), "id": f"ref-{unique}"}
+    reasons = body.pop("reasonCode"), body.pop("reasonReference", None)
+    created = api.put(f"ServiceRequest/ref-{unique}", body)
+    assert created.status_code == 201, created.text
+    assert "ServiceRequest.reasonCode" in expressions(warnings_of(one_task(api, f"ref-{unique}")))
+    body["reasonCode"] = reasons[0]
+    updated = api.put(f"ServiceRequest/ref-{unique}", body)
+    assert updated.status_code == 200, updated.text
+    task = one_task(api, f"ref-{unique}")  # the same Task (routing unchanged), now without warnings
+    assert not [o for o in task.get("output", []) if o["type"]["coding"][0]["code"] == "validation-warnings"]
+    assert REFERRAL_PROFILE in api.get(f"ServiceRequest/ref-{unique}").json()["meta"]["profile"]

@@ -60,6 +60,8 @@ PROFILES = {
     "Organization": f"{HUB}/StructureDefinition/hub-referral-organization",
 }
 TASK_PROFILE = f"{HUB}/StructureDefinition/hub-routing-task"
+#: the id of the OperationOutcome a routing Task contains with the referral's validation warnings
+WARNINGS_ID = "validation-warnings"
 TRIAGE_ORGANIZATION = "Organization/hub-manual-triage"
 HUB_ORGANIZATION = "Organization/referral-hub"
 #: identifiers that name one party: fødselsnummer, D-nummer, FH-nummer; HPR; organisasjonsnummer, HER-id
@@ -208,8 +210,12 @@ class IntakePipeline:
             )
         if self.checks is not None:
             verdict = check_referral(self.checks, entries, index, patient, strict=strict, sent=request_count)
-            if verdict.warnings and new_task is not None:
-                _keep_warnings(new_task, verdict.warnings, entries)
+            kept_on = new_task if new_task is not None else jsonio.copy_json(current_task) if current_task else None
+            if kept_on is not None and _keep_warnings(kept_on, verdict.warnings, entries) and new_task is None:
+                if carried is not None:  # routing unchanged: the Task keeps this version's warnings
+                    carried["resource"] = kept_on
+                elif kept_on.get("id"):
+                    entries.append({"resource": kept_on, "request": {"method": "PUT", "url": f"Task/{kept_on['id']}"}})
             notes.extend(verdict.warnings)
         event = "update" if existing else "create"
         owner = self._owner(decision).get("reference") if decision.rhf_orgnr else None
@@ -519,9 +525,10 @@ def routing_rule(decision: RoutingDecision) -> str:
     return decision.rule
 
 
-def _keep_warnings(task: dict, warnings: list[Issue], entries: list[dict]) -> None:
+def _keep_warnings(task: dict, warnings: list[Issue], entries: list[dict]) -> bool:
     """Keep the referral's warnings with its routing Task, for the region: an OperationOutcome contained
-    in the Task (its paths in the stored resources, ``Patient.address``), referenced from ``Task.output``."""
+    in the Task (its paths in the stored resources, ``Patient.address``), referenced from ``Task.output``;
+    those of an earlier version are replaced. True when the Task changed."""
     issues = []
     for issue in warnings:
         position = entry_of(issue)
@@ -538,12 +545,21 @@ def _keep_warnings(task: dict, warnings: list[Issue], entries: list[dict]) -> No
                 issue.rule,
             )
         issues.append(issue)
-    outcome = {**operation_outcome(issues), "id": "validation-warnings"}
-    task["contained"] = [*(task.get("contained") or []), outcome]
-    task["output"] = [
-        *(task.get("output") or []),
-        {"type": _code("validation-warnings"), "valueReference": {"reference": "#validation-warnings"}},
-    ]
+    reference = "#" + WARNINGS_ID
+    before = [c for c in task.get("contained") or [] if c.get("id") == WARNINGS_ID]
+    after = [{**operation_outcome(issues), "id": WARNINGS_ID}] if issues else []
+    if before == after:
+        return False
+    contained = [c for c in task.get("contained") or [] if c.get("id") != WARNINGS_ID] + after
+    output = [o for o in task.get("output") or [] if (o.get("valueReference") or {}).get("reference") != reference]
+    if after:
+        output.append({"type": _code("validation-warnings"), "valueReference": {"reference": reference}})
+    for key, value in (("contained", contained), ("output", output)):
+        if value:
+            task[key] = value
+        else:
+            task.pop(key, None)
+    return True
 
 
 def _code(code: str) -> dict:
@@ -734,7 +750,7 @@ def _one_response_per_request(
     added = [
         (e.get("response") or {}).get("location", "").split("/_history")[0] for e in response["entry"][request_count:]
     ]
-    named = [*related, *(a for a in added if a)]
+    named = list(dict.fromkeys([*related, *(a for a in added if a)]))
     issues = [
         Issue(
             "information",

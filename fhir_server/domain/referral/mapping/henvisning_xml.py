@@ -625,6 +625,7 @@ def parse_henvisning(xml: bytes, *, test_mode: bool = False) -> MappedReferral:
     _texts(r, facts)
 
     bundle, sources = build_bundle(facts)
+    sources["ServiceRequest.identifier"] = r.field_loc("referralId")  # a change of a referral not received
     issues.extend(_identifier_issues(bundle, sources, test_mode))
     names = volven.field_map()["messageTypeNames"]
     return MappedReferral(

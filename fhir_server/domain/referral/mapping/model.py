@@ -119,7 +119,8 @@ class MappedReferral:
     sender_her_id: str | None = None
     receiver_her_id: str | None = None
     conversation_id: str | None = None
-    #: FHIRPath in ``bundle`` (``Bundle.entry[i].resource...``) -> the element of the input it was mapped from
+    #: FHIRPath in ``bundle`` (``Bundle.entry[i].resource...``, or ``ServiceRequest.identifier`` for the
+    #: stored referral) -> the element of the input it was mapped from
     sources: dict[str, str] = field(default_factory=dict)
 
     def located_in_input(self, issues: list[Issue]) -> list[Issue]:
@@ -128,16 +129,16 @@ class MappedReferral:
         out = []
         for issue in issues:
             expression = issue.expression or ""
-            if not expression.startswith("Bundle."):
-                out.append(issue)
-                continue
             where = next(
                 (
                     self.sources[key]
                     for key in sorted(self.sources, key=len, reverse=True)
                     if expression == key or expression.startswith((key + ".", key + "["))
                 ),
-                self.sources.get("Bundle"),
+                self.sources.get("Bundle") if expression.startswith("Bundle") else None,
             )
+            if where is None:
+                out.append(issue)
+                continue
             out.append(Issue(issue.severity, issue.code, issue.diagnostics, where, issue.diagnostics_nb, issue.rule))
         return out
