@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from fhir_server.core.issues import has_errors
+from fhir_server.core.issues import Issue, has_errors
 from fhir_server.core.validation import validate_resource
 from fhir_server.core.validation.identifiers import identity_number_in
 from fhir_server.domain.referral.mapping import MappedReferral, normalise_referral, parse_henvisning
@@ -377,3 +377,32 @@ def test_v11_message_wrapped_in_msghead_is_read() -> None:
 
 def test_text_instead_of_bytes_is_an_issue() -> None:
     assert parse_henvisning("<Message/>").issues[0].code == "structure"  # type: ignore[arg-type]
+
+
+def test_issues_about_the_bundle_are_located_at_the_xml_elements_they_came_from() -> None:
+    mapped = parse_henvisning(message())
+    index = next(i for i, e in enumerate(mapped.bundle["entry"]) if e["resource"]["resourceType"] == "ServiceRequest")
+    patient = next(i for i, e in enumerate(mapped.bundle["entry"]) if e["resource"]["resourceType"] == "Patient")
+    found = mapped.located_in_input(
+        [
+            Issue(
+                "warning",
+                "required",
+                f"Bundle.entry[{index}].resource.reasonCode: missing",
+                f"Bundle.entry[{index}].resource.reasonCode",
+            ),
+            Issue("error", "required", "no sender", f"Bundle.entry[{index}].resource.requester"),
+            Issue("warning", "value", "check digit", f"Bundle.entry[{patient}].resource.identifier[0].value"),
+            Issue("warning", "value", "address", f"Bundle.entry[{patient}].resource.address"),
+            Issue("error", "not-found", "unknown referral", "ServiceRequest.identifier"),
+        ]
+    )
+    assert [i.expression for i in found] == [
+        H20,  # the referral's own element: the FHIR element has no XML element of its own
+        found[1].expression,
+        "MsgHead/MsgInfo/Patient/Ident[1]/Id",
+        "MsgHead/MsgInfo/Patient",
+        f"{H20}/DocumentId",
+    ]
+    assert found[1].expression and found[1].expression.startswith("MsgHead/")
+    assert found[0].diagnostics == "ServiceRequest.reasonCode: missing"  # no internal Bundle path in the text

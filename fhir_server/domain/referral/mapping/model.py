@@ -140,5 +140,18 @@ class MappedReferral:
             if where is None:
                 out.append(issue)
                 continue
-            out.append(Issue(issue.severity, issue.code, issue.diagnostics, where, issue.diagnostics_nb, issue.rule))
+            named = self._fhir_name(expression)  # the texts name the FHIR element, not the internal Bundle
+            en, nb = (t.replace(expression, named) if t else t for t in (issue.diagnostics, issue.diagnostics_nb))
+            out.append(Issue(issue.severity, issue.code, en or "", where, nb, issue.rule))
         return out
+
+    def _fhir_name(self, expression: str) -> str:
+        """``Bundle.entry[7].resource.reasonCode[0]`` -> ``ServiceRequest.reasonCode[0]``."""
+        head, found, tail = expression.partition("].resource")
+        if not found or not head.startswith("Bundle.entry["):
+            return expression
+        entries = self.bundle.get("entry") or []
+        number = head[len("Bundle.entry[") :]
+        position = int(number) if number.isdigit() else len(entries)
+        resource = entries[position].get("resource") if position < len(entries) else None
+        return (resource or {}).get("resourceType", "Resource") + tail
