@@ -145,7 +145,7 @@ def referral_form(call: OperationCall) -> Response:
         raise FhirError.single(400, "structure", str(exc)) from exc
     if not isinstance(data, dict):
         raise FhirError.single(400, "structure", "the form must be a JSON object")
-    result = _submit_mapped(form_to_bundle(data, test_mode=server().settings.test_mode))
+    result = _submit_mapped(form_to_bundle(data, test_mode=server().settings.test_mode), strict=strict_handling())
     return intake_response(result, None, {"system": MESSAGE_EVENTS, "code": "referral-new"})
 
 
