@@ -266,3 +266,21 @@ def test_an_update_replaces_the_warnings_the_task_keeps(fhir, unique):
     task = one_task(api, f"ref-{unique}")  # the same Task (routing unchanged), now without warnings
     assert not [o for o in task.get("output", []) if o["type"]["coding"][0]["code"] == "validation-warnings"]
     assert REFERRAL_PROFILE in api.get(f"ServiceRequest/ref-{unique}").json()["meta"]["profile"]
+
+
+def test_xml_patient_without_ident_is_identified_by_name_and_birth_date(fhir, unique):
+    from tests.unit.mapping.test_henvisning_xml import message
+
+    data = message(ident="").replace(b"ref-42", f"ref-{unique}".encode())
+    headers = {"Content-Type": "application/xml", "Accept": "application/fhir+json", **fhir.auth}
+    r = requests.post(f"{fhir.base}/$process-message", data=data, timeout=60, headers=headers)
+    assert r.status_code == 200, r.text
+    outcome = r.json()["entry"][1]["resource"]
+    warned = [i for i in outcome["issue"] if i["severity"] == "warning"]
+    assert "MsgHead/MsgInfo/Patient/Ident" in expressions(warned)
+    unnamed = data.replace(b"<DateOfBirth>1985-03-15</DateOfBirth>", b"").replace(
+        f"ref-{unique}".encode(), f"ref2-{unique}".encode()
+    )
+    refused = requests.post(f"{fhir.base}/$process-message", data=unnamed, timeout=60, headers=headers)
+    assert refused.status_code == 422, refused.text
+    assert "MsgHead/MsgInfo/Patient/Ident" in expressions(refused.json()["issue"])

@@ -300,9 +300,12 @@ def test_entities_are_refused_and_never_expanded(tmp_path: Path) -> None:
     assert "TOPSECRET" not in repr(mapped)
 
 
-def test_missing_patient_id_is_an_error_at_the_xml_location() -> None:
-    mapped = parse_henvisning(message(ident=""))
+def test_missing_patient_id_is_an_error_at_the_xml_location_unless_name_and_birth_date_identify() -> None:
+    mapped = parse_henvisning(message(ident=""))  # Ident is minOccurs=0 in MsgHead: name and birth date suffice
     (issue,) = [i for i in mapped.issues if i.rule == "henvisning-patient-id"]
+    assert (issue.severity, issue.code, issue.expression) == ("warning", "required", "MsgHead/MsgInfo/Patient/Ident")
+    unnamed = message(ident="").replace(b"<DateOfBirth>1985-03-15</DateOfBirth>", b"")
+    (issue,) = [i for i in parse_henvisning(unnamed).issues if i.rule == "henvisning-patient-id"]
     assert (issue.severity, issue.code, issue.expression) == ("error", "required", "MsgHead/MsgInfo/Patient/Ident")
 
 

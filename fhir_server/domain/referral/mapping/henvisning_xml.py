@@ -261,19 +261,6 @@ def _patient(r: _Reader, issues: list[Issue]) -> PersonFacts:
             )
             continue
         patient.identifiers.append(Ident(system, value, f"{where}/{r.loc(spec['id'])}"))
-    if not patient.identifiers:
-        spec = r.conf["lists"]["patientIds"]
-        issues.append(
-            _error(
-                "required",
-                "The referral has no patient identifier (fødselsnummer, D-nummer or "
-                "another national person number); the patient cannot be identified.",
-                "Henvisningen mangler pasientens identifikator (fødselsnummer, D-nummer eller annet "
-                "nasjonalt personnummer); pasienten kan ikke identifiseres.",
-                re.sub(r"\[[^\]]*\]", "", r.loc(spec["xpath"])),
-                "henvisning-patient-id",
-            )
-        )
     if r.version == "1.1":
         patient.family, patient.given, patient.text = _split_name(r.field("patientName"))
     else:
@@ -291,6 +278,31 @@ def _patient(r: _Reader, issues: list[Issue]) -> PersonFacts:
                 r.field_loc("patientBirthDate"),
                 f"Fødselsdatoen '{birth}' er ikke en dato; utelatt.",
                 "henvisning-birthdate",
+            )
+        )
+    if not patient.identifiers:  # Ident is optional in MsgHead: name and birth date identify the patient too
+        spec = r.conf["lists"]["patientIds"]
+        named = bool((patient.family or patient.given or patient.text) and patient.birth_date)
+        issues.append(
+            Issue(
+                "warning" if named else "error",
+                "required",
+                "The referral has no patient identifier (fødselsnummer, D-nummer or another national person "
+                "number)"
+                + (
+                    "; the patient is identified by name and birth date."
+                    if named
+                    else " and no name and birth date; the patient cannot be identified."
+                ),
+                re.sub(r"\[[^\]]*\]", "", r.loc(spec["xpath"])),
+                "Henvisningen mangler pasientens identifikator (fødselsnummer, D-nummer eller annet nasjonalt "
+                "personnummer)"
+                + (
+                    "; pasienten identifiseres ved navn og fødselsdato."
+                    if named
+                    else " og navn og fødselsdato; pasienten kan ikke identifiseres."
+                ),
+                "henvisning-patient-id",
             )
         )
     patient.gender = fmap["sex3101"].get(r.field("patientSex") or "")
