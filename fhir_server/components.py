@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from fhir_server.domain.delivery.outbox import DeliveryWorker
     from fhir_server.domain.pathways import PathwayCatalog
     from fhir_server.domain.referral.intake import IntakePipeline
+    from fhir_server.domain.referral.leniency import ReferralChecks
 
 log = logging.getLogger(__name__)
 
@@ -113,18 +114,27 @@ def build_conformance(settings: Settings) -> ConformanceRegistry:
 
 def build_validators(settings: Settings, profiles: ProfileValidator) -> list[Validator]:
     """What every write is checked against: base R4 rules, Norwegian identifiers, claimed profiles."""
-    from fhir_server.core.validation import validate_resource, warm_up
-    from fhir_server.core.validation.identifiers import validate_identifiers
+    from fhir_server.core.validation import warm_up
 
     warm_up()  # build schemas and models now, not on the first request
-
-    def identifiers(resource: dict) -> list[Issue]:
-        return validate_identifiers(resource, test_mode=settings.test_mode)
+    checks = build_referral_checks(settings, profiles)
 
     def claimed_profiles(resource: dict) -> list[Issue]:
         return profiles.validate(resource) if _claims_anywhere(resource) else []
 
-    return [validate_resource, identifiers, claimed_profiles]
+    return [checks.base, checks.identifiers, claimed_profiles]
+
+
+def build_referral_checks(settings: Settings, profiles: ProfileValidator) -> ReferralChecks:
+    """The same checks, apart: the referral intake refuses on base errors and only warns on the others."""
+    from fhir_server.core.validation import validate_resource
+    from fhir_server.core.validation.identifiers import validate_identifiers
+    from fhir_server.domain.referral.leniency import ReferralChecks
+
+    def identifiers(resource: dict) -> list[Issue]:
+        return validate_identifiers(resource, test_mode=settings.test_mode)
+
+    return ReferralChecks(validate_resource, identifiers, profiles)
 
 
 def build_server(settings: Settings) -> Components:
@@ -149,7 +159,7 @@ def build_server(settings: Settings) -> Components:
     pathways = PathwayCatalog.load(data_folder("pathways", data_dir))
     tables = RoutingTables.load(data_folder("terminology", data_dir), data_folder("mappings", data_dir))
     store.write_hooks.append(region_follows_task_owner(tables))
-    intake = IntakePipeline(service, pathways, tables)
+    intake = IntakePipeline(service, pathways, tables, build_referral_checks(settings, profiles))
     service.register_policy(ReferralWritePolicy(intake))  # every referral write, on every door
     components = Components(
         settings=settings,

@@ -199,7 +199,7 @@ def create(rtype: str) -> Response:
     condition = request.headers.get("If-None-Exist")
     if request.query_string and not condition:
         condition = request.query_string.decode()  # the conditional create form fhirpy sends
-    result = server().service.create(body, if_none_exist=condition)  # type: ignore[arg-type]
+    result = server().service.create(body, if_none_exist=condition, strict=strict_handling())  # type: ignore[arg-type]
     if result.existing:
         response = write_response(result)
         response.status_code = 200
@@ -212,7 +212,7 @@ def conditional_update(rtype: str) -> Response:
     if not request.query_string:
         raise FhirError.single(405, "not-supported", "PUT needs an id in the URL, or search parameters")
     body = parse_body(request, server().settings.max_body_bytes)
-    result = server().service.conditional_update(rtype, request.query_string.decode(), body)  # type: ignore[arg-type]
+    result = server().service.conditional_update(rtype, request.query_string.decode(), body, strict=strict_handling())  # type: ignore[arg-type]
     return write_response(result)
 
 
@@ -238,7 +238,7 @@ def read(rtype: str, rid: str) -> Response:
 def update(rtype: str, rid: str) -> Response:
     check_id(rid)
     body = parse_body(request, server().settings.max_body_bytes)
-    result = server().service.update(rtype, rid, body, if_match=if_match_version())  # type: ignore[arg-type]
+    result = server().service.update(rtype, rid, body, if_match=if_match_version(), strict=strict_handling())  # type: ignore[arg-type]
     return write_response(result)
 
 

@@ -7,7 +7,7 @@ from flask import Blueprint, Response, request
 from fhir_server.api import security_edge
 from fhir_server.api.formats import SECURITY_HEADERS, fhir_response, negotiate, parse_body
 from fhir_server.api.ops.registry import operations
-from fhir_server.api.rest import base_url, get_pages, prefer, server
+from fhir_server.api.rest import base_url, get_pages, prefer, server, strict_handling
 from fhir_server.core import jsonio
 from fhir_server.core.bundles.transaction import BundleProcessor
 from fhir_server.core.capabilities import CapabilityInputs, capability_statement
@@ -53,7 +53,7 @@ def batch_or_transaction() -> Response:
     policy_run = server().service.transaction_policy(bundle) is not None
     security_edge.check_bundle(bundle, referral=policy_run)  # type: ignore[arg-type]
     processor = BundleProcessor(server().service, server().settings.max_bundle_entries)
-    result = processor.process(bundle, return_preference=prefer("return"))
+    result = processor.process(bundle, return_preference=prefer("return"), strict=strict_handling())
     return fhir_response(result, 200, negotiate(request))
 
 

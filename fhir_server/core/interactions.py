@@ -238,10 +238,11 @@ class FhirService:
 
     # -- writes -----------------------------------------------------------------------------
 
-    def create(self, resource: dict, *, if_none_exist: str | None = None) -> WriteResult:
+    def create(self, resource: dict, *, if_none_exist: str | None = None, strict: bool = False) -> WriteResult:
+        """``strict`` (``Prefer: handling=strict``) reaches a write policy that would otherwise only warn."""
         policy = self.policy_for(check_body(resource, None))
         if policy is not None:
-            return policy.create(resource, if_none_exist=if_none_exist)
+            return policy.create(resource, if_none_exist=if_none_exist, strict=strict)
         warnings = self.validated(resource, None)
         resource_type = resource["resourceType"]
         resource.pop("id", None)  # the server assigns the id of a created resource
@@ -258,13 +259,13 @@ class FhirService:
         return self.store.write(work)
 
     def update(
-        self, resource_type: str, resource_id: str, resource: dict, *, if_match: int | None = None
+        self, resource_type: str, resource_id: str, resource: dict, *, if_match: int | None = None, strict: bool = False
     ) -> WriteResult:
         check_type(resource_type)
         check_id(resource_id, f"{resource_type}.id")
         policy = self.policy_for(check_body(resource, resource_type, resource_id))
         if policy is not None:
-            return policy.update(resource_id, resource, if_match=if_match)
+            return policy.update(resource_id, resource, if_match=if_match, strict=strict)
         warnings = self.validated(resource, resource_type, resource_id)
 
         def work(unit: WriteUnit) -> WriteResult:
@@ -273,15 +274,17 @@ class FhirService:
 
         return self.store.write(work)
 
-    def conditional_update(self, resource_type: str, query: str, resource: dict) -> WriteResult:
+    def conditional_update(
+        self, resource_type: str, query: str, resource: dict, *, strict: bool = False
+    ) -> WriteResult:
         check_type(resource_type)
         body_id = resource.get("id") if isinstance(resource, dict) else None
         if self.policy_for(check_body(resource, resource_type)) is not None:  # the policy's own write decides
             found = self.conditional_matches(None, resource_type, query)
             target = conditional_update_target(found, query, resource_type, body_id)
             if target is None:
-                return self.create(resource)
-            return self.update(resource_type, target, {**resource, "id": target})
+                return self.create(resource, strict=strict)
+            return self.update(resource_type, target, {**resource, "id": target}, strict=strict)
         warnings = self.validated(resource, resource_type)
 
         def work(unit: WriteUnit) -> WriteResult:

@@ -22,11 +22,11 @@ class WritePolicy(Protocol):
         """True when this policy writes ``resource`` (a body of a create or update)."""
         ...
 
-    def create(self, resource: dict, *, if_none_exist: str | None) -> WriteResult:
-        """A create (conditional when ``if_none_exist`` is a query)."""
+    def create(self, resource: dict, *, if_none_exist: str | None, strict: bool = False) -> WriteResult:
+        """A create (conditional when ``if_none_exist`` is a query); ``strict``: ``Prefer: handling=strict``."""
         ...
 
-    def update(self, resource_id: str, resource: dict, *, if_match: int | None) -> WriteResult:
+    def update(self, resource_id: str, resource: dict, *, if_match: int | None, strict: bool = False) -> WriteResult:
         """An update of ``resource_id`` (update-as-create when it does not exist)."""
         ...
 
@@ -34,6 +34,6 @@ class WritePolicy(Protocol):
         """True when this policy runs the transaction ``bundle``."""
         ...
 
-    def transaction(self, bundle: dict, return_preference: str | None) -> dict:
+    def transaction(self, bundle: dict, return_preference: str | None, *, strict: bool = False) -> dict:
         """Run the transaction; returns its transaction-response Bundle."""
         ...

@@ -100,7 +100,7 @@ def test_put_of_another_id_with_a_known_identifier_is_refused(fhir, unique):
     assert first.status_code == 201
     r = api.put(f"ServiceRequest/other-{unique}", {**body, "id": f"other-{unique}"})
     assert r.status_code == 409
-    assert r.json()["issue"][0]["expression"] == ["Bundle.entry[0].resource.identifier"]
+    assert r.json()["issue"][0]["expression"] == ["ServiceRequest.identifier"]  # the PUT body, not a Bundle
     assert first.json()["id"] in r.json()["issue"][0]["diagnostics"]
 
 

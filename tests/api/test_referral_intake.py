@@ -111,11 +111,11 @@ def test_same_referral_twice_is_stored_once(fhir, unique):
     task_of(api, unique)  # exactly one Task
 
 
-def test_invalid_referral_is_refused_and_nothing_stored(fhir, unique):
+def test_invalid_referral_is_refused_on_strict_handling_and_nothing_stored(fhir, unique):
     api = Fhir(fhir)
     bundle = referral(unique)
     bundle["entry"][0]["resource"]["identifier"][0]["value"] = "12345678901"  # check digits fail
-    r = api.post("", bundle)
+    r = api.post("", bundle, headers={"Prefer": "handling=strict"})
     assert r.status_code == 422
     paths = {x for i in r.json()["issue"] for x in i.get("expression", [])}
     assert "Bundle.entry[0].resource.identifier[0].value" in paths

@@ -12,7 +12,7 @@ from flask import Response, request
 
 from fhir_server.api.formats import fhir_response, negotiate
 from fhir_server.api.ops.registry import OperationCall, operation
-from fhir_server.api.rest import server
+from fhir_server.api.rest import server, strict_handling
 from fhir_server.core import jsonio
 from fhir_server.core.issues import FhirError, has_errors, operation_outcome
 from fhir_server.domain.referral.intake import IntakeResult
@@ -111,7 +111,7 @@ def process_message(call: OperationCall) -> Response:
             if isinstance(e.get("resource"), dict)
         ],
     }
-    result = server().intake.submit(transaction, action=action)
+    result = server().intake.submit(transaction, action=action, strict=strict_handling())
     return intake_response(result, header.get("id"), event)
 
 
@@ -122,7 +122,7 @@ def _henvisning_xml() -> Response:
     if len(data) > server().settings.max_body_bytes:
         raise FhirError.single(413, "too-costly", "the message is larger than the body limit")
     mapped = parse_henvisning(data, test_mode=server().settings.test_mode)
-    result = _submit_mapped(mapped)
+    result = _submit_mapped(mapped, strict=strict_handling())
     event = {"system": MESSAGE_EVENTS, "code": f"referral-{'new' if mapped.action == 'create' else mapped.action}"}
     return intake_response(result, mapped.message_id, event)
 
@@ -145,14 +145,20 @@ def referral_form(call: OperationCall) -> Response:
         raise FhirError.single(400, "structure", str(exc)) from exc
     if not isinstance(data, dict):
         raise FhirError.single(400, "structure", "the form must be a JSON object")
-    result = _submit_mapped(form_to_bundle(data, test_mode=server().settings.test_mode))
+    result = _submit_mapped(form_to_bundle(data, test_mode=server().settings.test_mode), strict=strict_handling())
     return intake_response(result, None, {"system": MESSAGE_EVENTS, "code": "referral-new"})
 
 
-def _submit_mapped(mapped: MappedReferral) -> IntakeResult:
-    """A referral mapped from another format through the intake; 422 with the mapping's issues if it failed."""
+def _submit_mapped(mapped: MappedReferral, *, strict: bool = False) -> IntakeResult:
+    """A referral mapped from another format through the intake; 422 with the mapping's issues if it failed.
+    Every issue names the element of the sender's input (an XPath, a form field), never the internal Bundle."""
     if has_errors(mapped.issues) or not mapped.bundle:
         raise FhirError(422, mapped.issues)
-    result = server().intake.submit(mapped.bundle, action=mapped.action or "create")
-    result.issues = [*mapped.issues, *result.issues]
+    try:
+        result = server().intake.submit(mapped.bundle, action=mapped.action or "create", strict=strict)
+    except FhirError as error:
+        raise FhirError(error.status, mapped.located_in_input(error.issues), error.headers) from error
+    told = {(i.expression, i.rule) for i in mapped.issues}
+    found = [i for i in mapped.located_in_input(result.issues) if not i.rule or (i.expression, i.rule) not in told]
+    result.issues = [*mapped.issues, *found]
     return result

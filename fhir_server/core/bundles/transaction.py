@@ -71,6 +71,8 @@ class BundleProcessor:
         after_writes: Callable[[WriteUnit, list[StoredResource | None]], object] | None = None,
         store_anew: Callable[[Entry], bool] | None = None,
         apply_policies: bool = True,
+        prevalidated: bool = False,
+        strict: bool = False,
     ) -> dict:
         """Run a batch or transaction; ``after_writes`` runs inside a transaction's database transaction.
 
@@ -78,6 +80,8 @@ class BundleProcessor:
         resources: True stores the entry's resource as a new one, False (and no ``store_anew``) refuses
         the transaction with 412. A transaction a write policy claims is run by that policy (which runs
         its own writes with ``apply_policies=False``); a batch's entries reach the policies one by one.
+        ``prevalidated``: the caller validated the whole transaction already (and decided what refuses it);
+        it is not validated again. ``strict`` (``Prefer: handling=strict``) is passed to the policy.
         """
         if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
             raise FhirError.single(
@@ -100,8 +104,12 @@ class BundleProcessor:
             )
         policy = self.service.transaction_policy(bundle) if apply_policies else None
         if policy is not None:
-            return policy.transaction(bundle, return_preference)
+            return policy.transaction(bundle, return_preference, strict=strict)
         entries, issues = self._parse_entries(raw_entries)
+        if kind == "transaction" and prevalidated:
+            if has_errors(issues):
+                raise FhirError(refusal_status(issues), issues)
+            return self._transaction(entries, return_preference, after_writes, store_anew)
         if kind == "transaction":
             # one validation of the whole Bundle: every entry's problems, with Bundle.entry[i] paths
             issues += [i for i in self.service.validate(bundle) if i not in issues]

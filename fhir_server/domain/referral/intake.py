@@ -7,8 +7,10 @@ A referral arrives as a transaction-like Bundle (the doors map their formats to 
    ``no-mottatt-dato``) and the legal assessment deadline (``no-frist-for-vurdering``, pasient- og
    brukerrettighetsloven § 2-2: the working days the suggested pathway states, else the ordinary
    referral's, counted from the Norwegian date of receipt; the end of that day, Oslo time);
-3. validates everything (base rules, identifiers, profiles): any error refuses the whole referral
-   with 422 and nothing is stored;
+3. validates everything once (base rules, identifiers, profiles; :mod:`.leniency`): base R4 errors, no
+   identifiable patient or no sender refuse the whole referral with 422 and nothing is stored; profile and
+   identifier problems are warnings (errors only when the sender asks for strict handling), kept on the
+   routing Task (a contained OperationOutcome, ``Task.output`` ``validation-warnings``) and returned;
 4. is idempotent on the referral's identifier: the same referral again creates nothing new;
    an update replaces it; a revoke marks it revoked and cancels its Task;
 5. suggests pathways and routes the referral (RHF, and HF where the catchment data allows);
@@ -36,6 +38,7 @@ from fhir_server.domain.calendar import oslo_date, working_day_deadline
 from fhir_server.domain.delivery.outbox import enqueue_deliveries
 from fhir_server.domain.pathways import PathwayCatalog, suggest_pathways
 from fhir_server.domain.pathways.evidence import evidence_in_bundle
+from fhir_server.domain.referral.leniency import ReferralChecks, check_referral, entry_of
 from fhir_server.domain.referral.mapping.fhir_aliases import normalise_referral
 from fhir_server.domain.routing.decision import RoutingDecision, route
 from fhir_server.domain.routing.tables import TRIAGE_REASON_SYSTEM, RoutingTables
@@ -57,6 +60,8 @@ PROFILES = {
     "Organization": f"{HUB}/StructureDefinition/hub-referral-organization",
 }
 TASK_PROFILE = f"{HUB}/StructureDefinition/hub-routing-task"
+#: the id of the OperationOutcome a routing Task contains with the referral's validation warnings
+WARNINGS_ID = "validation-warnings"
 TRIAGE_ORGANIZATION = "Organization/hub-manual-triage"
 HUB_ORGANIZATION = "Organization/referral-hub"
 #: identifiers that name one party: fødselsnummer, D-nummer, FH-nummer; HPR; organisasjonsnummer, HER-id
@@ -96,12 +101,17 @@ class IntakePipeline:
     service: FhirService
     pathways: PathwayCatalog
     tables: RoutingTables
+    #: the write checks apart (refusals from warnings); None: the transaction validates, every error refuses
+    checks: ReferralChecks | None = None
     _org_ids: dict[str, str] = field(default_factory=dict)
 
     # -- entry point --------------------------------------------------------------------------
 
-    def submit(self, bundle: dict, *, action: str = "create", received: datetime | None = None) -> IntakeResult:
-        """Run a referral Bundle through the pipeline (``action``: create, update or revoke).
+    def submit(
+        self, bundle: dict, *, action: str = "create", received: datetime | None = None, strict: bool = False
+    ) -> IntakeResult:
+        """Run a referral Bundle through the pipeline (``action``: create, update or revoke; ``strict``: every
+        validation error refuses, as the sender's ``Prefer: handling=strict`` asks).
 
         The referral entry may be a POST (a new referral; the same identifier again is a duplicate) or a
         PUT naming the referral's id (an update of that referral, or a new referral with the sender's id)."""
@@ -155,6 +165,7 @@ class IntakePipeline:
             carried["resource"] if carried else self._current_task(existing, identifier) if existing else None
         )
         task_ref = None
+        new_task = None
         if current_task is not None and self._same_routing(current_task, decision):
             # routing unchanged: the region's Task (or the one the Bundle carries) stays as it is
             task_ref = f"Task/{current_task['id']}" if current_task.get("id") else None
@@ -168,6 +179,7 @@ class IntakePipeline:
                 identifier,
                 received,
             )
+            new_task = task
             task_query = f"identifier={TASK_IDENTIFIER_SYSTEM}|{identifier[1]}"
             if carried is not None:  # the Bundle's own routing Task is replaced by the decision
                 if carried["resource"].get("id"):
@@ -196,6 +208,15 @@ class IntakePipeline:
                     "request": {"method": "POST", "url": "Provenance"},
                 }
             )
+        if self.checks is not None:
+            verdict = check_referral(self.checks, entries, index, patient, strict=strict, sent=request_count)
+            kept_on = new_task if new_task is not None else jsonio.copy_json(current_task) if current_task else None
+            if kept_on is not None and _keep_warnings(kept_on, verdict.warnings, entries) and new_task is None:
+                if carried is not None:  # routing unchanged: the Task keeps this version's warnings
+                    carried["resource"] = kept_on
+                elif kept_on.get("id"):
+                    entries.append({"resource": kept_on, "request": {"method": "PUT", "url": f"Task/{kept_on['id']}"}})
+            notes.extend(verdict.warnings)
         event = "update" if existing else "create"
         owner = self._owner(decision).get("reference") if decision.rhf_orgnr else None
         response = self._store(entries, event, identifier, owner, notes, decision.rhf_orgnr)
@@ -306,6 +327,7 @@ class IntakePipeline:
             after_writes=after_writes,
             store_anew=store_anew,
             apply_policies=False,
+            prevalidated=self.checks is not None,
         )
         notes.extend(_stored_anew_note(index, resource_type) for index, resource_type in ambiguous.items())
         return response
@@ -504,6 +526,43 @@ def routing_rule(decision: RoutingDecision) -> str:
     return decision.rule
 
 
+def _keep_warnings(task: dict, warnings: list[Issue], entries: list[dict]) -> bool:
+    """Keep the referral's warnings with its routing Task, for the region: an OperationOutcome contained
+    in the Task (its paths in the stored resources, ``Patient.address``), referenced from ``Task.output``;
+    those of an earlier version are replaced. True when the Task changed."""
+    issues = []
+    for issue in warnings:
+        position = entry_of(issue)
+        resource = entries[position].get("resource") if position is not None and position < len(entries) else None
+        if isinstance(resource, dict) and resource.get("resourceType"):
+            prefix = f"Bundle.entry[{position}].resource"
+            tail = (issue.expression or "")[len(prefix) :] if (issue.expression or "").startswith(prefix) else ""
+            issue = Issue(
+                issue.severity,
+                issue.code,
+                issue.diagnostics,
+                resource["resourceType"] + tail,
+                issue.diagnostics_nb,
+                issue.rule,
+            )
+        issues.append(issue)
+    reference = "#" + WARNINGS_ID
+    before = [c for c in task.get("contained") or [] if c.get("id") == WARNINGS_ID]
+    after = [{**operation_outcome(issues), "id": WARNINGS_ID}] if issues else []
+    if before == after:
+        return False
+    contained = [c for c in task.get("contained") or [] if c.get("id") != WARNINGS_ID] + after
+    output = [o for o in task.get("output") or [] if (o.get("valueReference") or {}).get("reference") != reference]
+    if after:
+        output.append({"type": _code("validation-warnings"), "valueReference": {"reference": reference}})
+    for key, value in (("contained", contained), ("output", output)):
+        if value:
+            task[key] = value
+        else:
+            task.pop(key, None)
+    return True
+
+
 def _code(code: str) -> dict:
     return {"coding": [{"system": TASK_INPUT, "code": code}]}
 
@@ -692,7 +751,7 @@ def _one_response_per_request(
     added = [
         (e.get("response") or {}).get("location", "").split("/_history")[0] for e in response["entry"][request_count:]
     ]
-    named = [*related, *(a for a in added if a)]
+    named = list(dict.fromkeys([*related, *(a for a in added if a)]))
     issues = [
         Issue(
             "information",

@@ -10,12 +10,13 @@ referral. The intake's own writes bypass the policy (``apply_policies=False``).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 from uuid import uuid4
 
 from fhir_server.core import jsonio
 from fhir_server.core.interactions import FhirService, WriteResult, single_match
-from fhir_server.core.issues import FhirError
+from fhir_server.core.issues import FhirError, Issue
 from fhir_server.core.urls import parse_rest_url
 from fhir_server.domain.referral.intake import IntakePipeline, IntakeResult, is_referral
 
@@ -37,25 +38,32 @@ class ReferralWritePolicy:
     def claims(self, resource: object) -> bool:
         return is_referral(resource)
 
-    def create(self, resource: dict, *, if_none_exist: str | None) -> WriteResult:
+    def create(self, resource: dict, *, if_none_exist: str | None, strict: bool = False) -> WriteResult:
         _refuse_bundle_references(resource)
         if if_none_exist:
             found = self.service.conditional_matches(None, "ServiceRequest", if_none_exist, ordered=False)
             match = single_match(found, if_none_exist, "create")
             if match is not None:
                 return WriteResult(self.service.read("ServiceRequest", match), False, existing=True)
-        return self._submit(resource, {"method": "POST", "url": "ServiceRequest"})
+        return self._submit(resource, {"method": "POST", "url": "ServiceRequest"}, strict)
 
-    def update(self, resource_id: str, resource: dict, *, if_match: int | None) -> WriteResult:
+    def update(self, resource_id: str, resource: dict, *, if_match: int | None, strict: bool = False) -> WriteResult:
         _refuse_bundle_references(resource)
         request: dict[str, Any] = {"method": "PUT", "url": f"ServiceRequest/{resource_id}"}
         if if_match is not None:
             request["ifMatch"] = f'W/"{if_match}"'
-        return self._submit(resource, request)
+        return self._submit(resource, request, strict)
 
-    def _submit(self, resource: dict, request: dict) -> WriteResult:
+    def _submit(self, resource: dict, request: dict, strict: bool) -> WriteResult:
+        """The referral alone, as a one-entry transaction; what is said of it names ``ServiceRequest...``."""
         entry = {"fullUrl": f"urn:uuid:{uuid4()}", "resource": resource, "request": request}
-        result = self.intake.submit({"resourceType": "Bundle", "type": "transaction", "entry": [entry]})
+        try:
+            result = self.intake.submit(
+                {"resourceType": "Bundle", "type": "transaction", "entry": [entry]}, strict=strict
+            )
+        except FhirError as error:
+            raise FhirError(error.status, _in_the_referral(error.issues), error.headers) from error
+        result.issues = _in_the_referral(result.issues)
         return _write_result(self.service, result)
 
     # -- transactions ---------------------------------------------------------------------------
@@ -74,7 +82,7 @@ class ReferralWritePolicy:
                 return True
         return False
 
-    def transaction(self, bundle: dict, return_preference: str | None) -> dict:
+    def transaction(self, bundle: dict, return_preference: str | None, *, strict: bool = False) -> dict:
         for index, entry in enumerate(bundle.get("entry") or []):
             request = entry.get("request") if isinstance(entry, dict) else None
             if isinstance(request, dict) and request.get("method") == "PATCH" and self._patches_referral(request):
@@ -87,7 +95,7 @@ class ReferralWritePolicy:
                     diagnostics_nb="en henvisning endres i en transaksjon med PUT av hele henvisningen; "
                     "JSON Patch tas imot alene (PATCH ServiceRequest/[id])",
                 )
-        return self.intake.submit(bundle).response_bundle
+        return self.intake.submit(bundle, strict=strict).response_bundle
 
     def _patches_referral(self, request: dict) -> bool:
         url = parse_rest_url("PATCH", str(request.get("url", "")))
@@ -107,6 +115,18 @@ def _write_result(service: FhirService, result: IntakeResult) -> WriteResult:
     return WriteResult(
         stored, result.status == 201, result.issues, existing=result.action == "duplicate", related=related
     )
+
+
+def _in_the_referral(issues: list[Issue]) -> list[Issue]:
+    """Issues of a referral sent alone, located in it (``ServiceRequest.reasonCode``), not in the one-entry
+    Bundle the intake ran it as."""
+    prefix = "Bundle.entry[0].resource"
+    return [
+        replace(i, expression="ServiceRequest" + i.expression[len(prefix) :])
+        if i.expression and i.expression.startswith(prefix)
+        else i
+        for i in issues
+    ]
 
 
 def _refuse_bundle_references(resource: dict) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from fhir_server.core.issues import has_errors
+from fhir_server.core.issues import Issue, has_errors
 from fhir_server.core.validation import validate_resource
 from fhir_server.core.validation.identifiers import identity_number_in
 from fhir_server.domain.referral.mapping import MappedReferral, normalise_referral, parse_henvisning
@@ -221,12 +221,17 @@ def test_pathway_referral_keeps_pk_and_pathway_codes_and_dates() -> None:
     assert {"PK", "A16A", "A16S", "A16CK"} <= {c["code"] for c in details}
     urls = {e["url"]: e["valueDateTime"] for e in sr["extension"]}
     assert urls["http://helsenorge.no/fhir/StructureDefinition/no-ansiennitets-dato"] == "2017-12-20"
-    # the published example codes ICD-10 C61 with the ATC code system (7180): warned, kept as text only
+    # the published example codes ICD-10 C61 with the ATC code system (7180): warned, kept as sent
     (warning,) = [i for i in mapped.issues if i.rule == "henvisning-diagnosis-system"]
     assert warning.severity == "warning"
     assert warning.expression == f"{H20}/Diagnosis/Concept[1]/@S"
-    assert "coding" not in sr["reasonCode"][0] and "C61" in sr["reasonCode"][0]["text"]
-    assert resources(mapped, "Condition") == []
+    assert sr["reasonCode"][0]["coding"][0] | {"display": None} == {
+        "system": "urn:oid:2.16.578.1.12.4.1.1.7180",
+        "code": "C61",
+        "display": None,
+    }
+    (condition,) = resources(mapped, "Condition")
+    assert condition["code"] == sr["reasonCode"][0]
 
 
 @pytest.mark.parametrize("name", NOT_REFERRALS)
@@ -295,9 +300,12 @@ def test_entities_are_refused_and_never_expanded(tmp_path: Path) -> None:
     assert "TOPSECRET" not in repr(mapped)
 
 
-def test_missing_patient_id_is_an_error_at_the_xml_location() -> None:
-    mapped = parse_henvisning(message(ident=""))
+def test_missing_patient_id_is_an_error_at_the_xml_location_unless_name_and_birth_date_identify() -> None:
+    mapped = parse_henvisning(message(ident=""))  # Ident is minOccurs=0 in MsgHead: name and birth date suffice
     (issue,) = [i for i in mapped.issues if i.rule == "henvisning-patient-id"]
+    assert (issue.severity, issue.code, issue.expression) == ("warning", "required", "MsgHead/MsgInfo/Patient/Ident")
+    unnamed = message(ident="").replace(b"<DateOfBirth>1985-03-15</DateOfBirth>", b"")
+    (issue,) = [i for i in parse_henvisning(unnamed).issues if i.rule == "henvisning-patient-id"]
     assert (issue.severity, issue.code, issue.expression) == ("error", "required", "MsgHead/MsgInfo/Patient/Ident")
 
 
@@ -372,3 +380,32 @@ def test_v11_message_wrapped_in_msghead_is_read() -> None:
 
 def test_text_instead_of_bytes_is_an_issue() -> None:
     assert parse_henvisning("<Message/>").issues[0].code == "structure"  # type: ignore[arg-type]
+
+
+def test_issues_about_the_bundle_are_located_at_the_xml_elements_they_came_from() -> None:
+    mapped = parse_henvisning(message())
+    index = next(i for i, e in enumerate(mapped.bundle["entry"]) if e["resource"]["resourceType"] == "ServiceRequest")
+    patient = next(i for i, e in enumerate(mapped.bundle["entry"]) if e["resource"]["resourceType"] == "Patient")
+    found = mapped.located_in_input(
+        [
+            Issue(
+                "warning",
+                "required",
+                f"Bundle.entry[{index}].resource.reasonCode: missing",
+                f"Bundle.entry[{index}].resource.reasonCode",
+            ),
+            Issue("error", "required", "no sender", f"Bundle.entry[{index}].resource.requester"),
+            Issue("warning", "value", "check digit", f"Bundle.entry[{patient}].resource.identifier[0].value"),
+            Issue("warning", "value", "address", f"Bundle.entry[{patient}].resource.address"),
+            Issue("error", "not-found", "unknown referral", "ServiceRequest.identifier"),
+        ]
+    )
+    assert [i.expression for i in found] == [
+        H20,  # the referral's own element: the FHIR element has no XML element of its own
+        found[1].expression,
+        "MsgHead/MsgInfo/Patient/Ident[1]/Id",
+        "MsgHead/MsgInfo/Patient",
+        f"{H20}/DocumentId",
+    ]
+    assert found[1].expression and found[1].expression.startswith("MsgHead/")
+    assert found[0].diagnostics == "ServiceRequest.reasonCode: missing"  # no internal Bundle path in the text

@@ -67,14 +67,16 @@ class ProfileValidator(ElementChecks, SliceChecks, BindingChecks, ReferenceCheck
         *,
         resolver: Resolver | None = None,
         expression: str | None = None,
+        verdicts: dict | None = None,
     ) -> list[Issue]:
         """Issues of ``resource`` against its ``meta.profile`` claims plus ``profile_urls``.
 
         For a Bundle, each entry's resource is checked against its own claims, and references
-        between entries resolve through the Bundle's ``fullUrl`` values.
+        between entries resolve through the Bundle's ``fullUrl`` values. ``verdicts``, when given, is
+        filled with ``(id(resource), profile url) -> conforms`` for every resource checked.
         """
         issues: list[Issue] = []
-        self._validate_resource(resource, list(profile_urls), resolver, expression, issues, depth=0)
+        self._validate_resource(resource, list(profile_urls), resolver, expression, issues, 0, verdicts)
         seen: set[tuple] = set()
         unique = []
         for issue in issues:

@@ -116,6 +116,8 @@ def _conditional(resource_type: str, resource: dict) -> dict:
 def _person(resource_type: str, person: PersonFacts, bundle: _Bundle) -> str:
     path = f"Bundle.entry[{bundle.index()}].resource"
     resource: dict = {"resourceType": resource_type}
+    if person.where:
+        bundle.sources[path] = person.where
     if person.identifiers:
         resource["identifier"] = _identifiers(person.identifiers, bundle, path)
     if name := _name(person):
@@ -134,6 +136,8 @@ def _person(resource_type: str, person: PersonFacts, bundle: _Bundle) -> str:
 def _organization(org: OrgFacts, bundle: _Bundle, part_of: str | None = None) -> str:
     path = f"Bundle.entry[{bundle.index()}].resource"
     resource: dict = {"resourceType": "Organization"}
+    if org.where:
+        bundle.sources[path] = org.where
     if org.identifiers:
         resource["identifier"] = _identifiers(org.identifiers, bundle, path)
     if org.name:
@@ -216,6 +220,17 @@ def build_bundle(facts: ReferralFacts) -> tuple[dict, dict[str, str]]:
     if facts.notes:
         sr["note"] = [{"text": n} for n in facts.notes]
 
+    sr_path = f"Bundle.entry[{bundle.index()}].resource"
+    sender = facts.referrer or facts.requester_org
+    for key, where in (
+        ("Bundle", facts.where),
+        (sr_path, facts.where),
+        (f"{sr_path}.subject", facts.patient.where if facts.patient else None),
+        (f"{sr_path}.requester", sender.where if sender else facts.requester_where),
+        *((f"{sr_path}.reasonCode[{i}]", d.where) for i, d in enumerate(facts.diagnoses)),
+    ):
+        if where:
+            bundle.sources[key] = where
     if facts.action in ("update", "revoke") and facts.referral_id:
         request = {"method": "PUT", "url": "ServiceRequest?" + _query(REFERRAL_ID_SYSTEM, facts.referral_id)}
     else:
@@ -244,6 +259,8 @@ def build_bundle(facts: ReferralFacts) -> tuple[dict, dict[str, str]]:
             if ident
             else {"method": "POST", "url": "Condition"}
         )
+        if diagnosis := facts.diagnoses[n - 1].where:
+            bundle.sources[f"Bundle.entry[{bundle.index()}].resource"] = diagnosis
         condition_refs.append(bundle.add(condition, req))
     if condition_refs:
         sr["reasonReference"] = [{"reference": r} for r in condition_refs]

@@ -15,7 +15,7 @@ import re
 
 from lxml import etree
 
-from fhir_server.core.issues import Issue
+from fhir_server.core.issues import Issue, is_error
 from fhir_server.core.validation.identifiers import mask_identity_numbers, validate_identifiers
 from fhir_server.domain.calendar import OSLO
 from fhir_server.domain.referral.mapping import volven
@@ -34,6 +34,7 @@ from fhir_server.domain.referral.mapping.model import (
 MAX_BYTES = 20 * 1024 * 1024
 _PREFIX = re.compile(r"\b[a-z0-9]+:(?=[A-Za-z])")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_OID = re.compile(r"[0-2](\.(0|[1-9]\d*))+")
 _DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})?")
 
 
@@ -204,7 +205,7 @@ def _person(r: _Reader, name: str, issues: list[Issue]) -> PersonFacts | None:
     if not hit:
         return None
     node, spec, where = hit
-    person = PersonFacts()
+    person = PersonFacts(where=where)
     systems = volven.field_map()["personIdSystems"]
     person.identifiers = _idents(r, node, spec, where, systems, "health professional", issues)
     if "name" in spec:
@@ -218,13 +219,16 @@ def _person(r: _Reader, name: str, issues: list[Issue]) -> PersonFacts | None:
 
 def _org(r: _Reader, node: etree._Element, spec: dict, where: str, issues: list[Issue]) -> OrgFacts:
     systems = volven.field_map()["organisationIdSystems"]
-    org = OrgFacts(r.text(spec["name"], node), _idents(r, node, spec, where, systems, "organisation", issues))
+    org = OrgFacts(
+        r.text(spec["name"], node), _idents(r, node, spec, where, systems, "organisation", issues), where=where
+    )
     dept_nodes = r.nodes(spec["department"], node) if "department" in spec else []
     if dept_nodes:
         dept_where = f"{where}/{r.loc(spec['department'])}"
         org.department = OrgFacts(
             r.text(spec["name"], dept_nodes[0]),
             _idents(r, dept_nodes[0], spec, dept_where, systems, "organisation", issues),
+            where=dept_where,
         )
     return org
 
@@ -236,7 +240,8 @@ def _her_id(org: OrgFacts | None) -> str | None:
 
 def _patient(r: _Reader, issues: list[Issue]) -> PersonFacts:
     fmap = volven.field_map()
-    patient = PersonFacts()
+    ids = re.sub(r"\[[^\]]*\]", "", r.loc(r.conf["lists"]["patientIds"]["xpath"]))
+    patient = PersonFacts(where=ids if ids.endswith("/Patient") else ids.rsplit("/", 1)[0])
     for where, node, spec in r.items("patientIds"):
         value, type_code = r.text(spec["id"], node), r.text(spec["type"], node)
         system = fmap["personIdSystems"].get(type_code or "")
@@ -256,19 +261,6 @@ def _patient(r: _Reader, issues: list[Issue]) -> PersonFacts:
             )
             continue
         patient.identifiers.append(Ident(system, value, f"{where}/{r.loc(spec['id'])}"))
-    if not patient.identifiers:
-        spec = r.conf["lists"]["patientIds"]
-        issues.append(
-            _error(
-                "required",
-                "The referral has no patient identifier (fødselsnummer, D-nummer or "
-                "another national person number); the patient cannot be identified.",
-                "Henvisningen mangler pasientens identifikator (fødselsnummer, D-nummer eller annet "
-                "nasjonalt personnummer); pasienten kan ikke identifiseres.",
-                re.sub(r"\[[^\]]*\]", "", r.loc(spec["xpath"])),
-                "henvisning-patient-id",
-            )
-        )
     if r.version == "1.1":
         patient.family, patient.given, patient.text = _split_name(r.field("patientName"))
     else:
@@ -286,6 +278,31 @@ def _patient(r: _Reader, issues: list[Issue]) -> PersonFacts:
                 r.field_loc("patientBirthDate"),
                 f"Fødselsdatoen '{birth}' er ikke en dato; utelatt.",
                 "henvisning-birthdate",
+            )
+        )
+    if not patient.identifiers:  # Ident is optional in MsgHead: name and birth date identify the patient too
+        spec = r.conf["lists"]["patientIds"]
+        named = bool((patient.family or patient.given or patient.text) and patient.birth_date)
+        issues.append(
+            Issue(
+                "warning" if named else "error",
+                "required",
+                "The referral has no patient identifier (fødselsnummer, D-nummer or another national person "
+                "number)"
+                + (
+                    "; the patient is identified by name and birth date."
+                    if named
+                    else " and no name and birth date; the patient cannot be identified."
+                ),
+                re.sub(r"\[[^\]]*\]", "", r.loc(spec["xpath"])),
+                "Henvisningen mangler pasientens identifikator (fødselsnummer, D-nummer eller annet nasjonalt "
+                "personnummer)"
+                + (
+                    "; pasienten identifiseres ved navn og fødselsdato."
+                    if named
+                    else " og navn og fødselsdato; pasienten kan ikke identifiseres."
+                ),
+                "henvisning-patient-id",
             )
         )
     patient.gender = fmap["sex3101"].get(r.field("patientSex") or "")
@@ -397,17 +414,19 @@ def _diagnoses(r: _Reader, facts: ReferralFacts, issues: list[Issue]) -> None:
         display = r.text(spec["display"], node) or r.text(spec["text"], node)
         if not code:
             continue
-        system = systems.get(raw_system)
-        if system is None:
+        system = systems.get(raw_system) or (f"urn:oid:{raw_system}" if _OID.fullmatch(raw_system) else None)
+        if raw_system not in systems:  # another code system (e.g. ATC, 7180): kept as sent, the region decides
+            kept = "it is kept as sent" if system else "it is kept as text only"
+            kept_nb = "den er tatt med slik den ble sendt" if system else "den er bare tatt med som tekst"
             issues.append(
                 Issue(
                     "warning",
                     "code-invalid",
                     f"The diagnosis '{code}' is coded with code system {raw_system or '(none)'}, which is not ICD-10 "
-                    "(2.16.578.1.12.4.1.1.7110) or ICPC-2 (2.16.578.1.12.4.1.1.7170); it is kept as text only.",
+                    f"(2.16.578.1.12.4.1.1.7110) or ICPC-2 (2.16.578.1.12.4.1.1.7170); {kept}.",
                     f"{where}/{r.loc(spec['system'])}",
                     f"Diagnosen '{code}' er kodet med kodeverk {raw_system or '(ingen)'}, som ikke er ICD-10 eller "
-                    "ICPC-2; den er bare tatt med som tekst.",
+                    f"ICPC-2; {kept_nb}.",
                     "henvisning-diagnosis-system",
                 )
             )
@@ -463,14 +482,15 @@ def _codes(r: _Reader, facts: ReferralFacts, issues: list[Issue]) -> None:
 
 
 def _identifier_issues(bundle: dict, sources: dict[str, str], test_mode: bool) -> list[Issue]:
-    """Check-digit problems of the mapped identifiers, located in the XML (FHIR path in the text)."""
+    """Check-digit problems of the mapped identifiers, located in the XML (FHIR path in the text): warnings,
+    as the intake's (they refuse a referral only when its patient cannot be identified, or on strict handling)."""
     out = []
     for issue in validate_identifiers(bundle, test_mode=test_mode):
         where = sources.get(issue.expression or "")
         fhir = f" (FHIR: {issue.expression})"
         out.append(
             Issue(
-                issue.severity,
+                "warning" if is_error(issue) else issue.severity,
                 issue.code,
                 issue.diagnostics + fhir,
                 where or issue.expression,
@@ -562,7 +582,10 @@ def parse_henvisning(xml: bytes, *, test_mode: bool = False) -> MappedReferral:
         )
         return _failed(issues, **known)
 
-    facts = ReferralFacts()
+    sender = r.conf["parties"]["requesterOrganization"]["candidates"][0]["xpath"]
+    facts = ReferralFacts(
+        where=r.field_loc("servType").rsplit("/", 2)[0], requester_where=re.sub(r"\[[^\]]*\]", "", r.loc(sender))
+    )
     facts.referral_id = r.field("referralId")
     if not facts.referral_id:
         issues.append(
@@ -614,6 +637,7 @@ def parse_henvisning(xml: bytes, *, test_mode: bool = False) -> MappedReferral:
     _texts(r, facts)
 
     bundle, sources = build_bundle(facts)
+    sources["ServiceRequest.identifier"] = r.field_loc("referralId")  # a change of a referral not received
     issues.extend(_identifier_issues(bundle, sources, test_mode))
     names = volven.field_map()["messageTypeNames"]
     return MappedReferral(
@@ -624,5 +648,6 @@ def parse_henvisning(xml: bytes, *, test_mode: bool = False) -> MappedReferral:
         message_type=names.get(facts.action or ""),
         sender_her_id=_her_id(facts.requester_org),
         receiver_her_id=_her_id(facts.receiver_org),
+        sources=sources,
         **known,
     )

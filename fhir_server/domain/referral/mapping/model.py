@@ -53,6 +53,7 @@ class PersonFacts:
     gender: str | None = None
     addresses: list[AddressFacts] = field(default_factory=list)
     profession: str | None = None  # Volven 9060 (LE, TL ...)
+    where: str | None = None  # the element of the input the person was read from
 
 
 @dataclass
@@ -60,6 +61,7 @@ class OrgFacts:
     name: str | None = None
     identifiers: list[Ident] = field(default_factory=list)
     department: OrgFacts | None = None
+    where: str | None = None
 
 
 @dataclass
@@ -90,6 +92,8 @@ class ReferralFacts:
     notes: list[str] = field(default_factory=list)
     date_extensions: list[tuple[str, str]] = field(default_factory=list)  # (extension url, dateTime)
     pregnant: bool | None = None
+    where: str | None = None  # the referral's element in the input (e.g. the Henvisning element)
+    requester_where: str | None = None  # where the input names its sender (when it names none)
 
 
 @dataclass
@@ -115,3 +119,39 @@ class MappedReferral:
     sender_her_id: str | None = None
     receiver_her_id: str | None = None
     conversation_id: str | None = None
+    #: FHIRPath in ``bundle`` (``Bundle.entry[i].resource...``, or ``ServiceRequest.identifier`` for the
+    #: stored referral) -> the element of the input it was mapped from
+    sources: dict[str, str] = field(default_factory=dict)
+
+    def located_in_input(self, issues: list[Issue]) -> list[Issue]:
+        """``issues`` about the Bundle, each located at the input element its FHIR element came from (the
+        longest mapped prefix of its expression; the referral's element when none is mapped)."""
+        out = []
+        for issue in issues:
+            expression = issue.expression or ""
+            where = next(
+                (
+                    self.sources[key]
+                    for key in sorted(self.sources, key=len, reverse=True)
+                    if expression == key or expression.startswith((key + ".", key + "["))
+                ),
+                self.sources.get("Bundle") if expression.startswith("Bundle") else None,
+            )
+            if where is None:
+                out.append(issue)
+                continue
+            named = self._fhir_name(expression)  # the texts name the FHIR element, not the internal Bundle
+            en, nb = (t.replace(expression, named) if t else t for t in (issue.diagnostics, issue.diagnostics_nb))
+            out.append(Issue(issue.severity, issue.code, en or "", where, nb, issue.rule))
+        return out
+
+    def _fhir_name(self, expression: str) -> str:
+        """``Bundle.entry[7].resource.reasonCode[0]`` -> ``ServiceRequest.reasonCode[0]``."""
+        head, found, tail = expression.partition("].resource")
+        if not found or not head.startswith("Bundle.entry["):
+            return expression
+        entries = self.bundle.get("entry") or []
+        number = head[len("Bundle.entry[") :]
+        position = int(number) if number.isdigit() else len(entries)
+        resource = entries[position].get("resource") if position < len(entries) else None
+        return (resource or {}).get("resourceType", "Resource") + tail
