@@ -13,7 +13,7 @@ from fhir_server.core.conformance.packages import ConformanceRegistry
 from fhir_server.core.conformance.seed import read_data_resources
 from fhir_server.core.validation.identifiers import ALIASES, SYSTEMS
 from fhir_server.data import data_folder, data_folders
-from fhir_server.domain.referral import intake
+from fhir_server.domain.referral import intake, routing_task
 
 #: The published national OIDs (Volven/NHN): a data file that drifted from them is caught here.
 PUBLISHED = {
@@ -63,7 +63,7 @@ def test_the_canonical_urls_the_code_claims_are_defined_in_the_data_folders():
     defined = {r.get("url") for r in read_data_resources(data_folders()) if r["resourceType"] in PACKAGE_TYPES}
     claimed = [
         *intake.PROFILES.values(),
-        intake.TASK_PROFILE,
+        routing_task.TASK_PROFILE,
         naming.code_system("routing-rule"),
         naming.code_system("hub-task-input"),
         naming.code_system("pathway-milestone"),

@@ -23,14 +23,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 from uuid import uuid4
 
 from fhir_server import naming
 from fhir_server.core import jsonio
 from fhir_server.core.bundles.transaction import BundleProcessor, Entry
 from fhir_server.core.interactions import FhirService, check_id, conditional_update_target
-from fhir_server.core.issues import FhirError, Issue, operation_outcome
+from fhir_server.core.issues import FhirError, Issue
 from fhir_server.core.storage import access
 from fhir_server.core.storage.store import WriteUnit
 from fhir_server.core.urls import parse_rest_url
@@ -38,49 +37,43 @@ from fhir_server.domain.calendar import oslo_date, working_day_deadline
 from fhir_server.domain.delivery.outbox import enqueue_deliveries
 from fhir_server.domain.pathways import PathwayCatalog, suggest_pathways
 from fhir_server.domain.pathways.evidence import evidence_in_bundle
-from fhir_server.domain.referral.leniency import ReferralChecks, check_referral, entry_of
+from fhir_server.domain.referral.leniency import ReferralChecks, check_referral
 from fhir_server.domain.referral.mapping.fhir_aliases import normalise_referral
+from fhir_server.domain.referral.referral_bundle import (
+    PARTY_SYSTEMS,
+    entries_by_reference,
+    patient_reference,
+    referral_identifier,
+    referral_index,
+    resolve_patient,
+    reuse_known_parties,
+)
+from fhir_server.domain.referral.responses import one_response_per_request, response_location, stored_anew_note
+from fhir_server.domain.referral.routing_task import (
+    ORGNR_SYSTEM,
+    TASK_IDENTIFIER_SYSTEM,
+    TRIAGE_ORGANIZATION,
+    build_task,
+    carried_task,
+    evidence_urls,
+    keep_warnings,
+    provenance,
+    same_routing,
+)
 from fhir_server.domain.routing.decision import RoutingDecision, route
-from fhir_server.domain.routing.tables import TRIAGE_REASON_SYSTEM, RoutingTables
+from fhir_server.domain.routing.tables import RoutingTables
 
 log = logging.getLogger(__name__)
 
 HUB = naming.BASE
-REFERRAL_CATEGORY = ("http://snomed.info/sct", "3457005")
-ORGNR_SYSTEM = naming.ORGNR_SYSTEM
 EXT_RECEIVED = "http://helsenorge.no/fhir/StructureDefinition/no-mottatt-dato"
 EXT_ASSESSMENT_DEADLINE = "http://helsenorge.no/fhir/StructureDefinition/no-frist-for-vurdering"
-TASK_IDENTIFIER_SYSTEM = f"{HUB}/NamingSystem/routing-task"
-TASK_INPUT = f"{HUB}/CodeSystem/hub-task-input"
-ROUTING_RULE = f"{HUB}/CodeSystem/routing-rule"
 PROFILES = {
     "ServiceRequest": f"{HUB}/StructureDefinition/hub-referral-servicerequest",
     "Patient": f"{HUB}/StructureDefinition/hub-referral-patient",
     "Practitioner": f"{HUB}/StructureDefinition/hub-referral-practitioner",
     "Organization": f"{HUB}/StructureDefinition/hub-referral-organization",
 }
-TASK_PROFILE = f"{HUB}/StructureDefinition/hub-routing-task"
-#: the id of the OperationOutcome a routing Task contains with the referral's validation warnings
-WARNINGS_ID = "validation-warnings"
-TRIAGE_ORGANIZATION = "Organization/hub-manual-triage"
-HUB_ORGANIZATION = "Organization/referral-hub"
-#: identifiers that name one party: fødselsnummer, D-nummer, FH-nummer; HPR; organisasjonsnummer, HER-id
-PARTY_SYSTEMS = {
-    "Patient": frozenset({naming.FNR_SYSTEM, naming.DNR_SYSTEM, naming.FHN_SYSTEM}),
-    "Practitioner": frozenset({naming.HPR_SYSTEM}),
-    "Organization": frozenset({ORGNR_SYSTEM, naming.HER_SYSTEM}),
-}
-
-
-def is_referral(resource: Any) -> bool:
-    """A ServiceRequest whose category says patient referral (SNOMED CT 3457005)."""
-    if not isinstance(resource, dict) or resource.get("resourceType") != "ServiceRequest":
-        return False
-    for category in resource.get("category", []) or []:
-        for coding in (category or {}).get("coding", []) or []:
-            if (coding.get("system"), coding.get("code")) == REFERRAL_CATEGORY:
-                return True
-    return False
 
 
 @dataclass
@@ -118,10 +111,10 @@ class IntakePipeline:
         received = received or datetime.now(UTC)
         bundle, notes = normalise_referral(bundle)
         entries = [e for e in bundle.get("entry") or [] if isinstance(e, dict)]
-        index = _referral_index(entries)
+        index = referral_index(entries)
         request_count = len(entries)  # the response has one entry per request entry (R4 transaction-response)
         referral = entries[index]["resource"]
-        identifier = _referral_identifier(referral, index)
+        identifier = referral_identifier(referral, index)
         request = entries[index].get("request") or {}
         existing = self._existing_referral(identifier)
         target = self._put_target(request, referral, existing, index)
@@ -133,7 +126,7 @@ class IntakePipeline:
             return self._already_known(existing, request_count, index)
         stored_referral = self._stored(f"ServiceRequest/{existing}") if existing else None
         received = _received_of(stored_referral) or received  # the legal clock starts at the first receipt
-        patient = _resolve_patient(entries, referral, self.service)
+        patient = resolve_patient(entries, referral, self.service)
         evidence = evidence_in_bundle(entries, referral)
         suggestions = suggest_pathways(referral, patient or {}, evidence, self.pathways, on_date=oslo_date(received))
         self._prepare(entries, index, received, self._assessment_working_days(suggestions))
@@ -152,7 +145,7 @@ class IntakePipeline:
                 "ifNoneExist": f"identifier={identifier[0]}|{identifier[1]}",
             }
         entries[index].setdefault("fullUrl", f"urn:uuid:{uuid4()}")
-        _reuse_known_parties(entries)
+        reuse_known_parties(entries)
         decision = route(
             patient,
             referral,
@@ -160,17 +153,17 @@ class IntakePipeline:
             self._organization_resolver(entries),
             service_line=self._service_line(suggestions),
         )
-        carried = _carried_task(entries, entries[index]["fullUrl"], write_id)
+        carried = carried_task(entries, entries[index]["fullUrl"], write_id)
         current_task = (
             carried["resource"] if carried else self._current_task(existing, identifier) if existing else None
         )
         task_ref = None
         new_task = None
-        if current_task is not None and self._same_routing(current_task, decision):
+        if current_task is not None and same_routing(current_task, decision):
             # routing unchanged: the region's Task (or the one the Bundle carries) stays as it is
             task_ref = f"Task/{current_task['id']}" if current_task.get("id") else None
         else:
-            task, task_url = self._task(
+            task, task_url = build_task(
                 referral,
                 entries[index]["fullUrl"],
                 patient_reference(referral),
@@ -178,6 +171,7 @@ class IntakePipeline:
                 suggestions,
                 identifier,
                 received,
+                self._owner(decision),
             )
             new_task = task
             task_query = f"identifier={TASK_IDENTIFIER_SYSTEM}|{identifier[1]}"
@@ -197,13 +191,13 @@ class IntakePipeline:
             entries.append(
                 {
                     "fullUrl": f"urn:uuid:{uuid4()}",
-                    "resource": _provenance(
+                    "resource": provenance(
                         task_url,
                         entries[index]["fullUrl"],
                         decision,
                         received,
                         "update" if existing else "create",
-                        _evidence_urls(entries, evidence),
+                        evidence_urls(entries, evidence),
                     ),
                     "request": {"method": "POST", "url": "Provenance"},
                 }
@@ -211,7 +205,7 @@ class IntakePipeline:
         if self.checks is not None:
             verdict = check_referral(self.checks, entries, index, patient, strict=strict, sent=request_count)
             kept_on = new_task if new_task is not None else jsonio.copy_json(current_task) if current_task else None
-            if kept_on is not None and _keep_warnings(kept_on, verdict.warnings, entries) and new_task is None:
+            if kept_on is not None and keep_warnings(kept_on, verdict.warnings, entries) and new_task is None:
                 if carried is not None:  # routing unchanged: the Task keeps this version's warnings
                     carried["resource"] = kept_on
                 elif kept_on.get("id"):
@@ -220,12 +214,12 @@ class IntakePipeline:
         event = "update" if existing else "create"
         owner = self._owner(decision).get("reference") if decision.rhf_orgnr else None
         response = self._store(entries, event, identifier, owner, notes, decision.rhf_orgnr)
-        task_location = task_ref or _location(response, "Task")
-        _one_response_per_request(response, request_count, index, [task_ref] if task_ref else [], notes)
+        task_location = task_ref or response_location(response, "Task")
+        one_response_per_request(response, request_count, index, [task_ref] if task_ref else [], notes)
         return IntakeResult(
             200 if existing else 201,
             event,
-            _location(response, "ServiceRequest"),
+            response_location(response, "ServiceRequest"),
             task_location,
             decision,
             response,
@@ -277,21 +271,6 @@ class IntakePipeline:
             )
         return self._stored(f"Task/{found[0]}") if found else None
 
-    def _same_routing(self, task: dict, decision: RoutingDecision) -> bool:
-        """True when ``task`` already names the owner and health trust ``decision`` routes to."""
-        owner = task.get("owner") or {}
-        if decision.rhf_orgnr:
-            if (owner.get("identifier") or {}).get("value") != decision.rhf_orgnr:
-                return False
-        elif owner.get("reference") != TRIAGE_ORGANIZATION:
-            return False
-        health_trusts = [
-            (i.get("valueReference") or {}).get("identifier", {}).get("value")
-            for i in task.get("input") or []
-            if (i.get("type") or {}).get("coding", [{}])[0].get("code") == "health-trust"
-        ]
-        return health_trusts == ([decision.hf_orgnr] if decision.hf_orgnr else [])
-
     def _store(
         self,
         entries: list[dict],
@@ -329,7 +308,7 @@ class IntakePipeline:
             apply_policies=False,
             prevalidated=self.checks is not None,
         )
-        notes.extend(_stored_anew_note(index, resource_type) for index, resource_type in ambiguous.items())
+        notes.extend(stored_anew_note(index, resource_type) for index, resource_type in ambiguous.items())
         return response
 
     def _deliver(
@@ -388,7 +367,7 @@ class IntakePipeline:
         entries: list[dict] = [{"response": {"status": "200 OK"}} for _ in range(request_count)]
         entries[index]["response"]["location"] = f"ServiceRequest/{existing}"
         response = {"resourceType": "Bundle", "type": "transaction-response", "entry": entries}
-        _one_response_per_request(response, request_count, index, [f"Task/{task[0]}"] if task else [], [issue])
+        one_response_per_request(response, request_count, index, [f"Task/{task[0]}"] if task else [], [issue])
         return IntakeResult(
             200, "duplicate", f"ServiceRequest/{existing}", f"Task/{task[0]}" if task else None, None, response, [issue]
         )
@@ -432,7 +411,7 @@ class IntakePipeline:
         return None
 
     def _organization_resolver(self, entries: list[dict]):  # type: ignore[no-untyped-def]
-        by_url = _entries_by_reference(entries)
+        by_url = entries_by_reference(entries)
 
         def resolve(reference: str) -> dict | None:
             if reference in by_url:
@@ -444,59 +423,6 @@ class IntakePipeline:
                 return None
 
         return resolve
-
-    def _task(
-        self,
-        referral: dict,
-        referral_url: str,
-        patient_ref: str | None,
-        decision: RoutingDecision,
-        suggestions: list,
-        identifier: tuple[str, str],
-        received: datetime,
-    ) -> tuple[dict, str]:
-        owner = self._owner(decision)
-        inputs: list[dict] = [{"type": _code("suggested-pathway"), "valueCanonical": s.canonical} for s in suggestions]
-        if decision.hf_orgnr:
-            inputs.append(
-                {
-                    "type": _code("health-trust"),
-                    "valueReference": {
-                        "identifier": {"system": ORGNR_SYSTEM, "value": decision.hf_orgnr},
-                        "display": decision.hf_name,
-                    },
-                }
-            )
-        inputs.append(
-            {
-                "type": _code("routing-explanation"),
-                "valueString": f"{decision.explanation.get('en', '')} / {decision.explanation.get('nb', '')}",
-            }
-        )
-        task = {
-            "resourceType": "Task",
-            "meta": {"profile": [TASK_PROFILE]},
-            "identifier": [{"system": TASK_IDENTIFIER_SYSTEM, "value": identifier[1]}],
-            "status": "requested",
-            "intent": "order",
-            "priority": referral.get("priority", "routine"),
-            "code": {"coding": [{"system": "http://hl7.org/fhir/CodeSystem/task-code", "code": "fulfill"}]},
-            "focus": {"reference": referral_url},
-            "authoredOn": received.isoformat(timespec="seconds").replace("+00:00", "Z"),
-            "requester": referral.get("requester") or {"reference": HUB_ORGANIZATION},
-            "owner": owner,
-            "reasonCode": {"coding": [{"system": ROUTING_RULE, "code": routing_rule(decision)}]},
-            "input": inputs,
-        }
-        if patient_ref:
-            task["for"] = {"reference": patient_ref}
-        if decision.triage and not decision.rhf_orgnr:
-            task["businessStatus"] = {"text": "manual-triage: " + (decision.triage_reason or "")}
-        if decision.triage_reason:  # why a person must decide (the region, or only the health trust)
-            code = decision.triage_reason
-            reason = {"system": TRIAGE_REASON_SYSTEM, "code": code, "display": decision.triage_display}
-            task["statusReason"] = {"coding": [reason], "text": decision.triage_display or code}
-        return task, f"urn:uuid:{uuid4()}"
 
     def _owner(self, decision: RoutingDecision) -> dict:
         if decision.rhf_orgnr:
@@ -517,218 +443,16 @@ class IntakePipeline:
         return self._org_ids[orgnr]
 
 
-def routing_rule(decision: RoutingDecision) -> str:
-    """The rule that chose the owner: a region known but its health trust undecided still routes by home."""
-    if decision.triage and decision.rhf_orgnr:
-        inputs = decision.inputs
-        renumbered = inputs.get("kommunenummer") != inputs.get("kommunenummer_2024")
-        return "pre2024-municipality" if renumbered else "home-municipality"
-    return decision.rule
+def _load_service_lines() -> dict[str, str]:
+    from fhir_server.data import data_folder
+
+    path = data_folder("mappings") / "ConceptMap-pathway-to-service-line.json"
+    concept_map = jsonio.loads(path.read_bytes())
+    return {e["code"]: e["target"][0]["code"] for g in concept_map["group"] for e in g["element"]}
 
 
-def _keep_warnings(task: dict, warnings: list[Issue], entries: list[dict]) -> bool:
-    """Keep the referral's warnings with its routing Task, for the region: an OperationOutcome contained
-    in the Task (its paths in the stored resources, ``Patient.address``), referenced from ``Task.output``;
-    those of an earlier version are replaced. True when the Task changed."""
-    issues = []
-    for issue in warnings:
-        position = entry_of(issue)
-        resource = entries[position].get("resource") if position is not None and position < len(entries) else None
-        if isinstance(resource, dict) and resource.get("resourceType"):
-            prefix = f"Bundle.entry[{position}].resource"
-            tail = (issue.expression or "")[len(prefix) :] if (issue.expression or "").startswith(prefix) else ""
-            issue = Issue(
-                issue.severity,
-                issue.code,
-                issue.diagnostics,
-                resource["resourceType"] + tail,
-                issue.diagnostics_nb,
-                issue.rule,
-            )
-        issues.append(issue)
-    reference = "#" + WARNINGS_ID
-    before = [c for c in task.get("contained") or [] if c.get("id") == WARNINGS_ID]
-    after = [{**operation_outcome(issues), "id": WARNINGS_ID}] if issues else []
-    if before == after:
-        return False
-    contained = [c for c in task.get("contained") or [] if c.get("id") != WARNINGS_ID] + after
-    output = [o for o in task.get("output") or [] if (o.get("valueReference") or {}).get("reference") != reference]
-    if after:
-        output.append({"type": _code("validation-warnings"), "valueReference": {"reference": reference}})
-    for key, value in (("contained", contained), ("output", output)):
-        if value:
-            task[key] = value
-        else:
-            task.pop(key, None)
-    return True
-
-
-def _code(code: str) -> dict:
-    return {"coding": [{"system": TASK_INPUT, "code": code}]}
-
-
-def _referral_index(entries: list) -> int:
-    for i, entry in enumerate(entries):
-        if isinstance(entry, dict) and is_referral(entry.get("resource")):
-            return i
-    raise FhirError.single(
-        422,
-        "required",
-        "the Bundle holds no referral: a ServiceRequest with category SNOMED CT 3457005",
-        "Bundle.entry",
-    )
-
-
-def _referral_identifier(referral: dict, index: int) -> tuple[str, str]:
-    for identifier in referral.get("identifier", []) or []:
-        if isinstance(identifier, dict) and identifier.get("system") and identifier.get("value"):
-            return identifier["system"], identifier["value"]
-    raise FhirError.single(
-        422,
-        "required",
-        "a referral needs an identifier (system and value) so that it is never stored twice",
-        f"Bundle.entry[{index}].resource.identifier",
-        diagnostics_nb="en henvisning må ha en identifikator (system og verdi)",
-    )
-
-
-def patient_reference(referral: dict) -> str | None:
-    reference = (referral.get("subject") or {}).get("reference")
-    return reference if isinstance(reference, str) else None
-
-
-def _resolve_patient(entries: list[dict], referral: dict, service: FhirService) -> dict | None:
-    reference = patient_reference(referral)
-    if not reference:
-        return None
-    found = _entries_by_reference(entries).get(reference)
-    if found is not None:
-        return found
-    if reference.startswith("Patient/"):
-        try:
-            return jsonio.loads(service.read("Patient", reference.split("/")[1]).body or b"{}")
-        except FhirError:
-            return None
-    return None
-
-
-def _reuse_known_parties(entries: list[dict]) -> None:
-    """Patients, practitioners and organisations with a national identifier are created only if new:
-    a POST becomes a conditional create on that identifier."""
-    for entry in entries:
-        resource = entry.get("resource") or {}
-        request = entry.get("request") or {}
-        systems = PARTY_SYSTEMS.get(resource.get("resourceType", ""))
-        if not systems or request.get("method") != "POST" or request.get("ifNoneExist"):
-            continue
-        for identifier in resource.get("identifier", []) or []:
-            if isinstance(identifier, dict) and identifier.get("system") in systems and identifier.get("value"):
-                request["ifNoneExist"] = f"identifier={identifier['system']}|{identifier['value']}"
-                break
-
-
-def _stored_anew_note(index: int, resource_type: str) -> Issue:
-    """What the sender is told of a party whose identifier several stored resources carry."""
-    return Issue(
-        "information",
-        "informational",
-        f"several {resource_type} resources carry this identifier; the referral's copy was stored as a new one",
-        f"Bundle.entry[{index}].resource.identifier",
-    )
-
-
-def _evidence_urls(entries: list[dict], evidence: list[dict]) -> list[str]:
-    """The references (fullUrl, else ``Type/id``) of the Bundle entries holding ``evidence``."""
-    wanted = {id(r) for r in evidence}
-    found = []
-    for entry in entries:
-        resource = entry.get("resource") or {}
-        if id(resource) in wanted:
-            url = entry.get("fullUrl") or (
-                f"{resource['resourceType']}/{resource['id']}" if resource.get("id") else None
-            )
-            if url:
-                found.append(url)
-    return found
-
-
-def _provenance(
-    task_url: str,
-    referral_url: str,
-    decision: RoutingDecision,
-    received: datetime,
-    action: str,
-    evidence_urls: list[str],
-) -> dict:
-    """The Provenance of a routing: why the Task's owner was chosen, and what the referral brought
-    (its evidence, role source: :mod:`fhir_server.domain.pathways.evidence` reads it back)."""
-    inputs = ", ".join(f"{k}={v}" for k, v in decision.inputs.items())
-    return {
-        "resourceType": "Provenance",
-        "target": [{"reference": task_url}, {"reference": referral_url}],
-        "recorded": received.isoformat(timespec="seconds").replace("+00:00", "Z"),
-        "activity": {
-            "coding": [
-                {
-                    "system": "http://terminology.hl7.org/CodeSystem/v3-DataOperation",
-                    "code": "CREATE" if action == "create" else "UPDATE",
-                }
-            ]
-        },
-        "reason": [
-            {
-                "coding": [{"system": ROUTING_RULE, "code": routing_rule(decision)}],
-                "text": f"rule {routing_rule(decision)}; inputs: {inputs or 'none'}"
-                + (f"; {decision.triage_reason}" if decision.triage_reason else ""),
-            }
-        ],
-        "agent": [
-            {
-                "type": {
-                    "coding": [
-                        {
-                            "system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
-                            "code": "assembler",
-                        }
-                    ]
-                },
-                "who": {"reference": HUB_ORGANIZATION},
-            }
-        ],
-        "entity": [
-            {"role": "source", "what": {"reference": referral_url}},
-            *({"role": "source", "what": {"reference": url}} for url in evidence_urls),
-        ],
-    }
-
-
-def _entries_by_reference(entries: list[dict]) -> dict[str, dict]:
-    """The Bundle's resources by the references that name them: fullUrl, and ``Type/id`` of those with an id."""
-    found: dict[str, dict] = {}
-    for entry in entries:
-        resource = entry.get("resource")
-        if not isinstance(resource, dict):
-            continue
-        if resource.get("id") and resource.get("resourceType"):
-            found[f"{resource['resourceType']}/{resource['id']}"] = resource
-        if entry.get("fullUrl"):
-            found[entry["fullUrl"]] = resource
-    return found
-
-
-def _carried_task(entries: list[dict], referral_url: str, referral_id: str | None) -> dict | None:
-    """The entry of a routing Task the Bundle itself carries for the referral (e.g. a region's copy
-    pushed by another hub), if any."""
-    names = {referral_url, *([f"ServiceRequest/{referral_id}"] if referral_id else [])}
-    for entry in entries:
-        resource = entry.get("resource") or {}
-        if resource.get("resourceType") != "Task":
-            continue
-        if (resource.get("focus") or {}).get("reference") in names and any(
-            isinstance(i, dict) and i.get("system") == TASK_IDENTIFIER_SYSTEM for i in resource.get("identifier") or []
-        ):
-            return entry
-    return None
+#: PlanDefinition url → "phv" | "tsb": which catchment table names the HF (data in mappings/).
+SERVICE_LINES: dict[str, str] = _load_service_lines()
 
 
 def _received_of(referral: dict | None) -> datetime | None:
@@ -740,50 +464,3 @@ def _received_of(referral: dict | None) -> datetime | None:
             except ValueError:
                 return None
     return None
-
-
-def _one_response_per_request(
-    response: dict, request_count: int, index: int, related: list[str], notes: list[Issue]
-) -> None:
-    """Cut a transaction-response to one entry per request entry, in place: what the intake added (the
-    routing Task and Provenance) is named on the referral's entry instead, as ``link`` (relation
-    ``related``) and in its ``response.outcome``."""
-    added = [
-        (e.get("response") or {}).get("location", "").split("/_history")[0] for e in response["entry"][request_count:]
-    ]
-    named = list(dict.fromkeys([*related, *(a for a in added if a)]))
-    issues = [
-        Issue(
-            "information",
-            "informational",
-            f"stored with the referral: {location}",
-            None,
-            f"lagret sammen med henvisningen: {location}",
-        )
-        for location in named
-    ]
-    response["entry"] = response["entry"][:request_count]
-    referral_entry = response["entry"][index]
-    referral_entry["response"]["outcome"] = operation_outcome([*issues, *notes])
-    if named:  # Bundle.entry.link: where a client finds them without reading the outcome's text
-        referral_entry["link"] = [{"relation": "related", "url": location} for location in named]
-
-
-def _location(response: dict, rtype: str) -> str:
-    for entry in response.get("entry", []):
-        location = (entry.get("response") or {}).get("location", "")
-        if location.startswith(rtype + "/"):
-            return location.split("/_history")[0]
-    return ""
-
-
-def _load_service_lines() -> dict[str, str]:
-    from fhir_server.data import data_folder
-
-    path = data_folder("mappings") / "ConceptMap-pathway-to-service-line.json"
-    concept_map = jsonio.loads(path.read_bytes())
-    return {e["code"]: e["target"][0]["code"] for g in concept_map["group"] for e in g["element"]}
-
-
-#: PlanDefinition url → "phv" | "tsb": which catchment table names the HF (data in mappings/).
-SERVICE_LINES: dict[str, str] = _load_service_lines()

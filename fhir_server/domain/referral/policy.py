@@ -18,7 +18,8 @@ from fhir_server.core import jsonio
 from fhir_server.core.interactions import FhirService, WriteResult, single_match
 from fhir_server.core.issues import FhirError, Issue
 from fhir_server.core.urls import parse_rest_url
-from fhir_server.domain.referral.intake import IntakePipeline, IntakeResult, is_referral
+from fhir_server.domain.referral.intake import IntakePipeline, IntakeResult
+from fhir_server.domain.referral.referral_bundle import is_referral
 
 _WRITES = ("POST", "PUT")
 
