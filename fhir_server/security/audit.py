@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from fhir_server.core.indexing.values import now_instant
 from fhir_server.core.storage import access, index_backlog
 from fhir_server.core.storage.store import Store, WriteUnit
+from fhir_server.core.text import clean_json
 from fhir_server.naming import ORGNR_SYSTEM, naming_system
 from fhir_server.security.policy import RequestInfo
 from fhir_server.security.tokens import Caller
@@ -117,7 +118,7 @@ def audit_event(record: AuditRecord, recorded: str, observer: str) -> dict:
         entity["query"] = query
     if entity:
         event["entity"] = [entity]
-    return event
+    return clean_json(event)  # type: ignore[return-value]  # ids and names from the URL may hold control characters
 
 
 class AuditTrail:
