@@ -68,10 +68,6 @@ class SearchLimits:
             problem = text_problem(name) or text_problem(value)
             if problem:
                 raise FhirError.single(400, "invalid", f"search parameter '{clean(name)}': {problem}", clean(name))
-        if len(params) > self.max_parameters:
-            raise FhirError.single(
-                400, "too-costly", f"the search has {len(params)} parameters; at most {self.max_parameters} are run"
-            )
         repeats: dict[str, int] = {}
         values = 0
         for name, value in params:
@@ -92,6 +88,10 @@ class SearchLimits:
                     f"the search has more than {self.max_values} values in all (at parameter '{name}')",
                     name,
                 )
+        if len(params) > self.max_parameters:
+            raise FhirError.single(
+                400, "too-costly", f"the search has {len(params)} parameters; at most {self.max_parameters} are run"
+            )
 
 
 class SearchParser:
