@@ -9,7 +9,7 @@ from werkzeug.exceptions import HTTPException
 
 from fhir_server.api.formats import JSON, Negotiated, fhir_response, negotiate
 from fhir_server.core.issues import FhirError, Issue, operation_outcome
-from fhir_server.core.storage.db import is_statement_timeout
+from fhir_server.core.storage.statement_timeout import is_statement_timeout
 
 log = logging.getLogger(__name__)
 

@@ -238,7 +238,7 @@ def patch(rtype: str, rid: str) -> Response:
     try:
         operations = jsonio.loads(request.get_data())
     except jsonio.JsonError as exc:
-        raise FhirError.single(400, "structure", str(exc)) from exc
+        raise FhirError.single(400, "structure", str(exc), exc.element) from exc
     result = server().service.patch(rtype, rid, operations, if_match=if_match_version())
     return write_response(result)
 

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import fcntl
 import logging
-import sqlite3
 import threading
-import time
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -25,6 +23,7 @@ from sqlalchemy import Engine, create_engine, event, insert, select
 from sqlalchemy.engine import make_url
 
 from fhir_server.core.storage.schema import SCHEMA_VERSION, metadata, schema_info
+from fhir_server.core.storage.statement_timeout import limit_statements
 
 log = logging.getLogger(__name__)
 
@@ -99,38 +98,10 @@ def _normalise_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def is_statement_timeout(error: BaseException) -> bool:
-    """True when ``error`` is a statement stopped by the statement timeout (either database)."""
-    orig = getattr(error, "orig", error)
-    if isinstance(orig, sqlite3.OperationalError):
-        return str(orig) == "interrupted"
-    return type(orig).__name__ == "QueryCanceled"
-
-
-def _sqlite_timeout(engine: Engine, timeout_ms: int) -> None:
-    """Stop a statement SQLAlchemy runs after ``timeout_ms`` (SQLite's progress handler; 'interrupted')."""
-    if timeout_ms <= 0:
-        return
-
-    @event.listens_for(engine, "connect")
-    def _handler(dbapi_connection, record) -> None:  # type: ignore[no-untyped-def]
-        deadline = record.info["deadline"] = [float("inf")]
-        dbapi_connection.set_progress_handler(lambda: time.monotonic() > deadline[0], 20_000)
-
-    @event.listens_for(engine, "before_cursor_execute")
-    def _start(conn, *_args) -> None:  # type: ignore[no-untyped-def]
-        conn.connection.info["deadline"][0] = time.monotonic() + timeout_ms / 1000
-
-    @event.listens_for(engine, "after_cursor_execute")
-    def _stop(conn, *_args) -> None:  # type: ignore[no-untyped-def]
-        conn.connection.info["deadline"][0] = float("inf")
-
-
-def _sqlite_engine(url: str, *, immediate: bool, synchronous: str, timeout_ms: int = 0) -> Engine:
+def _sqlite_engine(url: str, *, immediate: bool, synchronous: str) -> Engine:
     from fhir_server.core.storage.wal_checkpoint import COMMIT_CHECKPOINT_PAGES
 
     engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False}, pool_size=8)
-    _sqlite_timeout(engine, timeout_ms)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
@@ -154,25 +125,26 @@ def _sqlite_engine(url: str, *, immediate: bool, synchronous: str, timeout_ms: i
 
 
 def open_database(url: str, *, sqlite_synchronous: str = "FULL", statement_timeout_ms: int = 0) -> Database:
-    """Open (and create or upgrade the schema of) the database at ``url``; statements running longer
-    than ``statement_timeout_ms`` (0: no limit) are stopped (:func:`is_statement_timeout`)."""
+    """Open (and create or upgrade the schema of) the database at ``url``; statements running longer than
+    ``statement_timeout_ms`` are stopped (0: no limit; :mod:`~fhir_server.core.storage.statement_timeout`)."""
     url = _normalise_url(url)
     if url.startswith("sqlite"):
         path = make_url(url).database
         file_path = path if path and path != ":memory:" else None
         db = Database(
             url,
-            read=_sqlite_engine(url, immediate=False, synchronous=sqlite_synchronous, timeout_ms=statement_timeout_ms),
-            write=_sqlite_engine(url, immediate=True, synchronous=sqlite_synchronous, timeout_ms=statement_timeout_ms),
+            read=_sqlite_engine(url, immediate=False, synchronous=sqlite_synchronous),
+            write=_sqlite_engine(url, immediate=True, synchronous=sqlite_synchronous),
             gate=WriteGate(file_path),
             sqlite_path=file_path,
         )
     else:
         # no ping before each checkout (a round trip per transaction): a connection the server dropped
         # fails on first use, SQLAlchemy then renews the pool, and Store.write retries the work
-        options = {"options": f"-c statement_timeout={statement_timeout_ms}"} if statement_timeout_ms > 0 else {}
-        engine = create_engine(url, pool_size=8, max_overflow=8, connect_args=options)
+        engine = create_engine(url, pool_size=8, max_overflow=8)
         db = Database(url, read=engine, write=engine)
+    for each in {db.read, db.write}:
+        limit_statements(each, statement_timeout_ms)
     ensure_schema(db)
     return db
 

@@ -7,7 +7,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
-from fhir_server.core.storage.db import is_statement_timeout, open_database
+from fhir_server.core.storage.db import open_database
+from fhir_server.core.storage.statement_timeout import is_statement_timeout
 from tests.conftest import POSTGRES_URL, fresh_postgres_database
 
 #: Counts to a billion: minutes of work for either database.
