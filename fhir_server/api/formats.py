@@ -12,6 +12,7 @@ from flask import Request, Response
 from fhir_server.core import jsonio
 from fhir_server.core.issues import FhirError
 from fhir_server.core.limits import number_problem
+from fhir_server.core.text import clean_json
 
 JSON = "application/fhir+json"
 XML = "application/fhir+xml"
@@ -187,6 +188,7 @@ def json_to_xml(resource: dict) -> bytes:
     from lxml import etree
 
     model = get_fhir_model_class(resource["resourceType"])
+    resource = clean_json(resource)  # type: ignore[assignment]  # text stored before control characters were refused
     data = model.model_validate(jsonio.to_plain(resource)).model_dump_xml()
     numbers = list(_numbers_in_xml(resource, None))
     if not numbers:
