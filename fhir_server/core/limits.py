@@ -18,8 +18,9 @@ __all__ = ["FORBIDDEN_CHARS", "clean", "text_problem"]
 
 #: R4 decimal: "limited to 18 digits" (XML Schema's decimal); a literal longer than this is refused unread.
 MAX_SIGNIFICANT_DIGITS = 18
-#: The exponent of a number's leading digit: the range of an IEEE double, which every client can read.
-MAX_EXPONENT = 308
+#: The exponent of a number's leading digit: within an IEEE double's range (below 1e308, so no client
+#: reads it as infinity; not below 1e-307).
+MAX_EXPONENT = 307
 MAX_NUMBER_LITERAL = 64
 
 
@@ -37,7 +38,8 @@ def number_problem(literal: str) -> str | None:
     if len(digits) > MAX_SIGNIFICANT_DIGITS:
         return f"the number {literal} has {len(digits)} significant digits; FHIR decimals hold at most 18"
     if value and not -MAX_EXPONENT <= value.adjusted() <= MAX_EXPONENT:
-        return f"the number {literal} is out of range (at most 1e{MAX_EXPONENT} in size, at least 1e-{MAX_EXPONENT})"
+        size = f"below 1e{MAX_EXPONENT + 1} in size and, unless 0, at least 1e-{MAX_EXPONENT}"
+        return f"the number {literal} is out of range ({size})"
     return None
 
 
