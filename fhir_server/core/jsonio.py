@@ -19,15 +19,8 @@ from typing import Any
 
 import orjson
 
-from fhir_server.core.limits import (
-    FORBIDDEN_CHARS,
-    MAX_EXPONENT,
-    MAX_SIGNIFICANT_DIGITS,
-    json_path,
-    number_problem,
-    text_problem,
-    walk_json,
-)
+from fhir_server.core.limits import MAX_EXPONENT, MAX_SIGNIFICANT_DIGITS, json_path, number_problem, walk_json
+from fhir_server.core.text import FORBIDDEN_CHARS, text_problem
 
 
 class JsonError(ValueError):

@@ -12,9 +12,6 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
 from fhir_server.core.issues import FhirError
-from fhir_server.core.text import FORBIDDEN_CHARS, clean, text_problem
-
-__all__ = ["FORBIDDEN_CHARS", "clean", "text_problem"]
 
 #: R4 decimal: "limited to 18 digits" (XML Schema's decimal); a literal longer than this is refused unread.
 MAX_SIGNIFICANT_DIGITS = 18

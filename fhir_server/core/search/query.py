@@ -20,10 +20,10 @@ from fhir_server.core.indexing.parameters import RESULT_PARAMETERS, SearchParam,
 from fhir_server.core.indexing.rows import parse_reference
 from fhir_server.core.indexing.values import date_range, normalise_text, number_range
 from fhir_server.core.issues import FhirError, Issue
-from fhir_server.core.limits import clean, text_problem
 from fhir_server.core.resource_types import STORABLE_TYPES
 from fhir_server.core.storage import access
 from fhir_server.core.storage.schema import INDEX_TABLES, resources
+from fhir_server.core.text import clean, text_problem
 
 PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
 DEFAULT_COUNT = 20
