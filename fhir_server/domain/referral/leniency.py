@@ -142,7 +142,9 @@ def _drop_broken_claims(entries: list[dict], verdicts: dict) -> None:
     """Remove every ``meta.profile`` claim the resource was found not to conform to."""
     for entry in entries:
         resource = entry.get("resource")
-        meta = resource.get("meta") if isinstance(resource, dict) else None
+        if not isinstance(resource, dict):
+            continue
+        meta = resource.get("meta")
         if not isinstance(meta, dict) or not isinstance(meta.get("profile"), list):
             continue
         kept = [url for url in meta["profile"] if verdicts.get((id(resource), url)) is not False]

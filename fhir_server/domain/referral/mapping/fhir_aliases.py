@@ -83,7 +83,7 @@ def _municipality(path: str, node: dict, issues: list[Issue]) -> None:
             coding = ext.get("valueCoding")
             old = coding.get("code") if isinstance(coding, dict) else None
             targets = pre2024.get(old) if isinstance(old, str) else None
-            if not targets:
+            if not targets or not isinstance(coding, dict):
                 continue
             if len(targets) > 1:
                 issues.append(
@@ -153,7 +153,7 @@ def _priority(path: str, sr: dict, issues: list[Issue]) -> None:
         return
     for where, coding in found:
         mapped = volven.priority_for(coding.get("system"), coding.get("code"))
-        system_name = volven.canonical_priority_system(coding.get("system")).rsplit(".", 1)[-1]
+        system_name = (volven.canonical_priority_system(coding.get("system")) or "").rsplit(".", 1)[-1]
         if mapped is None:
             issues.append(
                 _info(

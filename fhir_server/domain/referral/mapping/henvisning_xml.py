@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime
 import re
+from typing import Any
 
 from lxml import etree
 
@@ -54,7 +55,7 @@ def _error(code: str, en: str, nb: str, where: str | None, rule: str) -> Issue:
     return Issue("error", code, en, where, nb, rule)
 
 
-def _failed(issues: list[Issue], **known: str | None) -> MappedReferral:
+def _failed(issues: list[Issue], **known: Any) -> MappedReferral:
     return MappedReferral(None, {}, None, issues, **known)
 
 

@@ -263,7 +263,7 @@ def form_to_bundle(data: dict, *, test_mode: bool = False) -> MappedReferral:
     return MappedReferral(
         "create",
         bundle,
-        (REFERRAL_ID_SYSTEM, facts.referral_id),
+        (REFERRAL_ID_SYSTEM, facts.referral_id) if facts.referral_id else None,
         issues,
         message_type="new",
         source_format="form",
