@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -12,6 +13,8 @@ from fhir_server.config import Settings
 from fhir_server.core.indexing.parameters import SearchRegistry
 from fhir_server.core.interactions import FhirService, Validator
 from fhir_server.core.issues import Issue
+from fhir_server.core.search.engine import SnapshotLimits
+from fhir_server.core.search.query import SearchLimits
 from fhir_server.core.storage.db import Database, open_database
 from fhir_server.core.storage.store import Store
 from fhir_server.data import data_folder, data_folders, require_data_folders
@@ -126,15 +129,28 @@ def build_validators(settings: Settings, profiles: ProfileValidator) -> list[Val
 
 
 def build_referral_checks(settings: Settings, profiles: ProfileValidator) -> ReferralChecks:
-    """The same checks, apart: the referral intake refuses on base errors and only warns on the others."""
+    """The same checks, apart: the referral intake refuses on base errors and only warns on the others.
+    The base check starts with the size bounds (413 naming the element, before any costlier check)."""
+    from fhir_server.core.limits import ResourceLimits, check_size
     from fhir_server.core.validation import validate_resource
     from fhir_server.core.validation.identifiers import validate_identifiers
     from fhir_server.domain.referral.leniency import ReferralChecks
 
+    limits = ResourceLimits(
+        settings.max_resource_elements,
+        settings.max_element_repeats,
+        settings.max_string_length,
+        settings.max_nesting_depth,
+    )
+
+    def base(resource: dict) -> list[Issue]:
+        check_size(resource, limits)
+        return validate_resource(resource)
+
     def identifiers(resource: dict) -> list[Issue]:
         return validate_identifiers(resource, test_mode=settings.test_mode)
 
-    return ReferralChecks(validate_resource, identifiers, profiles)
+    return ReferralChecks(base, identifiers, profiles)
 
 
 def build_server(settings: Settings) -> Components:
@@ -147,7 +163,11 @@ def build_server(settings: Settings) -> Components:
     from fhir_server.domain.routing.tables import RoutingTables
 
     folders = require_data_folders(settings.data_dir)  # a misconfigured data_dir stops the start here
-    db = open_database(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
+    db = open_database(
+        settings.database_url,
+        sqlite_synchronous=settings.sqlite_synchronous,
+        statement_timeout_ms=settings.statement_timeout_ms,
+    )
     registry = build_search_registry(folders)
     store = Store(db, registry)
     conformance = build_conformance(settings)
@@ -155,6 +175,12 @@ def build_server(settings: Settings) -> Components:
     profiles = ProfileValidator(conformance, unknown_claim_severity="warning")
     validators = build_validators(settings, profiles)
     service = FhirService(store, validators, base_url=settings.base_url or "")
+    service.parser.limits = SearchLimits(
+        settings.search_max_parameters, settings.search_max_repeats, settings.search_max_values
+    )
+    service.engine.limits = SnapshotLimits(
+        settings.snapshot_max_ids, settings.snapshot_max_count, timedelta(minutes=settings.snapshot_lifetime_minutes)
+    )
     data_dir = settings.data_dir
     pathways = PathwayCatalog.load(data_folder("pathways", data_dir))
     tables = RoutingTables.load(data_folder("terminology", data_dir), data_folder("mappings", data_dir))

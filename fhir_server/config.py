@@ -55,6 +55,22 @@ class Settings:
     max_bundle_entries: int = 1000
     default_count: int = 20
     max_count: int = 1000
+    #: Bounds on the cost of one request (issue 15, finding 7): a resource's values, one element's
+    #: repeats, one string's length (base64 ``data`` excepted), nesting depth; refused with 413.
+    max_resource_elements: int = 500_000
+    max_element_repeats: int = 10_000
+    max_string_length: int = 1_048_576
+    max_nesting_depth: int = 100
+    #: Search: parameters per request, repeats of one parameter, comma-separated values in all.
+    search_max_parameters: int = 60
+    search_max_repeats: int = 20
+    search_max_values: int = 300
+    #: A database statement running longer is stopped (503); 0 turns the limit off.
+    statement_timeout_ms: int = 30_000
+    #: Paging snapshots: ids kept per search, snapshots kept in all (oldest dropped first), lifetime.
+    snapshot_max_ids: int = 10_000
+    snapshot_max_count: int = 200
+    snapshot_lifetime_minutes: int = 60
     #: Test mode accepts synthetic national identity numbers (Tenor).
     test_mode: bool = False
     #: SQLite durability: FULL survives a power loss (one fsync per commit, ~0.4 ms here); NORMAL (WAL)
@@ -101,6 +117,17 @@ class SettingsSchema(Schema):
     max_bundle_entries = mfields.Integer(validate=validate.Range(min=1))
     default_count = mfields.Integer(validate=validate.Range(min=1))
     max_count = mfields.Integer(validate=validate.Range(min=1))
+    max_resource_elements = mfields.Integer(validate=validate.Range(min=100))
+    max_element_repeats = mfields.Integer(validate=validate.Range(min=10))
+    max_string_length = mfields.Integer(validate=validate.Range(min=1024))
+    max_nesting_depth = mfields.Integer(validate=validate.Range(min=10))
+    search_max_parameters = mfields.Integer(validate=validate.Range(min=1))
+    search_max_repeats = mfields.Integer(validate=validate.Range(min=1))
+    search_max_values = mfields.Integer(validate=validate.Range(min=1))
+    statement_timeout_ms = mfields.Integer(validate=validate.Range(min=0))
+    snapshot_max_ids = mfields.Integer(validate=validate.Range(min=1))
+    snapshot_max_count = mfields.Integer(validate=validate.Range(min=1))
+    snapshot_lifetime_minutes = mfields.Integer(validate=validate.Range(min=1))
     test_mode = mfields.Boolean()
     sqlite_synchronous = mfields.String(validate=validate.OneOf(["OFF", "NORMAL", "FULL", "EXTRA"]))
     log_level = mfields.String(validate=validate.OneOf(["DEBUG", "INFO", "WARNING", "ERROR"]))

@@ -9,6 +9,7 @@ from werkzeug.exceptions import HTTPException
 
 from fhir_server.api.formats import JSON, Negotiated, fhir_response, negotiate
 from fhir_server.core.issues import FhirError, Issue, operation_outcome
+from fhir_server.core.storage.statement_timeout import is_statement_timeout
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,10 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception) -> Response:
+        if is_statement_timeout(error):
+            log.warning("statement timeout handling %s %s", request.method, request.path)
+            message = "the request took the database too long and was stopped; narrow the search or try later"
+            return error_response(FhirError(503, [Issue("error", "timeout", message)], {"Retry-After": "5"}))
         log.exception("unexpected error handling %s %s", request.method, request.path)
         issue = Issue("fatal", "exception", f"internal error ({type(error).__name__}); the request was not completed")
         return error_response(FhirError(500, [issue]))

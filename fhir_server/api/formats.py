@@ -11,6 +11,8 @@ from flask import Request, Response
 
 from fhir_server.core import jsonio
 from fhir_server.core.issues import FhirError
+from fhir_server.core.limits import number_problem
+from fhir_server.core.text import clean_json
 
 JSON = "application/fhir+json"
 XML = "application/fhir+xml"
@@ -111,7 +113,7 @@ def parse_body(request: Request, max_bytes: int) -> object:
     try:
         return jsonio.loads(data)
     except jsonio.JsonError as exc:
-        raise FhirError.single(400, "structure", str(exc)) from exc
+        raise FhirError.single(400, "structure", str(exc), exc.element) from exc
 
 
 def xml_to_json(data: bytes) -> dict:
@@ -132,10 +134,33 @@ def xml_to_json(data: bytes) -> dict:
         raise FhirError.single(400, "not-supported", f"'{tag}' is not a FHIR resource type") from exc
     try:
         parsed = model.model_validate_xml(data)
+    except Exception as exc:
+        message = str(exc).split("\n")[0][:300]
+        raise FhirError.single(400, "structure", f"the XML is not a valid {tag}: {message}") from exc
+    _check_numbers(parsed, tag)  # before writing the model out: 1e999999 would take a minute
+    try:
         return _exact_decimals(parsed, jsonio.loads(parsed.model_dump_json()))
     except Exception as exc:
         message = str(exc).split("\n")[0][:300]
         raise FhirError.single(400, "structure", f"the XML is not a valid {tag}: {message}") from exc
+
+
+def _check_numbers(model: object, path: str) -> None:
+    """400 naming the first decimal of a parsed XML model beyond an R4 decimal's bounds."""
+    from pydantic import BaseModel
+
+    if isinstance(model, Decimal):
+        problem = number_problem(str(model))
+        if problem:
+            raise FhirError.single(400, "structure", f"{path}: {problem}", path)
+    elif isinstance(model, list):
+        for i, item in enumerate(model):
+            _check_numbers(item, f"{path}[{i}]")
+    elif isinstance(model, BaseModel):
+        for name, info in type(model).model_fields.items():
+            value = getattr(model, name)
+            if value is not None:
+                _check_numbers(value, f"{path}.{info.alias or name}")
 
 
 def _exact_decimals(model: object, dumped: object) -> object:
@@ -163,6 +188,7 @@ def json_to_xml(resource: dict) -> bytes:
     from lxml import etree
 
     model = get_fhir_model_class(resource["resourceType"])
+    resource = clean_json(resource)  # type: ignore[assignment]  # text stored before control characters were refused
     data = model.model_validate(jsonio.to_plain(resource)).model_dump_xml()
     numbers = list(_numbers_in_xml(resource, None))
     if not numbers:

@@ -141,13 +141,14 @@ def page_links(request_: SearchRequest, page: SearchPage, type_url: str) -> list
             {"_getpages": page.snapshot_id, "_getpagesoffset": offset, "_count": count, "_bundletype": "searchset"}
         )
 
+    end = page.kept if page.kept is not None else page.total  # the snapshot keeps the first matches only
     links.append(("first", page_url(0)))
     if page.offset > 0:
         links.append(("previous", page_url(max(0, page.offset - count))))
-    if page.total is not None and page.offset + count < page.total:
+    if end is not None and page.offset + count < end:
         links.append(("next", page_url(page.offset + count)))
-    if page.total:
-        links.append(("last", page_url(((page.total - 1) // count) * count)))
+    if end:
+        links.append(("last", page_url(((end - 1) // count) * count)))
     return links
 
 
@@ -250,7 +251,7 @@ def patch(rtype: str, rid: str) -> Response:
     try:
         operations = jsonio.loads(request.get_data())
     except jsonio.JsonError as exc:
-        raise FhirError.single(400, "structure", str(exc)) from exc
+        raise FhirError.single(400, "structure", str(exc), exc.element) from exc
     result = server().service.patch(rtype, rid, operations, if_match=if_match_version())
     return write_response(result)
 

@@ -16,13 +16,18 @@ from fhir_server.core.issues import FhirError
 
 bp = Blueprint("system", __name__)
 
+#: CapabilityStatements by base URL (taken from the request's Host unless configured): a few at most,
+#: the oldest dropped first, so requests with made-up Host headers cannot grow it.
 _capability_cache: dict[str, bytes] = {}
+CAPABILITY_CACHE_SIZE = 8
 
 
 @bp.route("/metadata", methods=["GET"])
 def metadata() -> Response:
     key = base_url()
     if key not in _capability_cache:
+        while len(_capability_cache) >= CAPABILITY_CACHE_SIZE:
+            _capability_cache.pop(next(iter(_capability_cache)), None)
         srv = server()
         security = security_edge.gate().capability_security()
         inputs = CapabilityInputs(srv.registry, key, operations().declared(), srv.profiles_by_type, security)

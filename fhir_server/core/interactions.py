@@ -214,6 +214,7 @@ class FhirService:
         params = parse_qsl(query, keep_blank_values=True)
         if not params:
             raise FhirError.single(400, "invalid", "a conditional operation needs search parameters")
+        self.parser.limits.check(params)
         plain = plain_matches(self.store.registry, resource_type, params)
         if plain is not None:  # identifier=system|value and the like: straight to the index tables
             return self.store.match_ids(resource_type, plain, unit=unit, limit=3, ordered=ordered)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from fhir_server.core.text import clean
 from fhir_server.naming import code_system
 
 
@@ -28,9 +29,9 @@ class Issue:
 
     def as_json(self, language: str = "en") -> dict:
         text = self.diagnostics_nb if language == "nb" and self.diagnostics_nb else self.diagnostics
-        item: dict = {"severity": self.severity, "code": self.code, "diagnostics": text}
+        item: dict = {"severity": self.severity, "code": self.code, "diagnostics": clean(text)}
         if self.expression:
-            item["expression"] = [self.expression]
+            item["expression"] = [clean(self.expression)]
         if self.rule:
             item["details"] = {"coding": [{"system": RULE_SYSTEM, "code": self.rule}]}
         return item

@@ -28,6 +28,7 @@ from fhir_server.core.interactions import is_fhir_id
 from fhir_server.core.resource_types import STORABLE_TYPES
 from fhir_server.core.storage import access, index_backlog
 from fhir_server.core.storage.store import Store, WriteUnit
+from fhir_server.core.text import clean_json
 from fhir_server.naming import ORGNR_SYSTEM, naming_system
 from fhir_server.security.policy import RequestInfo
 from fhir_server.security.tokens import Caller
@@ -121,7 +122,7 @@ def audit_event(record: AuditRecord, recorded: str, observer: str) -> dict:
         entity["query"] = query
     if entity:
         event["entity"] = [entity]
-    return event
+    return clean_json(event)  # type: ignore[return-value]  # ids and names from the URL may hold control characters
 
 
 class AuditTrail:

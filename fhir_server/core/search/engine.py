@@ -7,6 +7,10 @@ duplicates nor omissions; resources deleted meanwhile are left out of later page
 search belongs to the caller who made it (:attr:`Access.owner <fhir_server.core.storage.access.Access.owner>`):
 to anyone else it is unknown.
 
+The snapshots are bounded (:class:`SnapshotLimits`): the first ``max_ids`` matches are kept (the total
+is still counted), at most ``max_count`` snapshots per caller are kept (its oldest go first), none beyond
+its lifetime.
+
 Included resources are those the caller may see (storage's access filter) of the types its scopes
 let it read (:attr:`Access.readable <fhir_server.core.storage.access.Access.readable>`); the types
 left out are named in :attr:`SearchPage.withheld`.
@@ -27,7 +31,15 @@ from fhir_server.core.storage import access
 from fhir_server.core.storage.schema import INDEX_TABLES, resources, search_results, search_snapshots
 from fhir_server.core.storage.store import Store, StoredResource
 
-SNAPSHOT_LIFETIME = timedelta(hours=24)
+
+@dataclass(frozen=True)
+class SnapshotLimits:
+    """Bounds of the stored paging snapshots (settings)."""
+
+    max_ids: int = 10_000
+    max_count: int = 100
+    lifetime: timedelta = timedelta(hours=1)
+
 
 _SORT_COLUMNS = {
     "string": ("value_norm", "value_norm"),
@@ -50,6 +62,8 @@ class SearchPage:
     offset: int = 0
     count: int = 20
     snapshot_id: str | None = None
+    #: How many matches can be paged to (the snapshot keeps at most ``SnapshotLimits.max_ids``).
+    kept: int | None = None
     #: Types of included resources left out because the caller's scopes do not let it read them.
     withheld: set[str] = field(default_factory=set)
 
@@ -57,21 +71,23 @@ class SearchPage:
 class SearchEngine:
     """Executes parsed searches against the store's database."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, limits: SnapshotLimits | None = None) -> None:
         self.store = store
         self.registry = store.registry
+        self.limits = limits or SnapshotLimits()
 
     def search(self, request: SearchRequest) -> SearchPage:
         with self.store.reading() as conn:
             if request.summary == "count" or request.count == 0:
                 return SearchPage([], total=self._count(conn, request), count=0)
-            ids = list(conn.execute(self._id_query(request)).scalars())
-            page_ids = ids[: request.count]
-            page = self._load_page(conn, request, request.resource_type, page_ids)
-        page.total = len(ids)
-        page.count = request.count
+            max_ids = self.limits.max_ids
+            ids = list(conn.execute(self._id_query(request).limit(max_ids + 1)).scalars())
+            page = self._load_page(conn, request, request.resource_type, ids[: request.count])
+            page.total = len(ids) if len(ids) <= max_ids else self._count(conn, request)
+        ids = ids[:max_ids]
+        page.count, page.kept = request.count, len(ids)
         if len(ids) > request.count:
-            page.snapshot_id = self._save_snapshot(request, ids)
+            page.snapshot_id = self._save_snapshot(request, ids, page.total)
         return page
 
     def stored_search(self, snapshot_id: str, conn: Connection | None = None):  # type: ignore[no-untyped-def]
@@ -102,6 +118,7 @@ class SearchEngine:
             ).scalars()
             page = self._load_page(conn, request, snap.res_type, list(rows))
         page.total, page.offset, page.count, page.snapshot_id = snap.total, offset, count, snapshot_id
+        page.kept = min(snap.total, self.limits.max_ids)
         return page
 
     # -- internals --------------------------------------------------------------------------
@@ -203,7 +220,7 @@ class SearchEngine:
             query = query.where(table.c.target_type == inc.target_type)
         return [(r.target_type, r.target_id) for r in conn.execute(query)]
 
-    def _save_snapshot(self, request: SearchRequest, ids: list[str]) -> str:
+    def _save_snapshot(self, request: SearchRequest, ids: list[str], total: int) -> str:
         snapshot_id = str(uuid.uuid4())
         now = datetime.now(UTC)
         owner = access.current().owner
@@ -216,7 +233,7 @@ class SearchEngine:
                     created=now.isoformat(),
                     res_type=request.resource_type,
                     query=urlencode(request.used),
-                    total=len(ids),
+                    total=total,
                     owner=owner,
                 )
             )
@@ -226,16 +243,23 @@ class SearchEngine:
             ]
             for start in range(0, len(rows), 5000):
                 conn.execute(insert(search_results), rows[start : start + 5000])
-            self._expire_old(conn, now)
+            self._expire_old(conn, now, owner)
 
         self.store.write(work)
         return snapshot_id
 
-    @staticmethod
-    def _expire_old(conn: Connection, now: datetime) -> None:
-        cutoff = (now - SNAPSHOT_LIFETIME).isoformat()
+    def _expire_old(self, conn: Connection, now: datetime, owner: str) -> None:
+        """Drop snapshots past their lifetime, and the owner's oldest beyond ``max_count``."""
+        cutoff = (now - self.limits.lifetime).isoformat()
         old = select(search_snapshots.c.id).where(search_snapshots.c.created < cutoff).limit(50)
         old_ids = list(conn.execute(old).scalars())
+        mine = search_snapshots.c.owner == owner
+        count = conn.execute(select(func.count()).select_from(search_snapshots).where(mine)).scalar_one()
+        if count > self.limits.max_count:
+            oldest = select(search_snapshots.c.id).where(mine).order_by(search_snapshots.c.created)
+            old_ids += [
+                i for i in conn.execute(oldest.limit(count - self.limits.max_count)).scalars() if i not in old_ids
+            ]
         if old_ids:
             conn.execute(delete(search_results).where(search_results.c.snapshot_id.in_(old_ids)))
             conn.execute(delete(search_snapshots).where(search_snapshots.c.id.in_(old_ids)))

@@ -23,6 +23,7 @@ from fhir_server.core.issues import FhirError, Issue
 from fhir_server.core.resource_types import STORABLE_TYPES
 from fhir_server.core.storage import access
 from fhir_server.core.storage.schema import INDEX_TABLES, resources
+from fhir_server.core.text import clean, text_problem
 
 PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
 DEFAULT_COUNT = 20
@@ -56,16 +57,58 @@ class SearchRequest:
     used: list[tuple[str, str]] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class SearchLimits:
+    """What one search may ask (settings): parameters in all, repeats of one parameter, values in all."""
+
+    max_parameters: int = 60
+    max_repeats: int = 20
+    max_values: int = 300
+
+    def check(self, params: list[tuple[str, str]]) -> None:
+        """Raise 400 naming the parameter when ``params`` exceed a bound or hold a character text may not."""
+        for name, value in params:
+            problem = text_problem(name) or text_problem(value)
+            if problem:
+                raise FhirError.single(400, "invalid", f"search parameter '{clean(name)}': {problem}", clean(name))
+        repeats: dict[str, int] = {}
+        values = 0
+        for name, value in params:
+            base = name.split(":", 1)[0].split(".", 1)[0]
+            repeats[base] = repeats.get(base, 0) + 1
+            values += value.count(",") + 1
+            if repeats[base] > self.max_repeats:
+                raise FhirError.single(
+                    400,
+                    "too-costly",
+                    f"the search parameter '{base}' is repeated more than {self.max_repeats} times",
+                    base,
+                )
+            if values > self.max_values:
+                raise FhirError.single(
+                    400,
+                    "too-costly",
+                    f"the search has more than {self.max_values} values in all (at parameter '{name}')",
+                    name,
+                )
+        if len(params) > self.max_parameters:
+            raise FhirError.single(
+                400, "too-costly", f"the search has {len(params)} parameters; at most {self.max_parameters} are run"
+            )
+
+
 class SearchParser:
     """Builds :class:`SearchRequest` objects against a :class:`SearchRegistry`."""
 
-    def __init__(self, registry: SearchRegistry, base_url: str = "") -> None:
+    def __init__(self, registry: SearchRegistry, base_url: str = "", limits: SearchLimits | None = None) -> None:
         self.registry = registry
         self.base_url = base_url.rstrip("/")
+        self.limits = limits or SearchLimits()
 
     # -- entry point ------------------------------------------------------------------------
 
     def parse(self, resource_type: str, params: list[tuple[str, str]], *, strict: bool = False) -> SearchRequest:
+        self.limits.check(params)
         request = SearchRequest(resource_type)
         errors: list[Issue] = []
         for name, value in params:

@@ -16,6 +16,7 @@ from sqlalchemy.engine import make_url
 from fhir_server.core.storage.postgres import lock_schema, postgres_engine
 from fhir_server.core.storage.schema import SCHEMA_VERSION, metadata, schema_info
 from fhir_server.core.storage.sqlite import WriteGate, sqlite_engine
+from fhir_server.core.storage.statement_timeout import limit_statements
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +54,9 @@ def _normalise_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def open_database(url: str, *, sqlite_synchronous: str = "FULL") -> Database:
-    """Open (and create or upgrade the schema of) the database at ``url``."""
+def open_database(url: str, *, sqlite_synchronous: str = "FULL", statement_timeout_ms: int = 0) -> Database:
+    """Open (and create or upgrade the schema of) the database at ``url``; statements running longer than
+    ``statement_timeout_ms`` are stopped (0: no limit; :mod:`~fhir_server.core.storage.statement_timeout`)."""
     url = _normalise_url(url)
     if url.startswith("sqlite"):
         path = make_url(url).database
@@ -69,6 +71,8 @@ def open_database(url: str, *, sqlite_synchronous: str = "FULL") -> Database:
     else:
         engine = postgres_engine(url)
         db = Database(url, read=engine, write=engine)
+    for each in {db.read, db.write}:
+        limit_statements(each, statement_timeout_ms)
     ensure_schema(db)
     return db
 
