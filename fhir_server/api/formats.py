@@ -139,7 +139,9 @@ def xml_to_json(data: bytes) -> dict:
         raise FhirError.single(400, "structure", f"the XML is not a valid {tag}: {message}") from exc
     _check_numbers(parsed, tag)  # before writing the model out: 1e999999 would take a minute
     try:
-        return _exact_decimals(parsed, jsonio.loads(parsed.model_dump_json()))
+        converted = _exact_decimals(parsed, jsonio.loads(parsed.model_dump_json()))
+        assert isinstance(converted, dict)
+        return converted
     except Exception as exc:
         message = str(exc).split("\n")[0][:300]
         raise FhirError.single(400, "structure", f"the XML is not a valid {tag}: {message}") from exc
@@ -192,7 +194,7 @@ def json_to_xml(resource: dict) -> bytes:
     data = model.model_validate(jsonio.to_plain(resource)).model_dump_xml()
     numbers = list(_numbers_in_xml(resource, None))
     if not numbers:
-        return data
+        return data if isinstance(data, bytes) else data.encode()
     root = etree.fromstring(data, etree.XMLParser(resolve_entities=False, no_network=True))
     for path, literal in numbers:
         element = _element_at(root, path)
