@@ -189,6 +189,7 @@ def start_workers(components: Components, *, delivery: bool) -> Workers:
                 poll_seconds=settings.outbox_poll_seconds,
                 backoff_seconds=settings.outbox_backoff_seconds,
                 max_attempts=settings.outbox_max_attempts,
+                lease_seconds=settings.outbox_lease_seconds,
             ),
         )
         worker.start()
