@@ -73,6 +73,9 @@ class Settings:
     outbox_max_attempts: int = 8
     #: how long a worker's claim on a delivery lasts unless it renews it (it does, while it sends)
     outbox_lease_seconds: float = 15.0
+    #: Where each process journals its audit events before answering (default: audit-journal/ in the
+    #: per-user directory); a per-database subdirectory is used, replayed at start after a crash.
+    audit_journal_dir: str | None = None
     #: "production" needs a trusted issuer and its JWKS; "development" trusts the local test issuer,
     #: whose tokens ``fhir-server token`` mints (never use it with real data).
     auth_mode: str = "production"
@@ -113,6 +116,7 @@ class SettingsSchema(Schema):
     outbox_backoff_seconds = mfields.Float(validate=validate.Range(min=0))
     outbox_max_attempts = mfields.Integer(validate=validate.Range(min=1))
     outbox_lease_seconds = mfields.Float(validate=validate.Range(min=0.3))
+    audit_journal_dir = mfields.String(allow_none=True, validate=validate.Length(min=1))
     auth_mode = mfields.String(validate=validate.OneOf(["production", "development"]))
     auth_issuer = mfields.String(allow_none=True, validate=validate.Length(min=1))
     auth_jwks = mfields.String(allow_none=True, validate=validate.Length(min=1))

@@ -7,7 +7,9 @@ at a server (``scripts/test.sh`` starts one when PostgreSQL is installed).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -150,7 +152,27 @@ def stop_server(server: RunningServer) -> None:
         server.process.kill()
 
 
+def kill_server(server: RunningServer) -> None:
+    """SIGKILL the server's master and its workers: no shutdown code runs (a crash, a lost machine)."""
+    pid = server.process.pid
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    for victim in [pid, *map(int, children)]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(victim, signal.SIGKILL)
+    server.process.wait(timeout=10)
+
+
 BACKENDS = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(params=BACKENDS)
+def own_database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh database for a server of the test's own (a SQLite file, or a PostgreSQL database)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'own.sqlite3'}"
+    if not POSTGRES_URL:
+        pytest.skip("PostgreSQL not available: set FHIR_TEST_POSTGRES_URL")
+    return fresh_postgres_database(POSTGRES_URL)
 
 
 @pytest.fixture(scope="session")

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import http.server
-import os
-import signal
 import threading
 import time
 import uuid
@@ -19,11 +16,9 @@ from tests.api.test_referral_intake import ORGNR, referral, task_of
 from tests.conftest import (
     ADMIN_ORG,
     ADMIN_SCOPES,
-    BACKENDS,
-    POSTGRES_URL,
     RunningServer,
     free_port,
-    fresh_postgres_database,
+    kill_server,
     start_server,
     stop_server,
 )
@@ -242,23 +237,11 @@ class Recorder:
         self.server.server_close()
 
 
-@pytest.fixture(params=BACKENDS)
-def sender_database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh database for a sender server of the test's own (SQLite file, or PostgreSQL)."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'sender.sqlite3'}"
-    if not POSTGRES_URL:
-        pytest.skip("PostgreSQL not available: set FHIR_TEST_POSTGRES_URL")
-    return fresh_postgres_database(POSTGRES_URL)
-
-
-def test_a_slow_receiver_is_never_sent_the_same_referral_twice_at_once(sender_database, tmp_path):
+def test_a_slow_receiver_is_never_sent_the_same_referral_twice_at_once(own_database, tmp_path):
     """A lease shorter than the receiver's work: renewed while sending, fenced by the attempt, never taken over."""
     port = free_port()
     recorder = Recorder(port, delay=2.5)
-    sender = start_server(
-        sender_database, tmp_path, workers=2, env_overrides={"FHIR_SERVER_OUTBOX_LEASE_SECONDS": "0.9"}
-    )
+    sender = start_server(own_database, tmp_path, workers=2, env_overrides={"FHIR_SERVER_OUTBOX_LEASE_SECONDS": "0.9"})
     try:
         api = Fhir(sender)
         endpoint(api, "helse-nord", f"http://127.0.0.1:{port}/fhir")
@@ -309,21 +292,11 @@ def test_a_switched_off_endpoint_stops_and_an_administrator_resends(fhir, unique
             recorder.close()
 
 
-def _kill_hard(server: RunningServer) -> None:
-    """SIGKILL the server's master and its workers (no shutdown code runs)."""
-    pid = server.process.pid
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    for victim in [pid, *map(int, children)]:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(victim, signal.SIGKILL)
-    server.process.wait(timeout=10)
-
-
-def test_after_a_crash_delivery_does_not_wait_out_a_long_lease(sender_database, tmp_path):
+def test_after_a_crash_delivery_does_not_wait_out_a_long_lease(own_database, tmp_path):
     """The worker sending a delivery is killed mid-request: a restarted sender delivers within one short lease."""
     port = free_port()
     recorder = Recorder(port, delay=30.0)  # holds the first push until the sender is dead
-    sender = start_server(sender_database, tmp_path, workers=1)
+    sender = start_server(own_database, tmp_path, workers=1)
     unique = uuid.uuid4().hex[:12]
     try:
         api = Fhir(sender)
@@ -332,9 +305,9 @@ def test_after_a_crash_delivery_does_not_wait_out_a_long_lease(sender_database, 
         assert api.post("", referral(unique, municipality)).status_code == 200
         time.sleep(1.5)  # the push is in flight now
     finally:
-        _kill_hard(sender)
+        kill_server(sender)
     recorder.delay = 0.0
-    restarted = start_server(sender_database, tmp_path, workers=1)
+    restarted = start_server(own_database, tmp_path, workers=1)
     started = time.monotonic()
     try:
         assert wait_for(lambda: "delivered" in delivery_state(Fhir(restarted), unique), 45)

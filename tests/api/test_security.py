@@ -15,8 +15,9 @@ import pytest
 import requests
 
 from fhir_server.security.audit import CLIENT_ID_SYSTEM
-from tests.api.fhirhttp import Fhir, ids, response_locations
+from tests.api.fhirhttp import Fhir, ids, patient, response_locations
 from tests.api.test_referral_intake import HN, HV, ORGNR, referral
+from tests.conftest import kill_server, start_server, stop_server
 
 EHR_A, EHR_B = "910000001", "910000002"  # the project's own test organisation numbers (not real ones)
 HELSE_BERGEN = "983974724"  # an HF under Helse Vest RHF
@@ -482,3 +483,29 @@ def test_another_senders_referral_with_the_same_identifier_is_its_own(world, fhi
     r = vest_sender.post("", same_identifier(unique[:-2] + "f1"))
     assert copies[0][0] in response_locations(r.json())
     assert admin.get(first.service_request).json()["meta"]["versionId"] == "1"
+
+
+def test_audit_events_of_answered_requests_survive_a_kill(own_database, tmp_path):
+    """Finding 8a: every request answered 2xx has its AuditEvent, even when the server is killed right after."""
+    server = start_server(own_database, tmp_path, workers=2)
+    try:
+        api = Fhir(server)
+        created = api.create(patient(f"audit-{time.time_ns()}"))
+        reads = 40
+        for _ in range(reads):
+            assert api.get(f"Patient/{created['id']}").status_code == 200
+    finally:
+        kill_server(server)  # within milliseconds of the last answer: before any batch could be stored
+    restarted = start_server(own_database, tmp_path, workers=2)
+    try:
+        admin = Fhir(restarted)
+
+        def events() -> int:
+            return admin.search(f"AuditEvent?entity=Patient/{created['id']}&_count=200&_summary=count")["total"]
+
+        deadline = time.monotonic() + 20
+        while events() < reads and time.monotonic() < deadline:
+            time.sleep(0.3)
+        assert events() == reads  # every read, none lost and none twice
+    finally:
+        stop_server(restarted)
