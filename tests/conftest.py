@@ -7,7 +7,6 @@ at a server (``scripts/test.sh`` starts one when PostgreSQL is installed).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import socket
@@ -128,6 +127,7 @@ def start_server(
         stderr=subprocess.STDOUT,
         env=env,
         cwd=ROOT,
+        start_new_session=True,  # its own process group: kill_server stops master and workers in one call
     )
     base = f"http://127.0.0.1:{port}/fhir"
     deadline = time.monotonic() + 60
@@ -153,12 +153,8 @@ def stop_server(server: RunningServer) -> None:
 
 
 def kill_server(server: RunningServer) -> None:
-    """SIGKILL the server's master and its workers: no shutdown code runs (a crash, a lost machine)."""
-    pid = server.process.pid
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    for victim in [pid, *map(int, children)]:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(victim, signal.SIGKILL)
+    """SIGKILL the server's master and its workers at once (its own process group): no shutdown code runs."""
+    os.killpg(server.process.pid, signal.SIGKILL)
     server.process.wait(timeout=10)
 
 

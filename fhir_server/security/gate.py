@@ -61,7 +61,9 @@ class SecurityGate:
         self.limiter = RateLimiter(settings.rate_limit_per_minute)
         self.operation_needs = operation_needs
         journal_root = Path(settings.audit_journal_dir) if settings.audit_journal_dir else user_home() / "audit-journal"
-        journal = AuditJournal(journal_directory(journal_root, settings.database_url))
+        journal = AuditJournal(
+            journal_directory(journal_root, settings.database_url), fsync=settings.audit_journal_fsync
+        )
         self.trail = AuditTrail(store, observer="referral-hub", journal=journal)
 
     # -- admission ----------------------------------------------------------------------------

@@ -506,6 +506,6 @@ def test_audit_events_of_answered_requests_survive_a_kill(own_database, tmp_path
         deadline = time.monotonic() + 20
         while events() < reads and time.monotonic() < deadline:
             time.sleep(0.3)
-        assert events() == reads  # every read, none lost and none twice
+        assert events() == reads, events()  # every read, none lost and none twice
     finally:
         stop_server(restarted)
