@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import time
+import uuid
 from dataclasses import dataclass
 
 import pytest
@@ -482,6 +483,30 @@ def test_another_senders_referral_with_the_same_identifier_is_its_own(world, fhi
     # Helse Vest sends the same again: a duplicate of its own, not of the first sender's
     r = vest_sender.post("", same_identifier(unique[:-2] + "f1"))
     assert copies[0][0] in response_locations(r.json())
+    assert admin.get(first.service_request).json()["meta"]["versionId"] == "1"
+    # ... and its revoke revokes its own referral only
+    own = same_identifier(unique[:-2] + "f1")
+    revoke = {
+        "resourceType": "Bundle",
+        "type": "message",
+        "entry": [
+            {
+                "fullUrl": f"urn:uuid:{uuid.uuid4()}",
+                "resource": {
+                    "resourceType": "MessageHeader",
+                    "eventCoding": {
+                        "system": "https://fhir.referral-hub.no/CodeSystem/message-event",
+                        "code": "referral-revoke",
+                    },
+                    "source": {"endpoint": "urn:test:helse-vest"},
+                },
+            },
+            *[{"fullUrl": e["fullUrl"], "resource": e["resource"]} for e in own["entry"]],
+        ],
+    }
+    assert vest_sender.post("$process-message", revoke).status_code == 200
+    assert admin.get(copies[0][0]).json()["status"] == "revoked"
+    assert admin.get(first.service_request).json()["status"] != "revoked"
     assert admin.get(first.service_request).json()["meta"]["versionId"] == "1"
 
 
