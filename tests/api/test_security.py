@@ -444,6 +444,15 @@ def test_only_the_owning_region_forwards_a_task(world, fhir):
     back = nord.get(forwarded.task).json()
     back["owner"] = {"reference": "Organization/rhf-helse-vest"}
     assert nord.put(forwarded.task, back).status_code == 200
+    # nor may it hand the referral to a third region through a new Task of its own; one for itself is fine
+    vest_c = Fhir(fhir, fhir.token([*REGION_SCOPES, "system/Task.c"], HV, client_id="helse-vest"))
+    third = _task("rhf-helse-midt-norge", forwarded.service_request, None)
+    _refused(vest_c.post("Task", third), 403, "Task.owner")
+    assert vest_c.post("Task", dict(third, owner={"reference": "Organization/rhf-helse-vest"})).status_code == 201
+    # a health trust's own referral to another region is routed there as any other sender's
+    bergen = Fhir(fhir, fhir.token([*REGION_SCOPES, "system/ServiceRequest.c"], HELSE_BERGEN, client_id="bergen"))
+    to_nord = sent(bergen, f"{time.time_ns() % 16**12:012x}", "5501")
+    assert nord.get(to_nord.service_request).status_code == 200
     # an EHR that did not send it cannot touch it at all
     ehr_b = Fhir(fhir, fhir.token([*EHR_SCOPES, "system/Task.cu"], EHR_B, client_id="ehr-b"))
     assert ehr_b.put(forwarded.task, back).status_code == 404

@@ -12,7 +12,8 @@ make it (checked on every door, since the hooks run inside the store's write):
 * a Task's ``focus``/``for`` must name resources the writer sees (else 404, as if unknown);
 * a Task's ``owner``, ``focus`` or ``for`` may be changed by the sender (a writer outside any
   region that sees the Task), by the region that owns the Task now (it may forward it), or by an
-  administrator; a regional system cannot re-route another region's Task;
+  administrator; a regional system cannot re-route another region's Task, and creates Tasks only
+  for its own region (or for the region its own referral, stored in the same write, is routed to);
 * an Endpoint (where a region's referrals are pushed) may be written only by the organisation it
   names in ``managingOrganization``, by a regional system for an organisation of its region, or by
   an administrator (:func:`endpoint_concerns_writer`).
@@ -56,11 +57,25 @@ def region_follows_task_owner(tables: RoutingTables) -> Callable[[WriteUnit, dic
         return None
 
     def check_rerouting(unit: WriteUnit, task: dict, writer: access.Access) -> None:
-        """A regional writer changes owner/focus/for only of a Task its region owns now."""
+        """A regional writer changes owner/focus/for only of a Task its region owns now, and creates Tasks
+        only for its own region (it forwards a referral by changing the owner of the referral's Task)."""
         if not any(label.startswith(access.region_label("")) for label in writer.labels):
             return  # outside any region: it sees the Task, so it is the sender (the store checked that)
+        if any(unit.wrote(*key) for key in _relative(task.get("focus"))):
+            return  # routed with its referral in this very write: the intake routes a health trust's own referral
         previous = _previous_version(unit, task)
-        if previous is None or all(previous.get(e) == task.get(e) for e in _ROUTING_ELEMENTS):
+        if previous is None:
+            org = owner_org(task)
+            if org is None or access.region_label(org.rhf_orgnr) in writer.labels:
+                return
+            raise FhirError.single(
+                403,
+                "forbidden",
+                "a regional system creates Tasks for its own region only; it forwards a referral by changing "
+                "the owner of the referral's Task",
+                "Task.owner",
+            )
+        if all(previous.get(e) == task.get(e) for e in _ROUTING_ELEMENTS):
             return
         org = owner_org(previous)
         if org is not None and (
