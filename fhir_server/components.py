@@ -159,7 +159,7 @@ def build_server(settings: Settings) -> Components:
     from fhir_server.domain.pathways import PathwayCatalog
     from fhir_server.domain.referral.intake import IntakePipeline
     from fhir_server.domain.referral.policy import ReferralWritePolicy
-    from fhir_server.domain.routing.region_access import region_follows_task_owner
+    from fhir_server.domain.routing.region_access import endpoint_concerns_writer, region_follows_task_owner
     from fhir_server.domain.routing.tables import RoutingTables
 
     folders = require_data_folders(settings.data_dir)  # a misconfigured data_dir stops the start here
@@ -185,6 +185,7 @@ def build_server(settings: Settings) -> Components:
     pathways = PathwayCatalog.load(data_folder("pathways", data_dir))
     tables = RoutingTables.load(data_folder("terminology", data_dir), data_folder("mappings", data_dir))
     store.write_hooks.append(region_follows_task_owner(tables))
+    store.write_hooks.append(endpoint_concerns_writer(tables))  # who receives a region's pushes
     intake = IntakePipeline(service, pathways, tables, build_referral_checks(settings, profiles))
     service.register_policy(ReferralWritePolicy(intake))  # every referral write, on every door
     components = Components(
@@ -224,6 +225,7 @@ def start_workers(components: Components, *, delivery: bool) -> Workers:
                 poll_seconds=settings.outbox_poll_seconds,
                 backoff_seconds=settings.outbox_backoff_seconds,
                 max_attempts=settings.outbox_max_attempts,
+                lease_seconds=settings.outbox_lease_seconds,
             ),
         )
         worker.start()

@@ -87,6 +87,14 @@ class Settings:
     outbox_poll_seconds: float = 1.0
     outbox_backoff_seconds: float = 2.0
     outbox_max_attempts: int = 8
+    #: how long a worker's claim on a delivery lasts unless it renews it (it does, while it sends)
+    outbox_lease_seconds: float = 15.0
+    #: Where each process journals its audit events before answering (default: audit-journal/ in the
+    #: per-user directory); a per-database subdirectory is used, replayed at start after a crash.
+    audit_journal_dir: str | None = None
+    #: fsync each journalled event before answering (survives a power loss; ~1-4 ms a request on a busy
+    #: disk); False: written to the OS only, which survives a crash or ``kill -9`` of the server process.
+    audit_journal_fsync: bool = True
     #: "production" needs a trusted issuer and its JWKS; "development" trusts the local test issuer,
     #: whose tokens ``fhir-server token`` mints (never use it with real data).
     auth_mode: str = "production"
@@ -137,6 +145,9 @@ class SettingsSchema(Schema):
     outbox_poll_seconds = mfields.Float(validate=validate.Range(min=0.01))
     outbox_backoff_seconds = mfields.Float(validate=validate.Range(min=0))
     outbox_max_attempts = mfields.Integer(validate=validate.Range(min=1))
+    outbox_lease_seconds = mfields.Float(validate=validate.Range(min=0.3))
+    audit_journal_dir = mfields.String(allow_none=True, validate=validate.Length(min=1))
+    audit_journal_fsync = mfields.Boolean()
     auth_mode = mfields.String(validate=validate.OneOf(["production", "development"]))
     auth_issuer = mfields.String(allow_none=True, validate=validate.Length(min=1))
     auth_jwks = mfields.String(allow_none=True, validate=validate.Length(min=1))

@@ -8,6 +8,7 @@ at a server (``scripts/test.sh`` starts one when PostgreSQL is installed).
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -126,6 +127,7 @@ def start_server(
         stderr=subprocess.STDOUT,
         env=env,
         cwd=ROOT,
+        start_new_session=True,  # its own process group: kill_server stops master and workers in one call
     )
     base = f"http://127.0.0.1:{port}/fhir"
     deadline = time.monotonic() + 60
@@ -150,7 +152,23 @@ def stop_server(server: RunningServer) -> None:
         server.process.kill()
 
 
+def kill_server(server: RunningServer) -> None:
+    """SIGKILL the server's master and its workers at once (its own process group): no shutdown code runs."""
+    os.killpg(server.process.pid, signal.SIGKILL)
+    server.process.wait(timeout=10)
+
+
 BACKENDS = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(params=BACKENDS)
+def own_database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh database for a server of the test's own (a SQLite file, or a PostgreSQL database)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'own.sqlite3'}"
+    if not POSTGRES_URL:
+        pytest.skip("PostgreSQL not available: set FHIR_TEST_POSTGRES_URL")
+    return fresh_postgres_database(POSTGRES_URL)
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from flask import Flask, Response, current_app, g, request
 
+from fhir_server.core.issues import FhirError
 from fhir_server.core.storage import access
 from fhir_server.security.audit import AuditRecord
 from fhir_server.security.gate import Admission, SecurityGate
@@ -74,3 +75,10 @@ def require(resource_type: str, letters: str) -> None:
     admission: Admission | None = g.get("admission")
     if admission is not None:
         gate().check(admission.caller, Need(resource_type, letters))
+
+
+def require_admin(what: str) -> None:
+    """Raise 403 unless the caller is an administrator (operations that act for the whole server)."""
+    admission: Admission | None = g.get("admission")
+    if admission is not None and not gate().policy.is_admin(admission.caller):
+        raise FhirError.single(403, "forbidden", f"only administrators may call {what}")

@@ -1,9 +1,10 @@
 """The audit trail: one AuditEvent for every interaction, stored as FHIR resources.
 
 Who (client id and name, organisation numbers), what (resource type and id, or the search's query),
-when, the outcome, and from where (the client's network address). Request threads only queue an
-event; one writer thread per process stores the queue in batches (one database transaction for
-many events), so auditing a read costs the read almost nothing. The events' search index rows are
+when, the outcome, and from where (the client's network address). Request threads write the event
+to the process's journal (fsynced: durable before the answer, see :mod:`.audit_journal`) and queue
+it; one writer thread per process stores the queue in batches (one database transaction for many
+events), so auditing a read costs the read one small appended line and an fsync. The events' search index rows are
 built later (:mod:`fhir_server.core.index_backlog`): a few after each stored batch, more when the
 process is idle, and all that remain before anyone searches them. Events are written with the
 server's own access, and nobody can change or delete them (the security edge refuses writes).
@@ -22,7 +23,9 @@ import queue
 import threading
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
+from fhir_server.core import jsonio
 from fhir_server.core.indexing.values import now_instant
 from fhir_server.core.interactions import is_fhir_id
 from fhir_server.core.resource_types import STORABLE_TYPES
@@ -30,6 +33,7 @@ from fhir_server.core.storage import access, index_backlog
 from fhir_server.core.storage.store import Store, WriteUnit
 from fhir_server.core.text import clean_json
 from fhir_server.naming import ORGNR_SYSTEM, naming_system
+from fhir_server.security.audit_journal import AuditJournal
 from fhir_server.security.policy import RequestInfo
 from fhir_server.security.tokens import Caller
 
@@ -126,21 +130,42 @@ def audit_event(record: AuditRecord, recorded: str, observer: str) -> dict:
 
 
 class AuditTrail:
-    """Queues audit records and stores them in batches from a background thread."""
+    """Queues audit events and stores them in batches from a background thread.
 
-    def __init__(self, store: Store, observer: str, *, batch_size: int = 500, interval_seconds: float = 0.2) -> None:
+    With a :class:`~fhir_server.security.audit_journal.AuditJournal`, each event is on disk (fsynced)
+    before :meth:`record` returns, that is before its request is answered; events a killed process
+    left in its journal are stored when the next process starts."""
+
+    def __init__(
+        self,
+        store: Store,
+        observer: str,
+        *,
+        journal: AuditJournal | None = None,
+        batch_size: int = 500,
+        interval_seconds: float = 0.2,
+    ) -> None:
         self.store = store
         self.observer = observer
+        self.journal = journal
         self.batch_size = batch_size
         self.interval = interval_seconds
-        self._queue: queue.Queue[tuple[AuditRecord, str]] = queue.Queue()
+        self._queue: queue.Queue[dict] = queue.Queue()
+        self._unstored: list[Path] = []  # sealed journal segments whose events are not all stored yet
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._start_lock = threading.Lock()
+        if journal is not None:
+            self._start()  # stores what a killed process left in its journal
 
     def record(self, record: AuditRecord) -> None:
-        """Queue one request's audit record (stamped with the time now)."""
-        self._queue.put((record, now_instant()))
+        """Queue one request's audit event (stamped with the time now); durable when this returns."""
+        event = audit_event(record, now_instant(), self.observer)
+        event["id"] = str(uuid.uuid4())
+        if self.journal is not None:
+            self.journal.append(event, then=lambda: self._queue.put(event))
+        else:
+            self._queue.put(event)
         if self._thread is None:
             self._start()
 
@@ -151,10 +176,30 @@ class AuditTrail:
                 self._thread.start()
 
     def _run(self) -> None:
+        self.replay()
         while not self._stopping.is_set():
             self._stopping.wait(self.interval)
             busy = self.flush() > 0
             self._index_some(BUSY_INDEX_BATCH if busy else index_backlog.BATCH)
+
+    def replay(self) -> int:
+        """Store the events of journals left by processes that are gone; returns how many were new."""
+        if self.journal is None:
+            return 0
+        stored = 0
+        for path, events in self.journal.orphans():
+            try:
+                stored += self._store(events, skip_known=True)
+            except Exception:
+                log.exception("storing %s audit events of the journal %s failed; will retry", len(events), path)
+                for event in events:
+                    self._queue.put(event)
+                self._unstored.append(path)
+                continue
+            path.unlink(missing_ok=True)
+        if stored:
+            log.info("stored %s audit events a stopped process had journalled", stored)
+        return stored
 
     def _index_some(self, batch: int) -> None:
         """Work off up to ``batch`` events of the index backlog (a small batch while requests come in)."""
@@ -165,34 +210,50 @@ class AuditTrail:
         except Exception:  # the backlog stays; a search or a later moment indexes it
             log.exception("indexing stored audit events failed; will retry")
 
+    def _drain(self, into: list[dict], limit: int | None = None) -> None:
+        while limit is None or len(into) < limit:
+            try:
+                into.append(self._queue.get_nowait())
+            except queue.Empty:
+                return
+
+    def _store(self, events: list[dict], *, skip_known: bool = False) -> int:
+        """Store ``events`` in one transaction (those already stored skipped when ``skip_known``)."""
+
+        def work(unit: WriteUnit) -> int:
+            count = 0
+            for event in events:
+                if skip_known and unit.current("AuditEvent", event["id"], for_update=False) is not None:
+                    continue
+                unit.put(jsonio.copy_json(event), fresh_id=True, defer_index=True)
+                count += 1
+            return count
+
+        with access.acting_as(access.SYSTEM):
+            return self.store.write(work)
+
     def flush(self) -> int:
         """Store what is queued now; returns how many events were stored."""
-        batch: list[tuple[AuditRecord, str]] = []
-        while len(batch) < self.batch_size:
+        batch: list[dict] = []
+        if self.journal is not None:  # exactly the events of the sealed segment (and of failed ones before)
+            self._unstored.append(self.journal.seal(drain=lambda: self._drain(batch)))
+        else:
+            self._drain(batch, self.batch_size)
+        stored = 0
+        for start in range(0, len(batch), self.batch_size):
+            chunk = batch[start : start + self.batch_size]
             try:
-                batch.append(self._queue.get_nowait())
-            except queue.Empty:
-                break
-        if not batch:
-            return 0
-        events = [audit_event(record, recorded, self.observer) for record, recorded in batch]
-
-        def work(unit: WriteUnit) -> None:
-            for event in events:
-                event["id"] = str(uuid.uuid4())
-                unit.put(event, fresh_id=True, defer_index=True)
-
-        try:
-            with access.acting_as(access.SYSTEM):
-                self.store.write(work)
-        except Exception:  # keep the events: a later flush tries again
-            log.exception("storing %s audit events failed; will retry", len(events))
-            for item in batch:
-                self._queue.put(item)
-            return 0
-        if len(batch) == self.batch_size:
-            return len(events) + self.flush()
-        return len(events)
+                stored += self._store(chunk)
+            except Exception:  # keep the events (and their journal): a later flush tries again
+                log.exception("storing %s audit events failed; will retry", len(batch) - start)
+                for event in batch[start:]:
+                    self._queue.put(event)
+                return stored
+        while self._unstored:
+            self._unstored.pop().unlink(missing_ok=True)
+        if self.journal is None and len(batch) == self.batch_size:
+            return stored + self.flush()
+        return stored
 
     def close(self) -> None:
         """Stop the writer and store everything still queued."""
@@ -201,3 +262,5 @@ class AuditTrail:
             self._thread.join(timeout=5)
         while self.flush():
             pass
+        if self.journal is not None and not self._unstored:
+            self.journal.close()

@@ -9,13 +9,15 @@ what is missing.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from pathlib import Path
 
-from fhir_server.config import Settings
+from fhir_server.config import Settings, user_home
 from fhir_server.core.issues import FhirError, Issue
 from fhir_server.core.storage.access import Access
 from fhir_server.core.storage.store import Store
 from fhir_server.security import dev_issuer
 from fhir_server.security.audit import AuditRecord, AuditTrail
+from fhir_server.security.audit_journal import AuditJournal, journal_directory
 from fhir_server.security.policy import SERVER_WRITTEN_TYPES, Need, Policy, RequestInfo, bundle_needs, needs
 from fhir_server.security.rate_limit import RateLimiter
 from fhir_server.security.scopes import required_scope
@@ -58,7 +60,11 @@ class SecurityGate:
         self.policy = Policy(region_of, settings.auth_admin_scope)
         self.limiter = RateLimiter(settings.rate_limit_per_minute)
         self.operation_needs = operation_needs
-        self.trail = AuditTrail(store, observer="referral-hub")
+        journal_root = Path(settings.audit_journal_dir) if settings.audit_journal_dir else user_home() / "audit-journal"
+        journal = AuditJournal(
+            journal_directory(journal_root, settings.database_url), fsync=settings.audit_journal_fsync
+        )
+        self.trail = AuditTrail(store, observer="referral-hub", journal=journal)
 
     # -- admission ----------------------------------------------------------------------------
 
@@ -126,7 +132,7 @@ class SecurityGate:
             if need.resource_type in SERVER_WRITTEN_TYPES and not (need.letters in ("r", "s") and admin):
                 raise _forbidden(f"{need.resource_type} resources are written by the server only", where)
             self.check(admission.caller, need, where)
-        kind = bundle.get("type") if bundle.get("type") in ("batch", "transaction") else "batch"
+        kind = "transaction" if bundle.get("type") == "transaction" else "batch"
         return replace(admission, info=RequestInfo(kind))
 
     # -- audit ----------------------------------------------------------------------------------

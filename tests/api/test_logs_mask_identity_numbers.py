@@ -23,3 +23,23 @@ def test_logs_of_a_referral_flow_carry_no_identity_number(fhir, unique):
     assert number[:6] + "*****" in log  # ... with the number masked
     assert number not in log
     assert bad not in log
+
+
+def test_an_encoded_identity_number_is_masked_too(fhir, unique):
+    """Issue 15: one digit percent-encoded (``%3X``, also twice), ``+`` between the parts: still masked."""
+    api = Fhir(fhir)
+    number = fnr("1981-02-03", unique)
+    digit = number[7]
+    variants = {
+        "one digit": f"{number[:7]}%3{digit}{number[8:]}",
+        "lowercase, twice": f"{number[:2]}%253{number[2]}{number[3:]}",
+        "plus": f"{number[:6]}+{number[6:]}",
+        "space": f"{number[:6]}%20{number[6:]}",
+    }
+    for variant in variants.values():
+        assert api.get(f"Patient?identifier=urn:oid:2.16.578.1.12.4.1.4.1|{variant}").status_code == 200
+    log = fhir.log_text()
+    assert log.count(number[:6] + "*****") >= len(variants)
+    assert number not in log
+    for name, variant in variants.items():
+        assert variant not in log, name

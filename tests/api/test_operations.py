@@ -86,7 +86,7 @@ def test_own_operation_definitions_in_metadata_resolve(fhir):
     declared = [(None, op) for op in rest.get("operation", [])]
     declared += [(r["type"], op) for r in rest["resource"] for op in r.get("operation", [])]
     own = [(rtype, op) for rtype, op in declared if op["definition"].startswith("https://fhir.referral-hub.no/")]
-    assert {op["name"] for _, op in own} == {"suggest-pathway", "milestones", "referral-form"}
+    assert {op["name"] for _, op in own} == {"suggest-pathway", "milestones", "referral-form", "resend"}
     for rtype, op in own:
         found = api.search(f"OperationDefinition?url={op['definition']}")
         assert found["total"] == 1, op["definition"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import http.server
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -11,7 +13,15 @@ import pytest
 
 from tests.api.fhirhttp import Fhir, ids
 from tests.api.test_referral_intake import ORGNR, referral, task_of
-from tests.conftest import ADMIN_ORG, ADMIN_SCOPES, RunningServer, free_port, start_server, stop_server
+from tests.conftest import (
+    ADMIN_ORG,
+    ADMIN_SCOPES,
+    RunningServer,
+    free_port,
+    kill_server,
+    start_server,
+    stop_server,
+)
 
 RHF_ORGS = {
     "helse-vest": ("4601", "983658725"),
@@ -191,3 +201,117 @@ def test_delivery_survives_a_restart_of_the_sender(tmp_path):
     finally:
         stop_server(restarted)
         stop_server(receiver)
+
+
+# -- issue 15: fenced leases, switched-off Endpoints, re-sending dead letters, crashes -----------------
+
+
+class Recorder:
+    """A regional receiver under the test's control: answers 200 after ``delay`` seconds, records each push."""
+
+    def __init__(self, port: int, delay: float = 0.0) -> None:
+        self.delay = delay
+        self.pushes: list[tuple[str, float, float]] = []  # (X-Delivery-Id, start, end)
+        recorder = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                start = time.monotonic()
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                time.sleep(recorder.delay)
+                recorder.pushes.append((self.headers.get("X-Delivery-Id", ""), start, time.monotonic()))
+                self.send_response(200)
+                self.send_header("Content-Type", "application/fhir+json")
+                self.end_headers()
+                self.wfile.write(b'{"resourceType": "Bundle", "type": "transaction-response", "entry": []}')
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_slow_receiver_is_never_sent_the_same_referral_twice_at_once(own_database, tmp_path):
+    """A lease shorter than the receiver's work: renewed while sending, fenced by the attempt, never taken over."""
+    port = free_port()
+    recorder = Recorder(port, delay=2.5)
+    sender = start_server(own_database, tmp_path, workers=2, env_overrides={"FHIR_SERVER_OUTBOX_LEASE_SECONDS": "0.9"})
+    try:
+        api = Fhir(sender)
+        endpoint(api, "helse-nord", f"http://127.0.0.1:{port}/fhir")
+        municipality, _ = RHF_ORGS["helse-nord"]
+        uniques = [uuid.uuid4().hex[:12] for _ in range(4)]
+        for unique in uniques:
+            assert api.post("", referral(unique, municipality)).status_code == 200
+        assert wait_for(lambda: all("delivered" in delivery_state(api, u) for u in uniques), 60)
+        time.sleep(2.0)  # a late duplicate would land now
+        delivery_ids = [push[0] for push in recorder.pushes]
+        assert len(delivery_ids) == len(uniques) and len(set(delivery_ids)) == len(uniques), recorder.pushes
+    finally:
+        stop_server(sender)
+        recorder.close()
+
+
+def test_a_switched_off_endpoint_stops_and_an_administrator_resends(fhir, unique, tmp_path):
+    api = Fhir(fhir)
+    port = free_port()  # nobody listens yet: the first attempts fail and stay queued
+    ep = endpoint(api, "helse-vest", f"http://127.0.0.1:{port}/fhir")
+    recorder = None
+    try:
+        municipality, _ = RHF_ORGS["helse-vest"]
+        api.post("", referral(unique, municipality))
+        assert wait_for(lambda: "pending" in delivery_state(api, unique), 15)
+        switch_off(api, ep)
+        recorder = Recorder(port)
+        assert wait_for(lambda: "stopped" in delivery_state(api, unique), 20), delivery_state(api, unique)
+        time.sleep(1.5)
+        assert recorder.pushes == []  # switched off: nothing more was sent
+        # switched on again, an administrator re-sends; a region may not
+        current = api.get(f"Endpoint/{ep['id']}").json()
+        assert api.put(f"Endpoint/{ep['id']}", dict(current, status="active")).status_code == 200
+        task = task_of(api, unique)["id"]
+        region = Fhir(fhir, fhir.token(["system/Task.rus"], "983658725", client_id="helse-vest"))
+        refused = region.post(f"Task/{task}/$resend", {"resourceType": "Parameters"})
+        assert refused.status_code == 403, refused.text
+        r = api.post(f"Task/{task}/$resend", {"resourceType": "Parameters"})
+        assert r.status_code == 200, r.text
+        assert r.json()["parameter"][0]["valueInteger"] == 1
+        assert wait_for(lambda: "delivered" in delivery_state(api, unique), 15), delivery_state(api, unique)
+        assert len(recorder.pushes) == 1
+        again = api.post(f"Task/{task}/$resend", {"resourceType": "Parameters"}).json()
+        assert again["parameter"][0]["valueInteger"] == 0  # delivered: nothing to re-send
+    finally:
+        switch_off(api, ep)
+        if recorder:
+            recorder.close()
+
+
+def test_after_a_crash_delivery_does_not_wait_out_a_long_lease(own_database, tmp_path):
+    """The worker sending a delivery is killed mid-request: a restarted sender delivers within one short lease."""
+    port = free_port()
+    recorder = Recorder(port, delay=30.0)  # holds the first push until the sender is dead
+    sender = start_server(own_database, tmp_path, workers=1)
+    unique = uuid.uuid4().hex[:12]
+    try:
+        api = Fhir(sender)
+        endpoint(api, "helse-nord", f"http://127.0.0.1:{port}/fhir")
+        municipality, _ = RHF_ORGS["helse-nord"]
+        assert api.post("", referral(unique, municipality)).status_code == 200
+        time.sleep(1.5)  # the push is in flight now
+    finally:
+        kill_server(sender)
+    recorder.delay = 0.0
+    restarted = start_server(own_database, tmp_path, workers=1)
+    started = time.monotonic()
+    try:
+        assert wait_for(lambda: "delivered" in delivery_state(Fhir(restarted), unique), 45)
+        assert time.monotonic() - started < 30  # the default lease is 15 s, renewed while sending; not 60 s
+    finally:
+        stop_server(restarted)
+        recorder.close()

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import base64
 import time
+import uuid
 from dataclasses import dataclass
 
 import pytest
 import requests
 
 from fhir_server.security.audit import CLIENT_ID_SYSTEM
-from tests.api.fhirhttp import Fhir, ids, response_locations
-from tests.api.test_referral_intake import HN, HV, referral
+from tests.api.fhirhttp import Fhir, ids, patient, response_locations
+from tests.api.test_referral_intake import HN, HV, ORGNR, referral
+from tests.conftest import kill_server, start_server, stop_server
 
 EHR_A, EHR_B = "910000004", "910000012"  # test organisation numbers (valid check digits, not real ones)
 HELSE_BERGEN = "983974724"  # an HF under Helse Vest RHF
@@ -337,3 +339,207 @@ def test_forwarding_a_referral_shows_it_to_the_new_region(world, fhir):
     queue = nord.search(f"Task?owner=Organization/rhf-helse-nord&focus={forwarded.service_request}")
     assert queue["total"] == 1
     assert clients["ehr_b"].get(forwarded.service_request).status_code == 404  # still nobody else's
+
+
+# -- issue 15: only the organisation a write concerns may widen who sees what -----------------------
+
+
+def _endpoint(managing: dict, status: str = "off") -> dict:
+    """An Endpoint for a region's pushes (switched off: these tests must not queue deliveries)."""
+    return {
+        "resourceType": "Endpoint",
+        "status": status,
+        "connectionType": {
+            "system": "http://terminology.hl7.org/CodeSystem/endpoint-connection-type",
+            "code": "hl7-fhir-rest",
+        },
+        "payloadType": [{"text": "FHIR referral transaction"}],
+        "managingOrganization": managing,
+        "address": "https://attacker.example/fhir",
+    }
+
+
+def _refused(r: requests.Response, status: int, expression: str) -> None:
+    assert r.status_code == status, r.text
+    issue = r.json()["issue"][0]
+    assert expression in issue.get("expression", []), issue
+
+
+def test_only_the_organisation_an_endpoint_concerns_may_register_it(fhir):
+    """Finding 1: an Endpoint naming another region's RHF would receive that region's referrals."""
+    scopes = ["system/Endpoint.cru", "system/Endpoint.rs"]
+    ehr_b = Fhir(fhir, fhir.token(scopes, EHR_B, client_id="ehr-b"))
+    nord = Fhir(fhir, fhir.token(scopes, HN, client_id="helse-nord"))
+    bergen = Fhir(fhir, fhir.token(scopes, HELSE_BERGEN, client_id="helse-bergen"))
+    vest_rhf = {"reference": "Organization/rhf-helse-vest"}
+    where = "Endpoint.managingOrganization"
+    # another organisation's region, on every door: REST, batch, transaction
+    _refused(ehr_b.post("Endpoint", _endpoint(vest_rhf, "active")), 403, where)
+    _refused(nord.post("Endpoint", _endpoint(vest_rhf, "active")), 403, where)
+    _refused(nord.post("Endpoint", _endpoint({"identifier": {"system": ORGNR, "value": HV}}, "active")), 403, where)
+    entry = {"resource": _endpoint(vest_rhf, "active"), "request": {"method": "POST", "url": "Endpoint"}}
+    batch = nord.post("", {"resourceType": "Bundle", "type": "batch", "entry": [entry]}).json()
+    assert batch["entry"][0]["response"]["status"].startswith("403"), batch
+    _refused(nord.post("", {"resourceType": "Bundle", "type": "transaction", "entry": [entry]}), 403, where)
+    assert ids(Fhir(fhir).search("Endpoint?address=https://attacker.example/fhir&status=active")) == []
+    # its own: an RHF for itself, a health trust for its region's RHF
+    own = nord.create(_endpoint({"reference": "Organization/rhf-helse-nord"}))
+    bergen.create(_endpoint(vest_rhf))
+    # ... and it cannot turn its own into another region's
+    _refused(nord.put(f"Endpoint/{own['id']}", dict(own, managingOrganization=vest_rhf)), 403, where)
+    assert Fhir(fhir).get(f"Endpoint/{own['id']}").json()["managingOrganization"]["reference"].endswith("nord")
+
+
+def _task(owner: str, focus: str | None, patient: str | None) -> dict:
+    task: dict = {
+        "resourceType": "Task",
+        "status": "requested",
+        "intent": "order",
+        "owner": {"reference": f"Organization/{owner}"},
+    }
+    if focus:
+        task["focus"] = {"reference": focus}
+    if patient:
+        task["for"] = {"reference": patient}
+    return task
+
+
+def test_a_task_never_shows_what_its_writer_cannot_see(world, fhir):
+    """Finding 2: a Task naming another region's referral (by id) must not make it readable."""
+    _, a, _ = world
+    nord = Fhir(fhir, fhir.token([*REGION_SCOPES, "system/Task.c"], HN, client_id="helse-nord"))
+    ehr_b = Fhir(fhir, fhir.token([*EHR_SCOPES, "system/Task.cu"], EHR_B, client_id="ehr-b"))
+    for writer in (nord, ehr_b):  # a region for itself, an EHR on a region's behalf
+        _refused(writer.post("Task", _task("rhf-helse-nord", a.service_request, None)), 404, "Task.focus")
+        _refused(writer.post("Task", _task("rhf-helse-nord", None, a.patient)), 404, "Task.for")
+        entry = {
+            "resource": _task("rhf-helse-nord", a.service_request, a.patient),
+            "request": {"method": "POST", "url": "Task"},
+        }
+        r = writer.post("", {"resourceType": "Bundle", "type": "transaction", "entry": [entry]})
+        _refused(r, 404, "Task.focus")
+    for path in (a.service_request, a.patient):
+        assert nord.get(path).status_code == 404, path
+    # a Task of its own region naming nothing hidden is fine
+    own = nord.post("Task", _task("rhf-helse-nord", None, None))
+    assert own.status_code == 201, own.text
+
+
+def test_only_the_owning_region_forwards_a_task(world, fhir):
+    """Finding 2: after Helse Vest forwarded a referral it still sees the Task, but may no longer re-route it."""
+    clients, _, _ = world
+    vest, nord = clients["vest"], clients["nord"]
+    forwarded = sent(clients["ehr_a"], f"{time.time_ns() % 16**12:012x}", "4601")
+    task = vest.get(forwarded.task).json()
+    task["owner"] = {"reference": "Organization/rhf-helse-nord"}
+    assert vest.put(forwarded.task, task).status_code == 200
+    again = vest.get(forwarded.task).json()
+    again["owner"] = {"reference": "Organization/rhf-helse-midt-norge"}
+    _refused(vest.put(forwarded.task, again), 403, "Task.owner")
+    again["owner"] = {"reference": "Organization/rhf-helse-vest"}
+    _refused(
+        vest.patch(forwarded.task, [{"op": "replace", "path": "/owner", "value": again["owner"]}]), 403, "Task.owner"
+    )
+    # the region that owns it now may hand it on (here: back), and may change its status
+    back = nord.get(forwarded.task).json()
+    back["owner"] = {"reference": "Organization/rhf-helse-vest"}
+    assert nord.put(forwarded.task, back).status_code == 200
+    # nor may it hand the referral to a third region through a new Task of its own; one for itself is fine
+    vest_c = Fhir(fhir, fhir.token([*REGION_SCOPES, "system/Task.c"], HV, client_id="helse-vest"))
+    third = _task("rhf-helse-midt-norge", forwarded.service_request, None)
+    _refused(vest_c.post("Task", third), 403, "Task.owner")
+    assert vest_c.post("Task", dict(third, owner={"reference": "Organization/rhf-helse-vest"})).status_code == 201
+    # a health trust's own referral to another region is routed there as any other sender's
+    bergen = Fhir(fhir, fhir.token([*REGION_SCOPES, "system/ServiceRequest.c"], HELSE_BERGEN, client_id="bergen"))
+    to_nord = sent(bergen, f"{time.time_ns() % 16**12:012x}", "5501")
+    assert nord.get(to_nord.service_request).status_code == 200
+    # an EHR that did not send it cannot touch it at all
+    ehr_b = Fhir(fhir, fhir.token([*EHR_SCOPES, "system/Task.cu"], EHR_B, client_id="ehr-b"))
+    assert ehr_b.put(forwarded.task, back).status_code == 404
+
+
+def test_another_senders_referral_with_the_same_identifier_is_its_own(world, fhir):
+    """Finding 6: the identity of a referral includes its sender; nobody else updates or revokes it."""
+    clients, _, _ = world
+    vest_sender = Fhir(fhir, fhir.token([*REGION_SCOPES, "system/ServiceRequest.c"], HV, client_id="helse-vest"))
+    admin = clients["admin"]
+    unique = f"{time.time_ns() % 16**12:012x}"
+    first = sent(clients["ehr_a"], unique, "4601")  # routed to Helse Vest: Helse Vest sees it
+    identifier = f"henv-{unique}"
+
+    def same_identifier(seed: str) -> dict:
+        bundle = referral(seed, "4601")
+        bundle["entry"][5]["resource"]["identifier"][0]["value"] = identifier
+        return bundle
+
+    copies = []
+    for api, seed in ((vest_sender, unique[:-2] + "f1"), (clients["ehr_b"], unique[:-2] + "b2")):
+        r = api.post("", same_identifier(seed))
+        assert r.status_code == 200, r.text
+        locations = response_locations(r.json())
+        service_request = next(loc for loc in locations if loc.startswith("ServiceRequest/"))
+        task = next(loc for loc in locations if loc.startswith("Task/"))
+        assert service_request != first.service_request and task != first.task
+        copies.append((service_request, task))
+    assert admin.get(first.service_request).json()["meta"]["versionId"] == "1"  # untouched
+    assert admin.get(first.task).json()["meta"]["versionId"] == "1"
+    found = admin.search(
+        f"ServiceRequest?identifier=https://fhir.referral-hub.no/NamingSystem/referral-id|{identifier}"
+    )
+    assert found["total"] == 3
+    tasks = admin.search(f"Task?identifier=https://fhir.referral-hub.no/NamingSystem/routing-task|{identifier}")
+    assert tasks["total"] == 3
+    # Helse Vest sends the same again: a duplicate of its own, not of the first sender's
+    r = vest_sender.post("", same_identifier(unique[:-2] + "f1"))
+    assert copies[0][0] in response_locations(r.json())
+    assert admin.get(first.service_request).json()["meta"]["versionId"] == "1"
+    # ... and its revoke revokes its own referral only
+    own = same_identifier(unique[:-2] + "f1")
+    revoke = {
+        "resourceType": "Bundle",
+        "type": "message",
+        "entry": [
+            {
+                "fullUrl": f"urn:uuid:{uuid.uuid4()}",
+                "resource": {
+                    "resourceType": "MessageHeader",
+                    "eventCoding": {
+                        "system": "https://fhir.referral-hub.no/CodeSystem/message-event",
+                        "code": "referral-revoke",
+                    },
+                    "source": {"endpoint": "urn:test:helse-vest"},
+                },
+            },
+            *[{"fullUrl": e["fullUrl"], "resource": e["resource"]} for e in own["entry"]],
+        ],
+    }
+    assert vest_sender.post("$process-message", revoke).status_code == 200
+    assert admin.get(copies[0][0]).json()["status"] == "revoked"
+    assert admin.get(first.service_request).json()["status"] != "revoked"
+    assert admin.get(first.service_request).json()["meta"]["versionId"] == "1"
+
+
+def test_audit_events_of_answered_requests_survive_a_kill(own_database, tmp_path):
+    """Finding 8a: every request answered 2xx has its AuditEvent, even when the server is killed right after."""
+    server = start_server(own_database, tmp_path, workers=2)
+    try:
+        api = Fhir(server)
+        created = api.create(patient(f"audit-{time.time_ns()}"))
+        reads = 40
+        for _ in range(reads):
+            assert api.get(f"Patient/{created['id']}").status_code == 200
+    finally:
+        kill_server(server)  # within milliseconds of the last answer: before any batch could be stored
+    restarted = start_server(own_database, tmp_path, workers=2)
+    try:
+        admin = Fhir(restarted)
+
+        def events() -> int:
+            return admin.search(f"AuditEvent?entity=Patient/{created['id']}&_count=200&_summary=count")["total"]
+
+        deadline = time.monotonic() + 20
+        while events() < reads and time.monotonic() < deadline:
+            time.sleep(0.3)
+        assert events() == reads, events()  # every read, none lost and none twice
+    finally:
+        stop_server(restarted)

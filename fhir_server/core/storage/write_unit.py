@@ -161,6 +161,10 @@ class WriteUnit:
                 row["res_type"], row["res_id"] = resource_type, resource_id
             self._index_rows.setdefault(kind, []).extend(rows)
 
+    def wrote(self, resource_type: str, resource_id: str) -> bool:
+        """True when this unit wrote the resource (for write hooks: something stored with this very write)."""
+        return (resource_type, resource_id) in self._written
+
     def add_labels(self, keys: list[tuple[str, str]], labels: list[str]) -> None:
         """Let holders of ``labels`` see the resources ``keys`` too (kept if already there)."""
         self._labels.extend(access.label_rows(keys, labels))

@@ -9,8 +9,12 @@
   each as a FHIR transaction of ``PUT [type]/[id]`` entries (idempotent: a repeated delivery changes
   nothing at the receiver, which can also deduplicate on the referral's identifier), retries with
   exponential backoff, and moves a row to ``dead`` after a bounded number of attempts. The lease
-  (``SELECT ... FOR UPDATE SKIP LOCKED`` on PostgreSQL, the write lock on SQLite) keeps several
-  server processes from sending the same row at once; rows survive restarts.
+  (``SELECT ... FOR UPDATE SKIP LOCKED`` on PostgreSQL, the write lock on SQLite), renewed while the
+  receiver works and fenced by the attempt number, keeps several server processes from sending the
+  same row at once; rows survive restarts, and a dead worker's rows are taken over within one lease.
+* An Endpoint that is no longer ``active`` (off, suspended, error) gets nothing more: its queued rows
+  become ``stopped``. An administrator re-sends a Task's dead or stopped deliveries with :func:`resend`
+  (the operation ``Task/[id]/$resend``).
 * The delivery state is written on the routing Task (``Task.output``, type ``delivery-state``).
 """
 
@@ -122,12 +126,25 @@ class DeliverySettings:
     poll_seconds: float = 1.0
     backoff_seconds: float = 2.0
     max_attempts: int = 8
-    lease_seconds: float = 60.0
+    #: A claim holds a row this long; the worker sending it renews the lease every third of it, so a
+    #: worker that died (``kill -9``, a lost machine) lets its rows go after at most this long.
+    lease_seconds: float = 15.0
     timeout_seconds: float = 10.0
 
 
+#: Endpoint.status values that receive pushes; any other (off, suspended, error, entered-in-error) stops them.
+RECEIVING = "active"
+
+
 class DeliveryWorker:
-    """Delivers due outbox rows; one per server process, safe to run in many processes at once."""
+    """Delivers due outbox rows; one per server process, safe to run in many processes at once.
+
+    Each claim takes one row and counts an attempt; the attempt number is the claim's fencing token.
+    The worker renews its lease before it sends and while the receiver works, and records the outcome
+    only while the row still carries its token: a row whose lease ran out and was taken over by another
+    worker is neither sent again by the first nor marked by it. The receiver can also deduplicate:
+    ``X-Delivery-Id`` is the same for every attempt of a delivery, ``X-Delivery-Attempt`` is the token.
+    """
 
     def __init__(self, service: FhirService, settings: DeliverySettings | None = None) -> None:
         self.service = service
@@ -154,14 +171,18 @@ class DeliveryWorker:
                 self._stop.wait(self.settings.poll_seconds)
 
     def run_once(self, limit: int = 10) -> int:
-        """Claim and deliver up to ``limit`` due rows; returns how many were attempted.
+        """Claim and deliver up to ``limit`` due rows, one at a time; returns how many were attempted.
 
         The server's own work (:data:`access.SYSTEM`): it reads Endpoints and updates Tasks of any owner."""
+        attempted = 0
         with access.acting_as(access.SYSTEM):
-            rows = self._claim(limit)
-            for row in rows:
-                self._deliver(row)
-        return len(rows)
+            while attempted < limit:
+                rows = self._claim(1)  # a lease only on what is being sent: no row waits out its lease here
+                if not rows:
+                    break
+                self._deliver(rows[0])
+                attempted += 1
+        return attempted
 
     def _claim(self, limit: int) -> list:
         now = _now()
@@ -198,12 +219,38 @@ class DeliveryWorker:
         sql = f"SELECT 1 FROM {outbox.name} WHERE status = {mark} AND next_attempt_at <= {mark} LIMIT 1"
         return bool(self.store.fast.rows(sql, ("pending", _iso(now))))
 
-    def _endpoint_headers(self, endpoint_id: str) -> dict[str, str]:
-        """``Endpoint.header`` ("Name: value", e.g. the receiver's Authorization), read at each attempt."""
+    def _fenced(self, row_id: int, token: int, **values: object) -> bool:
+        """Update the row only while it is pending under this claim's token; False when the claim was lost."""
+
+        def work(unit: WriteUnit) -> int:
+            fenced = (outbox.c.id == row_id) & (outbox.c.attempts == token) & (outbox.c.status == "pending")
+            return unit.execute(update(outbox).where(fenced).values(**values)).rowcount
+
+        return self.store.write(work) == 1
+
+    def _renew(self, row_id: int, token: int) -> bool:
+        lease = _iso(_now() + timedelta(seconds=self.settings.lease_seconds))
+        return self._fenced(row_id, token, lease_until=lease)
+
+    def _heartbeat(self, row_id: int, token: int, done: threading.Event) -> None:
+        """Renew the lease while the receiver works (a third of the lease apart)."""
+        while not done.wait(self.settings.lease_seconds / 3):
+            try:
+                if not self._renew(row_id, token):
+                    return
+            except Exception:
+                log.exception("renewing the lease of delivery %s failed", row_id)
+
+    def _endpoint(self, endpoint_id: str) -> dict | None:
+        """The Endpoint as it is now (None when it is gone)."""
         try:
-            endpoint = jsonio.loads(self.service.read("Endpoint", endpoint_id).body or b"{}")
+            return jsonio.loads(self.service.read("Endpoint", endpoint_id).body or b"{}")
         except FhirError:
-            return {}
+            return None
+
+    @staticmethod
+    def _headers(endpoint: dict) -> dict[str, str]:
+        """``Endpoint.header`` ("Name: value", e.g. the receiver's Authorization), read at each attempt."""
         headers = {}
         for line in endpoint.get("header") or []:
             name, sep, value = str(line).partition(":")
@@ -212,17 +259,33 @@ class DeliveryWorker:
         return headers
 
     def _deliver(self, row) -> None:  # type: ignore[no-untyped-def]
-        attempt = row.attempts + 1
-        error = None
+        token = attempt = row.attempts + 1
+        endpoint = self._endpoint(row.endpoint_id)
+        if endpoint is None or endpoint.get("status") != RECEIVING:
+            status = endpoint.get("status") if endpoint else "deleted"
+            stopped = f"Endpoint/{row.endpoint_id} is {status}: not sent"
+            if self._fenced(row.id, token, status="stopped", lease_until=None, last_error=stopped):
+                log.info("delivery %s to endpoint %s: stopped (%s)", row.id, row.endpoint_id, status)
+                self._mark_task(row.task_id, "stopped", row.address, attempt, stopped)
+            return
+        if not self._renew(row.id, token):  # taken over by another worker: it sends, not this one
+            log.info("delivery %s: lease lost before sending; left to the worker that holds it", row.id)
+            return
+        address = str(endpoint.get("address") or row.address)
+        done = threading.Event()
+        beat = threading.Thread(target=self._heartbeat, args=(row.id, token, done), daemon=True)
+        beat.start()
+        error: str | None = None
         try:
             response = self.http.post(
-                row.address.rstrip("/"),
+                address.rstrip("/"),
                 data=row.payload.encode(),
                 headers={
-                    **self._endpoint_headers(row.endpoint_id),
+                    **self._headers(endpoint),
                     "Content-Type": "application/fhir+json",
                     "Accept": "application/fhir+json",
                     "X-Delivery-Id": f"{row.id}:{row.dedupe_key}",
+                    "X-Delivery-Attempt": str(token),
                 },
                 timeout=self.settings.timeout_seconds,
             )
@@ -230,6 +293,9 @@ class DeliveryWorker:
                 error = f"HTTP {response.status_code}: {response.text[:300]}"
         except requests.RequestException as exc:
             error = f"{type(exc).__name__}: {str(exc)[:300]}"
+        finally:
+            done.set()
+            beat.join()
         now = _now()
         if error is None:
             values = {"status": "delivered", "delivered_at": _iso(now), "lease_until": None, "last_error": None}
@@ -246,7 +312,9 @@ class DeliveryWorker:
                 "next_attempt_at": _iso(now + timedelta(seconds=delay)),
             }
             state = "pending"
-        self.store.write(lambda unit: unit.execute(update(outbox).where(outbox.c.id == row.id).values(**values)))
+        if not self._fenced(row.id, token, **values):
+            log.warning("delivery %s: the lease was taken over while sending; its outcome is not recorded", row.id)
+            return
         log.info(
             "delivery %s to endpoint %s: %s (attempt %s)%s",
             row.id,
@@ -255,7 +323,7 @@ class DeliveryWorker:
             attempt,
             f": {error}" if error else "",
         )
-        self._mark_task(row.task_id, state, row.address, attempt, error)
+        self._mark_task(row.task_id, state, address, attempt, error)
 
     def _mark_task(self, task_id: str, state: str, address: str, attempt: int, error: str | None) -> None:
         if not task_id:
@@ -274,3 +342,36 @@ class DeliveryWorker:
                     log.warning("could not record the delivery state on Task/%s: %s", task_id, exc)
                     return
                 time.sleep(0.05)
+
+
+def resend(store: Store, task_id: str) -> int:
+    """Queue again the dead-lettered or stopped deliveries of a routing Task (an administrator's decision).
+
+    Each becomes a new outbox row (a fresh delivery id, a fresh attempt budget); the old row is kept,
+    marked ``resent``. Returns how many were queued."""
+    now = _iso(_now())
+
+    def work(unit: WriteUnit) -> int:
+        rows = unit.execute(
+            select(outbox).where(outbox.c.task_id == task_id, outbox.c.status.in_(("dead", "stopped")))
+        ).all()
+        for row in rows:
+            base = row.dedupe_key.split("|resend-")[0]
+            unit.execute(update(outbox).where(outbox.c.id == row.id).values(status="resent"))
+            unit.execute(
+                insert(outbox).values(
+                    endpoint_id=row.endpoint_id,
+                    address=row.address,
+                    task_id=row.task_id,
+                    event=row.event,
+                    dedupe_key=f"{base}|resend-{row.id}",
+                    payload=row.payload,
+                    status="pending",
+                    attempts=0,
+                    next_attempt_at=now,
+                    created=now,
+                )
+            )
+        return len(rows)
+
+    return store.write(work)

@@ -21,6 +21,7 @@ A referral arrives as a transaction-like Bundle (the doors map their formats to 
 from __future__ import annotations
 
 import logging
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from uuid import uuid4
@@ -61,6 +62,7 @@ from fhir_server.domain.referral.routing_task import (
     same_routing,
 )
 from fhir_server.domain.routing.decision import RoutingDecision, route
+from fhir_server.domain.routing.region_access import as_sender
 from fhir_server.domain.routing.tables import RoutingTables
 
 log = logging.getLogger(__name__)
@@ -213,7 +215,8 @@ class IntakePipeline:
             notes.extend(verdict.warnings)
         event = "update" if existing else "create"
         owner = self._owner(decision).get("reference") if decision.rhf_orgnr else None
-        response = self._store(entries, event, identifier, owner, notes, decision.rhf_orgnr)
+        with as_sender() if existing is None else nullcontext():  # a new referral's identifier: the sender's own
+            response = self._store(entries, event, identifier, owner, notes, decision.rhf_orgnr)
         task_location = task_ref or response_location(response, "Task")
         one_response_per_request(response, request_count, index, [task_ref] if task_ref else [], notes)
         return IntakeResult(
@@ -350,7 +353,10 @@ class IntakePipeline:
         referral["extension"] = extensions
 
     def _existing_referral(self, identifier: tuple[str, str]) -> str | None:
-        found = self.service.conditional_matches(None, "ServiceRequest", f"identifier={identifier[0]}|{identifier[1]}")
+        """The sender's own referral with this identifier (a referral's identity includes its sender)."""
+        query = f"identifier={identifier[0]}|{identifier[1]}"
+        with as_sender():
+            found = self.service.conditional_matches(None, "ServiceRequest", query)
         return found[0] if found else None
 
     def _already_known(self, existing: str, request_count: int, index: int) -> IntakeResult:

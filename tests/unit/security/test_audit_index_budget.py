@@ -4,6 +4,7 @@ large one; what is left is indexed before an AuditEvent search."""
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -28,7 +29,8 @@ def test_busy_ticks_index_a_little_idle_ticks_more_and_a_search_the_rest(tmp_pat
     trail = AuditTrail(store, "test")
     record = AuditRecord(RequestInfo("read", "Patient", "p1"), None, 200, "127.0.0.1")
     for _ in range(700):
-        trail._queue.put((record, "2026-11-23T10:00:00+00:00"))
+        event = audit.audit_event(record, "2026-11-23T10:00:00+00:00", "test")
+        trail._queue.put({**event, "id": str(uuid.uuid4())})  # what a request thread queues
     assert trail.flush() == 700 and waiting(store) == 700
     trail._index_some(audit.BUSY_INDEX_BATCH)  # what the writer does after storing a batch
     assert waiting(store) == 700 - audit.BUSY_INDEX_BATCH
