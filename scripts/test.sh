@@ -7,6 +7,8 @@ python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip 2>&1 | grep -v WARNING || true
 .venv/bin/pip install -q -e '.[test]' 2>&1 | grep -v WARNING || true
 .venv/bin/ruff check fhir_server conformance_tests tests scripts bench
+.venv/bin/ruff format --check fhir_server conformance_tests tests scripts bench
+.venv/bin/mypy
 pgdir=""
 if [ -z "${FHIR_TEST_POSTGRES_URL:-}" ] && scripts/postgres.sh available; then
   pgdir=$(mktemp -d /tmp/fhir-pg.XXXXXX)
