@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from fhir_server.core.terminology import Terminology
     from fhir_server.core.validation.profile.validator import ProfileValidator
     from fhir_server.domain.delivery.outbox import DeliveryWorker
+    from fhir_server.domain.measures import MeasureCatalog
     from fhir_server.domain.pathways import PathwayCatalog
     from fhir_server.domain.referral.intake import IntakePipeline
 
@@ -44,6 +45,7 @@ class Components:
     profiles_by_type: dict[str, list[str]]
     pathways: PathwayCatalog
     intake: IntakePipeline
+    measures: MeasureCatalog
     terminology: Terminology
 
     def validate_with_profiles(self, resource: dict, profiles: list[str]) -> list[Issue]:
@@ -130,6 +132,7 @@ def build_validators(settings: Settings, profiles: ProfileValidator) -> list[Val
 def build_server(settings: Settings) -> Components:
     """Every part, built in order and then put together in one go (no thread is started here)."""
     from fhir_server.core.validation.profile.validator import ProfileValidator
+    from fhir_server.domain.measures import MeasureCatalog, ensure_fact_table, facts_follow_writes
     from fhir_server.domain.pathways import PathwayCatalog
     from fhir_server.domain.referral.intake import IntakePipeline
     from fhir_server.domain.referral.policy import ReferralWritePolicy
@@ -149,6 +152,8 @@ def build_server(settings: Settings) -> Components:
     pathways = PathwayCatalog.load(data_folder("pathways", data_dir))
     tables = RoutingTables.load(data_folder("terminology", data_dir), data_folder("mappings", data_dir))
     store.write_hooks.append(region_follows_task_owner(tables))
+    ensure_fact_table(db)
+    store.write_hooks.append(facts_follow_writes())  # the measures' per-referral facts
     intake = IntakePipeline(service, pathways, tables)
     service.register_policy(ReferralWritePolicy(intake))  # every referral write, on every door
     components = Components(
@@ -163,6 +168,7 @@ def build_server(settings: Settings) -> Components:
         profiles_by_type=supported_profiles(conformance),
         pathways=pathways,
         intake=intake,
+        measures=MeasureCatalog.load(data_folder("measures", data_dir)),
         terminology=build_terminology(conformance, service),
     )
     log.info("server ready on %s (%s)", settings.database_url.split("@")[-1], db.dialect)

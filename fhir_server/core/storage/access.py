@@ -32,6 +32,7 @@ PUBLIC_TYPES: frozenset[str] = frozenset(
         "ConceptMap",
         "HealthcareService",
         "Location",
+        "Measure",
         "NamingSystem",
         "OperationDefinition",
         "Organization",
