@@ -49,7 +49,7 @@ for _activity, _col in MILESTONE_COLUMNS.items():
 
 #: Measure-observation definitions: name → SQL value (whole days) on one fact row.
 OBSERVATIONS: dict[str, str] = {
-    "days-received-to-first-attendance": "first_attendance - received",
+    "days-received-to-first-attendance": "waiting_days",
 }
 
 
@@ -65,7 +65,7 @@ class Stratifier:
 STRATIFIERS: dict[str, Stratifier] = {
     "region": Stratifier("region", ORGNR_SYSTEM),
     "health-trust": Stratifier("health_trust", ORGNR_SYSTEM),
-    "pathway": Stratifier("COALESCE(pathway, suggested_pathway)", PATHWAY_TYPE_SYSTEM),
+    "pathway": Stratifier("pathway", PATHWAY_TYPE_SYSTEM),
     "age-group": Stratifier("age_group"),
     "sex": Stratifier("sex", "http://hl7.org/fhir/administrative-gender"),
 }

@@ -13,7 +13,7 @@ patients (0: none).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
 from sqlalchemy import Connection, bindparam, text
@@ -45,9 +45,21 @@ class Request:
 
 @dataclass
 class _Cell:
-    counts: dict[str, int]
-    patients: int
-    histogram: dict[int, int]
+    """The counts of one stratum (or of the whole group)."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    #: distinct patients in the initial population (counted only where strata may be masked)
+    patients: int | None = None
+    obs_count: int = 0
+    obs_sum: int = 0
+    #: observed value → how often (median measures only)
+    histogram: dict[int, int] = field(default_factory=dict)
+
+    def add(self, counts: dict[str, int], obs_count: int, obs_sum: int) -> None:
+        for code, n in counts.items():
+            self.counts[code] = self.counts.get(code, 0) + n
+        self.obs_count += obs_count
+        self.obs_sum += obs_sum
 
 
 def _where(measure: MeasureDef, request: Request) -> tuple[str, dict]:
@@ -82,32 +94,92 @@ def _run(conn: Connection, sql: str, params: dict) -> list:
     return list(conn.execute(statement, params))
 
 
-def _cells(conn: Connection, measure: MeasureDef, request: Request, column: str | None) -> dict[str | None, _Cell]:
-    """Counts per value of ``column`` (one cell, key None, when no column)."""
+def _tally(
+    conn: Connection, measure: MeasureDef, request: Request
+) -> tuple[_Cell | None, list[dict[str | None, _Cell]]]:
+    """The whole group's counts, and each stratifier's counts by value.
+
+    One ``GROUP BY`` over every stratifier column gives all the counts (each stratifier and the whole
+    group are sums of its rows); a median measure's histograms one more (by combination and value);
+    distinct patients (small-number protection) are counted only where they could hide a stratum.
+    """
     where, params = _where(measure, request)
     flags = _flags(measure)
-    key = f"{column}" if column else "NULL"
-    sums = ", ".join(f"SUM(CASE WHEN {cond} THEN 1 ELSE 0 END)" for cond in flags.values())
-    sql = f"SELECT {key} AS k, COUNT(*), COUNT(DISTINCT patient_id), {sums} FROM referral_facts WHERE {where}"
-    sql += " GROUP BY 1" if column else ""
-    cells: dict[str | None, _Cell] = {}
-    for row in _run(conn, sql, params):
-        if not row[1]:
-            continue
-        counts = {"initial-population": int(row[1])}
-        counts.update({code: int(row[3 + i] or 0) for i, code in enumerate(flags)})
-        cells[row[0]] = _Cell(counts, int(row[2]), {})
-    if measure.scoring == "continuous-variable" and cells:
+    columns = [STRATIFIERS[name].column for name in measure.stratifiers]
+    sums = [f"SUM(CASE WHEN {cond} THEN 1 ELSE 0 END)" for cond in flags.values()]
+    observed = None
+    if measure.scoring == "continuous-variable":
         value = OBSERVATIONS[measure.populations["measure-observation"]]
-        group = "GROUP BY 1, 2" if column else "GROUP BY 2"
+        observed = f"{flags['measure-population']} AND {value} IS NOT NULL"
+        sums += [f"SUM(CASE WHEN {observed} THEN 1 ELSE 0 END)", f"SUM(CASE WHEN {observed} THEN {value} ELSE 0 END)"]
+    keys = columns or ["NULL"]
+    group_by = ", ".join(str(i + 1) for i in range(len(keys)))
+    sql = f"SELECT {', '.join(keys)}, COUNT(*), {', '.join(sums)} FROM referral_facts WHERE {where} GROUP BY {group_by}"
+    overall: _Cell | None = None
+    strata: list[dict[str | None, _Cell]] = [{} for _ in columns]
+    width = len(keys)
+    for row in _run(conn, sql, params):
+        counts = {"initial-population": int(row[width])}
+        counts.update({code: int(row[width + 1 + i] or 0) for i, code in enumerate(flags)})
+        obs_count, obs_sum = (int(row[-2] or 0), int(row[-1] or 0)) if observed else (0, 0)
+        overall = overall or _Cell()
+        overall.add(counts, obs_count, obs_sum)
+        for i in range(len(columns)):
+            strata[i].setdefault(row[i], _Cell()).add(counts, obs_count, obs_sum)
+    if overall is None:
+        return None, strata
+    if observed and measure.aggregate == "median":  # one histogram per combination, rolled up
+        value = OBSERVATIONS[measure.populations["measure-observation"]]
         sql = (
-            f"SELECT {key} AS k, {value} AS v, COUNT(*) FROM referral_facts "
-            f"WHERE {where} AND {flags['measure-population']} AND {value} IS NOT NULL {group}"
+            f"SELECT {', '.join(keys)}, {value}, COUNT(*) FROM referral_facts "
+            f"WHERE {where} AND {observed} GROUP BY {group_by}, {width + 1}"
         )
-        for k, v, n in _run(conn, sql, params):
-            if k in cells:
-                cells[k].histogram[int(v)] = int(n)
-    return cells
+        for row in _run(conn, sql, params):
+            v, n = int(row[width]), int(row[width + 1])
+            for cell in [overall, *(strata[i][row[i]] for i in range(len(columns)))]:
+                cell.histogram[v] = cell.histogram.get(v, 0) + n
+    if request.min_patients:
+        _count_patients(conn, request, where, params, columns, strata)
+    return overall, strata
+
+
+def _count_patients(
+    conn: Connection,
+    request: Request,
+    where: str,
+    params: dict,
+    columns: list[str],
+    strata: list[dict[str | None, _Cell]],
+) -> None:
+    """Distinct patients of the strata that small-number protection could hide.
+
+    A stratum with at least ``min_patients`` times the most referrals any one patient has in the
+    population has that many patients for certain; only smaller ones are counted exactly.
+    """
+    most = _run(
+        conn,
+        f"SELECT MAX(n) FROM (SELECT COUNT(*) AS n FROM referral_facts WHERE {where} GROUP BY patient_id) t",
+        params,
+    )[0][0]
+    sure = request.min_patients * int(most or 1)
+    for column, cells in zip(columns, strata, strict=True):
+        unsure = [k for k, c in cells.items() if request.min_patients <= c.counts["initial-population"] < sure]
+        if not unsure:
+            continue
+        known = [k for k in unsure if k is not None]
+        matches = " OR ".join(
+            ([f"{column} IN :values"] if known else []) + ([f"{column} IS NULL"] if None in unsure else [])
+        )
+        sql = (
+            f"SELECT {column}, COUNT(DISTINCT patient_id) FROM referral_facts WHERE {where} AND ({matches}) GROUP BY 1"
+        )
+        statement = text(sql)
+        if "regions" in params:
+            statement = statement.bindparams(bindparam("regions", expanding=True))
+        if known:
+            statement = statement.bindparams(bindparam("values", expanding=True))
+        for k, n in conn.execute(statement, {**params, "values": known} if known else params):
+            cells[k].patients = int(n)
 
 
 def _median(histogram: dict[int, int]) -> float | None:
@@ -128,13 +200,9 @@ def _score(measure: MeasureDef, cell: _Cell) -> dict | None:
     if measure.scoring == "proportion":
         denominator = cell.counts["denominator"]
         return {"value": round(cell.counts["numerator"] / denominator, 4)} if denominator else None
-    total = sum(cell.histogram.values())
-    if not total:
+    if not cell.obs_count:
         return None
-    if measure.aggregate == "median":
-        value = _median(cell.histogram)
-    else:
-        value = round(sum(v * n for v, n in cell.histogram.items()) / total, 2)
+    value = _median(cell.histogram) if measure.aggregate == "median" else round(cell.obs_sum / cell.obs_count, 2)
     return {"value": value, "unit": "d", "system": "http://unitsofmeasure.org", "code": "d"}
 
 
@@ -152,7 +220,7 @@ def _populations(measure: MeasureDef, cell: _Cell | None) -> list[dict]:
     out = []
     for code in codes:
         if code == "measure-observation":
-            out.append(_population(code, sum(cell.histogram.values()) if cell else 0))
+            out.append(_population(code, cell.obs_count if cell else 0))
         else:
             out.append(_population(code, cell.counts[code] if cell else 0))
     return out
@@ -167,7 +235,8 @@ def _stratum_value(name: str, value: str | None) -> dict:
 
 def _stratum(measure: MeasureDef, name: str, value: str | None, cell: _Cell, min_patients: int) -> dict:
     stratum: dict = {"value": _stratum_value(name, value)}
-    if cell.patients < min_patients:  # small-number protection: neither counts nor score
+    patients = cell.patients if cell.patients is not None else cell.counts["initial-population"]
+    if patients < min_patients:  # small-number protection: neither counts nor score
         stratum["population"] = [{"code": p["code"]} for p in _populations(measure, cell)]
         stratum["measureScore"] = {"extension": [{"url": DATA_ABSENT_REASON, "valueCode": "masked"}]}
         return stratum
@@ -205,14 +274,14 @@ def _subject_lists(conn: Connection, measure: MeasureDef, request: Request) -> t
 
 def evaluate(conn: Connection, measure: MeasureDef, request: Request) -> dict:
     """A MeasureReport of ``measure`` for ``request``, read from the fact table on ``conn``."""
-    overall = _cells(conn, measure, request, None).get(None)
+    overall, strata = _tally(conn, measure, request)
     group: dict = {"population": _populations(measure, overall)}
     score = _score(measure, overall) if overall else None
     if score is not None:
         group["measureScore"] = score
     stratifiers = []
-    for stratifier, name in zip(measure.resource["group"][0].get("stratifier") or [], measure.stratifiers, strict=True):
-        cells = _cells(conn, measure, request, STRATIFIERS[name].column)
+    described = measure.resource["group"][0].get("stratifier") or []
+    for stratifier, name, cells in zip(described, measure.stratifiers, strata, strict=True):
         ordered = sorted(cells.items(), key=lambda kv: (kv[0] is None, str(kv[0])))
         stratifiers.append(
             {

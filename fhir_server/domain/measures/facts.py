@@ -7,7 +7,8 @@ changes a fact, by a store write hook (:func:`facts_follow_writes`), like the re
   legal assessment deadline (``no-frist-for-vurdering``), the individual deadline for health care
   (``no-frist-for-helsehjelp``), and the patient's age group (at the received date) and sex;
 * its routing ``Task`` (``focus``): the region (owner RHF), the health trust (the ``health-trust``
-  input), the first suggested pathway, and the date the Task was decided (``decided``: the first
+  input), the first suggested pathway (the row's pathway until a CarePlan names one), and the date
+  the Task was decided (``decided``: the first
   write that leaves requested/received, e.g. accepted or rejected without a CarePlan);
 * a pathway ``CarePlan`` (``supportingInfo`` names the referral): the pathway (its project
   ``pathway-type`` code), and the completion and due dates of the milestones with a time target.
@@ -21,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import date
 
-from sqlalchemy import Column, Index, Integer, MetaData, String, Table
+from sqlalchemy import Column, Index, Integer, MetaData, String, Table, func
 from sqlalchemy.dialects import postgresql, sqlite
 
 from fhir_server.core import jsonio
@@ -52,6 +53,21 @@ MILESTONE_COLUMNS = {
 #: Age groups (whole years at the received date): lower bound → label; the last is open-ended.
 AGE_GROUPS = ((0, "0-17"), (18, "18-22"), (23, "23-64"), (65, "65+"))
 
+#: The stratifier columns, first in the covering index.
+STRATUM_COLUMNS = ("region", "health_trust", "pathway", "age_group", "sex")
+_OTHER_COLUMNS = (
+    "waiting_days",
+    "patient_id",
+    "status",
+    "received",
+    "assessment_deadline",
+    "assessed",
+    "decided",
+    "pathway_start",
+    "care_deadline",
+    *(name for prefix in MILESTONE_COLUMNS.values() for name in (prefix, f"{prefix}_due")),
+)
+
 metadata = MetaData()
 
 referral_facts = Table(
@@ -63,19 +79,20 @@ referral_facts = Table(
     Column("region", String(16)),
     Column("health_trust", String(16)),
     Column("pathway", String(64)),
-    Column("suggested_pathway", String(64)),
     Column("age_group", String(8)),
     Column("sex", String(16)),
     Column("received", Integer),
+    #: days from received to first attendance (kept with both; next in the index for the median's histogram)
+    Column("waiting_days", Integer),
     Column("assessment_deadline", Integer),
     Column("assessed", Integer),
     Column("decided", Integer),
     Column("pathway_start", Integer),
     Column("care_deadline", Integer),
     *(Column(name, Integer) for prefix in MILESTONE_COLUMNS.values() for name in (prefix, f"{prefix}_due")),
-    Index("ix_referral_facts_received", "received"),
-    Index("ix_referral_facts_first_attendance", "first_attendance"),
-    Index("ix_referral_facts_region", "region", "received"),
+    # evaluation reads only this index: its rows come in stratum order (one GROUP BY over every stratifier
+    # streams without a sort on SQLite), and a region's rows are one range of it
+    Index("ix_referral_facts_strata", *STRATUM_COLUMNS, *_OTHER_COLUMNS),
 )
 
 
@@ -151,15 +168,15 @@ def task_facts_of(task: dict, written_on: date | None) -> dict:
     identifier = owner.get("identifier") if isinstance(owner.get("identifier"), dict) else {}
     facts: dict = {"region": identifier.get("value") if identifier.get("system") == ORGNR_SYSTEM else None}
     facts["health_trust"] = None
-    facts["suggested_pathway"] = None
+    facts["pathway"] = None  # the first suggested pathway, until a CarePlan names the pathway
     for item in task.get("input") or []:
         code = ((item.get("type") or {}).get("coding") or [{}])[0].get("code")
         if code == "health-trust":
             ident = (item.get("valueReference") or {}).get("identifier") or {}
             facts["health_trust"] = ident.get("value")
-        elif code == "suggested-pathway" and facts["suggested_pathway"] is None:
+        elif code == "suggested-pathway" and facts["pathway"] is None:
             url = str(item.get("valueCanonical", "")).split("|")[0]
-            facts["suggested_pathway"] = url.rsplit("/", 1)[-1] or None
+            facts["pathway"] = url.rsplit("/", 1)[-1] or None
     if task.get("status") not in _UNDECIDED:
         decided = fhir_oslo_date(task.get("lastModified")) or written_on
         facts["decided"] = day(decided)
@@ -194,12 +211,22 @@ def careplan_facts_of(careplan: dict) -> dict:
     return facts
 
 
-def upsert(unit: WriteUnit, referral_id: str, facts: dict) -> None:
-    """Set ``facts`` on the referral's row (created when missing), in the write's transaction."""
+def upsert(unit: WriteUnit, referral_id: str, facts: dict, *, keep: tuple[str, ...] = ()) -> None:
+    """Set ``facts`` on the referral's row (created when missing), in the write's transaction; the
+    columns named in ``keep`` are only filled, never replaced."""
     dialect = sqlite if unit.store.db.is_sqlite else postgresql
     statement = dialect.insert(referral_facts).values(referral_id=referral_id, **facts)
-    statement = statement.on_conflict_do_update(index_elements=["referral_id"], set_=facts)
-    unit.execute(statement)
+    updates: dict = dict(facts)
+    for name in keep:
+        updates[name] = func.coalesce(referral_facts.c[name], statement.excluded[name])
+    unit.execute(statement.on_conflict_do_update(index_elements=["referral_id"], set_=updates))
+    if "received" in facts or "first_attendance" in facts:
+        c = referral_facts.c
+        unit.execute(
+            referral_facts.update()
+            .where(c.referral_id == referral_id)
+            .values(waiting_days=c.first_attendance - c.received)
+        )
 
 
 def _read(unit: WriteUnit, resource_type: str, resource_id: str | None) -> dict | None:
@@ -244,7 +271,7 @@ def facts_follow_writes() -> Callable[[WriteUnit, dict], None]:
                 ).first()
                 if current is not None and current.decided is not None:
                     facts.pop("decided")
-            upsert(unit, referral_id, facts)
+            upsert(unit, referral_id, facts, keep=("pathway",))  # a CarePlan's pathway outranks the suggestion
         elif rtype == "CarePlan" and (referral_id := _referral_of_careplan(resource)):
             upsert(unit, referral_id, careplan_facts_of(resource))
 
