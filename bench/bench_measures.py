@@ -87,6 +87,11 @@ def synthetic_rows(count: int, seed: int = 18) -> list[dict]:
             "first_evaluation_due": None,
         }
         rows.append(row)
+    per_patient: dict[str, int] = {}
+    for row in rows:
+        per_patient[row["patient_id"]] = per_patient.get(row["patient_id"], 0) + 1
+    for row in rows:
+        row["patient_referrals"] = per_patient[row["patient_id"]]
     return rows
 
 

@@ -50,12 +50,15 @@ class _Cell:
     counts: dict[str, int] = field(default_factory=dict)
     #: distinct patients in the initial population (counted only where strata may be masked)
     patients: int | None = None
+    #: the most referrals one patient of this stratum has (a patient count is at least referrals / this)
+    most: int = 1
     obs_count: int = 0
     obs_sum: int = 0
     #: observed value → how often (median measures only)
     histogram: dict[int, int] = field(default_factory=dict)
 
-    def add(self, counts: dict[str, int], obs_count: int, obs_sum: int) -> None:
+    def add(self, counts: dict[str, int], obs_count: int, obs_sum: int, most: int) -> None:
+        self.most = max(self.most, most)
         for code, n in counts.items():
             self.counts[code] = self.counts.get(code, 0) + n
         self.obs_count += obs_count
@@ -114,6 +117,7 @@ def _tally(
         sums += [f"SUM(CASE WHEN {observed} THEN 1 ELSE 0 END)", f"SUM(CASE WHEN {observed} THEN {value} ELSE 0 END)"]
     keys = columns or ["NULL"]
     group_by = ", ".join(str(i + 1) for i in range(len(keys)))
+    sums.append("MAX(patient_referrals)")
     sql = f"SELECT {', '.join(keys)}, COUNT(*), {', '.join(sums)} FROM referral_facts WHERE {where} GROUP BY {group_by}"
     overall: _Cell | None = None
     strata: list[dict[str | None, _Cell]] = [{} for _ in columns]
@@ -121,11 +125,12 @@ def _tally(
     for row in _run(conn, sql, params):
         counts = {"initial-population": int(row[width])}
         counts.update({code: int(row[width + 1 + i] or 0) for i, code in enumerate(flags)})
-        obs_count, obs_sum = (int(row[-2] or 0), int(row[-1] or 0)) if observed else (0, 0)
+        obs_count, obs_sum = (int(row[-3] or 0), int(row[-2] or 0)) if observed else (0, 0)
+        most = int(row[-1] or 1)
         overall = overall or _Cell()
-        overall.add(counts, obs_count, obs_sum)
+        overall.add(counts, obs_count, obs_sum, most)
         for i in range(len(columns)):
-            strata[i].setdefault(row[i], _Cell()).add(counts, obs_count, obs_sum)
+            strata[i].setdefault(row[i], _Cell()).add(counts, obs_count, obs_sum, most)
     if overall is None:
         return None, strata
     if observed and measure.aggregate == "median":  # one histogram per combination, rolled up
@@ -153,17 +158,13 @@ def _count_patients(
 ) -> None:
     """Distinct patients of the strata that small-number protection could hide.
 
-    A stratum with at least ``min_patients`` times the most referrals any one patient has in the
-    population has that many patients for certain; only smaller ones are counted exactly.
+    A stratum with at least ``min_patients`` times the most referrals any one of its patients has
+    (``patient_referrals``, kept on the write) has that many patients for certain; only smaller ones are
+    counted exactly.
     """
-    most = _run(
-        conn,
-        f"SELECT MAX(n) FROM (SELECT COUNT(*) AS n FROM referral_facts WHERE {where} GROUP BY patient_id) t",
-        params,
-    )[0][0]
-    sure = request.min_patients * int(most or 1)
+    least = request.min_patients
     for column, cells in zip(columns, strata, strict=True):
-        unsure = [k for k, c in cells.items() if request.min_patients <= c.counts["initial-population"] < sure]
+        unsure = [k for k, c in cells.items() if least <= c.counts["initial-population"] < least * c.most]
         if not unsure:
             continue
         known = [k for k in unsure if k is not None]

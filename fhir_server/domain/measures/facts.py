@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import date
 
-from sqlalchemy import Column, Index, Integer, MetaData, String, Table, func
+from sqlalchemy import Column, Index, Integer, MetaData, String, Table, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from fhir_server.core import jsonio
@@ -58,6 +58,7 @@ STRATUM_COLUMNS = ("region", "health_trust", "pathway", "age_group", "sex")
 _OTHER_COLUMNS = (
     "waiting_days",
     "patient_id",
+    "patient_referrals",
     "status",
     "received",
     "assessment_deadline",
@@ -75,6 +76,8 @@ referral_facts = Table(
     metadata,
     Column("referral_id", String(64), primary_key=True),
     Column("patient_id", String(64)),
+    #: how many referrals this row's patient has (all of them): bounds the patients of a stratum from below
+    Column("patient_referrals", Integer),
     Column("status", String(32)),
     Column("region", String(16)),
     Column("health_trust", String(16)),
@@ -93,6 +96,7 @@ referral_facts = Table(
     # evaluation reads only this index: its rows come in stratum order (one GROUP BY over every stratifier
     # streams without a sort on SQLite), and a region's rows are one range of it
     Index("ix_referral_facts_strata", *STRATUM_COLUMNS, *_OTHER_COLUMNS),
+    Index("ix_referral_facts_patient", "patient_id"),
 )
 
 
@@ -254,6 +258,14 @@ def _referral_of_careplan(careplan: dict) -> str | None:
     return None
 
 
+def _count_referrals_of(unit: WriteUnit, patient_id: str) -> None:
+    """Store on each of the patient's rows how many referrals the patient has."""
+    c = referral_facts.c
+    mine = c.patient_id == patient_id
+    total = select(func.count()).select_from(referral_facts).where(mine).scalar_subquery()
+    unit.execute(referral_facts.update().where(mine).values(patient_referrals=total))
+
+
 def facts_follow_writes() -> Callable[[WriteUnit, dict], None]:
     """A store write hook: keep the referral's fact row up to date with each write that changes a fact."""
 
@@ -261,7 +273,10 @@ def facts_follow_writes() -> Callable[[WriteUnit, dict], None]:
         rtype = resource.get("resourceType")
         if rtype == "ServiceRequest" and is_referral(resource):
             patient = _read(unit, "Patient", _local_id(resource.get("subject"), "Patient"))
-            upsert(unit, str(resource["id"]), referral_facts_of(resource, patient))
+            facts = referral_facts_of(resource, patient)
+            upsert(unit, str(resource["id"]), facts)
+            if facts["patient_id"]:
+                _count_referrals_of(unit, facts["patient_id"])
         elif rtype == "Task" and (referral_id := _referral_of_task(resource)):
             written = fhir_oslo_date((resource.get("meta") or {}).get("lastUpdated"))
             facts = task_facts_of(resource, written)

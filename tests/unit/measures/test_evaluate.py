@@ -20,7 +20,9 @@ HV, HN = "983658725", "883658752"
 
 def row(rid: str, region: str = HV, **facts: object) -> dict:
     base = dict.fromkeys(c.name for c in referral_facts.columns)
-    base.update(referral_id=rid, patient_id=f"p-{rid}", status="active", region=region, sex="female")
+    base.update(
+        referral_id=rid, patient_id=f"p-{rid}", patient_referrals=1, status="active", region=region, sex="female"
+    )
     base.update({k: D(v) if isinstance(v, date) else v for k, v in facts.items()})
     return base
 
@@ -87,7 +89,7 @@ def test_small_number_protection_counts_patients_not_referrals(conn, tmp_path):
         referral_facts.insert(),
         [
             row(f"again-{n}", region=HN, received=date(2025, 6, 2), assessment_deadline=date(2025, 6, 13))
-            | {"patient_id": "p-same"}
+            | {"patient_id": "p-same", "patient_referrals": 6}
             for n in range(6)
         ],
     )
