@@ -133,19 +133,50 @@ def _tally(
             strata[i].setdefault(row[i], _Cell()).add(counts, obs_count, obs_sum, most)
     if overall is None:
         return None, strata
-    if observed and measure.aggregate == "median":  # one histogram per combination, rolled up
-        value = OBSERVATIONS[measure.populations["measure-observation"]]
-        sql = (
-            f"SELECT {', '.join(keys)}, {value}, COUNT(*) FROM referral_facts "
-            f"WHERE {where} AND {observed} GROUP BY {group_by}, {width + 1}"
-        )
-        for row in _run(conn, sql, params):
-            v, n = int(row[width]), int(row[width + 1])
-            for cell in [overall, *(strata[i][row[i]] for i in range(len(columns)))]:
-                cell.histogram[v] = cell.histogram.get(v, 0) + n
+    if observed and measure.aggregate == "median":
+        _histograms(conn, measure, where, params, observed, keys, overall, strata)
     if request.min_patients:
         _count_patients(conn, request, where, params, columns, strata)
     return overall, strata
+
+
+def _histograms(
+    conn: Connection,
+    measure: MeasureDef,
+    where: str,
+    params: dict,
+    observed: str,
+    keys: list[str],
+    overall: _Cell,
+    strata: list[dict[str | None, _Cell]],
+) -> None:
+    """The observed values of a median measure, per stratum: PostgreSQL hashes one value histogram per
+    stratifier in one scan (GROUPING SETS); SQLite, which has none, streams one per stratum combination
+    in index order and rolls them up."""
+    value = OBSERVATIONS[measure.populations["measure-observation"]]
+    width = len(keys)
+    if conn.dialect.name == "postgresql" and strata:
+        sets = ", ".join(f"({key}, {value})" for key in keys)
+        sql = (
+            f"SELECT {', '.join(keys)}, {value}, COUNT(*), GROUPING({', '.join(keys)}) FROM referral_facts "
+            f"WHERE {where} AND {observed} GROUP BY GROUPING SETS ({sets})"
+        )
+        full = (1 << width) - 1
+        for row in _run(conn, sql, params):
+            i = next(i for i in range(width) if row[-1] == full - (1 << (width - 1 - i)))
+            v, n = int(row[width]), int(row[width + 1])
+            for cell in (strata[i][row[i]], *((overall,) if i == 0 else ())):
+                cell.histogram[v] = cell.histogram.get(v, 0) + n
+        return
+    group_by = ", ".join(str(i + 1) for i in range(width + 1))
+    sql = (
+        f"SELECT {', '.join(keys)}, {value}, COUNT(*) FROM referral_facts "
+        f"WHERE {where} AND {observed} GROUP BY {group_by}"
+    )
+    for row in _run(conn, sql, params):
+        v, n = int(row[width]), int(row[width + 1])
+        for cell in [overall, *(strata[i][row[i]] for i in range(len(strata)))]:
+            cell.histogram[v] = cell.histogram.get(v, 0) + n
 
 
 def _count_patients(

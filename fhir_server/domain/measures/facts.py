@@ -33,15 +33,16 @@ from fhir_server.core.storage.db import Database
 from fhir_server.core.storage.store import WriteUnit
 from fhir_server.domain.calendar import fhir_oslo_date
 from fhir_server.domain.pathways.state import completion_date
-from fhir_server.naming import ORGNR_SYSTEM, code_system, naming_system
+from fhir_server.domain.referral.intake import (
+    EXT_ASSESSMENT_DEADLINE,
+    EXT_RECEIVED,
+    TASK_IDENTIFIER_SYSTEM,
+    is_referral,
+)
+from fhir_server.naming import ORGNR_SYSTEM, code_system
 
-EXT_RECEIVED = "http://helsenorge.no/fhir/StructureDefinition/no-mottatt-dato"
-EXT_ASSESSMENT_DEADLINE = "http://helsenorge.no/fhir/StructureDefinition/no-frist-for-vurdering"
 EXT_CARE_DEADLINE = "http://helsenorge.no/fhir/StructureDefinition/no-frist-for-helsehjelp"
-ROUTING_TASK_SYSTEM = naming_system("routing-task")
-TASK_INPUT = code_system("hub-task-input")
 PATHWAY_TYPE_SYSTEM = code_system("pathway-type")
-REFERRAL_CATEGORY = ("http://snomed.info/sct", "3457005")
 #: Task statuses that mean the referral is not decided yet.
 _UNDECIDED = frozenset({"draft", "requested", "received", "ready"})
 #: Milestones with a time target whose dates the table keeps: activity id → column prefix.
@@ -139,17 +140,6 @@ def age_group(birth: date | None, on: date | None) -> str | None:
     return label
 
 
-def is_referral(resource: dict) -> bool:
-    """A ServiceRequest whose category says patient referral (SNOMED CT 3457005)."""
-    return resource.get("resourceType") == "ServiceRequest" and any(
-        (c.get("system"), c.get("code")) == REFERRAL_CATEGORY
-        for cat in resource.get("category") or []
-        if isinstance(cat, dict)
-        for c in cat.get("coding") or []
-        if isinstance(c, dict)
-    )
-
-
 def referral_facts_of(referral: dict, patient: dict | None) -> dict:
     """The facts a referral ServiceRequest (and its patient) gives."""
     received = _extension_day(referral, EXT_RECEIVED)
@@ -245,7 +235,7 @@ def _read(unit: WriteUnit, resource_type: str, resource_id: str | None) -> dict 
 
 
 def _referral_of_task(task: dict) -> str | None:
-    if not any(isinstance(i, dict) and i.get("system") == ROUTING_TASK_SYSTEM for i in task.get("identifier") or []):
+    if not any(isinstance(i, dict) and i.get("system") == TASK_IDENTIFIER_SYSTEM for i in task.get("identifier") or []):
         return None
     return _local_id(task.get("focus"), "ServiceRequest")
 
