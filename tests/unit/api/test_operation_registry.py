@@ -23,6 +23,7 @@ def test_the_app_collects_each_family_in_order():
         "expand",
         "validate-code",
         "translate",
+        "evaluate-measure",
     ]
 
 
