@@ -211,7 +211,7 @@ def upsert(unit: WriteUnit, referral_id: str, facts: dict, *, keep: tuple[str, .
     dialect = sqlite if unit.store.db.is_sqlite else postgresql
     statement = dialect.insert(referral_facts).values(referral_id=referral_id, **facts)
     updates: dict = dict(facts)
-    for name in keep:
+    for name in (k for k in keep if k in facts):
         updates[name] = func.coalesce(referral_facts.c[name], statement.excluded[name])
     unit.execute(statement.on_conflict_do_update(index_elements=["referral_id"], set_=updates))
     if "received" in facts or "first_attendance" in facts:
@@ -269,14 +269,8 @@ def facts_follow_writes() -> Callable[[WriteUnit, dict], None]:
                 _count_referrals_of(unit, facts["patient_id"])
         elif rtype == "Task" and (referral_id := _referral_of_task(resource)):
             written = fhir_oslo_date((resource.get("meta") or {}).get("lastUpdated"))
-            facts = task_facts_of(resource, written)
-            if "decided" in facts:  # the first decision counts: a later update does not move it
-                current = unit.execute(
-                    referral_facts.select().where(referral_facts.c.referral_id == referral_id)
-                ).first()
-                if current is not None and current.decided is not None:
-                    facts.pop("decided")
-            upsert(unit, referral_id, facts, keep=("pathway",))  # a CarePlan's pathway outranks the suggestion
+            # a CarePlan's pathway outranks the suggestion; the first decision counts, a later update does not move it
+            upsert(unit, referral_id, task_facts_of(resource, written), keep=("pathway", "decided"))
         elif rtype == "CarePlan" and (referral_id := _referral_of_careplan(resource)):
             upsert(unit, referral_id, careplan_facts_of(resource))
 
