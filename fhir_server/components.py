@@ -132,7 +132,7 @@ def build_validators(settings: Settings, profiles: ProfileValidator) -> list[Val
 def build_server(settings: Settings) -> Components:
     """Every part, built in order and then put together in one go (no thread is started here)."""
     from fhir_server.core.validation.profile.validator import ProfileValidator
-    from fhir_server.domain.measures import MeasureCatalog, ensure_fact_table, facts_follow_writes
+    from fhir_server.domain.measures import MeasureCatalog, ensure_fact_table, facts_follow_writes, fill_missing_facts
     from fhir_server.domain.pathways import PathwayCatalog
     from fhir_server.domain.referral.intake import IntakePipeline
     from fhir_server.domain.referral.policy import ReferralWritePolicy
@@ -154,6 +154,7 @@ def build_server(settings: Settings) -> Components:
     store.write_hooks.append(region_follows_task_owner(tables))
     ensure_fact_table(db)
     store.write_hooks.append(facts_follow_writes())  # the measures' per-referral facts
+    fill_missing_facts(store)  # a database stored before the measures: its facts, once
     intake = IntakePipeline(service, pathways, tables)
     service.register_policy(ReferralWritePolicy(intake))  # every referral write, on every door
     components = Components(

@@ -3,7 +3,7 @@
 
 from fhir_server.domain.measures.catalog import MeasureCatalog, MeasureDef, MeasureError
 from fhir_server.domain.measures.evaluate import Request, evaluate, region_rows
-from fhir_server.domain.measures.facts import ensure_fact_table, facts_follow_writes
+from fhir_server.domain.measures.facts import ensure_fact_table, facts_follow_writes, fill_missing_facts
 
 __all__ = [
     "MeasureCatalog",
@@ -13,5 +13,6 @@ __all__ = [
     "ensure_fact_table",
     "evaluate",
     "facts_follow_writes",
+    "fill_missing_facts",
     "region_rows",
 ]

@@ -30,7 +30,8 @@ from fhir_server.core.indexing.rows import parse_reference
 from fhir_server.core.issues import FhirError
 from fhir_server.core.storage import access
 from fhir_server.core.storage.db import Database
-from fhir_server.core.storage.store import WriteUnit
+from fhir_server.core.storage.schema import resources
+from fhir_server.core.storage.store import Store, WriteUnit
 from fhir_server.domain.calendar import fhir_oslo_date
 from fhir_server.domain.pathways.state import completion_date
 from fhir_server.domain.referral.intake import (
@@ -275,3 +276,36 @@ def facts_follow_writes() -> Callable[[WriteUnit, dict], None]:
             upsert(unit, referral_id, careplan_facts_of(resource))
 
     return hook
+
+
+def fill_missing_facts(store: Store, batch: int = 500) -> int:
+    """Build the fact table from the stored resources when it is empty but referrals are stored (a database
+    from before the measures, or a restored one); returns how many resources were read. Idempotent."""
+    hook = facts_follow_writes()
+    with store.db.read.connect() as conn:
+        if conn.execute(select(referral_facts.c.referral_id).limit(1)).first() is not None:
+            return 0
+    read = 0
+    for rtype in ("ServiceRequest", "Task", "CarePlan"):  # the referral first: its row, then what adds to it
+        after = ""
+        while True:
+            with store.db.read.connect() as conn:
+                rows = conn.execute(
+                    select(resources.c.res_id, resources.c.body)
+                    .where(resources.c.res_type == rtype, resources.c.res_id > after, resources.c.deleted.is_(False))
+                    .order_by(resources.c.res_id)
+                    .limit(batch)
+                ).all()
+            if not rows:
+                break
+            bodies = [jsonio.loads(body) for _, body in rows if body]
+
+            def apply(unit: WriteUnit, bodies: list[dict] = bodies) -> None:
+                with access.acting_as(None):
+                    for body in bodies:
+                        hook(unit, body)
+
+            store.write(apply)
+            read += len(rows)
+            after = rows[-1][0]
+    return read
