@@ -1,6 +1,6 @@
 """Packaging step pyproject.toml cannot say: the wheel carries the top-level data folders.
 
-``profiles/``, ``terminology/``, ``mappings/`` and ``pathways/`` stay at the repository's top level;
+``profiles/``, ``terminology/``, ``mappings/``, ``pathways/`` and ``measures/`` stay at the repository's top level;
 the build copies them into the wheel as ``fhir_server/_data/<folder>`` (package data, found by
 :mod:`fhir_server.data`). An editable install reads them where they are.
 """
@@ -10,7 +10,7 @@ from pathlib import Path
 from setuptools import setup
 from setuptools.command.build_py import build_py
 
-DATA_FOLDERS = ("profiles", "terminology", "mappings", "pathways")  # as fhir_server.data.DATA_FOLDERS
+DATA_FOLDERS = ("profiles", "terminology", "mappings", "pathways", "measures")  # as fhir_server.data.DATA_FOLDERS
 
 
 class BuildPyWithData(build_py):

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from fhir_server.core.terminology import Terminology
     from fhir_server.core.validation.profile.validator import ProfileValidator
     from fhir_server.domain.delivery.outbox import DeliveryWorker
+    from fhir_server.domain.measures import MeasureCatalog
     from fhir_server.domain.pathways import PathwayCatalog
     from fhir_server.domain.referral.intake import IntakePipeline
     from fhir_server.domain.referral.leniency import ReferralChecks
@@ -48,6 +49,7 @@ class Components:
     profiles_by_type: dict[str, list[str]]
     pathways: PathwayCatalog
     intake: IntakePipeline
+    measures: MeasureCatalog
     terminology: Terminology
 
     def validate_with_profiles(self, resource: dict, profiles: list[str]) -> list[Issue]:
@@ -156,6 +158,7 @@ def build_referral_checks(settings: Settings, profiles: ProfileValidator) -> Ref
 def build_server(settings: Settings) -> Components:
     """Every part, built in order and then put together in one go (no thread is started here)."""
     from fhir_server.core.validation.profile.validator import ProfileValidator
+    from fhir_server.domain.measures import MeasureCatalog, ensure_fact_table, facts_follow_writes, fill_missing_facts
     from fhir_server.domain.pathways import PathwayCatalog
     from fhir_server.domain.referral.intake import IntakePipeline
     from fhir_server.domain.referral.policy import ReferralWritePolicy
@@ -186,6 +189,9 @@ def build_server(settings: Settings) -> Components:
     tables = RoutingTables.load(data_folder("terminology", data_dir), data_folder("mappings", data_dir))
     store.write_hooks.append(region_follows_task_owner(tables))
     store.write_hooks.append(endpoint_concerns_writer(tables))  # who receives a region's pushes
+    ensure_fact_table(db)
+    store.write_hooks.append(facts_follow_writes())  # the measures' per-referral facts
+    fill_missing_facts(store)  # a database stored before the measures: its facts, once
     intake = IntakePipeline(service, pathways, tables, build_referral_checks(settings, profiles))
     service.register_policy(ReferralWritePolicy(intake))  # every referral write, on every door
     components = Components(
@@ -200,6 +206,7 @@ def build_server(settings: Settings) -> Components:
         profiles_by_type=supported_profiles(conformance),
         pathways=pathways,
         intake=intake,
+        measures=MeasureCatalog.load(data_folder("measures", data_dir)),
         terminology=build_terminology(conformance, service),
     )
     log.info("server ready on %s (%s)", settings.database_url.split("@")[-1], db.dialect)

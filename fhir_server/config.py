@@ -110,6 +110,11 @@ class Settings:
     auth_jwks_cache_seconds: int = 300
     #: The scope that makes a client an administrator (sees every organisation's data and the audit trail).
     auth_admin_scope: str = "referral-hub:admin"
+    #: The scope that lets a client evaluate measures for every region (national statistics), with
+    #: small-number protection; it sees no resources beyond its own organisation's.
+    auth_statistics_scope: str = "referral-hub:statistics"
+    #: Measure reports hide strata with fewer patients than this from callers other than administrators.
+    measure_min_stratum_patients: int = 5
     #: Development mode's signing key (created on first use); default in the per-user directory.
     dev_key_path: str = field(default_factory=default_dev_key_path)
     #: Requests per minute per client (in each server process); 0 turns the limit off.
@@ -156,6 +161,8 @@ class SettingsSchema(Schema):
     auth_clock_skew_seconds = mfields.Integer(validate=validate.Range(min=0, max=300))
     auth_jwks_cache_seconds = mfields.Integer(validate=validate.Range(min=0))
     auth_admin_scope = mfields.String(validate=validate.Length(min=1))
+    auth_statistics_scope = mfields.String(validate=validate.Length(min=1))
+    measure_min_stratum_patients = mfields.Integer(validate=validate.Range(min=0))
     dev_key_path = mfields.String(validate=validate.Length(min=1))
     rate_limit_per_minute = mfields.Integer(validate=validate.Range(min=0))
     extra = mfields.Dict()

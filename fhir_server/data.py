@@ -1,4 +1,4 @@
-"""Where the project's data folders are: profiles/, terminology/, mappings/, pathways/.
+"""Where the project's data folders are: profiles/, terminology/, mappings/, pathways/, measures/.
 
 One locator for every module that reads the project's own FHIR JSON data. The folders live at the
 repository's top level; the wheel carries them as package data (``fhir_server/_data/<folder>``, copied
@@ -14,7 +14,7 @@ from importlib import resources
 from pathlib import Path
 
 #: The folders of FHIR JSON data the server reads (and the package build ships).
-DATA_FOLDERS = ("profiles", "terminology", "mappings", "pathways")
+DATA_FOLDERS = ("profiles", "terminology", "mappings", "pathways", "measures")
 
 _SOURCE_ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,7 +31,7 @@ def data_root(data_dir: str | Path | None = None) -> Path:
 
 
 def data_folder(name: str, data_dir: str | Path | None = None) -> Path:
-    """One data folder (``profiles``, ``terminology``, ``mappings`` or ``pathways``)."""
+    """One data folder (``profiles``, ``terminology``, ``mappings``, ``pathways`` or ``measures``)."""
     if name not in DATA_FOLDERS:
         raise ValueError(f"unknown data folder {name!r}")
     return data_root(data_dir) / name

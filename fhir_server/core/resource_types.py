@@ -26,6 +26,7 @@ STORABLE_TYPES: frozenset[str] = frozenset(
         "Goal",
         "HealthcareService",
         "Location",
+        "Measure",
         "MessageHeader",
         "NamingSystem",
         "Observation",
@@ -50,7 +51,7 @@ STORABLE_TYPES: frozenset[str] = frozenset(
 )
 
 #: Types that only travel in requests and responses.
-MESSAGE_TYPES: frozenset[str] = frozenset({"OperationOutcome", "Parameters", "CapabilityStatement"})
+MESSAGE_TYPES: frozenset[str] = frozenset({"OperationOutcome", "Parameters", "CapabilityStatement", "MeasureReport"})
 
 KNOWN_TYPES: frozenset[str] = STORABLE_TYPES | MESSAGE_TYPES
 

@@ -56,7 +56,7 @@ def test_a_server_with_data_dir_serves_the_changed_pathway(tmp_path: Path):
 def test_a_server_without_the_data_folders_does_not_start(tmp_path: Path):
     run = _fhir_server("serve", "--dev", "--data-dir", str(tmp_path / "nothing"), cwd=tmp_path)
     assert run.returncode != 0
-    assert f"data folders profiles, terminology, mappings, pathways not found in {tmp_path / 'nothing'}" in run.stderr
+    assert f"data folders {', '.join(DATA_FOLDERS)} not found in {tmp_path / 'nothing'}" in run.stderr
 
 
 def test_package_with_data_dir_holds_the_changed_pathway(tmp_path: Path):

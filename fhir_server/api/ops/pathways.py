@@ -98,8 +98,13 @@ def apply(call: OperationCall) -> Response:
         when = date.fromisoformat(received) if received else received_date(referral)
     except ValueError as exc:
         raise FhirError.single(400, "value", f"receivedDate '{received}' is not a date", "receivedDate") from exc
+    assessed_text = call.text("assessedDate")  # the project's own: the referral was assessed on this date
+    try:
+        assessed = date.fromisoformat(assessed_text) if assessed_text else None
+    except ValueError as exc:
+        raise FhirError.single(400, "value", f"assessedDate '{assessed_text}' is not a date", "assessedDate") from exc
     careplan, _request_group = apply_plan_definition(
-        plan, referral, subject, when, catalog=server().pathways, service_request_ref=referral_ref
+        plan, referral, subject, when, catalog=server().pathways, service_request_ref=referral_ref, assessed=assessed
     )
     organization = _reference(call, "organization")  # the R4 $apply parameter: who carries out the plan
     if organization:

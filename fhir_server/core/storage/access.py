@@ -36,6 +36,7 @@ PUBLIC_TYPES: frozenset[str] = frozenset(
         "ConceptMap",
         "HealthcareService",
         "Location",
+        "Measure",
         "NamingSystem",
         "OperationDefinition",
         "Organization",

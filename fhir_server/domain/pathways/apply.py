@@ -13,7 +13,16 @@ Result shape (R4 $apply returns a CarePlan whose activity references the Request
   ``completed`` on the received date; every other milestone is ``not-started``.
 * The referral: R4 ``CarePlan.basedOn`` may only reference a CarePlan, so the ServiceRequest is
   referenced from ``RequestGroup.basedOn`` (Reference(Any)) and ``CarePlan.supportingInfo``.
-* The pathway type code (action[0].code of the PlanDefinition) goes to ``CarePlan.category``.
+* The pathway type code (action[0].code of the PlanDefinition) goes to ``CarePlan.category``: the NPR
+  type-forløp code (kodeverk 9321: D01, D11, D12) first where the plan has one, then the project's code.
+* ``CarePlan.period.start`` is the pathway's start date ("Nasjonalt pasientforløp start"): the date the
+  ``pathway-start`` milestone is reached. Under the current rule for the general pathways that is the date
+  the referral is assessed and the right to health care granted (pathway-start ``concurrent-with-end`` with
+  referral-assessed); under the 2019 rule kept by some plans, the received date. A pathway not started yet
+  has no ``period``. A plan without a pathway-start milestone (the ordinary referral) starts when received.
+  The received date itself stays on the RequestGroup (``authoredOn``), where rescheduling reads it.
+* ``assessed`` (optional): the referral was already assessed on that date; the referral-assessed milestone,
+  and the milestones concurrent with it (the pathway start), are completed on it.
 
 The function does not evaluate applicability (use :func:`~fhir_server.domain.pathway_suggest.suggest_pathways`).
 """
@@ -24,13 +33,20 @@ import copy
 from collections.abc import Iterable
 from datetime import date
 
-from fhir_server.domain.pathways.catalog import EXT_DEADLINE_WORKING_DAYS, PathwayCatalog, iter_milestones
+from fhir_server.domain.pathways.catalog import (
+    ASSESSED_MILESTONE,
+    EXT_DEADLINE_WORKING_DAYS,
+    PathwayCatalog,
+    iter_milestones,
+)
 from fhir_server.domain.pathways.schedule import due_dates, predecessor, resolve_variants
 from fhir_server.naming import structure_definition
 
 #: Extension (project's own) on CarePlan.activity.detail: the date the milestone was reached (valueDate).
 EXT_MILESTONE_COMPLETED = structure_definition("milestone-completed")
 REQUEST_GROUP_ID = "requestgroup"
+#: The milestone "Nasjonalt pasientforløp start": its date is the CarePlan's ``period.start``.
+PATHWAY_START = "pathway-start"
 #: ServiceRequest priorities that select the ``serious`` timing variant (e.g. eating disorders: 7 days, not 28).
 SERIOUS_PRIORITIES = frozenset({"urgent", "asap", "stat"})
 
@@ -57,6 +73,7 @@ def apply_plan_definition(
     catalog: PathwayCatalog,
     variants: Iterable[str] | None = None,
     service_request_ref: str | None = None,
+    assessed: date | None = None,
 ) -> tuple[dict, dict]:
     """Instantiate ``plan`` for a referral received on ``received``: (CarePlan, its contained RequestGroup).
 
@@ -94,10 +111,14 @@ def apply_plan_definition(
     if top.get("code"):
         request_group["code"] = copy.deepcopy(top["code"][0])
 
-    reached = _reached_on_receipt(milestones)
+    reached = dict.fromkeys(
+        _reached_with(milestones, {a["id"] for a in milestones if predecessor(a) is None}), received
+    )
+    if assessed is not None and any(a["id"] == ASSESSED_MILESTONE for a in milestones):
+        reached.update(dict.fromkeys(_reached_with(milestones, {ASSESSED_MILESTONE}) - set(reached), assessed))
     activities: list[dict] = [{"reference": {"reference": f"#{REQUEST_GROUP_ID}"}}]
     for action in milestones:
-        activities.append(_activity(action, due[action["id"]], received, catalog, action["id"] in reached))
+        activities.append(_activity(action, due[action["id"]], catalog, reached.get(action["id"])))
 
     careplan: dict = {
         "resourceType": "CarePlan",
@@ -110,10 +131,17 @@ def apply_plan_definition(
         careplan["category"] = copy.deepcopy(top["code"])
     careplan["title"] = plan.get("title", plan.get("name", ""))
     careplan["subject"] = subject
-    careplan["period"] = {"start": received.isoformat()}
+    has_start = any(a["id"] == PATHWAY_START for a in milestones)
+    start = reached.get(PATHWAY_START) if has_start else received
+    if start is not None:
+        careplan["period"] = {"start": start.isoformat()}
     if sr_ref:
         careplan["supportingInfo"] = [sr_ref]
     careplan["activity"] = activities
+    if assessed is not None:  # the due dates of what follows count from the actual assessment
+        from fhir_server.domain.pathways.state import reschedule
+
+        careplan = reschedule(careplan)
     return careplan, copy.deepcopy(request_group)
 
 
@@ -135,23 +163,23 @@ def _leaf(action: dict) -> dict:
     return action
 
 
-def _reached_on_receipt(milestones: list[dict]) -> set[str]:
-    """Ids of the anchor and of milestones concurrent with it (e.g. the 2019-rule pathway start)."""
-    reached = {a["id"] for a in milestones if predecessor(a) is None}
+def _reached_with(milestones: list[dict], reached: set[str]) -> set[str]:
+    """``reached`` and the milestones reached at the same moment: ``concurrent*`` with one of them
+    (the anchor's: the 2019-rule pathway start; referral-assessed's: the current rule's)."""
+    reached = set(reached)
     for action in milestones:  # milestones are listed after the one they count from
         related = (action.get("relatedAction") or [{}])[0]
-        same_moment = related.get("relationship") in ("concurrent", "concurrent-with-start")
-        if same_moment and related.get("actionId") in reached:
+        if str(related.get("relationship", "")).startswith("concurrent") and related.get("actionId") in reached:
             reached.add(action["id"])
     return reached
 
 
-def _activity(action: dict, due: date | None, received: date, catalog: PathwayCatalog, reached: bool) -> dict:
+def _activity(action: dict, due: date | None, catalog: PathwayCatalog, reached: date | None) -> dict:
     definition = catalog.activity_definition(action.get("definitionCanonical", "")) or {}
     detail: dict = {}
     extensions = [e for e in action.get("extension", []) if e.get("url") == EXT_DEADLINE_WORKING_DAYS]
     if reached:
-        extensions.append({"url": EXT_MILESTONE_COMPLETED, "valueDate": received.isoformat()})
+        extensions.append({"url": EXT_MILESTONE_COMPLETED, "valueDate": reached.isoformat()})
     if extensions:
         detail["extension"] = copy.deepcopy(extensions)
     if definition.get("kind"):

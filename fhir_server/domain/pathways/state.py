@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from fhir_server.domain.calendar import fhir_oslo_date
-from fhir_server.domain.pathways.apply import EXT_MILESTONE_COMPLETED, REQUEST_GROUP_ID
+from fhir_server.domain.pathways.apply import EXT_MILESTONE_COMPLETED, PATHWAY_START, REQUEST_GROUP_ID
 from fhir_server.domain.pathways.catalog import working_days_rule
 from fhir_server.domain.pathways.schedule import due_dates, predecessor
 
@@ -136,26 +136,43 @@ def summary(careplan: dict, today: date) -> dict:
 def complete_milestone(careplan: dict, activity_id: str, on: date, outcome: dict | None = None) -> dict:
     """A copy of ``careplan`` with the milestone completed on ``on`` (and its outcome Coding, if given).
 
-    The due dates of the milestones not yet completed are recomputed from actual completion dates.
+    Open milestones ``concurrent*`` with it are completed on the same day (the pathway start with the
+    referral's assessment, under the current rule); when the pathway start is reached, ``period.start``
+    becomes its date. The due dates of the milestones not yet completed are recomputed from actual
+    completion dates.
     """
     updated = copy.deepcopy(careplan)
-    activity = next((a for a in updated.get("activity", []) if a.get("id") == activity_id and "detail" in a), None)
-    if activity is None:
+    activities = {a.get("id"): a for a in updated.get("activity", []) if "detail" in a}
+    if activity_id not in activities:
         raise KeyError(f"CarePlan has no milestone activity {activity_id!r}")
-    detail = activity["detail"]
+    rules = _request_group_actions(updated)
+    done = {activity_id}
+    for aid, rule in rules.items():  # milestones are listed after the one they count from
+        related = (rule.get("relatedAction") or [{}])[0]
+        open_ = activities.get(aid, {}).get("detail", {}).get("status") != "completed"
+        if open_ and str(related.get("relationship", "")).startswith("concurrent") and related.get("actionId") in done:
+            done.add(aid)
+    for aid in done:
+        if aid in activities:
+            _mark_completed(activities[aid]["detail"], on)
+    if outcome is not None:
+        activities[activity_id]["outcomeCodeableConcept"] = [{"coding": [copy.deepcopy(outcome)]}]
+    if PATHWAY_START in done:
+        updated["period"] = {**(updated.get("period") or {}), "start": on.isoformat()}
+    return reschedule(updated)
+
+
+def _mark_completed(detail: dict, on: date) -> None:
     detail["status"] = "completed"
     others = [e for e in detail.get("extension", []) if e.get("url") != EXT_MILESTONE_COMPLETED]
     detail["extension"] = [*others, {"url": EXT_MILESTONE_COMPLETED, "valueDate": on.isoformat()}]
-    if outcome is not None:
-        activity["outcomeCodeableConcept"] = [{"coding": [copy.deepcopy(outcome)]}]
-    return reschedule(updated)
 
 
 def reschedule(careplan: dict) -> dict:
     """A copy of ``careplan`` whose open milestones' due dates count from actual completion dates."""
     updated = copy.deepcopy(careplan)
     rules = _request_group_actions(updated)
-    received = fhir_oslo_date(updated.get("period", {}).get("start"))
+    received = received_date(updated)
     if not rules or received is None:
         return updated
     activities = {a.get("id"): a for a in updated.get("activity", []) if "detail" in a}
@@ -170,6 +187,15 @@ def reschedule(careplan: dict) -> dict:
         else:
             activity["detail"]["scheduledPeriod"] = {"end": due_date.isoformat()}
     return updated
+
+
+def received_date(careplan: dict) -> date | None:
+    """The referral's received date the plan counts from: the contained RequestGroup's ``authoredOn``
+    (CarePlans written before the pathway start moved to ``period.start``: that date)."""
+    for res in careplan.get("contained", []):
+        if res.get("resourceType") == "RequestGroup" and res.get("id") == REQUEST_GROUP_ID and res.get("authoredOn"):
+            return fhir_oslo_date(res["authoredOn"])
+    return fhir_oslo_date((careplan.get("period") or {}).get("start"))
 
 
 def completion_date(activity: dict) -> date | None:

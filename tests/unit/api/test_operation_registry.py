@@ -24,6 +24,7 @@ def test_the_app_collects_each_family_in_order():
         "validate-code",
         "translate",
         "resend",
+        "evaluate-measure",
     ]
 
 

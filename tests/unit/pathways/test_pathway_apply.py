@@ -119,7 +119,10 @@ def test_careplan_shape(name: str) -> None:
     assert careplan["status"] == "active" and careplan["intent"] == "plan"
     assert careplan["instantiatesCanonical"] == [f"{plan['url']}|{plan['version']}"]
     assert careplan["subject"] == {"reference": "Patient/p1"}
-    assert careplan["period"] == {"start": "2026-04-01"}
+    # the pathway start date: received under the 2019 rule (and for the ordinary referral, which has no pathway
+    # start); not started yet where the pathway starts at the assessment or the first attendance
+    starts_on_receipt = name in STARTS_ON_RECEIPT or name == "ordinaer-henvisning"
+    assert careplan.get("period") == ({"start": "2026-04-01"} if starts_on_receipt else None)
     assert careplan["supportingInfo"] == [{"reference": "ServiceRequest/sr1"}]
     assert careplan["contained"] == [request_group]
     assert careplan["activity"][0] == {"reference": {"reference": "#requestgroup"}}
@@ -214,3 +217,29 @@ def test_schedule_counts_from_actual_completion() -> None:
     actions = _milestones("tvangslidelse-ocd")
     due = due_dates(actions, RECEIVED, {"first-attendance": date(2026, 4, 10)})
     assert due["clinical-decision"] == date(2026, 6, 5)  # 56 days after the actual first attendance
+
+
+#: The general pathways: the pathway starts when the referral is assessed and the right granted (2024 revision).
+STARTS_ON_ASSESSMENT = {"psykisk-helsevern-voksne", "psykisk-helsevern-barn-og-unge", "tsb"}
+
+
+@pytest.mark.parametrize("name", sorted(STARTS_ON_ASSESSMENT))
+def test_general_pathways_start_on_the_assessment_date(name: str) -> None:
+    from fhir_server.domain.pathways.state import complete_milestone
+
+    careplan, _ = apply(name)
+    codes = [c["code"] for c in careplan["category"][0]["coding"]]
+    assert codes[0] == {"psykisk-helsevern-voksne": "D11", "psykisk-helsevern-barn-og-unge": "D12", "tsb": "D01"}[name]
+    assessed = date(2026, 4, 9)
+    done = complete_milestone(careplan, "referral-assessed", assessed)
+    start = next(a for a in done["activity"] if a.get("id") == "pathway-start")["detail"]
+    assert start["status"] == "completed"
+    assert start["extension"][-1]["valueDate"] == "2026-04-09"
+    assert done["period"] == {"start": "2026-04-09"}
+    # $apply after the assessment gives the same CarePlan
+    applied, _ = apply(name, assessed=assessed)
+    assert applied["period"] == {"start": "2026-04-09"}
+    assert due_by_id(applied) == due_by_id(done)
+    assert [a["detail"]["status"] for a in applied["activity"][1:]] == [
+        a["detail"]["status"] for a in done["activity"][1:]
+    ]
