@@ -257,10 +257,11 @@ def referral_idempotent(client: Client) -> None:
 
 @check("referral", "invalid_refused")
 def referral_invalid_refused(client: Client) -> None:
-    """A referral with an invalid fødselsnummer is refused (4xx) naming the identifier, and nothing is stored."""
+    """A referral with an invalid fødselsnummer, sent with strict handling, is refused (4xx) naming the
+    identifier, and nothing is stored (without strict handling a lenient hub takes it with a warning)."""
     _need_routing(client)
     bundle, key = _corpus_referral("invalid-fodselsnummer-bundle.json", client.new_tag())
-    r = client.post("", bundle)
+    r = client.post("", bundle, headers={"Prefer": "handling=strict"})
     if r.status_code < 300:
         for e in client.json_of(r).get("entry", []) or []:
             client.track((e.get("response") or {}).get("location"))
