@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from fhir_server.core.terminology import Terminology
     from fhir_server.core.validation.profile.validator import ProfileValidator
     from fhir_server.domain.delivery.outbox import DeliveryWorker
+    from fhir_server.domain.delivery.subscription_worker import SubscriptionWorker
     from fhir_server.domain.pathways import PathwayCatalog
     from fhir_server.domain.referral.intake import IntakePipeline
 
@@ -62,10 +63,14 @@ class Workers:
     checkpointer: WalCheckpointer | None
     #: the outbox delivery thread (None when the settings turn it off)
     delivery: DeliveryWorker | None
+    #: the topic-subscription delivery thread (None when the settings turn delivery off)
+    subscriptions: SubscriptionWorker | None = None
 
     def stop(self) -> None:
         if self.delivery is not None:
             self.delivery.stop()
+        if self.subscriptions is not None:
+            self.subscriptions.stop()
         if self.checkpointer is not None:
             self.checkpointer.stop()
 
@@ -130,6 +135,8 @@ def build_validators(settings: Settings, profiles: ProfileValidator) -> list[Val
 def build_server(settings: Settings) -> Components:
     """Every part, built in order and then put together in one go (no thread is started here)."""
     from fhir_server.core.validation.profile.validator import ProfileValidator
+    from fhir_server.domain.delivery.subscription_topics import load_topics
+    from fhir_server.domain.delivery.subscriptions import SubscriptionRules
     from fhir_server.domain.pathways import PathwayCatalog
     from fhir_server.domain.referral.intake import IntakePipeline
     from fhir_server.domain.referral.policy import ReferralWritePolicy
@@ -149,6 +156,8 @@ def build_server(settings: Settings) -> Components:
     pathways = PathwayCatalog.load(data_folder("pathways", data_dir))
     tables = RoutingTables.load(data_folder("terminology", data_dir), data_folder("mappings", data_dir))
     store.write_hooks.append(region_follows_task_owner(tables))
+    # topic-subscription events, recorded in the write's own transaction
+    store.write_hooks.append(SubscriptionRules(tables.region_of(), load_topics(data_folder("mappings", data_dir))))
     intake = IntakePipeline(service, pathways, tables)
     service.register_policy(ReferralWritePolicy(intake))  # every referral write, on every door
     components = Components(
@@ -174,12 +183,13 @@ def start_workers(components: Components, *, delivery: bool) -> Workers:
     when ``delivery``, one outbox delivery thread (several processes share the work safely)."""
     from fhir_server.core.storage.wal_checkpoint import WalCheckpointer
     from fhir_server.domain.delivery.outbox import DeliverySettings, DeliveryWorker
+    from fhir_server.domain.delivery.subscription_worker import SubscriptionSettings, SubscriptionWorker
 
     checkpointer = None
     if components.db.sqlite_path is not None:  # no commit has to copy the log back
         checkpointer = WalCheckpointer(components.db.sqlite_path)
         checkpointer.start()
-    worker = None
+    worker = subscriptions = None
     if delivery:
         settings = components.settings
         worker = DeliveryWorker(
@@ -191,7 +201,19 @@ def start_workers(components: Components, *, delivery: bool) -> Workers:
             ),
         )
         worker.start()
-    return Workers(checkpointer, worker)
+        subscriptions = SubscriptionWorker(
+            components.service,
+            SubscriptionSettings(
+                base_url=settings.base_url or "",
+                poll_seconds=min(settings.outbox_poll_seconds, 0.5),
+                backoff_seconds=settings.subscription_backoff_seconds,
+                max_backoff_seconds=settings.subscription_max_backoff_seconds,
+                retry_days=settings.subscription_retry_days,
+                lease_seconds=settings.subscription_lease_seconds,
+            ),
+        )
+        subscriptions.start()
+    return Workers(checkpointer, worker, subscriptions)
 
 
 def build_terminology(conformance: ConformanceRegistry, service: FhirService) -> Terminology:

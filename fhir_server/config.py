@@ -71,6 +71,12 @@ class Settings:
     outbox_poll_seconds: float = 1.0
     outbox_backoff_seconds: float = 2.0
     outbox_max_attempts: int = 8
+    #: Topic subscriptions (R4 Backport): how long a failing rest-hook is retried before the Subscription
+    #: goes to ``error`` (days), the first retry's delay (doubling up to the maximum), the delivery lease.
+    subscription_retry_days: float = 3.0
+    subscription_backoff_seconds: float = 2.0
+    subscription_max_backoff_seconds: float = 300.0
+    subscription_lease_seconds: float = 30.0
     #: "production" needs a trusted issuer and its JWKS; "development" trusts the local test issuer,
     #: whose tokens ``fhir-server token`` mints (never use it with real data).
     auth_mode: str = "production"
@@ -110,6 +116,10 @@ class SettingsSchema(Schema):
     outbox_poll_seconds = mfields.Float(validate=validate.Range(min=0.01))
     outbox_backoff_seconds = mfields.Float(validate=validate.Range(min=0))
     outbox_max_attempts = mfields.Integer(validate=validate.Range(min=1))
+    subscription_retry_days = mfields.Float(validate=validate.Range(min=0))
+    subscription_backoff_seconds = mfields.Float(validate=validate.Range(min=0))
+    subscription_max_backoff_seconds = mfields.Float(validate=validate.Range(min=0))
+    subscription_lease_seconds = mfields.Float(validate=validate.Range(min=1))
     auth_mode = mfields.String(validate=validate.OneOf(["production", "development"]))
     auth_issuer = mfields.String(allow_none=True, validate=validate.Length(min=1))
     auth_jwks = mfields.String(allow_none=True, validate=validate.Length(min=1))
