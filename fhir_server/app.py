@@ -10,7 +10,16 @@ from flask import Flask, Response
 
 from fhir_server.api import errors, rest, security_edge, system
 from fhir_server.api.formats import SECURITY_HEADERS
-from fhir_server.api.ops import everything, pathways, referrals, registry, subscriptions, terminology, validate
+from fhir_server.api.ops import (
+    everything,
+    export,
+    pathways,
+    referrals,
+    registry,
+    subscriptions,
+    terminology,
+    validate,
+)
 from fhir_server.api.ops.registry import OperationRegistry
 from fhir_server.components import Components, build_server, start_workers
 from fhir_server.config import Settings, load_settings
@@ -20,7 +29,7 @@ from fhir_server.security.gate import SecurityGate
 
 def build_operations() -> OperationRegistry:
     """The operations this server serves, family by family (the order the CapabilityStatement lists them)."""
-    return OperationRegistry.collect(validate, pathways, referrals, terminology, everything, subscriptions)
+    return OperationRegistry.collect(validate, pathways, referrals, terminology, everything, subscriptions, export)
 
 
 def build_gate(components: Components, operations: OperationRegistry) -> SecurityGate:

@@ -18,6 +18,7 @@ from fhir_server.data import data_folder, data_folders, require_data_folders
 
 if TYPE_CHECKING:
     from fhir_server.core.conformance.packages import ConformanceRegistry
+    from fhir_server.core.export.jobs import ExportWorker
     from fhir_server.core.storage.wal_checkpoint import WalCheckpointer
     from fhir_server.core.terminology import Terminology
     from fhir_server.core.validation.profile.validator import ProfileValidator
@@ -65,12 +66,16 @@ class Workers:
     delivery: DeliveryWorker | None
     #: the topic-subscription delivery thread (None when the settings turn delivery off)
     subscriptions: SubscriptionWorker | None = None
+    #: the bulk export thread (None when the settings turn delivery off)
+    export: ExportWorker | None = None
 
     def stop(self) -> None:
         if self.delivery is not None:
             self.delivery.stop()
         if self.subscriptions is not None:
             self.subscriptions.stop()
+        if self.export is not None:
+            self.export.stop()
         if self.checkpointer is not None:
             self.checkpointer.stop()
 
@@ -181,6 +186,7 @@ def build_server(settings: Settings) -> Components:
 def start_workers(components: Components, *, delivery: bool) -> Workers:
     """Start the process's background threads: SQLite's WAL checkpointer (none on PostgreSQL) and,
     when ``delivery``, one outbox delivery thread (several processes share the work safely)."""
+    from fhir_server.core.export.jobs import ExportSettings, ExportWorker
     from fhir_server.core.storage.wal_checkpoint import WalCheckpointer
     from fhir_server.domain.delivery.outbox import DeliverySettings, DeliveryWorker
     from fhir_server.domain.delivery.subscription_worker import SubscriptionSettings, SubscriptionWorker
@@ -189,7 +195,7 @@ def start_workers(components: Components, *, delivery: bool) -> Workers:
     if components.db.sqlite_path is not None:  # no commit has to copy the log back
         checkpointer = WalCheckpointer(components.db.sqlite_path)
         checkpointer.start()
-    worker = subscriptions = None
+    worker = subscriptions = export = None
     if delivery:
         settings = components.settings
         worker = DeliveryWorker(
@@ -213,7 +219,9 @@ def start_workers(components: Components, *, delivery: bool) -> Workers:
             ),
         )
         subscriptions.start()
-    return Workers(checkpointer, worker, subscriptions)
+        export = ExportWorker(components.service, ExportSettings(chunk_size=settings.export_chunk_size))
+        export.start()
+    return Workers(checkpointer, worker, subscriptions, export)
 
 
 def build_terminology(conformance: ConformanceRegistry, service: FhirService) -> Terminology:

@@ -77,6 +77,8 @@ class Settings:
     subscription_backoff_seconds: float = 2.0
     subscription_max_backoff_seconds: float = 300.0
     subscription_lease_seconds: float = 30.0
+    #: Bulk export: resources per NDJSON file (one chunk of a job, committed with the job's cursor).
+    export_chunk_size: int = 1000
     #: "production" needs a trusted issuer and its JWKS; "development" trusts the local test issuer,
     #: whose tokens ``fhir-server token`` mints (never use it with real data).
     auth_mode: str = "production"
@@ -120,6 +122,7 @@ class SettingsSchema(Schema):
     subscription_backoff_seconds = mfields.Float(validate=validate.Range(min=0))
     subscription_max_backoff_seconds = mfields.Float(validate=validate.Range(min=0))
     subscription_lease_seconds = mfields.Float(validate=validate.Range(min=1))
+    export_chunk_size = mfields.Integer(validate=validate.Range(min=1))
     auth_mode = mfields.String(validate=validate.OneOf(["production", "development"]))
     auth_issuer = mfields.String(allow_none=True, validate=validate.Length(min=1))
     auth_jwks = mfields.String(allow_none=True, validate=validate.Length(min=1))

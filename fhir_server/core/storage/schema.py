@@ -14,6 +14,8 @@
 * ``subscription_state``/``subscription_events``: topic subscriptions (R4 Backport): each one's delivery
   cursor, lease and retry state, and its numbered events, written in the transaction of the write
   that caused them (``domain/delivery/subscriptions.py``).
+* ``export_jobs``/``export_files``: bulk data exports and their NDJSON files, written chunk by chunk with
+  the job's cursor, so a job resumes where it was after a restart (``core/export/``).
 * ``schema_info``: the schema version, for automatic upgrades.
 """
 
@@ -238,4 +240,34 @@ subscription_events = Table(
     Column("focus_id", String(64), nullable=False),
     Column("focus_version", Integer, nullable=False),
     Column("created", String(40), nullable=False),
+)
+
+# -- bulk data export (fhir_server/core/export/) ---------------------------------------------------
+
+export_jobs = Table(
+    "export_jobs",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("owner", String(200), nullable=False),  # the client that started it (only it polls and reads)
+    Column("request", Text, nullable=False),  # the kick-off URL, for the manifest
+    Column("status", String(16), nullable=False),  # accepted | completed | cancelled | error
+    Column("spec", Text, nullable=False),  # JSON: types, since, type filters, patients, labels
+    Column("transaction_time", String(40), nullable=False),
+    Column("cursor", Text, nullable=False),  # JSON: [type index, last id written]
+    Column("exported", BigInteger, nullable=False, default=0),
+    Column("files", Integer, nullable=False, default=0),
+    Column("lease_until", String(40)),
+    Column("last_poll_at", String(40)),
+    Column("error", Text),
+    Column("created", String(40), nullable=False),
+)
+
+export_files = Table(
+    "export_files",
+    metadata,
+    Column("job_id", String(36), primary_key=True),
+    Column("number", Integer, primary_key=True),
+    Column("res_type", String(64), nullable=False),
+    Column("count", Integer, nullable=False),
+    Column("body", Text, nullable=False),  # NDJSON
 )
