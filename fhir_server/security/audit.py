@@ -105,7 +105,7 @@ def audit_event(record: AuditRecord, recorded: str, observer: str) -> dict:
         description += f": {record.detail}"
     event["outcomeDesc"] = description
     entity: dict = {}
-    if info.resource_type and is_fhir_id(info.resource_id):
+    if info.resource_type and info.resource_id and is_fhir_id(info.resource_id):
         entity["what"] = {"reference": f"{info.resource_type}/{info.resource_id}"}
     elif info.resource_type and info.resource_id:  # not a FHIR id: named as asked, not as a reference
         entity["what"] = {"display": f"{info.resource_type}/{info.resource_id}"[:200]}

@@ -122,8 +122,9 @@ def build_referrals(database_url: str, region_counts: dict[str, int]) -> None:
     with access.acting_as(access.SYSTEM):
         for region, count in region_counts.items():
             for start in range(0, count, 500):
+                end = min(start + 500, count)
 
-                def work(unit, start=start, end=min(start + 500, count), region=region):  # type: ignore[no-untyped-def]
+                def work(unit, start=start, end=end, region=region):  # type: ignore[no-untyped-def]
                     for i in range(start, end):
                         key = f"{region}-{i}"
                         patient = {"resourceType": "Patient", "id": f"p-{key}", "name": [{"family": "Test"}]}
