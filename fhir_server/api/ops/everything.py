@@ -30,6 +30,8 @@ Key = tuple[str, str]
 
 #: Reverse references of a referral followed one more step (what references its Task: Provenance).
 SECOND_STEP_TYPES = ("Task",)
+#: Not part of anyone's record: the server's audit trail (it names what was read) and its subscriptions.
+LEFT_OUT = frozenset({"AuditEvent", "Subscription"})
 
 
 def outgoing(body: dict, resource_type: str) -> list[Key]:
@@ -53,7 +55,7 @@ def incoming(conn: Connection, targets: list[Key]) -> list[Key]:
         .where(tuple_(idx_reference.c.target_type, idx_reference.c.target_id).in_(targets))
         .distinct()
     )
-    return [(r[0], r[1]) for r in conn.execute(query)]
+    return [(r[0], r[1]) for r in conn.execute(query) if r[0] not in LEFT_OUT]
 
 
 def referral_set(conn: Connection, referral: StoredResource) -> list[StoredResource]:
