@@ -23,6 +23,12 @@ def test_the_app_collects_each_family_in_order():
         "expand",
         "validate-code",
         "translate",
+        "everything",
+        "status",
+        "events",
+        "export",
+        "export-status",
+        "export-file",
     ]
 
 
