@@ -196,7 +196,6 @@ def test_metadata_declares_topics_and_operations(fhir):
         TOPICS + "referral-routed",
         TOPICS + "referral-changed",
     }
-    assert BACKPORT + "backport-subscription" in entry["supportedProfile"]
     assert {"status", "events"} <= {op["name"] for op in entry["operation"]}
     basic = Fhir(fhir).search("Basic?code=http://hl7.org/fhir/fhir-types|SubscriptionTopic")
     assert basic["total"] >= 3

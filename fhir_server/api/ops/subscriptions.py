@@ -15,7 +15,6 @@ from fhir_server.core.issues import FhirError
 from fhir_server.domain.delivery.subscription_topics import TOPIC_CANONICAL_EXTENSION
 from fhir_server.domain.delivery.subscriptions import (
     CONTENTS,
-    SUBSCRIPTION_PROFILE,
     SubscriptionRules,
     channel_of,
     event_resources,
@@ -91,11 +90,11 @@ def subscription_events(call: OperationCall) -> Response:
 
 
 def subscription_capabilities(profiles: dict[str, list[str]]) -> tuple[dict[str, list[str]], dict[str, list[dict]]]:
-    """The CapabilityStatement's Subscription entry: the backport profile and one extension per topic served."""
+    """The CapabilityStatement's Subscription entry: one extension per topic served."""
     rules = next((h for h in server().store.write_hooks if isinstance(h, SubscriptionRules)), None)
     topics = [
         {"url": TOPIC_CANONICAL_EXTENSION, "valueCanonical": url} for url in sorted(rules.topics if rules else {})
     ]
-    merged = dict(profiles)
-    merged["Subscription"] = sorted({*profiles.get("Subscription", []), SUBSCRIPTION_PROFILE})
-    return merged, {"Subscription": topics}
+    # the backport-subscription profile is not loaded (not served as a StructureDefinition), so it is not
+    # declared as a supportedProfile: /metadata names only what the server serves
+    return profiles, {"Subscription": topics}
