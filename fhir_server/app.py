@@ -10,7 +10,18 @@ from flask import Flask, Response
 
 from fhir_server.api import errors, rest, security_edge, system
 from fhir_server.api.formats import SECURITY_HEADERS
-from fhir_server.api.ops import delivery, measures, pathways, referrals, registry, terminology, validate
+from fhir_server.api.ops import (
+    delivery,
+    everything,
+    export,
+    measures,
+    pathways,
+    referrals,
+    registry,
+    subscriptions,
+    terminology,
+    validate,
+)
 from fhir_server.api.ops.registry import OperationRegistry
 from fhir_server.components import Components, build_server, start_workers
 from fhir_server.config import Settings, load_settings
@@ -20,13 +31,14 @@ from fhir_server.security.gate import SecurityGate
 
 def build_operations() -> OperationRegistry:
     """The operations this server serves, family by family (the order the CapabilityStatement lists them)."""
-    return OperationRegistry.collect(validate, pathways, referrals, terminology, delivery, measures)
+    return OperationRegistry.collect(
+        validate, pathways, referrals, terminology, delivery, measures, everything, subscriptions, export
+    )
 
 
 def build_gate(components: Components, operations: OperationRegistry) -> SecurityGate:
     """The security gate: trusted issuer, scopes per operation, regions of the RHFs and HFs, audit trail."""
-    tables = components.intake.tables
-    region_of = {org.orgnr: org.rhf_orgnr for org in tables.organizations.values()}
+    region_of = components.intake.tables.region_of()
     return SecurityGate(components.settings, components.store, region_of, operations.needs())
 
 

@@ -21,10 +21,12 @@ from fhir_server.data import data_folder, data_folders, require_data_folders
 
 if TYPE_CHECKING:
     from fhir_server.core.conformance.packages import ConformanceRegistry
+    from fhir_server.core.export.jobs import ExportWorker
     from fhir_server.core.storage.wal_checkpoint import WalCheckpointer
     from fhir_server.core.terminology import Terminology
     from fhir_server.core.validation.profile.validator import ProfileValidator
     from fhir_server.domain.delivery.outbox import DeliveryWorker
+    from fhir_server.domain.delivery.subscription_worker import SubscriptionWorker
     from fhir_server.domain.measures import MeasureCatalog
     from fhir_server.domain.pathways import PathwayCatalog
     from fhir_server.domain.referral.intake import IntakePipeline
@@ -68,10 +70,18 @@ class Workers:
     checkpointer: WalCheckpointer | None
     #: the outbox delivery thread (None when the settings turn it off)
     delivery: DeliveryWorker | None
+    #: the topic-subscription delivery thread (None when the settings turn delivery off)
+    subscriptions: SubscriptionWorker | None = None
+    #: the bulk export thread (None when the settings turn delivery off)
+    export: ExportWorker | None = None
 
     def stop(self) -> None:
         if self.delivery is not None:
             self.delivery.stop()
+        if self.subscriptions is not None:
+            self.subscriptions.stop()
+        if self.export is not None:
+            self.export.stop()
         if self.checkpointer is not None:
             self.checkpointer.stop()
 
@@ -158,6 +168,8 @@ def build_referral_checks(settings: Settings, profiles: ProfileValidator) -> Ref
 def build_server(settings: Settings) -> Components:
     """Every part, built in order and then put together in one go (no thread is started here)."""
     from fhir_server.core.validation.profile.validator import ProfileValidator
+    from fhir_server.domain.delivery.subscription_topics import load_topics
+    from fhir_server.domain.delivery.subscriptions import SubscriptionRules
     from fhir_server.domain.measures import MeasureCatalog, ensure_fact_table, facts_follow_writes, fill_missing_facts
     from fhir_server.domain.pathways import PathwayCatalog
     from fhir_server.domain.referral.intake import IntakePipeline
@@ -192,6 +204,8 @@ def build_server(settings: Settings) -> Components:
     ensure_fact_table(db)
     store.write_hooks.append(facts_follow_writes())  # the measures' per-referral facts
     fill_missing_facts(store)  # a database stored before the measures: its facts, once
+    # topic-subscription events, recorded in the write's own transaction
+    store.write_hooks.append(SubscriptionRules(tables.region_of(), load_topics(data_folder("mappings", data_dir))))
     intake = IntakePipeline(service, pathways, tables, build_referral_checks(settings, profiles))
     service.register_policy(ReferralWritePolicy(intake))  # every referral write, on every door
     components = Components(
@@ -216,14 +230,16 @@ def build_server(settings: Settings) -> Components:
 def start_workers(components: Components, *, delivery: bool) -> Workers:
     """Start the process's background threads: SQLite's WAL checkpointer (none on PostgreSQL) and,
     when ``delivery``, one outbox delivery thread (several processes share the work safely)."""
+    from fhir_server.core.export.jobs import ExportSettings, ExportWorker
     from fhir_server.core.storage.wal_checkpoint import WalCheckpointer
     from fhir_server.domain.delivery.outbox import DeliverySettings, DeliveryWorker
+    from fhir_server.domain.delivery.subscription_worker import SubscriptionSettings, SubscriptionWorker
 
     checkpointer = None
     if components.db.sqlite_path is not None:  # no commit has to copy the log back
         checkpointer = WalCheckpointer(components.db.sqlite_path)
         checkpointer.start()
-    worker = None
+    worker = subscriptions = export = None
     if delivery:
         settings = components.settings
         worker = DeliveryWorker(
@@ -236,7 +252,21 @@ def start_workers(components: Components, *, delivery: bool) -> Workers:
             ),
         )
         worker.start()
-    return Workers(checkpointer, worker)
+        subscriptions = SubscriptionWorker(
+            components.service,
+            SubscriptionSettings(
+                base_url=settings.base_url or "",
+                poll_seconds=min(settings.outbox_poll_seconds, 0.5),
+                backoff_seconds=settings.subscription_backoff_seconds,
+                max_backoff_seconds=settings.subscription_max_backoff_seconds,
+                retry_days=settings.subscription_retry_days,
+                lease_seconds=settings.subscription_lease_seconds,
+            ),
+        )
+        subscriptions.start()
+        export = ExportWorker(components.service, ExportSettings(chunk_size=settings.export_chunk_size))
+        export.start()
+    return Workers(checkpointer, worker, subscriptions, export)
 
 
 def build_terminology(conformance: ConformanceRegistry, service: FhirService) -> Terminology:

@@ -95,6 +95,14 @@ class Settings:
     #: fsync each journalled event before answering (survives a power loss; ~1-4 ms a request on a busy
     #: disk); False: written to the OS only, which survives a crash or ``kill -9`` of the server process.
     audit_journal_fsync: bool = True
+    #: Topic subscriptions (R4 Backport): how long a failing rest-hook is retried before the Subscription
+    #: goes to ``error`` (days), the first retry's delay (doubling up to the maximum), the delivery lease.
+    subscription_retry_days: float = 3.0
+    subscription_backoff_seconds: float = 2.0
+    subscription_max_backoff_seconds: float = 300.0
+    subscription_lease_seconds: float = 30.0
+    #: Bulk export: resources per NDJSON file (one chunk of a job, committed with the job's cursor).
+    export_chunk_size: int = 1000
     #: "production" needs a trusted issuer and its JWKS; "development" trusts the local test issuer,
     #: whose tokens ``fhir-server token`` mints (never use it with real data).
     auth_mode: str = "production"
@@ -153,6 +161,11 @@ class SettingsSchema(Schema):
     outbox_lease_seconds = mfields.Float(validate=validate.Range(min=0.3))
     audit_journal_dir = mfields.String(allow_none=True, validate=validate.Length(min=1))
     audit_journal_fsync = mfields.Boolean()
+    subscription_retry_days = mfields.Float(validate=validate.Range(min=0))
+    subscription_backoff_seconds = mfields.Float(validate=validate.Range(min=0))
+    subscription_max_backoff_seconds = mfields.Float(validate=validate.Range(min=0))
+    subscription_lease_seconds = mfields.Float(validate=validate.Range(min=1))
+    export_chunk_size = mfields.Integer(validate=validate.Range(min=1))
     auth_mode = mfields.String(validate=validate.OneOf(["production", "development"]))
     auth_issuer = mfields.String(allow_none=True, validate=validate.Length(min=1))
     auth_jwks = mfields.String(allow_none=True, validate=validate.Length(min=1))

@@ -7,6 +7,7 @@ from flask import Blueprint, Response, request
 from fhir_server.api import security_edge
 from fhir_server.api.formats import SECURITY_HEADERS, fhir_response, negotiate, parse_body
 from fhir_server.api.ops.registry import operations
+from fhir_server.api.ops.subscriptions import subscription_capabilities
 from fhir_server.api.rest import base_url, get_pages, prefer, server, strict_handling
 from fhir_server.core import jsonio
 from fhir_server.core.bundles.transaction import BundleProcessor
@@ -30,7 +31,8 @@ def metadata() -> Response:
             _capability_cache.pop(next(iter(_capability_cache)), None)
         srv = server()
         security = security_edge.gate().capability_security()
-        inputs = CapabilityInputs(srv.registry, key, operations().declared(), srv.profiles_by_type, security)
+        profiles, extensions = subscription_capabilities(srv.profiles_by_type)
+        inputs = CapabilityInputs(srv.registry, key, operations().declared(), profiles, security, extensions)
         _capability_cache[key] = jsonio.dumps(capability_statement(inputs, now_instant()))
     return fhir_response(_capability_cache[key], 200, negotiate(request))
 

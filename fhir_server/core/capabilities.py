@@ -43,6 +43,8 @@ class CapabilityInputs:
     #: Profiles (canonical URLs) supported per resource type.
     profiles: dict[str, list[str]] = field(default_factory=dict)
     security: dict | None = None
+    #: Extensions per resource type (e.g. the subscription topics a Subscription may name).
+    resource_extensions: dict[str, list[dict]] = field(default_factory=dict)
 
 
 def capability_statement(inputs: CapabilityInputs, date: str) -> dict:
@@ -87,6 +89,8 @@ def _statement(inputs: CapabilityInputs, date: str) -> dict:
         }
         if inputs.profiles.get(rtype):
             entry["supportedProfile"] = inputs.profiles[rtype]
+        if inputs.resource_extensions.get(rtype):
+            entry = {"extension": inputs.resource_extensions[rtype], **entry}
         ops = [
             {"name": op.name, "definition": op.definition}
             for op in inputs.operations

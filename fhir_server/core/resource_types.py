@@ -10,6 +10,7 @@ STORABLE_TYPES: frozenset[str] = frozenset(
         "ActivityDefinition",
         "Appointment",
         "AuditEvent",
+        "Basic",
         "Binary",
         "Bundle",
         "CarePlan",
@@ -24,6 +25,7 @@ STORABLE_TYPES: frozenset[str] = frozenset(
         "Endpoint",
         "EpisodeOfCare",
         "Goal",
+        "Group",
         "HealthcareService",
         "Location",
         "Measure",
@@ -45,6 +47,7 @@ STORABLE_TYPES: frozenset[str] = frozenset(
         "SearchParameter",
         "ServiceRequest",
         "StructureDefinition",
+        "Subscription",
         "Task",
         "ValueSet",
     }

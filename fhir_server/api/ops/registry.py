@@ -72,6 +72,8 @@ class Operation:
     raw_body: bool = False
     #: the scopes a caller needs (any letter of each Need; an empty type means the URL's type)
     requires: tuple[Need, ...] = ()
+    #: the HTTP methods it answers (a bulk export's status URL also takes DELETE: cancel)
+    methods: tuple[str, ...] = ("GET", "POST")
 
 
 def operation(
@@ -82,12 +84,13 @@ def operation(
     *,
     requires: tuple[Need, ...],
     raw_body: bool = False,
+    methods: tuple[str, ...] = ("GET", "POST"),
 ) -> Callable[[Handler], Operation]:
     """Describe a handler as an operation, with the scopes it needs (registered by the app, not here)."""
 
     def describe(handler: Handler) -> Operation:
         return Operation(
-            OperationInfo(name, definition, types, "system" in levels), handler, levels, raw_body, requires
+            OperationInfo(name, definition, types, "system" in levels), handler, levels, raw_body, requires, methods
         )
 
     return describe
@@ -123,6 +126,8 @@ class OperationRegistry:
         if op is None or level not in op.levels or (rtype and op.info.types and rtype not in op.info.types):
             where = "/".join(p for p in (rtype, rid) if p) or "the system level"
             raise FhirError.single(404, "not-supported", f"the operation ${name} is not supported on {where}")
+        if request.method not in op.methods:
+            raise FhirError.single(405, "not-supported", f"${name} does not take {request.method}")
         if rtype:
             check_type(rtype)
         if rid:
@@ -172,7 +177,7 @@ def read_call(name: str, rtype: str | None, rid: str | None, *, raw_body: bool =
 # -- routes -----------------------------------------------------------------------------------
 
 
-@bp.route("/$<name>", methods=["GET", "POST"])
+@bp.route("/$<name>", methods=["GET", "POST", "DELETE"])
 def system_operation(name: str) -> Response:
     return operations().dispatch(name, None, None)
 

@@ -11,6 +11,11 @@
   kept across versions, written in the transaction that writes the resource.
 * ``index_backlog``: resources stored without their search index rows yet (AuditEvents: their index
   is built when someone searches them, or when the process is idle; ``core/index_backlog.py``).
+* ``subscription_state``/``subscription_events``: topic subscriptions (R4 Backport): each one's delivery
+  cursor, lease and retry state, and its numbered events, written in the transaction of the write
+  that caused them (``domain/delivery/subscriptions.py``).
+* ``export_jobs``/``export_files``: bulk data exports and their NDJSON files, written chunk by chunk with
+  the job's cursor, so a job resumes where it was after a restart (``core/export/``).
 * ``schema_info``: the schema version, for automatic upgrades.
 """
 
@@ -202,4 +207,69 @@ schema_info = Table(
     metadata,
     Column("key", String(64), primary_key=True),
     Column("value", String(255), nullable=False),
+)
+
+# -- topic subscriptions (fhir_server/domain/delivery/subscriptions.py) -------------------------
+
+subscription_state = Table(
+    "subscription_state",
+    metadata,
+    Column("subscription_id", String(64), primary_key=True),
+    Column("topic", Text, nullable=False),
+    Column("filters", Text, nullable=False),  # JSON: [[resource type, parameter, value], ...]
+    Column("labels", Text, nullable=False),  # JSON: the subscriber's access labels (from its token)
+    Column("unrestricted", Boolean, nullable=False, default=False),
+    Column("status", String(16), nullable=False),  # requested | active | error | off
+    Column("events_since_start", BigInteger, nullable=False, default=0),
+    Column("delivered_through", BigInteger, nullable=False, default=0),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", String(40), nullable=False),
+    Column("lease_until", String(40)),
+    Column("first_failure_at", String(40)),
+    Column("last_sent_at", String(40)),
+    Column("heartbeat_at", String(40)),  # when a heartbeat is due (None: the channel asks for none)
+    Column("last_error", Text),
+    Index("ix_subscription_state_due", "status", "next_attempt_at"),
+)
+
+subscription_events = Table(
+    "subscription_events",
+    metadata,
+    Column("subscription_id", String(64), primary_key=True),
+    Column("event_number", BigInteger, primary_key=True),
+    Column("topic", Text, nullable=False),
+    Column("focus_type", String(64), nullable=False),
+    Column("focus_id", String(64), nullable=False),
+    Column("focus_version", Integer, nullable=False),
+    Column("created", String(40), nullable=False),
+)
+
+# -- bulk data export (fhir_server/core/export/) ---------------------------------------------------
+
+export_jobs = Table(
+    "export_jobs",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("owner", String(200), nullable=False),  # the client that started it (only it polls and reads)
+    Column("request", Text, nullable=False),  # the kick-off URL, for the manifest
+    Column("status", String(16), nullable=False),  # accepted | completed | cancelled | error
+    Column("spec", Text, nullable=False),  # JSON: types, since, type filters, patients, labels
+    Column("transaction_time", String(40), nullable=False),
+    Column("cursor", Text, nullable=False),  # JSON: [type index, last id written]
+    Column("exported", BigInteger, nullable=False, default=0),
+    Column("files", Integer, nullable=False, default=0),
+    Column("lease_until", String(40)),
+    Column("last_poll_at", String(40)),
+    Column("error", Text),
+    Column("created", String(40), nullable=False),
+)
+
+export_files = Table(
+    "export_files",
+    metadata,
+    Column("job_id", String(36), primary_key=True),
+    Column("number", Integer, primary_key=True),
+    Column("res_type", String(64), nullable=False),
+    Column("count", Integer, nullable=False),
+    Column("body", Text, nullable=False),  # NDJSON
 )

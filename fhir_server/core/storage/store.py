@@ -71,7 +71,7 @@ class Store:
         def run(conn: Connection) -> T:
             unit = WriteUnit(self, conn)
             result = work(unit)
-            unit.flush()
+            unit.finish()
             return result
 
         for attempt in range(1, attempts + 1):

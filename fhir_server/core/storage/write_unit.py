@@ -6,7 +6,7 @@ Dialect-neutral: the database-specific parts (row and condition locks, bulk inse
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, update
@@ -43,6 +43,7 @@ class WriteUnit:
         self._labels: list[dict] = []
         self._backlog: list[dict] = []
         self._written: dict[tuple[str, str], StoredResource] = {}  # the latest version this unit wrote
+        self._at_end: list[Callable[[], None]] = []
 
     # -- locking and reading ------------------------------------------------------------------
 
@@ -177,6 +178,17 @@ class WriteUnit:
         stored = self._write_version(None, resource_type, resource_id, row.version_id + 1, "DELETE")
         self._replace_current(stored)
         return stored
+
+    def at_end(self, step: Callable[[], None]) -> None:
+        """Run ``step`` once this unit's work is done, still inside its transaction (write hooks that need
+        the whole write, e.g. its access labels, to decide: recording subscription events)."""
+        self._at_end.append(step)
+
+    def finish(self) -> None:
+        """Run the steps :meth:`at_end` queued (they may queue more), then send the pending inserts."""
+        while self._at_end:
+            self._at_end.pop(0)()
+        self.flush()
 
     def flush(self) -> None:
         """Send the collected inserts (versions, new current rows, index rows)."""

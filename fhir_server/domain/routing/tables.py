@@ -181,6 +181,10 @@ class RoutingTables:
                     if t.orgnr not in self.organizations:
                         raise ValueError(f"{line} catchment of {code}: health trust {t.orgnr} has no Organization")
 
+    def region_of(self) -> dict[str, str]:
+        """Organisation number of every RHF and HF → the organisation number of its RHF."""
+        return {org.orgnr: org.rhf_orgnr for org in self.organizations.values()}
+
     def rhf_of_municipality(self, code: str) -> str:
         """The default RHF (organisation number) of a 2024 municipality: its county's RHF."""
         return self.county_rhf[self.municipalities[code].fylke]

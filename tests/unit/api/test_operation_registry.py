@@ -25,6 +25,12 @@ def test_the_app_collects_each_family_in_order():
         "translate",
         "resend",
         "evaluate-measure",
+        "everything",
+        "status",
+        "events",
+        "export",
+        "export-status",
+        "export-file",
     ]
 
 
