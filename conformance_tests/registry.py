@@ -45,6 +45,7 @@ AREAS = (
     "validate",
     "referral",
     "pathways",
+    "regional",
 )
 
 

@@ -6,6 +6,7 @@ from conformance_tests.checks import (  # noqa: F401  (imported for registration
     conditional,
     errors,
     referrals,
+    regional,
     rest,
     search,
 )
