@@ -93,6 +93,7 @@ TEXTS: dict[str, tuple[str, str]] = {
     "referral.history": ("Historikk", "History"),
     "referral.when": ("Når", "When"),
     "referral.version": ("Versjon", "Version"),
+    "referral.who": ("Hvem", "Who"),
     "referral.timeline": ("Forløp", "Pathway timeline"),
     "referral.no.careplan": ("Ingen forløpsplan ennå.", "No pathway plan yet."),
     "milestone.due": ("Forfaller", "Due"),

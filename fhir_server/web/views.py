@@ -24,7 +24,15 @@ from fhir_server.web import auth
 from fhir_server.web.i18n import NO_VALUE, pick_language, translate
 from fhir_server.web.measures import Measures, bar_chart
 from fhir_server.web.oidc import OidcClient, SignInFailed
-from fhir_server.web.worklist import ACCEPT_CODES, STATUSES, VOLVEN_9148, Person, Worklist, task_status
+from fhir_server.web.worklist import (
+    ACCEPT_CODES,
+    STATUSES,
+    VOLVEN_9148,
+    Person,
+    Worklist,
+    person_name,
+    task_status,
+)
 
 bp = Blueprint("web", __name__, template_folder="templates", static_folder="static", static_url_path="/static")
 
@@ -98,6 +106,31 @@ def _day(value: date | None) -> str:
     if value is None:
         return NO_VALUE
     return value.strftime("%d.%m.%Y") if g.get("lang") != "en" else value.isoformat()
+
+
+@bp.app_template_filter("in_language")
+def _in_language(text: str | None) -> str:
+    """The part of an "English / bokmål" text (the routing explanations) in the page's language."""
+    english, sep, bokmal = (text or "").partition(" / ")
+    if not sep:
+        return text or ""
+    return english if g.get("lang") == "en" else bokmal
+
+
+@bp.app_template_global()
+def party_name(resources: dict, reference: dict | None) -> str:
+    """A Practitioner's or Organization's name (through a PractitionerRole), else the reference's display."""
+    reference = reference or {}
+    found = resources.get(reference.get("reference", ""), {})
+    if found.get("resourceType") == "PractitionerRole":
+        names = [party_name(resources, found.get(e)) for e in ("practitioner", "organization")]
+        return ", ".join(n for n in names if n != NO_VALUE) or NO_VALUE
+    name = found.get("name")
+    if isinstance(name, str):
+        return name
+    if isinstance(name, list) and name:
+        return person_name(found) or NO_VALUE
+    return reference.get("display") or NO_VALUE
 
 
 @bp.errorhandler(400)
@@ -296,6 +329,7 @@ def referral(referral_id: str) -> str:
     history = [
         {
             "version": h["_version"],
+            "who": h.get("_who"),
             "when": h.get("lastModified") or h["_when"],
             "status": task_status(h),
             "owner": (h.get("owner") or {}).get("display") or (h.get("owner") or {}).get("reference"),

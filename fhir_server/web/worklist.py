@@ -212,6 +212,16 @@ class Worklist:
                     refs[node] = _json(self.service.read(rtype, rid))
                 except FhirError:
                     continue
+        for node in list(refs.values()):  # who a PractitionerRole is, and where
+            if node.get("resourceType") == "PractitionerRole":
+                for element in ("practitioner", "organization"):
+                    ref = (node.get(element) or {}).get("reference", "")
+                    rtype, _, rid = ref.partition("/")
+                    if rtype and rid and ref not in refs:
+                        try:
+                            refs[ref] = _json(self.service.read(rtype, rid))
+                        except FhirError:
+                            continue
         tasks = self.service.search_window(
             "Task", [("focus", f"ServiceRequest/{referral_id}"), ("_count", "5")], with_total=False
         ).matches
@@ -220,6 +230,20 @@ class Worklist:
             versions, _ = self.service.store.history("Task", task.id, at_most=100)
             history += [_json(v) | {"_version": v.version_id, "_when": v.last_updated} for v in versions if v.body]
         history.sort(key=lambda t: t["_when"])
+        who: dict[str, str] = {}  # when → who, from the Provenances of the Tasks (the intake's, and people's)
+        for task in tasks:
+            provenances = self.service.search_window(
+                "Provenance", [("target", f"Task/{task.id}"), ("_count", "100")], with_total=False
+            ).matches
+            for stored in provenances:
+                provenance = _json(stored)
+                names = [
+                    (a.get("who") or {}).get("display") or (a.get("who") or {}).get("reference")
+                    for a in provenance.get("agent") or []
+                ]
+                who[str(provenance.get("recorded"))] = ", ".join(n for n in names if n)
+        for version in history:
+            version["_who"] = who.get(str(version.get("lastModified") or version.get("authoredOn")), "")
         patient_ref = (referral.get("subject") or {}).get("reference")
         careplans = []
         if patient_ref:

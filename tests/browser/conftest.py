@@ -18,6 +18,7 @@ from tests.conftest import ADMIN_SCOPES, ROOT, RunningServer, start_server, stop
 SCREENSHOTS = ROOT / "docs" / "screenshots"
 #: The sender's organisation (a GP office; the project's own test number).
 GP_ORG = "999888777"
+HELSE_VEST = "983658725"
 #: Who the referrals are for, and where they live: (family name, municipality; None: manual triage).
 PATIENTS = [
     ("Triagesen", None),
@@ -66,10 +67,29 @@ def web_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServ
             timeout=30,
         )
         assert answer.status_code in (200, 201), answer.text
+    _plan_for(server, "Bergensen")
     try:
         yield server
     finally:
         stop_server(server)
+
+
+def _plan_for(server: RunningServer, family: str) -> None:
+    """The region applies the adult mental-health pathway to a referral: a CarePlan with milestones."""
+    headers = {"Authorization": f"Bearer {server.token(['system/*.cruds'], HELSE_VEST)}"}
+    found = requests.get(server.url(f"ServiceRequest?subject.family={family}"), headers=headers, timeout=30).json()
+    referral = found["entry"][0]["resource"]
+    answer = requests.get(
+        server.url("PlanDefinition/psykisk-helsevern-voksne/$apply"),
+        params={
+            "subject": referral["subject"]["reference"],
+            "referral": f"ServiceRequest/{referral['id']}",
+            "persist": "true",
+        },
+        headers=headers,
+        timeout=30,
+    )
+    assert answer.status_code == 201, answer.text
 
 
 @pytest.fixture(scope="session")

@@ -13,12 +13,11 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.browser.conftest import GP_ORG
+from tests.browser.conftest import GP_ORG, HELSE_VEST
 from tests.conftest import RunningServer
 
 pytestmark = pytest.mark.browser
 
-HELSE_VEST = "983658725"
 HELSE_BERGEN = "983974724"
 WAIT_SECONDS = 15
 
@@ -200,7 +199,11 @@ def test_a_referrals_page_shows_what_the_gp_wrote_and_its_history(
     assert "Moderat depressiv episode" in text  # reason and diagnosis
     rows = browser.find_elements(*_by("CSS_SELECTOR", "#history tbody tr"))
     assert len(rows) >= 2  # received, then accepted
-    assert "Akseptert" in rows[-1].text
+    assert "Akseptert" in rows[-1].text and "Kari Koordinator" in rows[-1].text  # who did it, from the Provenance
+    milestones = browser.find_elements(*_by("CSS_SELECTOR", ".timeline .milestone"))
+    assert len(milestones) >= 3  # the pathway's milestones, from the CarePlan the region applied
+    assert "utført i tide" in milestones[0].text  # referral received: done on the day
+    assert "Kari Lege" in text  # who referred (the PractitionerRole's practitioner)
     _shot(browser, screenshots, "referral")
     assert _axe(browser, axe_source) == []
 
