@@ -20,19 +20,16 @@ from flask import Flask, Request, abort, g, request, session
 from flask.sessions import SecureCookieSessionInterface
 
 from fhir_server.config import Settings
-from fhir_server.naming import HPR_SYSTEM, naming_system
 from fhir_server.security import dev_issuer
 from fhir_server.security.audit import AuditRecord
 from fhir_server.security.gate import SecurityGate
 from fhir_server.security.policy import RequestInfo
 from fhir_server.security.scopes import ScopeSet
 from fhir_server.security.tokens import Caller
-from fhir_server.web.worklist import Person
+from fhir_server.web.worklist import WEB_USER_SYSTEM, Person
 
 log = logging.getLogger(__name__)
 
-#: Local user names of development sign-in (no HPR number): the project's own identifier system.
-WEB_USER_SYSTEM = naming_system("web-user")
 SESSION_HOURS = 8
 
 
@@ -102,7 +99,9 @@ def signed_in() -> Person | None:
     data = session.get("person")
     if not isinstance(data, dict):
         return None
-    return Person(data["name"], data["ident"], data["orgnr"], bool(data.get("admin")), data.get("system", HPR_SYSTEM))
+    return Person(
+        data["name"], data["ident"], data["orgnr"], bool(data.get("admin")), data.get("system", WEB_USER_SYSTEM)
+    )
 
 
 def caller_of(person: Person, gate: SecurityGate) -> Caller:

@@ -18,6 +18,7 @@ from fhir_server.core.storage import access
 from fhir_server.domain.calendar import fhir_oslo_date, oslo_today
 from fhir_server.domain.pathways.state import milestone_states
 from fhir_server.domain.referral.intake import ROUTING_RULE
+from fhir_server.naming import HPR_SYSTEM
 from fhir_server.security.gate import SecurityGate
 from fhir_server.security.policy import RequestInfo
 from fhir_server.web import auth
@@ -28,6 +29,7 @@ from fhir_server.web.worklist import (
     ACCEPT_CODES,
     STATUSES,
     VOLVEN_9148,
+    WEB_USER_SYSTEM,
     Person,
     Worklist,
     person_name,
@@ -188,7 +190,7 @@ def login() -> Response | str:
         ident = request.form.get("ident", "").strip() or "dev-user"
         if orgnr not in worklist.tables.organizations:
             abort(400, description="unknown organisation")
-        system = auth.HPR_SYSTEM if ident.isdigit() else auth.WEB_USER_SYSTEM
+        system = HPR_SYSTEM if ident.isdigit() and not ident.startswith("0") else WEB_USER_SYSTEM
         person = Person(name, ident, orgnr, request.form.get("role") == "admin", system)
         auth.sign_in(person)
         g.person = person
@@ -211,7 +213,7 @@ def callback() -> Response:
     if not who.organisations:
         abort(400, description="the sign-in names no organisation (HelseID orgnr claims)")
     gate: SecurityGate = current_app.extensions["fhir_gate"]
-    ident, system = (who.hpr, auth.HPR_SYSTEM) if who.hpr else (who.subject, auth.WEB_USER_SYSTEM)
+    ident, system = (who.hpr, HPR_SYSTEM) if who.hpr else (who.subject, WEB_USER_SYSTEM)
     person = Person(who.name, ident, who.organisations[-1], gate.settings.auth_admin_scope in who.scopes, system)
     auth.sign_in(person)
     g.person = person

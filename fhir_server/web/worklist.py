@@ -29,7 +29,7 @@ from fhir_server.domain.referral.intake import (
     TRIAGE_ORGANIZATION,
 )
 from fhir_server.domain.routing.tables import Org, RoutingTables
-from fhir_server.naming import HPR_SYSTEM, ORGNR_SYSTEM
+from fhir_server.naming import ORGNR_SYSTEM, naming_system
 from fhir_server.web.i18n import NO_VALUE
 
 #: Volven 9148 (status for henvisning): the business status of an assessed or forwarded referral.
@@ -42,6 +42,8 @@ PAGE_SIZE = 25
 #: How many unroutable referrals the triage list sorts by deadline (the oldest received first beyond that).
 TRIAGE_WINDOW = 500
 STATUSES = ("requested", "accepted", "rejected", "forwarded")
+#: Local user names (development sign-in, or an issuer's subject without an HPR number).
+WEB_USER_SYSTEM = naming_system("web-user")
 
 
 @dataclass
@@ -53,7 +55,7 @@ class Person:
     ident: str
     orgnr: str
     admin: bool = False
-    ident_system: str = HPR_SYSTEM
+    ident_system: str = WEB_USER_SYSTEM
 
     def reference(self) -> dict:
         return {"identifier": {"system": self.ident_system, "value": self.ident}, "display": self.name}
