@@ -16,7 +16,7 @@ from fhir_server.core.storage import access
 from fhir_server.domain.calendar import fhir_oslo_date, oslo_today
 from fhir_server.domain.referral.intake import EXT_ASSESSMENT_DEADLINE
 from fhir_server.web.i18n import NO_VALUE
-from fhir_server.web.worklist import Worklist, _extension, _json
+from fhir_server.web.worklist import Worklist, extension_value, resource_json
 
 #: Assessed Tasks read per region (the most recently changed) for the within-deadline share.
 ASSESSED_WINDOW = 1000
@@ -83,12 +83,12 @@ class Measures:
                 ("_include", "Task:focus"),
             ],
         )
-        referrals = {f"{r.resource_type}/{r.id}": _json(r) for r in page.included}
+        referrals = {f"{r.resource_type}/{r.id}": resource_json(r) for r in page.included}
         in_time = 0
         for stored in page.matches:
-            task = _json(stored)
+            task = resource_json(stored)
             referral = referrals.get((task.get("focus") or {}).get("reference", ""), {})
-            deadline = fhir_oslo_date(_extension(referral, EXT_ASSESSMENT_DEADLINE))
+            deadline = fhir_oslo_date(extension_value(referral, EXT_ASSESSMENT_DEADLINE))
             done = fhir_oslo_date(task.get("lastModified")) or fhir_oslo_date(stored.last_updated)
             if deadline is None or (done is not None and done <= deadline):
                 in_time += 1

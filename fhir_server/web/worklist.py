@@ -172,17 +172,17 @@ class Worklist:
         return Listing(self._rows(found.matches, found.included), total, page, max(1, -(-total // PAGE_SIZE)))
 
     def _rows(self, tasks: list[StoredResource], included: list[StoredResource]) -> list[Row]:
-        by_ref = {f"{r.resource_type}/{r.id}": _json(r) for r in included}
+        by_ref = {f"{r.resource_type}/{r.id}": resource_json(r) for r in included}
         today = oslo_today()
         return [self._row(t, by_ref, today) for t in tasks]
 
     def _row(self, stored: StoredResource, by_ref: dict[str, dict], today: date) -> Row:
-        task = _json(stored)
+        task = resource_json(stored)
         referral_ref = (task.get("focus") or {}).get("reference", "")
         referral = by_ref.get(referral_ref, {})
         patient = by_ref.get((task.get("for") or {}).get("reference", ""), {})
-        deadline = fhir_oslo_date(_extension(referral, EXT_ASSESSMENT_DEADLINE))
-        received = fhir_oslo_date(_extension(referral, EXT_RECEIVED)) or fhir_oslo_date(task.get("authoredOn"))
+        deadline = fhir_oslo_date(extension_value(referral, EXT_ASSESSMENT_DEADLINE))
+        received = fhir_oslo_date(extension_value(referral, EXT_RECEIVED)) or fhir_oslo_date(task.get("authoredOn"))
         reason = task.get("statusReason") or {}
         return Row(
             task_id=stored.id,
@@ -205,13 +205,13 @@ class Worklist:
 
     def referral(self, referral_id: str) -> dict:
         """A referral, the resources it names, its routing Task(s) with their history, and its CarePlans."""
-        referral = _json(self.service.read("ServiceRequest", referral_id))
+        referral = resource_json(self.service.read("ServiceRequest", referral_id))
         refs: dict[str, dict] = {}
         for node in _references(referral):
             rtype, _, rid = node.partition("/")
             if rtype and rid and node not in refs:
                 try:
-                    refs[node] = _json(self.service.read(rtype, rid))
+                    refs[node] = resource_json(self.service.read(rtype, rid))
                 except FhirError:
                     continue
         for node in list(refs.values()):  # who a PractitionerRole is, and where
@@ -221,7 +221,7 @@ class Worklist:
                     rtype, _, rid = ref.partition("/")
                     if rtype and rid and ref not in refs:
                         try:
-                            refs[ref] = _json(self.service.read(rtype, rid))
+                            refs[ref] = resource_json(self.service.read(rtype, rid))
                         except FhirError:
                             continue
         tasks = self.service.search_window(
@@ -230,7 +230,9 @@ class Worklist:
         history = []
         for task in tasks:
             versions, _ = self.service.store.history("Task", task.id, at_most=100)
-            history += [_json(v) | {"_version": v.version_id, "_when": v.last_updated} for v in versions if v.body]
+            history += [
+                resource_json(v) | {"_version": v.version_id, "_when": v.last_updated} for v in versions if v.body
+            ]
         history.sort(key=lambda t: t["_when"])
         who: dict[str, str] = {}  # when → who, from the Provenances of the Tasks (the intake's, and people's)
         for task in tasks:
@@ -238,7 +240,7 @@ class Worklist:
                 "Provenance", [("target", f"Task/{task.id}"), ("_count", "100")], with_total=False
             ).matches
             for stored in provenances:
-                provenance = _json(stored)
+                provenance = resource_json(stored)
                 names = [
                     (a.get("who") or {}).get("display") or (a.get("who") or {}).get("reference")
                     for a in provenance.get("agent") or []
@@ -253,13 +255,13 @@ class Worklist:
                 "CarePlan", [("subject", patient_ref), ("_count", "20")], with_total=False
             ).matches
             for plan in plans:
-                body = _json(plan)
+                body = resource_json(plan)
                 if f"ServiceRequest/{referral_id}" in _references(body):
                     careplans.append(body)
         return {
             "referral": referral,
             "resources": refs,
-            "tasks": [_json(t) | {"_version": t.version_id} for t in tasks],
+            "tasks": [resource_json(t) | {"_version": t.version_id} for t in tasks],
             "history": history,
             "careplans": careplans,
         }
@@ -320,7 +322,7 @@ class Worklist:
         return {"coding": [{"system": BUSINESS_STATUS_SYSTEM, "code": code, "display": VOLVEN_9148.get(code, code)}]}
 
     def _task(self, task_id: str) -> dict:
-        return _json(self.service.read("Task", task_id))
+        return resource_json(self.service.read("Task", task_id))
 
     def _write(self, task: dict, version: int, person: Person, activity: str, text: str) -> None:
         """The Task's update (only if still at ``version``: else 412) and a Provenance naming the person."""
@@ -440,7 +442,7 @@ def _first_display(concept: dict) -> str | None:
     return None
 
 
-def _extension(resource: dict, url: str) -> str | None:
+def extension_value(resource: dict, url: str) -> str | None:
     for ext in resource.get("extension") or []:
         if isinstance(ext, dict) and ext.get("url") == url:
             return ext.get("valueDateTime") or ext.get("valueDate")
@@ -462,5 +464,5 @@ def _references(node: object) -> list[str]:
     return found
 
 
-def _json(stored: StoredResource) -> dict:
+def resource_json(stored: StoredResource) -> dict:
     return jsonio.loads(stored.body or b"{}")
