@@ -104,9 +104,15 @@ def signed_in() -> Person | None:
     )
 
 
+#: What a person may do through the web app, as SMART scopes: read and search what their organisation and
+#: region see (the labels decide what that is), update routing Tasks, record their Provenance.
+PERSON_SCOPES = ("system/*.rs", "system/Task.u", "system/Provenance.c")
+
+
 def caller_of(person: Person, gate: SecurityGate) -> Caller:
-    """The person as the security policy knows callers: their organisation, and the admin scope if admin."""
-    raw = (gate.settings.auth_admin_scope,) if person.admin else ()
+    """The person as the security policy knows callers: their organisation, the person's scopes, and the
+    admin scope if they administer."""
+    raw = PERSON_SCOPES + ((gate.settings.auth_admin_scope,) if person.admin else ())
     return Caller(
         f"person:{person.ident}", person.name, (person.orgnr,), ScopeSet.parse(list(raw)), raw, time.time() + 3600
     )

@@ -37,6 +37,7 @@ TEXTS: dict[str, tuple[str, str]] = {
     ),
     "triage.empty": ("Ingen henvisninger venter på manuell triage.", "No referrals wait for manual triage."),
     "triage.reason": ("Årsak", "Reason"),
+    "triage.warning": ("Advarsel", "Warning"),
     "triage.route": ("Rut", "Route"),
     "triage.region": ("Region", "Region"),
     "triage.hf": ("Helseforetak (valgfritt)", "Health trust (optional)"),

@@ -198,7 +198,7 @@ class Worklist:
             pathways=[self.pathway_title(c) for c in task_inputs(task, "suggested-pathway", "valueCanonical")],
             explanation=" ".join(task_inputs(task, "routing-explanation", "valueString")),
             triage_reason=reason.get("text") or _first_display(reason),
-            warnings=[n.get("text", "") for n in task.get("note") or [] if n.get("text")],
+            warnings=task_warnings(task),
         )
 
     # -- a referral ------------------------------------------------------------------------
@@ -386,6 +386,17 @@ def task_status(task: dict) -> str:
     if task.get("status") == "requested" and FORWARDED in codes:
         return "forwarded"
     return str(task.get("status", ""))
+
+
+def task_warnings(task: dict) -> list[str]:
+    """What the intake warned of when the referral came (the OperationOutcomes a routing Task contains)."""
+    return [
+        str(issue.get("diagnostics") or (issue.get("details") or {}).get("text") or issue.get("code"))
+        for contained in task.get("contained") or []
+        if isinstance(contained, dict) and contained.get("resourceType") == "OperationOutcome"
+        for issue in contained.get("issue") or []
+        if isinstance(issue, dict)
+    ]
 
 
 def working_days_left(today: date, deadline: date | None) -> int | None:

@@ -11,7 +11,7 @@ import pytest
 from fhir_server.core.issues import FhirError
 from fhir_server.core.storage import access
 from fhir_server.core.storage.access import Access, org_label, region_label
-from fhir_server.web.worklist import Person, Worklist, task_status, working_days_left
+from fhir_server.web.worklist import Person, Worklist, task_status, task_warnings, working_days_left
 from tests.browser.referrals import referral_bundle
 
 HELSE_VEST = "983658725"
@@ -104,3 +104,13 @@ def test_a_forwarded_task_reads_as_forwarded() -> None:
     forwarded = {"status": "requested", "businessStatus": {"coding": [{"code": "3"}]}}
     assert task_status(forwarded) == "forwarded"
     assert task_status({"status": "accepted"}) == "accepted"
+
+
+def test_the_intakes_warnings_kept_on_the_task_are_listed() -> None:
+    task = {
+        "contained": [
+            {"resourceType": "OperationOutcome", "id": "validation-warnings", "issue": [{"diagnostics": "HPR check"}]}
+        ]
+    }
+    assert task_warnings(task) == ["HPR check"]
+    assert task_warnings({}) == []
