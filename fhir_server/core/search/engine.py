@@ -66,20 +66,6 @@ class SearchEngine:
             page.snapshot_id = self._save_snapshot(request, ids)
         return page
 
-    def first(self, request: SearchRequest, offset: int = 0) -> SearchPage:
-        """Matches ``offset`` to ``offset + count`` in order, with their includes, and no paging snapshot
-        (for callers that page by their own means, e.g. the web app); ``total`` is not counted."""
-        with self.store.reading() as conn:
-            ids = list(conn.execute(self._id_query(request).limit(request.count).offset(offset)).scalars())
-            page = self._load_page(conn, request, request.resource_type, ids)
-        page.offset, page.count = offset, request.count
-        return page
-
-    def count(self, request: SearchRequest) -> int:
-        """How many resources the search matches (what the caller may see)."""
-        with self.store.reading() as conn:
-            return self._count(conn, request)
-
     def page(self, snapshot_id: str, offset: int, count: int, request: SearchRequest) -> SearchPage:
         """A later page of a stored search."""
         with self.store.reading() as conn:
@@ -100,6 +86,20 @@ class SearchEngine:
             page = self._load_page(conn, request, snap.res_type, list(rows))
         page.total, page.offset, page.count, page.snapshot_id = snap.total, offset, count, snapshot_id
         return page
+
+    def first(self, request: SearchRequest, offset: int = 0) -> SearchPage:
+        """Matches ``offset`` to ``offset + count`` in order, with their includes, and no paging snapshot
+        (for callers that page by their own means, e.g. the web app); ``total`` is not counted."""
+        with self.store.reading() as conn:
+            ids = list(conn.execute(self._id_query(request).limit(request.count).offset(offset)).scalars())
+            page = self._load_page(conn, request, request.resource_type, ids)
+        page.offset, page.count = offset, request.count
+        return page
+
+    def count(self, request: SearchRequest) -> int:
+        """How many resources the search matches (what the caller may see)."""
+        with self.store.reading() as conn:
+            return self._count(conn, request)
 
     # -- internals --------------------------------------------------------------------------
 
