@@ -131,7 +131,7 @@ class Worklist:
         params = [
             ("owner", TRIAGE_ORGANIZATION),
             ("status", "requested"),
-            ("_sort", "authored-on"),
+            ("_sort", "_id"),
             ("_count", str(TRIAGE_WINDOW)),
             *_INCLUDES,
         ]
@@ -149,14 +149,13 @@ class Worklist:
         overdue: bool = False,
         page: int = 1,
     ) -> Listing:
-        """A region's routing Tasks, the earliest received first, filtered and paged."""
+        """A region's routing Tasks, the earliest received first (Task ids are time-ordered: sorting by id is
+        sorting by creation, without the per-row sort key an ``authored-on`` sort costs), filtered and paged."""
         params: list[tuple[str, str]] = [("owner", f"Organization/{region.code}")]
         if status == "forwarded":
             params.append(("business-status", f"{BUSINESS_STATUS_SYSTEM}|{FORWARDED}"))
-        elif status in STATUSES:
+        elif status in STATUSES:  # requested includes what another region forwarded here: it waits here now
             params.append(("status", status))
-            if status == "requested":
-                params.append(("business-status:not", f"{BUSINESS_STATUS_SYSTEM}|{FORWARDED}"))
         if health_trust:
             params.append(("health-trust", f"{ORGNR_SYSTEM}|{health_trust}"))
         if pathway:
@@ -165,7 +164,7 @@ class Worklist:
             params.append(("focus:ServiceRequest.assessment-deadline", f"lt{oslo_today().isoformat()}"))
             if status is None:
                 params.append(("status", "requested"))
-        params += [("_sort", "authored-on"), ("_count", str(PAGE_SIZE)), *_INCLUDES]
+        params += [("_sort", "_id"), ("_count", str(PAGE_SIZE)), *_INCLUDES]
         page = max(1, page)
         found = self.service.search_window("Task", params, offset=(page - 1) * PAGE_SIZE)
         total = found.total or 0

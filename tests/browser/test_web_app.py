@@ -58,7 +58,7 @@ def _sign_in(driver, app_url: str, orgnr: str, *, admin: bool, name: str) -> Non
 
 def _shot(driver, folder: Path, name: str) -> None:  # type: ignore[no-untyped-def]
     height = driver.execute_script("return document.documentElement.scrollHeight")
-    driver.set_window_size(1280, max(900, min(int(height) + 40, 2400)))
+    driver.set_window_size(1280, max(900, min(int(height) + 160, 2600)))  # the window holds its toolbar too
     driver.save_screenshot(str(folder / f"{name}.png"))
     driver.set_window_size(1280, 900)
 
