@@ -18,7 +18,7 @@ case "$cmd" in
       apt-get update -q >&2 && apt-get install -y -q chromium chromium-driver >&2
     fi
     if [ ! -f "$axe" ]; then
-      command -v npm >/dev/null || { export DEBIAN_FRONTEND=noninteractive; apt-get install -y -q npm >&2; }
+      command -v npm >/dev/null || { export DEBIAN_FRONTEND=noninteractive; apt-get update -q >&2 && apt-get install -y -q npm >&2; }
       mkdir -p "$cache"
       npm install --prefix "$cache" --no-save --no-audit --no-fund "axe-core@$AXE_VERSION" >&2
     fi ;;
