@@ -8,6 +8,7 @@ import logging
 
 from flask import Flask, Response
 
+from fhir_server import web
 from fhir_server.api import errors, rest, security_edge, system
 from fhir_server.api.formats import SECURITY_HEADERS
 from fhir_server.api.ops import (
@@ -65,6 +66,7 @@ def create_app(settings: Settings | None = None, components: Components | None =
     app.register_blueprint(system.bp, url_prefix=settings.base_path)
     app.register_blueprint(registry.bp, url_prefix=settings.base_path)
     app.register_blueprint(rest.bp, url_prefix=settings.base_path)
+    web.install(app, components, gate)  # the people's app under /app
 
     @app.after_request
     def _headers(response: Response) -> Response:

@@ -127,6 +127,12 @@ class Settings:
     dev_key_path: str = field(default_factory=default_dev_key_path)
     #: Requests per minute per client (in each server process); 0 turns the limit off.
     rate_limit_per_minute: int = 6000
+    #: The web app's session signing key (shared by all processes); development mode derives one from its key.
+    web_secret_key: str | None = None
+    #: The web app's OpenID Connect client at ``auth_issuer`` (authorization code flow with PKCE).
+    web_oidc_client_id: str | None = None
+    web_oidc_client_secret: str | None = None
+    web_oidc_scope: str = "openid profile helseid://scopes/identity/hpr_number"
     extra: dict = field(default_factory=dict)
 
 
@@ -178,6 +184,10 @@ class SettingsSchema(Schema):
     measure_min_stratum_patients = mfields.Integer(validate=validate.Range(min=0))
     dev_key_path = mfields.String(validate=validate.Length(min=1))
     rate_limit_per_minute = mfields.Integer(validate=validate.Range(min=0))
+    web_secret_key = mfields.String(allow_none=True, validate=validate.Length(min=16))
+    web_oidc_client_id = mfields.String(allow_none=True, validate=validate.Length(min=1))
+    web_oidc_client_secret = mfields.String(allow_none=True, validate=validate.Length(min=1))
+    web_oidc_scope = mfields.String(validate=validate.Length(min=1))
     extra = mfields.Dict()
 
 

@@ -35,9 +35,9 @@ def check_type(resource_type: str) -> None:
         )
 
 
-def is_fhir_id(text: str) -> bool:
-    """True for a valid FHIR id: 1 to 64 letters, digits, '-' and '.'."""
-    return 0 < len(text) <= 64 and set(text) <= ID_PATTERN_CHARS
+def is_fhir_id(text: str | None) -> bool:
+    """True for a valid FHIR id: 1 to 64 letters, digits, '-' and '.' (False for None)."""
+    return text is not None and 0 < len(text) <= 64 and set(text) <= ID_PATTERN_CHARS
 
 
 def check_id(resource_id: str, expression: str = "id") -> None:
@@ -203,6 +203,19 @@ class FhirService:
         request = self.parser.parse(resource_type, params, strict=strict)
         index_backlog.catch_up_for_search(self.store, resource_type, params)
         return request, self.engine.search(request)
+
+    def search_window(
+        self, resource_type: str, params: list[tuple[str, str]], *, offset: int = 0, with_total: bool = True
+    ) -> SearchPage:
+        """One window of a search (``_count`` matches from ``offset``) without a paging snapshot: for doors
+        that page by their own means (the web app). ``total`` is counted when ``with_total``."""
+        check_type(resource_type)
+        request = self.parser.parse(resource_type, params, strict=True)
+        index_backlog.catch_up_for_search(self.store, resource_type, params)
+        page = self.engine.first(request, offset)
+        if with_total:
+            page.total = self.engine.count(request)
+        return page
 
     def conditional_matches(
         self, unit: WriteUnit | None, resource_type: str, query: str, *, ordered: bool = True

@@ -203,3 +203,12 @@ def test_package_honours_a_data_dir_with_a_changed_pathway(install: Install):
     assert run.returncode == 0, run.stderr
     _, resources = _package_index(out)
     assert resources["package/PlanDefinition-psykoselidelser.json"]["title"] == plan["title"]
+
+
+def test_the_installed_package_serves_the_web_app_with_its_templates_and_assets(served: str):
+    app = served.removesuffix("/fhir") + "/app"
+    login = requests.get(f"{app}/login", timeout=10)
+    assert login.status_code == 200 and "Logg inn" in login.text
+    for asset, kind in (("app.css", "text/css"), ("app.js", "javascript")):
+        answer = requests.get(f"{app}/static/{asset}", timeout=10)
+        assert answer.status_code == 200 and kind in answer.headers["Content-Type"]

@@ -121,6 +121,20 @@ class SearchEngine:
         page.kept = min(snap.total, self.limits.max_ids)
         return page
 
+    def first(self, request: SearchRequest, offset: int = 0) -> SearchPage:
+        """Matches ``offset`` to ``offset + count`` in order, with their includes, and no paging snapshot
+        (for callers that page by their own means, e.g. the web app); ``total`` is not counted."""
+        with self.store.reading() as conn:
+            ids = list(conn.execute(self._id_query(request).limit(request.count).offset(offset)).scalars())
+            page = self._load_page(conn, request, request.resource_type, ids)
+        page.offset, page.count = offset, request.count
+        return page
+
+    def count(self, request: SearchRequest) -> int:
+        """How many resources the search matches (what the caller may see)."""
+        with self.store.reading() as conn:
+            return self._count(conn, request)
+
     # -- internals --------------------------------------------------------------------------
 
     def _base_query(self, request: SearchRequest):  # type: ignore[no-untyped-def]

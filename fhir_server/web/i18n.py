@@ -1,0 +1,149 @@
+"""The app's words in Norwegian bokmål (the default) and English: one table, looked up by key."""
+
+from __future__ import annotations
+
+LANGUAGES = ("nb", "en")
+#: What a page shows where there is no value (an en dash).
+NO_VALUE = "\u2013"
+
+#: key → (bokmål, English)
+TEXTS: dict[str, tuple[str, str]] = {
+    "app.title": ("Henvisningsnavet", "Referral hub"),
+    "skip": ("Hopp til innholdet", "Skip to content"),
+    "nav.label": ("Hovedmeny", "Main menu"),
+    "nav.triage": ("Manuell triage", "Manual triage"),
+    "nav.queue": ("Regional kø", "Regional queue"),
+    "nav.measures": ("Måltall", "Measures"),
+    "signed.in.as": ("Innlogget som", "Signed in as"),
+    "logout": ("Logg ut", "Sign out"),
+    "language": ("English", "Norsk"),
+    "login.title": ("Logg inn", "Sign in"),
+    "login.dev": (
+        "Utviklingsmodus: den lokale utviklingsutstederen. Bruk aldri med ekte data.",
+        "Development mode: the local development issuer. Never use with real data.",
+    ),
+    "login.name": ("Navn", "Name"),
+    "login.ident": ("HPR-nummer eller brukernavn", "HPR number or user name"),
+    "login.org": ("Organisasjon", "Organisation"),
+    "login.role": ("Rolle", "Role"),
+    "role.coordinator": ("Inntakskoordinator", "Referral coordinator"),
+    "role.admin": ("Administrator (ser alt, også manuell triage)", "Administrator (sees everything, manual triage)"),
+    "login.submit": ("Logg inn", "Sign in"),
+    "login.oidc": ("Logg inn med HelseID", "Sign in with HelseID"),
+    "triage.title": ("Manuell triage", "Manual triage"),
+    "triage.intro": (
+        "Henvisninger ingen regel kunne rute, med eldste frist først. Velg region (og helseforetak) for å rute.",
+        "Referrals no rule could route, the oldest deadline first. Choose the region (and health trust) to route.",
+    ),
+    "triage.empty": ("Ingen henvisninger venter på manuell triage.", "No referrals wait for manual triage."),
+    "triage.reason": ("Årsak", "Reason"),
+    "triage.warning": ("Advarsel", "Warning"),
+    "triage.route": ("Rut", "Route"),
+    "triage.region": ("Region", "Region"),
+    "triage.hf": ("Helseforetak (valgfritt)", "Health trust (optional)"),
+    "triage.none": ("(ikke valgt)", "(not chosen)"),
+    "queue.title": ("Regional kø", "Regional queue"),
+    "queue.empty": ("Ingen henvisninger passer filteret.", "No referrals match the filter."),
+    "queue.count": ("henvisninger", "referrals"),
+    "filter.title": ("Filter", "Filter"),
+    "filter.region": ("Region", "Region"),
+    "filter.hf": ("Helseforetak", "Health trust"),
+    "filter.pathway": ("Pakkeforløp", "Pathway"),
+    "filter.status": ("Status", "Status"),
+    "filter.overdue": ("Bare over fristen", "Only past the deadline"),
+    "filter.all": ("Alle", "All"),
+    "filter.apply": ("Vis", "Show"),
+    "col.patient": ("Pasient", "Patient"),
+    "col.status": ("Status", "Status"),
+    "col.received": ("Mottatt", "Received"),
+    "col.deadline": ("Frist for vurdering", "Assessment deadline"),
+    "col.days": ("Virkedager igjen", "Working days left"),
+    "col.pathway": ("Foreslått forløp", "Suggested pathway"),
+    "col.routing": ("Ruting", "Routing"),
+    "col.actions": ("Handlinger", "Actions"),
+    "status.requested": ("Mottatt", "Requested"),
+    "status.accepted": ("Akseptert", "Accepted"),
+    "status.rejected": ("Avvist", "Rejected"),
+    "status.forwarded": ("Videresendt", "Forwarded"),
+    "status.cancelled": ("Kansellert", "Cancelled"),
+    "overdue": ("over fristen", "past the deadline"),
+    "action.accept": ("Aksepter", "Accept"),
+    "action.accept.code": ("Vurdering", "Assessment"),
+    "action.reject": ("Avvis", "Reject"),
+    "action.reject.reason": ("Begrunnelse", "Reason"),
+    "action.forward": ("Videresend", "Forward"),
+    "action.forward.to": ("Til region", "To region"),
+    "action.done": ("Lagret.", "Saved."),
+    "action.conflict": (
+        "Henvisningen ble endret av noen andre i mellomtiden; se den oppdaterte listen.",
+        "Someone else changed the referral meanwhile; see the updated list.",
+    ),
+    "page.prev": ("Forrige side", "Previous page"),
+    "page.next": ("Neste side", "Next page"),
+    "page.of": ("Side {page} av {pages}", "Page {page} of {pages}"),
+    "referral.title": ("Henvisning", "Referral"),
+    "referral.patient": ("Pasient", "Patient"),
+    "referral.born": ("Født", "Born"),
+    "referral.requester": ("Henvisende", "Referred by"),
+    "referral.reasons": ("Årsak til henvisning", "Reasons for referral"),
+    "referral.diagnoses": ("Diagnoser", "Diagnoses"),
+    "referral.text": ("Fritekst", "Free text"),
+    "referral.routing": ("Ruting", "Routing"),
+    "referral.rule": ("Regel", "Rule"),
+    "referral.owner": ("Eier", "Owner"),
+    "referral.history": ("Historikk", "History"),
+    "referral.when": ("Når", "When"),
+    "referral.version": ("Versjon", "Version"),
+    "referral.who": ("Hvem", "Who"),
+    "referral.timeline": ("Forløp", "Pathway timeline"),
+    "referral.no.careplan": ("Ingen forløpsplan ennå.", "No pathway plan yet."),
+    "milestone.due": ("Forfaller", "Due"),
+    "milestone.done": ("Utført", "Done"),
+    "state.done-on-time": ("utført i tide", "done on time"),
+    "state.done-late": ("utført for sent", "done late"),
+    "state.due": ("pågår", "due"),
+    "state.overdue": ("over fristen", "overdue"),
+    "state.not-yet-due": ("ikke startet", "not yet due"),
+    "measures.title": ("Måltall", "Measures"),
+    "measures.chart": (
+        "Andel henvisninger vurdert innen fristen, per region",
+        "Share of referrals assessed within the deadline, per region",
+    ),
+    "measures.note": (
+        "Vurdert: akseptert eller avvist. Tallene er antall, uten personopplysninger, og oppdateres hvert minutt.",
+        "Assessed: accepted or rejected. The figures are counts, without personal data, updated every minute.",
+    ),
+    "measures.region": ("Region", "Region"),
+    "measures.routed": ("Rutet", "Routed"),
+    "measures.assessed": ("Vurdert", "Assessed"),
+    "measures.in_time": ("Vurdert i tide", "Assessed in time"),
+    "measures.share": ("Andel i tide", "Share in time"),
+    "measures.overdue": ("Åpne over fristen", "Open past the deadline"),
+    "error.title": ("Noe gikk galt", "Something went wrong"),
+    "error.forbidden": ("Du har ikke tilgang til dette.", "You may not see this."),
+    "error.csrf": (
+        "Skjemaet var utløpt. Prøv igjen.",
+        "The form had expired. Please try again.",
+    ),
+}
+
+
+def pick_language(asked: str | None, accept_language: str | None) -> str:
+    """``?lang=``, else the session's choice (passed as ``asked``), else the browser's Accept-Language, else nb."""
+    if asked in LANGUAGES:
+        return asked
+    for part in (accept_language or "").split(","):
+        tag = part.split(";")[0].strip().lower()
+        if tag.startswith(("nb", "no", "nn")):
+            return "nb"
+        if tag.startswith("en"):
+            return "en"
+    return "nb"
+
+
+def translate(lang: str, key: str, **values: object) -> str:
+    pair = TEXTS.get(key)
+    if pair is None:
+        return key
+    text = pair[1] if lang == "en" else pair[0]
+    return text.format(**values) if values else text
