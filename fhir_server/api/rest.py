@@ -89,7 +89,9 @@ def write_response(result: WriteResult, *, created_status: int = 201) -> Respons
     headers = version_headers(stored)
     if result.created or request.method == "POST":
         headers["Location"] = f"{base_url()}/{stored.location}"
-    for related in result.related:  # e.g. the routing Task the referral policy stored with a referral
+    if result.related:  # e.g. the routing Task the referral policy stored with a referral (RFC 8288 links)
+        headers["Link"] = ", ".join(f'<{base_url()}/{related}>; rel="related"' for related in result.related)
+    for related in result.related:
         if related.startswith("Task/"):
             headers["X-Routing-Task"] = f"{base_url()}/{related}"
     choice = prefer("return")

@@ -57,6 +57,7 @@ def test_post_service_request(fhir, unique):
     stored = r.json()
     task = one_task(api, stored["id"])
     assert r.headers["X-Routing-Task"].endswith(f"Task/{task['id']}")
+    assert r.headers["Link"] == f'<{fhir.base}/Task/{task["id"]}>; rel="related"'  # the standard way too
     assert task["owner"]["identifier"] == {"system": ORGNR, "value": HSO}
     assert extension(stored, EXT_DEADLINE)  # stamped by the intake
 
