@@ -11,7 +11,6 @@ access labels, kept with the job), and only what was there at the job's ``transa
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,6 +21,7 @@ from sqlalchemy import delete, insert, select, update
 
 from fhir_server.core import jsonio
 from fhir_server.core.interactions import FhirService
+from fhir_server.core.polling import PollingWorker
 from fhir_server.core.storage import access
 from fhir_server.core.storage.schema import export_files, export_jobs, idx_reference, resources
 from fhir_server.core.storage.store import WriteUnit
@@ -110,29 +110,16 @@ class ExportSettings:
     lease_seconds: float = 30.0
 
 
-class ExportWorker:
+class ExportWorker(PollingWorker):
     """Runs export jobs chunk by chunk; safe in many processes at once (a lease per job)."""
+
+    thread_name = "bulk-export"
 
     def __init__(self, service: FhirService, settings: ExportSettings) -> None:
         self.service = service
         self.store = service.store
         self.settings = settings
-        self._stop = threading.Event()
-
-    def start(self) -> None:
-        threading.Thread(target=self._loop, name="bulk-export", daemon=True).start()
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                if not self.run_once():
-                    self._stop.wait(self.settings.poll_seconds)
-            except Exception:
-                log.exception("bulk export failed; retrying shortly")
-                self._stop.wait(self.settings.poll_seconds)
+        super().__init__(settings.poll_seconds)
 
     def run_once(self) -> bool:
         """Claim one job and export one chunk of it; False when there was nothing to do."""

@@ -34,6 +34,7 @@ from fhir_server.core import jsonio
 from fhir_server.core.indexing.rows import plain_matches
 from fhir_server.core.interactions import FhirService
 from fhir_server.core.issues import FhirError
+from fhir_server.core.polling import PollingWorker
 from fhir_server.core.storage import access
 from fhir_server.core.storage.schema import outbox
 from fhir_server.core.storage.store import Store, WriteUnit
@@ -136,7 +137,7 @@ class DeliverySettings:
 RECEIVING = "active"
 
 
-class DeliveryWorker:
+class DeliveryWorker(PollingWorker):
     """Delivers due outbox rows; one per server process, safe to run in many processes at once.
 
     Each claim takes one row and counts an attempt; the attempt number is the claim's fencing token.
@@ -146,29 +147,14 @@ class DeliveryWorker:
     ``X-Delivery-Id`` is the same for every attempt of a delivery, ``X-Delivery-Attempt`` is the token.
     """
 
+    thread_name = "outbox-delivery"
+
     def __init__(self, service: FhirService, settings: DeliverySettings | None = None) -> None:
         self.service = service
         self.store: Store = service.store
         self.settings = settings or DeliverySettings()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        super().__init__(self.settings.poll_seconds)
         self.http = requests.Session()
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="outbox-delivery", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                if self.run_once() == 0:
-                    self._stop.wait(self.settings.poll_seconds)
-            except Exception:
-                log.exception("outbox delivery failed; retrying shortly")
-                self._stop.wait(self.settings.poll_seconds)
 
     def run_once(self, limit: int = 10) -> int:
         """Claim and deliver up to ``limit`` due rows, one at a time; returns how many were attempted.

@@ -18,7 +18,6 @@ lease the sender holds, so a late process never moves another's cursor.
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -29,6 +28,7 @@ from sqlalchemy import select, update
 from fhir_server.core import jsonio
 from fhir_server.core.interactions import FhirService
 from fhir_server.core.issues import FhirError
+from fhir_server.core.polling import PollingWorker
 from fhir_server.core.storage import access
 from fhir_server.core.storage.schema import subscription_state
 from fhir_server.core.storage.store import WriteUnit
@@ -57,30 +57,17 @@ def _iso(moment: datetime) -> str:
     return moment.isoformat(timespec="milliseconds")
 
 
-class SubscriptionWorker:
+class SubscriptionWorker(PollingWorker):
     """Sends handshakes, notifications and heartbeats; safe to run in many processes at once."""
+
+    thread_name = "subscription-delivery"
 
     def __init__(self, service: FhirService, settings: SubscriptionSettings) -> None:
         self.service = service
         self.store = service.store
         self.settings = settings
+        super().__init__(settings.poll_seconds)
         self.http = requests.Session()
-        self._stop = threading.Event()
-
-    def start(self) -> None:
-        threading.Thread(target=self._loop, name="subscription-delivery", daemon=True).start()
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                if self.run_once() == 0:
-                    self._stop.wait(self.settings.poll_seconds)
-            except Exception:
-                log.exception("subscription delivery failed; retrying shortly")
-                self._stop.wait(self.settings.poll_seconds)
 
     def run_once(self, limit: int = 10) -> int:
         """Claim due Subscriptions and serve each once; returns how many were served."""
