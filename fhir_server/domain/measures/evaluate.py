@@ -1,9 +1,10 @@
 """``$evaluate-measure`` over the fact table: SQL aggregates per stratum, a FHIR R4 MeasureReport.
 
-The evaluator never loads resources: one ``GROUP BY`` per stratifier (and one for the whole group)
-over :data:`~.facts.referral_facts` gives the population counts, the distinct patients (for
-small-number protection) and, for continuous-variable measures, a histogram of the observed days
-from which the median or mean is taken (the same SQL on SQLite and PostgreSQL).
+The evaluator never loads resources: one ``GROUP BY`` over every stratifier column of
+:data:`~.facts.referral_facts` gives the population counts and, for continuous-variable measures, the
+sum or (for a median) the list of the observed days, rolled up here to each stratum; distinct patients
+(for small-number protection) are counted only where needed (the same SQL on SQLite and PostgreSQL,
+but for the name of the string aggregate).
 
 Who sees what is decided by the caller of :func:`evaluate` (the operation): ``regions`` limits the rows
 to referrals owned by those regions (None: every region), ``min_patients`` suppresses strata of fewer
@@ -12,11 +13,13 @@ patients (0: none).
 
 from __future__ import annotations
 
+import re
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
-from sqlalchemy import Connection, bindparam, text
+from sqlalchemy import Connection, Integer, TextClause, bindparam, text
 
 from fhir_server.core.storage import access
 from fhir_server.domain.measures.catalog import POPULATION_SYSTEM, MeasureDef
@@ -25,6 +28,8 @@ from fhir_server.domain.measures.definitions import OBSERVATIONS, POPULATIONS, S
 DATA_ABSENT_REASON = "http://hl7.org/fhir/StructureDefinition/data-absent-reason"
 REPORT_TYPES = {"population": "summary", "subject-list": "subject-list", "subject": "individual"}
 _UNKNOWN = "unknown"
+#: the day-number parameters of the definitions (see :mod:`.definitions`)
+_DAYS = ("start", "end", "asof")
 
 
 @dataclass(frozen=True)
@@ -55,14 +60,15 @@ class _Cell:
     obs_count: int = 0
     obs_sum: int = 0
     #: observed value → how often (median measures only)
-    histogram: dict[int, int] = field(default_factory=dict)
+    histogram: Counter[int] = field(default_factory=Counter)
 
-    def add(self, counts: dict[str, int], obs_count: int, obs_sum: int, most: int) -> None:
+    def add(self, counts: dict[str, int], obs_count: int, obs_sum: int, most: int, observed: list[int]) -> None:
         self.most = max(self.most, most)
         for code, n in counts.items():
             self.counts[code] = self.counts.get(code, 0) + n
         self.obs_count += obs_count
         self.obs_sum += obs_sum
+        self.histogram.update(observed)
 
 
 def _where(measure: MeasureDef, request: Request) -> tuple[str, dict]:
@@ -90,11 +96,25 @@ def _flags(measure: MeasureDef) -> dict[str, str]:
     return {"measure-population": f"({POPULATIONS[measure.populations['measure-population']]})"}
 
 
-def _run(conn: Connection, sql: str, params: dict) -> list:
+def _statement(sql: str, params: dict) -> TextClause:
+    """``sql`` with its parameters bound: the lists expanded, the day numbers written into the text.
+
+    Bound days would let PostgreSQL reuse one generic plan of a prepared statement for every period (the
+    driver prepares a statement run often); that plan guesses a few rows and sorts, spilling to disk,
+    where the period's own plan hashes. Day numbers are integers: written in, they are still no injection.
+    """
     statement = text(sql)
-    if "regions" in params:
-        statement = statement.bindparams(bindparam("regions", expanding=True))
-    return list(conn.execute(statement, params))
+    for name in _DAYS:
+        if re.search(rf":{name}\b", sql):
+            statement = statement.bindparams(bindparam(name, type_=Integer, literal_execute=True))
+    for name in ("regions", "values"):
+        if name in params:
+            statement = statement.bindparams(bindparam(name, expanding=True))
+    return statement
+
+
+def _run(conn: Connection, sql: str, params: dict) -> list:
+    return list(conn.execute(_statement(sql, params), params))
 
 
 def _tally(
@@ -103,80 +123,49 @@ def _tally(
     """The whole group's counts, and each stratifier's counts by value.
 
     One ``GROUP BY`` over every stratifier column gives all the counts (each stratifier and the whole
-    group are sums of its rows); a median measure's histograms one more (by combination and value);
-    distinct patients (small-number protection) are counted only where they could hide a stratum.
+    group are sums of its rows) and, for a median measure, every observed value: each stratum
+    combination's values come as one list (streamed in the covering index's order on SQLite, which has
+    no GROUPING SETS; hashed on PostgreSQL) and are counted into each of its strata's histograms here,
+    in the same scan. Distinct patients (small-number protection) are counted only where they could
+    hide a stratum.
     """
     where, params = _where(measure, request)
     flags = _flags(measure)
     columns = [STRATIFIERS[name].column for name in measure.stratifiers]
-    sums = [f"SUM(CASE WHEN {cond} THEN 1 ELSE 0 END)" for cond in flags.values()]
-    observed = None
+    aggregates = {"initial-population": "COUNT(*)"}
+    aggregates.update({code: f"SUM(CASE WHEN {cond} THEN 1 ELSE 0 END)" for code, cond in flags.items()})
     if measure.scoring == "continuous-variable":
         value = OBSERVATIONS[measure.populations["measure-observation"]]
         observed = f"{flags['measure-population']} AND {value} IS NOT NULL"
-        sums += [f"SUM(CASE WHEN {observed} THEN 1 ELSE 0 END)", f"SUM(CASE WHEN {observed} THEN {value} ELSE 0 END)"]
+        aggregates["obs_count"] = f"SUM(CASE WHEN {observed} THEN 1 ELSE 0 END)"
+        aggregates["obs_sum"] = f"SUM(CASE WHEN {observed} THEN {value} ELSE 0 END)"
+        if measure.aggregate == "median":
+            join = "string_agg" if conn.dialect.name == "postgresql" else "group_concat"
+            aggregates["observed"] = f"{join}(CASE WHEN {observed} THEN CAST({value} AS TEXT) END, ',')"
+    aggregates["most"] = "MAX(patient_referrals)"
     keys = columns or ["NULL"]
     group_by = ", ".join(str(i + 1) for i in range(len(keys)))
-    sums.append("MAX(patient_referrals)")
-    sql = f"SELECT {', '.join(keys)}, COUNT(*), {', '.join(sums)} FROM referral_facts WHERE {where} GROUP BY {group_by}"
+    sql = (
+        f"SELECT {', '.join(keys)}, {', '.join(aggregates.values())} FROM referral_facts WHERE {where} "
+        f"GROUP BY {group_by}"
+    )
     overall: _Cell | None = None
     strata: list[dict[str | None, _Cell]] = [{} for _ in columns]
-    width = len(keys)
     for row in _run(conn, sql, params):
-        counts = {"initial-population": int(row[width])}
-        counts.update({code: int(row[width + 1 + i] or 0) for i, code in enumerate(flags)})
-        obs_count, obs_sum = (int(row[-3] or 0), int(row[-2] or 0)) if observed else (0, 0)
-        most = int(row[-1] or 1)
+        got = dict(zip(aggregates, row[len(keys) :], strict=True))
+        counts = {code: int(got[code] or 0) for code in ("initial-population", *flags)}
+        obs_count, obs_sum = int(got.get("obs_count") or 0), int(got.get("obs_sum") or 0)
+        most = int(got["most"] or 1)
+        values = list(map(int, got["observed"].split(","))) if got.get("observed") else []
         overall = overall or _Cell()
-        overall.add(counts, obs_count, obs_sum, most)
+        overall.add(counts, obs_count, obs_sum, most, values)
         for i in range(len(columns)):
-            strata[i].setdefault(row[i], _Cell()).add(counts, obs_count, obs_sum, most)
+            strata[i].setdefault(row[i], _Cell()).add(counts, obs_count, obs_sum, most, values)
     if overall is None:
         return None, strata
-    if observed and measure.aggregate == "median":
-        _histograms(conn, measure, where, params, observed, keys, overall, strata)
     if request.min_patients:
         _count_patients(conn, request, where, params, columns, strata)
     return overall, strata
-
-
-def _histograms(
-    conn: Connection,
-    measure: MeasureDef,
-    where: str,
-    params: dict,
-    observed: str,
-    keys: list[str],
-    overall: _Cell,
-    strata: list[dict[str | None, _Cell]],
-) -> None:
-    """The observed values of a median measure, per stratum: PostgreSQL hashes one value histogram per
-    stratifier in one scan (GROUPING SETS); SQLite, which has none, streams one per stratum combination
-    in index order and rolls them up."""
-    value = OBSERVATIONS[measure.populations["measure-observation"]]
-    width = len(keys)
-    if conn.dialect.name == "postgresql" and strata:
-        sets = ", ".join(f"({key}, {value})" for key in keys)
-        sql = (
-            f"SELECT {', '.join(keys)}, {value}, COUNT(*), GROUPING({', '.join(keys)}) FROM referral_facts "
-            f"WHERE {where} AND {observed} GROUP BY GROUPING SETS ({sets})"
-        )
-        full = (1 << width) - 1
-        for row in _run(conn, sql, params):
-            i = next(i for i in range(width) if row[-1] == full - (1 << (width - 1 - i)))
-            v, n = int(row[width]), int(row[width + 1])
-            for cell in (strata[i][row[i]], *((overall,) if i == 0 else ())):
-                cell.histogram[v] = cell.histogram.get(v, 0) + n
-        return
-    group_by = ", ".join(str(i + 1) for i in range(width + 1))
-    sql = (
-        f"SELECT {', '.join(keys)}, {value}, COUNT(*) FROM referral_facts "
-        f"WHERE {where} AND {observed} GROUP BY {group_by}"
-    )
-    for row in _run(conn, sql, params):
-        v, n = int(row[width]), int(row[width + 1])
-        for cell in [overall, *(strata[i][row[i]] for i in range(len(strata)))]:
-            cell.histogram[v] = cell.histogram.get(v, 0) + n
 
 
 def _count_patients(
@@ -205,12 +194,7 @@ def _count_patients(
         sql = (
             f"SELECT {column}, COUNT(DISTINCT patient_id) FROM referral_facts WHERE {where} AND ({matches}) GROUP BY 1"
         )
-        statement = text(sql)
-        if "regions" in params:
-            statement = statement.bindparams(bindparam("regions", expanding=True))
-        if known:
-            statement = statement.bindparams(bindparam("values", expanding=True))
-        for k, n in conn.execute(statement, {**params, "values": known} if known else params):
+        for k, n in _run(conn, sql, {**params, "values": known} if known else params):
             cells[k].patients = int(n)
 
 
