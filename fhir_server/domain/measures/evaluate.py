@@ -88,12 +88,18 @@ def _where(measure: MeasureDef, request: Request) -> tuple[str, dict]:
 
 
 def _flags(measure: MeasureDef) -> dict[str, str]:
-    """Population code → SQL condition, for the populations after the initial population."""
+    """Population code → SQL condition, for the populations after the initial population (one defined
+    as the initial population holds for every row the ``WHERE`` keeps: not tested again on each)."""
+    initial = measure.populations["initial-population"]
+
+    def condition(code: str) -> str:
+        name = measure.populations[code]
+        return "1 = 1" if name == initial else f"({POPULATIONS[name]})"
+
     if measure.scoring == "proportion":
-        denominator = POPULATIONS[measure.populations["denominator"]]
-        numerator = POPULATIONS[measure.populations["numerator"]]
-        return {"denominator": f"({denominator})", "numerator": f"({denominator}) AND ({numerator})"}
-    return {"measure-population": f"({POPULATIONS[measure.populations['measure-population']]})"}
+        denominator = condition("denominator")
+        return {"denominator": denominator, "numerator": f"{denominator} AND {condition('numerator')}"}
+    return {"measure-population": condition("measure-population")}
 
 
 def _statement(sql: str, params: dict) -> TextClause:
