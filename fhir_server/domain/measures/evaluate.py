@@ -130,10 +130,10 @@ def _tally(
 
     One ``GROUP BY`` over every stratifier column gives all the counts (each stratifier and the whole
     group are sums of its rows) and, for a median measure, every observed value: each stratum
-    combination's values come as one list (streamed in the covering index's order on SQLite, which has
-    no GROUPING SETS; hashed on PostgreSQL) and are counted into each of its strata's histograms here,
-    in the same scan. Distinct patients (small-number protection) are counted only where they could
-    hide a stratum.
+    combination's values come as one list (a string aggregate) and are counted here into the histogram
+    of each of its strata. One scan on both databases, where a histogram per stratum in SQL would take
+    GROUPING SETS (SQLite has none) or a second scan. Distinct patients (small-number protection) are
+    counted only where they could hide a stratum.
     """
     where, params = _where(measure, request)
     flags = _flags(measure)

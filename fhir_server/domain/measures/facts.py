@@ -84,7 +84,7 @@ referral_facts = Table(
     Column("age_group", String(8)),
     Column("sex", String(16)),
     Column("received", Integer),
-    #: days from received to first attendance (kept with both; next in the index for the median's histogram)
+    #: days from received to first attendance (kept with both; in the covering index, for the waiting-time measures)
     Column("waiting_days", Integer),
     Column("assessment_deadline", Integer),
     Column("assessed", Integer),
