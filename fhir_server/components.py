@@ -13,7 +13,7 @@ from fhir_server.config import Settings
 from fhir_server.core.indexing.parameters import SearchRegistry
 from fhir_server.core.interactions import FhirService, Validator
 from fhir_server.core.issues import Issue
-from fhir_server.core.search.engine import SnapshotLimits
+from fhir_server.core.search.engine import PagingLimits
 from fhir_server.core.search.query import SearchLimits
 from fhir_server.core.storage.db import Database, open_database
 from fhir_server.core.storage.store import Store
@@ -193,8 +193,8 @@ def build_server(settings: Settings) -> Components:
     service.parser.limits = SearchLimits(
         settings.search_max_parameters, settings.search_max_repeats, settings.search_max_values
     )
-    service.engine.limits = SnapshotLimits(
-        settings.snapshot_max_ids, settings.snapshot_max_count, timedelta(minutes=settings.snapshot_lifetime_minutes)
+    service.engine.limits = PagingLimits(
+        settings.search_count_bound, settings.snapshot_max_count, timedelta(minutes=settings.snapshot_lifetime_minutes)
     )
     data_dir = settings.data_dir
     pathways = PathwayCatalog.load(data_folder("pathways", data_dir))

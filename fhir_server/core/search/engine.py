@@ -1,15 +1,17 @@
-"""Running searches: matching ids in order, snapshot paging, _include/_revinclude.
+"""Running searches: matching ids in order, keyset paging, _include/_revinclude.
 
-Paging consistency: when a search has more matches than one page, the ordered list of matching
-ids is stored once (``search_results``) and every page reads from that list. Writes that happen
-while a client pages through cannot shift results between pages, so there are neither
-duplicates nor omissions; resources deleted meanwhile are left out of later pages. A stored
-search belongs to the caller who made it (:attr:`Access.owner <fhir_server.core.storage.access.Access.owner>`):
-to anyone else it is unknown.
+A page costs what the page asks for: the first page is the first ``_count`` rows of the search's order
+(:mod:`~fhir_server.core.search.keyset`), and a later page is the rows beyond the previous page's edge,
+named by a cursor in the ``next``/``previous`` links. No list of matches is stored. A search that spans
+pages is recorded once (``search_snapshots``: its query, its caller, its total when counted, and its
+consistency point), so later pages show the data as it was ordered at the first page
+(:mod:`~fhir_server.core.search.consistency`): no duplicates and no omissions while writes go on.
+A stored search belongs to the caller who made it (:attr:`Access.owner
+<fhir_server.core.storage.access.Access.owner>`): to anyone else it is unknown (410).
 
-The snapshots are bounded (:class:`SnapshotLimits`): the first ``max_ids`` matches are kept (the total
-is still counted), at most ``max_count`` snapshots per caller are kept (its oldest go first), none beyond
-its lifetime.
+Totals: a search that fits one page knows its total; otherwise ``_total=accurate`` counts every match,
+and by default (or ``_total=estimate``) matches are counted up to :attr:`PagingLimits.count_bound`, and
+a larger total is left out of the Bundle. ``_summary=count`` always counts.
 
 Included resources are those the caller may see (storage's access filter) of the types its scopes
 let it read (:attr:`Access.readable <fhir_server.core.storage.access.Access.readable>`); the types
@@ -26,30 +28,22 @@ from urllib.parse import urlencode
 from sqlalchemy import Connection, delete, func, insert, select
 
 from fhir_server.core.issues import FhirError
+from fhir_server.core.search import consistency
+from fhir_server.core.search.keyset import Cursor, SortKey, Value, beyond, order_by, order_keys, python_order
 from fhir_server.core.search.query import Include, SearchRequest
 from fhir_server.core.storage import access
-from fhir_server.core.storage.schema import INDEX_TABLES, resources, search_results, search_snapshots
+from fhir_server.core.storage.schema import INDEX_TABLES, resources, search_snapshots
 from fhir_server.core.storage.store import Store, StoredResource
 
 
 @dataclass(frozen=True)
-class SnapshotLimits:
-    """Bounds of the stored paging snapshots (settings)."""
+class PagingLimits:
+    """Bounds of searches (settings): matches counted for a default total, stored searches kept per
+    caller (its oldest go first), and their lifetime."""
 
-    max_ids: int = 10_000
+    count_bound: int = 1000
     max_count: int = 100
     lifetime: timedelta = timedelta(hours=1)
-
-
-_SORT_COLUMNS = {
-    "string": ("value_norm", "value_norm"),
-    "token": ("code", "code"),
-    "date": ("low", "high"),
-    "number": ("low", "high"),
-    "quantity": ("low", "high"),
-    "uri": ("value", "value"),
-    "reference": ("target_id", "target_id"),
-}
 
 
 @dataclass
@@ -61,68 +55,88 @@ class SearchPage:
     total: int | None = None
     offset: int = 0
     count: int = 20
-    snapshot_id: str | None = None
-    #: How many matches can be paged to (the snapshot keeps at most ``SnapshotLimits.max_ids``).
-    kept: int | None = None
+    #: The stored search later pages belong to (None: everything fitted this page).
+    search_id: str | None = None
+    #: Where the next and the previous page start (None: there is none).
+    next: Cursor | None = None
+    previous: Cursor | None = None
     #: Types of included resources left out because the caller's scopes do not let it read them.
     withheld: set[str] = field(default_factory=set)
+
+
+@dataclass
+class _Rows:
+    """Ids in order with their sort values, and whether more rows lie beyond them."""
+
+    ids: list[str]
+    values: list[tuple[Value, ...]]
+    more: bool
 
 
 class SearchEngine:
     """Executes parsed searches against the store's database."""
 
-    def __init__(self, store: Store, limits: SnapshotLimits | None = None) -> None:
+    def __init__(self, store: Store, limits: PagingLimits | None = None) -> None:
         self.store = store
         self.registry = store.registry
-        self.limits = limits or SnapshotLimits()
+        self.limits = limits or PagingLimits()
 
     def search(self, request: SearchRequest) -> SearchPage:
+        """The first page of a search (its next pages through :meth:`page`)."""
         with self.store.reading() as conn:
             if request.summary == "count" or request.count == 0:
                 return SearchPage([], total=self._count(conn, request), count=0)
-            max_ids = self.limits.max_ids
-            ids = list(conn.execute(self._id_query(request).limit(max_ids + 1)).scalars())
-            page = self._load_page(conn, request, request.resource_type, ids[: request.count])
-            page.total = len(ids) if len(ids) <= max_ids else self._count(conn, request)
-        ids = ids[:max_ids]
-        page.count, page.kept = request.count, len(ids)
-        if len(ids) > request.count:
-            page.snapshot_id = self._save_snapshot(request, ids, page.total)
+            as_of = consistency.latest_sequence(conn)
+            keys = self._keys(request)
+            rows = self._rows(conn, request, keys, None, request.count)
+            page = self._load_page(conn, request, request.resource_type, rows.ids)
+            page.total = len(rows.ids) if not rows.more else self._total(conn, request)
+        page.count = request.count
+        if rows.more:
+            page.search_id = self._save_search(request, as_of, page.total)
+            page.next = Cursor(True, rows.values[-1], request.count)
         return page
 
-    def stored_search(self, snapshot_id: str, conn: Connection | None = None):  # type: ignore[no-untyped-def]
-        """The stored search ``snapshot_id`` (its type, query and total) when the caller made it; 410 as for an
-        unknown or expired search otherwise, so another caller learns nothing of it."""
+    def stored_search(self, search_id: str, conn: Connection | None = None):  # type: ignore[no-untyped-def]
+        """The stored search ``search_id`` (its type, query, total and consistency point) when the caller made
+        it; 410 as for an unknown or expired search otherwise, so another caller learns nothing of it."""
         if conn is None:
             with self.store.reading() as c:
-                return self.stored_search(snapshot_id, c)
-        snap = conn.execute(select(search_snapshots).where(search_snapshots.c.id == snapshot_id)).first()
+                return self.stored_search(search_id, c)
+        snap = conn.execute(select(search_snapshots).where(search_snapshots.c.id == search_id)).first()
         if snap is None or snap.owner != access.current().owner:
             raise FhirError.single(
-                410, "not-found", f"the search {snapshot_id} has expired or is unknown; run the search again"
+                410, "not-found", f"the search {search_id} has expired or is unknown; run the search again"
             )
         return snap
 
-    def page(self, snapshot_id: str, offset: int, count: int, request: SearchRequest) -> SearchPage:
-        """A later page of a stored search (the caller's own: see :meth:`stored_search`)."""
+    def page(self, search_id: str, cursor_text: str | None, count: int, request: SearchRequest) -> SearchPage:
+        """A page of a stored search (the caller's own: see :meth:`stored_search`): the first page again when
+        ``cursor_text`` is None, else the page the cursor of a ``next`` or ``previous`` link names."""
+        keys = self._keys(request)
         with self.store.reading() as conn:
-            snap = self.stored_search(snapshot_id, conn)
-            rows = conn.execute(
-                select(search_results.c.res_id)
-                .where(
-                    search_results.c.snapshot_id == snapshot_id,
-                    search_results.c.position >= offset,
-                    search_results.c.position < offset + count,
-                )
-                .order_by(search_results.c.position)
-            ).scalars()
-            page = self._load_page(conn, request, snap.res_type, list(rows))
-        page.total, page.offset, page.count, page.snapshot_id = snap.total, offset, count, snapshot_id
-        page.kept = min(snap.total, self.limits.max_ids)
+            snap = self.stored_search(search_id, conn)
+            cursor = Cursor.decode(cursor_text, keys) if cursor_text else None
+            as_of = int(snap.as_of_seq or 0)
+            changed = consistency.changed_since(conn, request.resource_type, as_of)
+            forward = cursor is None or cursor.forward
+            rows = self._rows(conn, request, keys, cursor, count, changed)
+            if not forward:  # the rows before the cursor, nearest first: the page is their reverse
+                rows.ids.reverse()
+                rows.values.reverse()
+            page = self._load_page(conn, request, snap.res_type, rows.ids)
+        offset = 0 if cursor is None else cursor.offset
+        if not forward and not rows.more:
+            offset = 0  # the page before reached the first row: it is the first page
+        page.total, page.offset, page.count, page.search_id = snap.total, offset, count, search_id
+        if rows.ids and (not forward or rows.more):
+            page.next = Cursor(True, rows.values[-1], offset + count)
+        if rows.ids and offset > 0:
+            page.previous = Cursor(False, rows.values[0], max(0, offset - count))
         return page
 
     def first(self, request: SearchRequest, offset: int = 0) -> SearchPage:
-        """Matches ``offset`` to ``offset + count`` in order, with their includes, and no paging snapshot
+        """Matches ``offset`` to ``offset + count`` in order, with their includes, and no stored search
         (for callers that page by their own means, e.g. the web app); ``total`` is not counted."""
         with self.store.reading() as conn:
             ids = list(conn.execute(self._id_query(request).limit(request.count).offset(offset)).scalars())
@@ -137,6 +151,9 @@ class SearchEngine:
 
     # -- internals --------------------------------------------------------------------------
 
+    def _keys(self, request: SearchRequest) -> list[SortKey]:
+        return order_keys(self.registry, request.resource_type, request.sort)
+
     def _base_query(self, request: SearchRequest):  # type: ignore[no-untyped-def]
         query = select(resources.c.res_id).where(
             resources.c.res_type == request.resource_type, resources.c.deleted.is_(False), *request.conditions
@@ -147,33 +164,52 @@ class SearchEngine:
     def _count(self, conn: Connection, request: SearchRequest) -> int:
         return conn.execute(select(func.count()).select_from(self._base_query(request).subquery())).scalar_one()
 
+    def _total(self, conn: Connection, request: SearchRequest) -> int | None:
+        """The total of a search spanning pages: counted when asked for, else counted up to the bound."""
+        if request.total == "none":
+            return None
+        if request.total == "accurate":
+            return self._count(conn, request)
+        bound = self.limits.count_bound
+        first = self._base_query(request).limit(bound + 1).subquery()
+        counted = conn.execute(select(func.count()).select_from(first)).scalar_one()
+        return counted if counted <= bound else None
+
     def _id_query(self, request: SearchRequest):  # type: ignore[no-untyped-def]
-        query = self._base_query(request)
-        order = []
-        for code, desc in request.sort:
-            if code == "_id":
-                order.append(resources.c.res_id.desc() if desc else resources.c.res_id)
-                continue
-            if code == "_lastUpdated":
-                order.append(resources.c.last_updated.desc() if desc else resources.c.last_updated)
-                continue
-            param = self.registry.get(request.resource_type, code)
-            assert param is not None  # checked by the parser
-            table = INDEX_TABLES[param.type]
-            asc_col, desc_col = _SORT_COLUMNS[param.type]
-            agg = func.max(table.c[desc_col]) if desc else func.min(table.c[asc_col])
-            key = (
-                select(agg)
-                .where(
-                    table.c.res_type == resources.c.res_type,
-                    table.c.res_id == resources.c.res_id,
-                    table.c.param == code,
-                )
-                .scalar_subquery()
+        """The search's ids in its order (for conditional matches)."""
+        return self._base_query(request).order_by(*order_by(self._keys(request)))
+
+    def _rows(
+        self,
+        conn: Connection,
+        request: SearchRequest,
+        keys: list[SortKey],
+        cursor: Cursor | None,
+        count: int,
+        changed: consistency.Changed | None = None,
+    ) -> _Rows:
+        """Up to ``count`` rows from the cursor on (before it, nearest first, for a backward cursor), with
+        the rows changed since the consistency point in their place at that point."""
+        forward = cursor is None or cursor.forward
+        query = self._base_query(request).add_columns(*(k.expr for k in keys))
+        if cursor is not None:
+            query = query.where(beyond(keys, cursor.values, forward=forward))
+        if changed is not None and changed.ids:
+            query = query.where(resources.c.res_id.not_in(changed.ids))
+        ordered = query.order_by(*order_by(keys, forward=forward)).limit(count + 1)
+        found = [(tuple(row[1:]), row[0]) for row in conn.execute(ordered)]
+        if changed is not None and changed.existing:
+            earlier = consistency.earlier_positions(
+                conn, self.registry, request.resource_type, keys, changed, self._base_query(request)
             )
-            order.append(key.desc().nulls_last() if desc else key.asc().nulls_last())
-        order += [resources.c.last_updated, resources.c.res_id]
-        return query.order_by(*order)
+            if cursor is not None:
+                edge = python_order(keys)(cursor.values)
+                earlier = [e for e in earlier if (python_order(keys)(e[0]) > edge) == forward and e[0] != cursor.values]
+            found += earlier
+            found.sort(key=lambda row: python_order(keys)(row[0]), reverse=not forward)
+        more = len(found) > count
+        found = found[:count]
+        return _Rows([rid for _, rid in found], [values for values, _ in found], more)
 
     def _load_page(self, conn: Connection, request: SearchRequest, rtype: str, ids: list[str]) -> SearchPage:
         loaded = self.store.load_many(conn, [(rtype, i) for i in ids])
@@ -234,36 +270,31 @@ class SearchEngine:
             query = query.where(table.c.target_type == inc.target_type)
         return [(r.target_type, r.target_id) for r in conn.execute(query)]
 
-    def _save_snapshot(self, request: SearchRequest, ids: list[str], total: int) -> str:
-        snapshot_id = str(uuid.uuid4())
+    def _save_search(self, request: SearchRequest, as_of: int, total: int | None) -> str:
+        """Record a search that spans pages (its query, caller, total and consistency point)."""
+        search_id = str(uuid.uuid4())
         now = datetime.now(UTC)
         owner = access.current().owner
 
         def work(unit) -> None:  # type: ignore[no-untyped-def]
-            conn = unit.conn
-            conn.execute(
+            unit.conn.execute(
                 insert(search_snapshots).values(
-                    id=snapshot_id,
+                    id=search_id,
                     created=now.isoformat(),
                     res_type=request.resource_type,
                     query=urlencode(request.used),
                     total=total,
                     owner=owner,
+                    as_of_seq=as_of,
                 )
             )
-            rows = [
-                {"snapshot_id": snapshot_id, "position": i, "res_type": request.resource_type, "res_id": rid}
-                for i, rid in enumerate(ids)
-            ]
-            for start in range(0, len(rows), 5000):
-                conn.execute(insert(search_results), rows[start : start + 5000])
-            self._expire_old(conn, now, owner)
+            self._expire_old(unit.conn, now, owner)
 
         self.store.write(work)
-        return snapshot_id
+        return search_id
 
     def _expire_old(self, conn: Connection, now: datetime, owner: str) -> None:
-        """Drop snapshots past their lifetime, and the owner's oldest beyond ``max_count``."""
+        """Drop searches past their lifetime, and the owner's oldest beyond ``max_count``."""
         cutoff = (now - self.limits.lifetime).isoformat()
         old = select(search_snapshots.c.id).where(search_snapshots.c.created < cutoff).limit(50)
         old_ids = list(conn.execute(old).scalars())
@@ -275,5 +306,4 @@ class SearchEngine:
                 i for i in conn.execute(oldest.limit(count - self.limits.max_count)).scalars() if i not in old_ids
             ]
         if old_ids:
-            conn.execute(delete(search_results).where(search_results.c.snapshot_id.in_(old_ids)))
             conn.execute(delete(search_snapshots).where(search_snapshots.c.id.in_(old_ids)))

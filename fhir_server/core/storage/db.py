@@ -96,6 +96,8 @@ def ensure_schema(db: Database) -> None:
 #: schema version → the statements that bring the previous version to it
 _UPGRADES: dict[int, tuple[str, ...]] = {
     2: ("ALTER TABLE search_snapshots ADD COLUMN owner TEXT",),  # stored searches belong to their caller
+    # keyset paging: no stored result lists; stored searches (transient) made anew with their consistency point
+    3: ("DROP TABLE IF EXISTS search_results", "DROP TABLE IF EXISTS search_snapshots"),
 }
 
 
@@ -105,4 +107,5 @@ def _upgrade(conn, from_version: int) -> None:  # type: ignore[no-untyped-def]
         log.info("upgrading database schema to version %s", version)
         for statement in _UPGRADES.get(version, ()):
             conn.execute(text(statement))
+    metadata.create_all(conn)  # tables an upgrade dropped to make anew
     conn.execute(schema_info.update().where(schema_info.c.key == "schema_version").values(value=str(SCHEMA_VERSION)))

@@ -4,8 +4,8 @@
 * ``resource_versions``: every version ever written, including delete markers; its
   auto-incrementing ``seq`` orders all writes of the server (history, ``_since``).
 * ``idx_*``: search index rows of the current version, written in the same transaction.
-* ``search_snapshots``/``search_results``: result lists of searches that span several pages,
-  so paging stays consistent while writes go on.
+* ``search_snapshots``: searches that span several pages: query, caller, total and consistency point
+  (no result lists: pages are keyset ranges, ``core/search/keyset.py``).
 * ``outbox``: referral deliveries to regional endpoints, written in the referral's transaction.
 * ``access_labels``: which organisations and regions may see a stored resource (``core/access.py``);
   kept across versions, written in the transaction that writes the resource.
@@ -35,7 +35,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 metadata = MetaData()
 
@@ -151,18 +151,11 @@ search_snapshots = Table(
     Column("created", String(40), nullable=False),
     Column("res_type", String(64)),
     Column("query", Text, nullable=False),
-    Column("total", Integer, nullable=False),
-    #: who made the search (``Access.owner``): only they may page through it (schema version 2)
+    Column("total", Integer),  # None: not counted
+    #: who made the search (``Access.owner``): only they may page through it
     Column("owner", Text),
-)
-
-search_results = Table(
-    "search_results",
-    metadata,
-    Column("snapshot_id", String(36), primary_key=True),
-    Column("position", Integer, primary_key=True),
-    Column("res_type", String(64), nullable=False),
-    Column("res_id", String(64), nullable=False),
+    #: the version sequence of the last write before the first page (``core/search/consistency.py``)
+    Column("as_of_seq", BigInteger),
 )
 
 outbox = Table(
