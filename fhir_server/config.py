@@ -67,7 +67,7 @@ class Settings:
     search_max_values: int = 300
     #: A database statement running longer is stopped (503); 0 turns the limit off.
     statement_timeout_ms: int = 30_000
-    #: Searches spanning pages: matches counted for a default total (more: no total unless _total=accurate),
+    #: Searches spanning pages: matches counted for _total=estimate (more: no total; _total=accurate counts all),
     #: stored searches kept per caller (oldest dropped first), their lifetime.
     search_count_bound: int = 1000
     snapshot_max_count: int = 200

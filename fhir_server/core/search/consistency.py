@@ -10,7 +10,7 @@ before its first page. Later pages show the data as ordered then:
 
 Only the resources of the search's type written since that point are looked at (the type-and-sequence
 index finds them), so the cost follows the writes made while the client pages, not the matches. When
-more than :data:`MAX_CHANGED` of them were written, the search is too old to continue consistently: 410,
+more than :data:`MAX_CHANGED` versions of them were written, the search is too old to continue consistently: 410,
 run it again.
 """
 
@@ -56,16 +56,19 @@ class Changed:
 def changed_since(conn: Connection, resource_type: str, as_of: int) -> Changed:
     """The resources of ``resource_type`` written after ``as_of`` (410 when there are too many)."""
     v = resource_versions.c
-    ids = list(
+    # versions, not distinct ids: DISTINCT would have the database walk the type's versions in id order
+    written = list(
         conn.execute(
-            select(v.res_id).where(v.res_type == resource_type, v.seq > as_of).distinct().limit(MAX_CHANGED + 1)
+            select(v.res_id).where(v.res_type == resource_type, v.seq > as_of).limit(MAX_CHANGED + 1)
         ).scalars()
     )
-    if len(ids) > MAX_CHANGED:
+    ids = list(dict.fromkeys(written))
+    if len(written) > MAX_CHANGED:
         raise FhirError.single(
             410,
             "not-found",
-            f"more than {MAX_CHANGED} {resource_type} resources changed since this search began; run the search again",
+            f"more than {MAX_CHANGED} {resource_type} versions were written since this search began; "
+            "run the search again",
         )
     before: dict[str, int | None] = dict.fromkeys(ids)
     if ids:

@@ -9,9 +9,10 @@ consistency point), so later pages show the data as it was ordered at the first 
 A stored search belongs to the caller who made it (:attr:`Access.owner
 <fhir_server.core.storage.access.Access.owner>`): to anyone else it is unknown (410).
 
-Totals: a search that fits one page knows its total; otherwise ``_total=accurate`` counts every match,
-and by default (or ``_total=estimate``) matches are counted up to :attr:`PagingLimits.count_bound`, and
-a larger total is left out of the Bundle. ``_summary=count`` always counts.
+Totals: a search that fits one page knows its total. Beyond one page, ``_total=accurate`` counts every
+match, ``_total=estimate`` counts up to :attr:`PagingLimits.count_bound` (a larger total is left out),
+and by default no total is given: a count costs what the matches cost, a page only what it holds.
+``_summary=count`` always counts.
 
 Included resources are those the caller may see (storage's access filter) of the types its scopes
 let it read (:attr:`Access.readable <fhir_server.core.storage.access.Access.readable>`); the types
@@ -23,17 +24,30 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from urllib.parse import urlencode
 
-from sqlalchemy import Connection, delete, func, insert, select
+from sqlalchemy import Connection, and_, delete, exists, func, insert, select
 
 from fhir_server.core.issues import FhirError
 from fhir_server.core.search import consistency
-from fhir_server.core.search.keyset import Cursor, SortKey, Value, beyond, order_by, order_keys, python_order
+from fhir_server.core.search.keyset import (
+    SORT_COLUMNS,
+    Cursor,
+    SortKey,
+    Value,
+    beyond,
+    order_by,
+    order_keys,
+    python_order,
+)
 from fhir_server.core.search.query import Include, SearchRequest
 from fhir_server.core.storage import access
 from fhir_server.core.storage.schema import INDEX_TABLES, resources, search_snapshots
 from fhir_server.core.storage.store import Store, StoredResource
+
+#: A condition keeping fewer resources than this drives a search: its matches are looked up and sorted.
+SMALL = 2000
 
 
 @dataclass(frozen=True)
@@ -62,6 +76,20 @@ class SearchPage:
     previous: Cursor | None = None
     #: Types of included resources left out because the caller's scopes do not let it read them.
     withheld: set[str] = field(default_factory=set)
+
+
+@dataclass
+class _Segment:
+    """Rows of a search in one stretch of its order: ``(id, *sort values)`` per row, by ``keys``; the
+    ``nulls`` stretch holds the resources without the sort parameter's value (``(id, id)``)."""
+
+    query: Any  # Select
+    keys: list[SortKey]
+    nulls: bool = False
+
+    def values(self, row: Any) -> tuple[Value, ...]:
+        """A row's sort values in the search's keys (a resource without a value sorts as None)."""
+        return (None, row[1]) if self.nulls else tuple(row[1:])
 
 
 @dataclass
@@ -161,19 +189,24 @@ class SearchEngine:
         visible = access.labelled_condition(request.resource_type, resources.c.res_id)
         return query if visible is None else query.where(visible)
 
-    def _count(self, conn: Connection, request: SearchRequest) -> int:
-        return conn.execute(select(func.count()).select_from(self._base_query(request).subquery())).scalar_one()
+    def _count(self, conn: Connection, request: SearchRequest, bound: int | None = None) -> int:
+        """How many resources the search matches (up to ``bound`` + 1 when bounded), by the same plan as its
+        pages in id order (:meth:`_plan`)."""
+        (segment,) = self._plan(conn, request, order_keys(self.registry, request.resource_type, []))
+        query = segment.query
+        if bound is not None:
+            query = query.limit(bound + 1)
+        return conn.execute(select(func.count()).select_from(query.subquery())).scalar_one()
 
     def _total(self, conn: Connection, request: SearchRequest) -> int | None:
-        """The total of a search spanning pages: counted when asked for, else counted up to the bound."""
-        if request.total == "none":
-            return None
+        """The total of a search spanning pages: counted for ``_total=accurate``, counted up to the bound for
+        ``_total=estimate`` (left out beyond it), left out otherwise (counting costs what the matches cost)."""
         if request.total == "accurate":
             return self._count(conn, request)
-        bound = self.limits.count_bound
-        first = self._base_query(request).limit(bound + 1).subquery()
-        counted = conn.execute(select(func.count()).select_from(first)).scalar_one()
-        return counted if counted <= bound else None
+        if request.total != "estimate":
+            return None
+        counted = self._count(conn, request, self.limits.count_bound)
+        return counted if counted <= self.limits.count_bound else None
 
     def _id_query(self, request: SearchRequest):  # type: ignore[no-untyped-def]
         """The search's ids in its order (for conditional matches)."""
@@ -191,25 +224,142 @@ class SearchEngine:
         """Up to ``count`` rows from the cursor on (before it, nearest first, for a backward cursor), with
         the rows changed since the consistency point in their place at that point."""
         forward = cursor is None or cursor.forward
-        query = self._base_query(request).add_columns(*(k.expr for k in keys))
-        if cursor is not None:
-            query = query.where(beyond(keys, cursor.values, forward=forward))
-        if changed is not None and changed.ids:
-            query = query.where(resources.c.res_id.not_in(changed.ids))
-        ordered = query.order_by(*order_by(keys, forward=forward)).limit(count + 1)
-        found = [(tuple(row[1:]), row[0]) for row in conn.execute(ordered)]
+        segments = self._plan(conn, request, keys)
+        in_nulls = cursor is not None and len(segments) == 2 and cursor.values[0] is None
+        found: list[tuple[tuple[Value, ...], str]] = []
+        for segment in segments if forward else reversed(segments):
+            if len(found) > count:
+                break
+            query = segment.query
+            if cursor is not None and segment.nulls == in_nulls:  # the cursor lies in this segment
+                edge = (cursor.values[-1],) if segment.nulls else cursor.values
+                query = query.where(beyond(segment.keys, edge, forward=forward))
+            elif cursor is not None and segment.nulls != forward:
+                continue  # the cursor lies beyond this segment
+            if changed is not None and changed.ids:
+                query = query.where(resources.c.res_id.not_in(changed.ids))
+            ordered = query.order_by(*order_by(segment.keys, forward=forward)).limit(count + 1 - len(found))
+            found += [(segment.values(row), row[0]) for row in conn.execute(ordered)]
         if changed is not None and changed.existing:
             earlier = consistency.earlier_positions(
                 conn, self.registry, request.resource_type, keys, changed, self._base_query(request)
             )
+            position = python_order(keys)
             if cursor is not None:
-                edge = python_order(keys)(cursor.values)
-                earlier = [e for e in earlier if (python_order(keys)(e[0]) > edge) == forward and e[0] != cursor.values]
+                edge_position = position(cursor.values)
+                earlier = [e for e in earlier if (position(e[0]) > edge_position) == forward and e[0] != cursor.values]
             found += earlier
-            found.sort(key=lambda row: python_order(keys)(row[0]), reverse=not forward)
+            found.sort(key=lambda row: position(row[0]), reverse=not forward)
         more = len(found) > count
         found = found[:count]
         return _Rows([rid for _, rid in found], [values for values, _ in found], more)
+
+    def _plan(self, conn: Connection, request: SearchRequest, keys: list[SortKey]) -> list[_Segment]:
+        """The search's rows with their sort values, shaped so that a page costs what it holds.
+
+        * In id order with an ordered index filter (one token, reference or uri value): that filter's index
+          rows come in id order and drive, the other conditions are probed per row, and the walk stops
+          once the page is full; unless another condition keeps fewer than ten pages of resources: then
+          that one drives (its ids looked up, the rest probed, the few rows sorted).
+        * Otherwise a condition keeping fewer than :data:`SMALL` resources drives in the same way.
+        * Sorted by one search parameter: its index is walked in the sort's order (the resources with a
+          value), then the resources without one, by id; the conditions are probed per row.
+        * Otherwise the database walks the type's rows in the search's order, probing every condition.
+        Conditions are sized by counting their matches up to a bound, never further.
+        """
+        id_order = len(keys) == 1
+        ordered = [i for i in request.filters if request.filters[i].ordered]
+        positive = {i: q for i, q in enumerate(request.id_queries) if q is not None}
+        if id_order and ordered:
+            few = 10 * max(request.count, 1)
+            sizes = {i: self._size(conn, q, few) for i, q in positive.items() if i not in ordered}
+            tiny = [i for i in sizes if sizes[i] < few]
+            if tiny:
+                return [self._drive(request, min(tiny, key=sizes.__getitem__), keys)]
+            if len(ordered) > 1:
+                sizes = {i: self._size(conn, positive[i], SMALL) for i in ordered}
+                return [self._walk(request, min(ordered, key=sizes.__getitem__), keys[0].desc)]
+            return [self._walk(request, ordered[0], keys[0].desc)]
+        sizes = {i: self._size(conn, q, SMALL) for i, q in positive.items()}
+        smallest = min(sizes, key=sizes.__getitem__) if sizes else None
+        if smallest is not None and sizes[smallest] < SMALL:
+            return [self._drive(request, smallest, keys)]
+        if len(keys) == 2 and keys[0].nullable:
+            return self._sort_walk(request, keys)
+        return [_Segment(self._probing(request, drive=None).add_columns(*(k.expr for k in keys)), keys)]
+
+    @staticmethod
+    def _size(conn: Connection, ids, bound: int) -> int:  # type: ignore[no-untyped-def]
+        """How many ids a condition keeps, counted up to ``bound``."""
+        return conn.execute(select(func.count()).select_from(ids.limit(bound).subquery())).scalar_one()
+
+    def _drive(self, request: SearchRequest, drive: int, keys: list[SortKey]) -> _Segment:
+        """The rows of a small condition's ids, the others probed, sorted by the search's keys."""
+        return _Segment(self._probing(request, drive=drive).add_columns(*(k.expr for k in keys)), keys)
+
+    def _probing(self, request: SearchRequest, drive: int | None):  # type: ignore[no-untyped-def]
+        """Rows of ``resources`` with every condition: the ``drive`` one as an id lookup, the other index
+        filters as per-row probes (so the database does not read all their matches first)."""
+        conditions = [
+            request.filters[i].holds_for(resources.c.res_id) if i in request.filters and i != drive else condition
+            for i, condition in enumerate(request.conditions)
+        ]
+        query = select(resources.c.res_id).where(
+            resources.c.res_type == request.resource_type, resources.c.deleted.is_(False), *conditions
+        )
+        visible = access.labelled_condition(request.resource_type, resources.c.res_id)
+        return query if visible is None else query.where(visible)
+
+    def _driven(self, request: SearchRequest, rows, skip: int | None, *where):  # type: ignore[no-untyped-def]
+        """Ids from the index rows ``rows`` (an alias), with the conditions other than ``skip`` probed per
+        row and the caller's access applied. Index rows exist for current, undeleted resources only, so the
+        resource row is joined only for a condition that is not an index filter."""
+        others = [i for i in range(len(request.conditions)) if i != skip]
+        conditions = [request.filters[i].holds_for(rows.c.res_id) for i in others if i in request.filters]
+        plain = [request.conditions[i] for i in others if i not in request.filters]
+        query = select(rows.c.res_id).where(*where, *conditions)
+        if plain:
+            joined = rows.join(
+                resources, and_(resources.c.res_type == rows.c.res_type, resources.c.res_id == rows.c.res_id)
+            )
+            query = query.select_from(joined).where(resources.c.deleted.is_(False), *plain)
+        visible = access.labelled_condition(request.resource_type, rows.c.res_id)
+        return query if visible is None else query.where(visible)
+
+    def _walk(self, request: SearchRequest, drive: int, descending: bool) -> _Segment:
+        """Rows in id order from the index rows of the ordered filter ``drive``, the other conditions probed."""
+        driver = request.filters[drive]
+        rows = driver.table.alias("driver")
+        query = self._driven(request, rows, drive, *driver.rows(rows)).add_columns(rows.c.res_id.label("k")).distinct()
+        return _Segment(query, [SortKey("_id", descending, rows.c.res_id, False)])
+
+    def _sort_walk(self, request: SearchRequest, keys: list[SortKey]) -> list[_Segment]:
+        """Sorted by one parameter: its index rows in the sort's order (each resource at its smallest value
+        ascending, its largest descending), then the resources without a value, by id."""
+        sort, tie = keys
+        param = self.registry.get(request.resource_type, sort.code)
+        assert param is not None
+        table = INDEX_TABLES[param.type]
+        asc_col, desc_col = SORT_COLUMNS[param.type]
+        column = desc_col if sort.desc else asc_col
+        rows, other = table.alias("walk"), table.alias("other")
+        extreme = ~exists().where(
+            other.c.res_type == rows.c.res_type,
+            other.c.res_id == rows.c.res_id,
+            other.c.param == sort.code,
+            (other.c[column] > rows.c[column]) if sort.desc else (other.c[column] < rows.c[column]),
+        )
+        mine = (rows.c.res_type == request.resource_type, rows.c.param == sort.code, rows.c[column].is_not(None))
+        walked = self._driven(request, rows, None, *mine, extreme).add_columns(rows.c[column], rows.c.res_id.label("k"))
+        valued = _Segment(
+            walked.distinct(),
+            [SortKey(sort.code, sort.desc, rows.c[column], False), SortKey("_id", tie.desc, rows.c.res_id, False)],
+        )
+        present = exists().where(
+            table.c.res_type == resources.c.res_type, table.c.res_id == resources.c.res_id, table.c.param == sort.code
+        )
+        bare = self._probing(request, drive=None).where(~present).add_columns(resources.c.res_id)
+        return [valued, _Segment(bare, [tie], nulls=True)]
 
     def _load_page(self, conn: Connection, request: SearchRequest, rtype: str, ids: list[str]) -> SearchPage:
         loaded = self.store.load_many(conn, [(rtype, i) for i in ids])
@@ -258,17 +408,23 @@ class SearchEngine:
                     query = query.where(table.c.param == inc.param)
                 keys.extend((r.res_type, r.res_id) for r in conn.execute(query))
             return keys
-        ids = [s.id for s in sources if s.resource_type == inc.source_type or inc.param == "*"]
-        if not ids:
-            return []
-        query = select(table.c.target_type, table.c.target_id).where(
-            table.c.res_id.in_(ids), table.c.target_id.is_not(None), table.c.target_type.is_not(None)
-        )
-        if inc.param != "*":
-            query = query.where(table.c.res_type == inc.source_type, table.c.param == inc.param)
-        if inc.target_type:
-            query = query.where(table.c.target_type == inc.target_type)
-        return [(r.target_type, r.target_id) for r in conn.execute(query)]
+        keys = []
+        wanted = (s.resource_type for s in sources if s.resource_type == inc.source_type or inc.param == "*")
+        for rtype in dict.fromkeys(wanted):
+            ids = [s.id for s in sources if s.resource_type == rtype]
+            query = select(table.c.target_type, table.c.target_id).where(
+                table.c.res_type == rtype,
+                table.c.res_id.in_(ids),
+                table.c.target_id.is_not(None),
+                table.c.target_type.is_not(None),
+            )
+            if inc.param != "*":
+                query = query.where(table.c.param == inc.param)
+
+            if inc.target_type:
+                query = query.where(table.c.target_type == inc.target_type)
+            keys.extend((r.target_type, r.target_id) for r in conn.execute(query))
+        return keys
 
     def _save_search(self, request: SearchRequest, as_of: int, total: int | None) -> str:
         """Record a search that spans pages (its query, caller, total and consistency point)."""

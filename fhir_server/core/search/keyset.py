@@ -51,7 +51,8 @@ class SortKey:
 
 
 def order_keys(registry: SearchRegistry, resource_type: str, sort: Sequence[tuple[str, bool]]) -> list[SortKey]:
-    """The keys of a search's ``_sort``, ending with the id (ascending when not sorted by it already)."""
+    """The keys of a search's ``_sort``, ending with the id (in the first key's direction when not sorted by
+    the id already)."""
     keys: list[SortKey] = []
     for code, desc in sort:
         if code == "_id":
@@ -75,8 +76,8 @@ def order_keys(registry: SearchRegistry, resource_type: str, sort: Sequence[tupl
             .scalar_subquery()
         )
         keys.append(SortKey(code, desc, value, True))
-    if not keys or keys[-1].code != "_id":
-        keys.append(SortKey("_id", False, resources.c.res_id, False))
+    if not keys or keys[-1].code != "_id":  # ties go the first key's way, so an index walks them in order
+        keys.append(SortKey("_id", bool(keys) and keys[0].desc, resources.c.res_id, False))
     return keys
 
 

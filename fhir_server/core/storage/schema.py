@@ -71,7 +71,12 @@ resource_versions = Table(
 )
 
 
-def _index_table(name: str, *columns: Column, indexes: tuple[tuple[str, ...], ...]) -> Table:
+def _index_table(
+    name: str, *columns: Column, indexes: tuple[tuple[str, ...], ...], owner: tuple[str, ...] = ()
+) -> Table:
+    """An index table: rows of (resource, parameter, value); its owner index leads with the resource and
+    may carry the value columns too, so probing one resource's rows (a search's per-row check, an include)
+    reads the index alone."""
     table = Table(
         name,
         metadata,
@@ -79,7 +84,7 @@ def _index_table(name: str, *columns: Column, indexes: tuple[tuple[str, ...], ..
         Column("res_id", String(64), nullable=False),
         Column("param", String(100), nullable=False),
         *columns,
-        Index(f"ix_{name}_owner", "res_type", "res_id"),
+        Index(f"ix_{name}_owner", "res_type", "res_id", *owner),
     )
     for i, cols in enumerate(indexes):
         Index(f"ix_{name}_{i}", *(table.c[c] for c in cols))
@@ -90,7 +95,8 @@ idx_token = _index_table(
     "idx_token",
     Column("system", Text),
     Column("code", Text),
-    indexes=(("res_type", "param", "code"),),
+    indexes=(("res_type", "param", "code", "res_id", "system"),),  # one code's rows in id order, covering
+    owner=("param", "code", "system"),
 )
 idx_string = _index_table(
     "idx_string",
@@ -106,13 +112,18 @@ idx_reference = _index_table(
     Column("target_url", Text),
     Column("id_system", Text),
     Column("id_value", Text),
-    indexes=(("res_type", "param", "target_type", "target_id"), ("target_type", "target_id"), ("target_url",)),
+    indexes=(
+        ("res_type", "param", "target_type", "target_id", "res_id"),  # one target's referrers in id order
+        ("target_type", "target_id"),
+        ("target_url",),
+    ),
+    owner=("param", "target_type", "target_id"),
 )
 idx_date = _index_table(
     "idx_date",
     Column("low", String(32), nullable=False),
     Column("high", String(32), nullable=False),
-    indexes=(("res_type", "param", "low"), ("res_type", "param", "high")),
+    indexes=(("res_type", "param", "low", "res_id"), ("res_type", "param", "high", "res_id")),
 )
 idx_number = _index_table(
     "idx_number",
@@ -131,7 +142,7 @@ idx_quantity = _index_table(
 idx_uri = _index_table(
     "idx_uri",
     Column("value", Text, nullable=False),
-    indexes=(("res_type", "param", "value"),),
+    indexes=(("res_type", "param", "value", "res_id"),),
 )
 
 INDEX_TABLES: dict[str, Table] = {
