@@ -183,6 +183,9 @@ def test_paging_stores_no_result_lists_and_counts_are_bounded(small_snapshots, u
     assert api.search(f"Patient?_tag=urn:test|{unique}&_count=1&_total=accurate")["total"] == 8
     assert api.search(f"Patient?_tag=urn:test|{unique}&_count=1&_total=none").get("total") is None
     assert api.search(f"Patient?_tag=urn:test|{unique}&_summary=count")["total"] == 8
+    statement = api.get("metadata").json()  # and the CapabilityStatement says so
+    note = next(p for p in statement["rest"][0]["searchParam"] if p["name"] == "_total")["documentation"]
+    assert "_total=accurate" in note and "_total=estimate" in note
 
     for _ in range(3):
         api.search(f"Patient?_tag=urn:test|{unique}&_count=1")
