@@ -192,7 +192,7 @@ class SearchEngine:
     def _count(self, conn: Connection, request: SearchRequest, bound: int | None = None) -> int:
         """How many resources the search matches (up to ``bound`` + 1 when bounded), by the same plan as its
         pages in id order (:meth:`_plan`)."""
-        (segment,) = self._plan(conn, request, order_keys(self.registry, request.resource_type, []))
+        (segment,) = self._plan(conn, request, order_keys(self.registry, request.resource_type, []), counting=True)
         query = segment.query
         if bound is not None:
             query = query.limit(bound + 1)
@@ -254,7 +254,9 @@ class SearchEngine:
         found = found[:count]
         return _Rows([rid for _, rid in found], [values for values, _ in found], more)
 
-    def _plan(self, conn: Connection, request: SearchRequest, keys: list[SortKey]) -> list[_Segment]:
+    def _plan(
+        self, conn: Connection, request: SearchRequest, keys: list[SortKey], *, counting: bool = False
+    ) -> list[_Segment]:
         """The search's rows with their sort values, shaped so that a page costs what it holds.
 
         * In id order with an ordered index filter (one token, reference or uri value): that filter's index
@@ -264,7 +266,8 @@ class SearchEngine:
         * Otherwise a condition keeping fewer than :data:`SMALL` resources drives in the same way.
         * Sorted by one search parameter: its index is walked in the sort's order (the resources with a
           value), then the resources without one, by id; the conditions are probed per row.
-        * Otherwise the database walks the type's rows in the search's order, probing every condition.
+        * Otherwise the database walks the type's rows in the search's order, probing every condition;
+          when ``counting`` (every match is visited anyway) the smallest condition drives instead.
         Conditions are sized by counting their matches up to a bound, never further.
         """
         id_order = len(keys) == 1
@@ -282,7 +285,7 @@ class SearchEngine:
             return [self._walk(request, ordered[0], keys[0].desc)]
         sizes = {i: self._size(conn, q, SMALL) for i, q in positive.items()}
         smallest = min(sizes, key=sizes.__getitem__) if sizes else None
-        if smallest is not None and sizes[smallest] < SMALL:
+        if smallest is not None and (sizes[smallest] < SMALL or counting):
             return [self._drive(request, smallest, keys)]
         if len(keys) == 2 and keys[0].nullable:
             return self._sort_walk(request, keys)
