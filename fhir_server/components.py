@@ -13,7 +13,7 @@ from fhir_server.config import Settings
 from fhir_server.core.indexing.parameters import SearchRegistry
 from fhir_server.core.interactions import FhirService, Validator
 from fhir_server.core.issues import Issue
-from fhir_server.core.search.engine import SnapshotLimits
+from fhir_server.core.search.engine import PagingLimits
 from fhir_server.core.search.query import SearchLimits
 from fhir_server.core.storage.db import Database, open_database
 from fhir_server.core.storage.store import Store
@@ -22,6 +22,7 @@ from fhir_server.data import data_folder, data_folders, require_data_folders
 if TYPE_CHECKING:
     from fhir_server.core.conformance.packages import ConformanceRegistry
     from fhir_server.core.export.jobs import ExportWorker
+    from fhir_server.core.storage.statistics import StatisticsKeeper
     from fhir_server.core.storage.wal_checkpoint import WalCheckpointer
     from fhir_server.core.terminology import Terminology
     from fhir_server.core.validation.profile.validator import ProfileValidator
@@ -74,6 +75,8 @@ class Workers:
     subscriptions: SubscriptionWorker | None = None
     #: the bulk export thread (None when the settings turn delivery off)
     export: ExportWorker | None = None
+    #: SQLite's planner statistics, refreshed now and then (None on PostgreSQL: autovacuum keeps them)
+    statistics: StatisticsKeeper | None = None
 
     def stop(self) -> None:
         if self.delivery is not None:
@@ -82,6 +85,8 @@ class Workers:
             self.subscriptions.stop()
         if self.export is not None:
             self.export.stop()
+        if self.statistics is not None:
+            self.statistics.stop()
         if self.checkpointer is not None:
             self.checkpointer.stop()
 
@@ -193,8 +198,8 @@ def build_server(settings: Settings) -> Components:
     service.parser.limits = SearchLimits(
         settings.search_max_parameters, settings.search_max_repeats, settings.search_max_values
     )
-    service.engine.limits = SnapshotLimits(
-        settings.snapshot_max_ids, settings.snapshot_max_count, timedelta(minutes=settings.snapshot_lifetime_minutes)
+    service.engine.limits = PagingLimits(
+        settings.search_count_bound, settings.snapshot_max_count, timedelta(minutes=settings.snapshot_lifetime_minutes)
     )
     data_dir = settings.data_dir
     pathways = PathwayCatalog.load(data_folder("pathways", data_dir))
@@ -231,14 +236,17 @@ def start_workers(components: Components, *, delivery: bool) -> Workers:
     """Start the process's background threads: SQLite's WAL checkpointer (none on PostgreSQL) and,
     when ``delivery``, one outbox delivery thread (several processes share the work safely)."""
     from fhir_server.core.export.jobs import ExportSettings, ExportWorker
+    from fhir_server.core.storage.statistics import StatisticsKeeper
     from fhir_server.core.storage.wal_checkpoint import WalCheckpointer
     from fhir_server.domain.delivery.outbox import DeliverySettings, DeliveryWorker
     from fhir_server.domain.delivery.subscription_worker import SubscriptionSettings, SubscriptionWorker
 
-    checkpointer = None
+    checkpointer = statistics = None
     if components.db.sqlite_path is not None:  # no commit has to copy the log back
         checkpointer = WalCheckpointer(components.db.sqlite_path)
         checkpointer.start()
+        statistics = StatisticsKeeper(components.store)
+        statistics.start()
     worker = subscriptions = export = None
     if delivery:
         settings = components.settings
@@ -266,7 +274,7 @@ def start_workers(components: Components, *, delivery: bool) -> Workers:
         subscriptions.start()
         export = ExportWorker(components.service, ExportSettings(chunk_size=settings.export_chunk_size))
         export.start()
-    return Workers(checkpointer, worker, subscriptions, export)
+    return Workers(checkpointer, worker, subscriptions, export, statistics)
 
 
 def build_terminology(conformance: ConformanceRegistry, service: FhirService) -> Terminology:

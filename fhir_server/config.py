@@ -67,8 +67,9 @@ class Settings:
     search_max_values: int = 300
     #: A database statement running longer is stopped (503); 0 turns the limit off.
     statement_timeout_ms: int = 30_000
-    #: Paging snapshots: ids kept per search, snapshots kept in all (oldest dropped first), lifetime.
-    snapshot_max_ids: int = 10_000
+    #: Searches spanning pages: matches counted for _total=estimate (more: no total; _total=accurate counts all),
+    #: stored searches kept per caller (oldest dropped first), their lifetime.
+    search_count_bound: int = 1000
     snapshot_max_count: int = 200
     snapshot_lifetime_minutes: int = 60
     #: Test mode accepts synthetic national identity numbers (Tenor).
@@ -152,7 +153,7 @@ class SettingsSchema(Schema):
     search_max_repeats = mfields.Integer(validate=validate.Range(min=1))
     search_max_values = mfields.Integer(validate=validate.Range(min=1))
     statement_timeout_ms = mfields.Integer(validate=validate.Range(min=0))
-    snapshot_max_ids = mfields.Integer(validate=validate.Range(min=1))
+    search_count_bound = mfields.Integer(validate=validate.Range(min=0))
     snapshot_max_count = mfields.Integer(validate=validate.Range(min=1))
     snapshot_lifetime_minutes = mfields.Integer(validate=validate.Range(min=1))
     test_mode = mfields.Boolean()

@@ -17,6 +17,7 @@ from fhir_server.core.bundles import responses as bundles
 from fhir_server.core.interactions import WriteResult, check_id
 from fhir_server.core.issues import FhirError, Issue, operation_outcome
 from fhir_server.core.search.engine import SearchPage
+from fhir_server.core.search.keyset import Cursor
 from fhir_server.core.search.query import SearchRequest
 from fhir_server.core.storage.store import StoredResource
 
@@ -132,25 +133,24 @@ def read_response(stored: StoredResource) -> Response:
 
 
 def page_links(request_: SearchRequest, page: SearchPage, type_url: str) -> list[tuple[str, str]]:
+    """self, and for a search spanning pages first / previous / next: keyset cursors of its stored search
+    (no ``last``: a keyset page is reached from its neighbour)."""
     query = urlencode(request_.used)
     links = [("self", f"{type_url}?{query}" if query else type_url)]
-    if page.snapshot_id is None:
+    if page.search_id is None:
         return links
-    count = page.count
 
-    def page_url(offset: int) -> str:
-        return f"{base_url()}?" + urlencode(
-            {"_getpages": page.snapshot_id, "_getpagesoffset": offset, "_count": count, "_bundletype": "searchset"}
-        )
+    def page_url(cursor: Cursor | None) -> str:
+        params = {"_getpages": page.search_id, "_count": page.count, "_bundletype": "searchset"}
+        if cursor is not None:
+            params["_cursor"] = cursor.encode()
+        return f"{base_url()}?" + urlencode(params)
 
-    end = page.kept if page.kept is not None else page.total  # the snapshot keeps the first matches only
-    links.append(("first", page_url(0)))
-    if page.offset > 0:
-        links.append(("previous", page_url(max(0, page.offset - count))))
-    if end is not None and page.offset + count < end:
-        links.append(("next", page_url(page.offset + count)))
-    if end:
-        links.append(("last", page_url(((end - 1) // count) * count)))
+    links.append(("first", page_url(None)))
+    if page.previous is not None:
+        links.append(("previous", page_url(page.previous)))
+    if page.next is not None:
+        links.append(("next", page_url(page.next)))
     return links
 
 
@@ -338,18 +338,19 @@ def vread(rtype: str, rid: str, vid: str) -> Response:
 
 
 def get_pages() -> Response:
-    snapshot_id = request.args.get("_getpages", "")
-    offset_text = request.args.get("_getpagesoffset", "0")
+    """A page of a stored search: the one its link's ``_cursor`` names, or its first page."""
+    search_id = request.args.get("_getpages", "")
     count_text = request.args.get("_count", str(server().settings.default_count))
-    if not offset_text.isdigit() or not count_text.isdigit():
-        raise FhirError.single(400, "invalid", "_getpagesoffset and _count must be whole numbers")
+    if not count_text.isdigit() or int(count_text) == 0:
+        raise FhirError.single(400, "invalid", "_count must be a whole number above 0", "_count")
     from fhir_server.core.search.engine import SearchEngine
 
     engine: SearchEngine = server().service.engine
-    snapshot = _snapshot_request(snapshot_id)
-    security_edge.require(snapshot.resource_type, "s")
-    page = engine.page(snapshot_id, int(offset_text), min(int(count_text), server().settings.max_count), snapshot)
-    return searchset_response(snapshot, page, f"{base_url()}/{snapshot.resource_type}")
+    stored = _snapshot_request(search_id)
+    security_edge.require(stored.resource_type, "s")
+    count = min(int(count_text), server().settings.max_count)
+    page = engine.page(search_id, request.args.get("_cursor"), count, stored)
+    return searchset_response(stored, page, f"{base_url()}/{stored.resource_type}")
 
 
 def _snapshot_request(snapshot_id: str) -> SearchRequest:

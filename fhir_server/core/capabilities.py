@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from fhir_server.core.indexing.parameters import SearchRegistry
 from fhir_server.core.resource_types import FHIR_VERSION, STORABLE_TYPES
+from fhir_server.core.search.query import DEFAULT_COUNT, MAX_COUNT
 
 SOFTWARE_NAME = "Norwegian Referral Hub FHIR Server"
 SOFTWARE_VERSION = "0.1.0"
@@ -45,6 +46,24 @@ class CapabilityInputs:
     security: dict | None = None
     #: Extensions per resource type (e.g. the subscription topics a Subscription may name).
     resource_extensions: dict[str, list[dict]] = field(default_factory=dict)
+
+
+#: What a search returns beyond its matches (totals, paging), as the server does it.
+RESULT_PARAM_NOTES = {
+    "_total": (
+        "A search whose matches fit its first page always has Bundle.total. Beyond one page: "
+        "_total=accurate counts every match; _total=estimate counts up to a bound (the setting "
+        "search_count_bound) and leaves the total out above it; without _total (or _total=none) no total is "
+        "given, so a page costs what it holds. _summary=count always counts."
+    ),
+    "_count": f"Matches per page (default {DEFAULT_COUNT}, at most {MAX_COUNT}).",
+}
+SEARCH_NOTES = (
+    "Paging: next/previous links carry a keyset cursor of the stored search (its query, caller and "
+    "consistency point; no result list is stored). Later pages show the order of the first page: resources "
+    "created after it are not shown, updated ones keep their place, deleted ones are left out. There is no "
+    "'last' link. A stored search belongs to its caller and expires after an hour (410)."
+)
 
 
 def capability_statement(inputs: CapabilityInputs, date: str) -> dict:
@@ -109,9 +128,14 @@ def _statement(inputs: CapabilityInputs, date: str) -> dict:
             {"code": "history-system"},
         ],
         "searchParam": [
-            {"name": name, "type": "special" if name != "_count" else "number", "documentation": "result parameter"}
+            {
+                "name": name,
+                "type": "special" if name != "_count" else "number",
+                "documentation": RESULT_PARAM_NOTES.get(name, "result parameter"),
+            }
             for name in RESULT_PARAMS
         ],
+        "documentation": SEARCH_NOTES,
     }
     system_ops = [{"name": op.name, "definition": op.definition} for op in inputs.operations if op.system]
     if system_ops:

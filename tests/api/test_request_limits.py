@@ -161,23 +161,32 @@ def small_snapshots(request, tmp_path_factory) -> Iterator[RunningServer]:
         if not POSTGRES_URL:
             pytest.skip("PostgreSQL not available: set FHIR_TEST_POSTGRES_URL")
         url = fresh_postgres_database(POSTGRES_URL)
-    env = {"FHIR_SERVER_SNAPSHOT_MAX_IDS": "5", "FHIR_SERVER_SNAPSHOT_MAX_COUNT": "3"}
+    env = {"FHIR_SERVER_SEARCH_COUNT_BOUND": "5", "FHIR_SERVER_SNAPSHOT_MAX_COUNT": "3"}
     server = start_server(url, Path(tmp), workers=1, env_overrides=env)
     yield server
     stop_server(server)
 
 
-def test_paging_snapshots_are_bounded(small_snapshots, unique):
-    """?_count=1 searches once grew the SQLite file 1.1 GB in 73 s: each snapshot keeps at most 5 ids, and
-    at most 3 snapshots are kept (the oldest go first)."""
+def test_paging_stores_no_result_lists_and_counts_are_bounded(small_snapshots, unique):
+    """?_count=1 searches once grew the SQLite file 1.1 GB in 73 s: pages are keyset ranges now (nothing
+    stored per match); an estimated total counts at most 5 matches; at most 3 stored searches are kept per
+    caller (the oldest go first)."""
     api = Fhir(small_snapshots)
     for _ in range(8):
         api.create(patient(unique))
     first = api.search(f"Patient?_tag=urn:test|{unique}&_count=1")
-    assert first["total"] == 8
+    assert "total" not in first  # more than a page: not counted unless asked
     links = {link["relation"]: link["url"] for link in first["link"]}
-    assert "_getpagesoffset=4" in links["last"], links  # the snapshot holds the first 5 matches
+    assert "last" not in links and "_cursor=" in links["next"], links
     assert api.get(links["next"]).status_code == 200
+    assert "total" not in api.search(f"Patient?_tag=urn:test|{unique}&_count=1&_total=estimate")  # over 5
+    assert api.search(f"Patient?_tag=urn:test|{unique}&_count=1&_total=accurate")["total"] == 8
+    assert api.search(f"Patient?_tag=urn:test|{unique}&_count=1&_total=none").get("total") is None
+    assert api.search(f"Patient?_tag=urn:test|{unique}&_summary=count")["total"] == 8
+    statement = api.get("metadata").json()  # and the CapabilityStatement says so
+    note = next(p for p in statement["rest"][0]["searchParam"] if p["name"] == "_total")["documentation"]
+    assert "_total=accurate" in note and "_total=estimate" in note
+
     for _ in range(3):
         api.search(f"Patient?_tag=urn:test|{unique}&_count=1")
     assert api.get(links["next"]).status_code == 410  # dropped: three newer snapshots are kept

@@ -192,7 +192,7 @@ def test_paging_is_stable_while_writes_go_on(fhir, unique):
     api = Fhir(fhir)
     tag = f"urn:test|{unique}"
     created = [api.create(patient(unique, family=f"P{i:03d}"))["id"] for i in range(25)]
-    first = api.search(f"Patient?_tag={tag}&_count=10&_sort=family")
+    first = api.search(f"Patient?_tag={tag}&_count=10&_sort=family&_total=accurate")
     assert first["total"] == 25 and len(ids(first)) == 10
     seen = list(ids(first))
     next_url = next(link["url"] for link in first["link"] if link["relation"] == "next")
@@ -294,3 +294,39 @@ def test_profile_security_and_summary_modes(fhir, unique):
     data = api.search(f"Patient?_id={created['id']}&_summary=data")["entry"][0]["resource"]
     assert "text" not in data and "name" in data
     assert api.get(f"Patient/{created['id']}?_summary=true").json()["name"]
+
+
+def test_previous_links_walk_back_through_the_same_pages(fhir, unique):
+    """Keyset cursors both ways: following ``previous`` from the last page gives the pages seen going
+    forward, in reverse; a resource deleted meanwhile is left out, one created meanwhile is not shown."""
+    api = Fhir(fhir)
+    tag = f"urn:test|{unique}"
+    created = [api.create(patient(unique, family=f"Q{i:03d}"))["id"] for i in range(9)]
+    page = api.search(f"Patient?_tag={tag}&_count=4&_sort=-family")
+    forward = [ids(page)]
+    relation = {link["relation"]: link["url"] for link in page["link"]}
+    assert "previous" not in relation
+    api.create(patient(unique, family="Q000b"))  # after the first page: not shown in later pages
+    while "next" in relation:
+        page = api.search(relation["next"])
+        forward.append(ids(page))
+        relation = {link["relation"]: link["url"] for link in page["link"]}
+    assert [len(p) for p in forward] == [4, 4, 1]
+    assert [i for p in forward for i in p] == list(reversed(created))
+    assert api.delete(f"Patient/{created[8]}").status_code in (200, 204)  # on the first page
+    backward = []
+    while "previous" in relation:
+        page = api.search(relation["previous"])
+        backward.append(ids(page))
+        relation = {link["relation"]: link["url"] for link in page["link"]}
+    assert backward == [forward[1], forward[0][1:]]
+
+
+def test_a_forged_cursor_is_refused_naming_it(fhir, unique):
+    api = Fhir(fhir)
+    for i in range(3):
+        api.create(patient(unique, family=f"R{i}"))
+    first = api.search(f"Patient?_tag=urn:test|{unique}&_count=1")
+    link = next(link["url"] for link in first["link"] if link["relation"] == "next")
+    r = api.get(link.split("_cursor=")[0] + "_cursor=%5B%22sideways%22%5D")
+    assert r.status_code == 400 and r.json()["issue"][0]["expression"] == ["_cursor"]

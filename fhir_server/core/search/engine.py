@@ -1,15 +1,18 @@
-"""Running searches: matching ids in order, snapshot paging, _include/_revinclude.
+"""Running searches: matching ids in order, keyset paging, _include/_revinclude.
 
-Paging consistency: when a search has more matches than one page, the ordered list of matching
-ids is stored once (``search_results``) and every page reads from that list. Writes that happen
-while a client pages through cannot shift results between pages, so there are neither
-duplicates nor omissions; resources deleted meanwhile are left out of later pages. A stored
-search belongs to the caller who made it (:attr:`Access.owner <fhir_server.core.storage.access.Access.owner>`):
-to anyone else it is unknown.
+A page costs what the page asks for: the first page is the first ``_count`` rows of the search's order
+(:mod:`~fhir_server.core.search.keyset`), and a later page is the rows beyond the previous page's edge,
+named by a cursor in the ``next``/``previous`` links. No list of matches is stored. A search that spans
+pages is recorded once (``search_snapshots``: its query, its caller, its total when counted, and its
+consistency point), so later pages show the data as it was ordered at the first page
+(:mod:`~fhir_server.core.search.consistency`): no duplicates and no omissions while writes go on.
+A stored search belongs to the caller who made it (:attr:`Access.owner
+<fhir_server.core.storage.access.Access.owner>`): to anyone else it is unknown (410).
 
-The snapshots are bounded (:class:`SnapshotLimits`): the first ``max_ids`` matches are kept (the total
-is still counted), at most ``max_count`` snapshots per caller are kept (its oldest go first), none beyond
-its lifetime.
+Totals: a search that fits one page knows its total. Beyond one page, ``_total=accurate`` counts every
+match, ``_total=estimate`` counts up to :attr:`PagingLimits.count_bound` (a larger total is left out),
+and by default no total is given: a count costs what the matches cost, a page only what it holds.
+``_summary=count`` always counts.
 
 Included resources are those the caller may see (storage's access filter) of the types its scopes
 let it read (:attr:`Access.readable <fhir_server.core.storage.access.Access.readable>`); the types
@@ -21,35 +24,40 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from urllib.parse import urlencode
 
-from sqlalchemy import Connection, delete, func, insert, select
+from sqlalchemy import Connection, and_, delete, exists, func, insert, select
 
 from fhir_server.core.issues import FhirError
+from fhir_server.core.search import consistency
+from fhir_server.core.search.keyset import (
+    SORT_COLUMNS,
+    Cursor,
+    SortKey,
+    Value,
+    beyond,
+    order_by,
+    order_keys,
+    python_order,
+)
 from fhir_server.core.search.query import Include, SearchRequest
 from fhir_server.core.storage import access
-from fhir_server.core.storage.schema import INDEX_TABLES, resources, search_results, search_snapshots
+from fhir_server.core.storage.schema import INDEX_TABLES, resources, search_snapshots
 from fhir_server.core.storage.store import Store, StoredResource
+
+#: A condition keeping fewer resources than this drives a search: its matches are looked up and sorted.
+SMALL = 2000
 
 
 @dataclass(frozen=True)
-class SnapshotLimits:
-    """Bounds of the stored paging snapshots (settings)."""
+class PagingLimits:
+    """Bounds of searches (settings): matches counted for a default total, stored searches kept per
+    caller (its oldest go first), and their lifetime."""
 
-    max_ids: int = 10_000
+    count_bound: int = 1000
     max_count: int = 100
     lifetime: timedelta = timedelta(hours=1)
-
-
-_SORT_COLUMNS = {
-    "string": ("value_norm", "value_norm"),
-    "token": ("code", "code"),
-    "date": ("low", "high"),
-    "number": ("low", "high"),
-    "quantity": ("low", "high"),
-    "uri": ("value", "value"),
-    "reference": ("target_id", "target_id"),
-}
 
 
 @dataclass
@@ -61,68 +69,102 @@ class SearchPage:
     total: int | None = None
     offset: int = 0
     count: int = 20
-    snapshot_id: str | None = None
-    #: How many matches can be paged to (the snapshot keeps at most ``SnapshotLimits.max_ids``).
-    kept: int | None = None
+    #: The stored search later pages belong to (None: everything fitted this page).
+    search_id: str | None = None
+    #: Where the next and the previous page start (None: there is none).
+    next: Cursor | None = None
+    previous: Cursor | None = None
     #: Types of included resources left out because the caller's scopes do not let it read them.
     withheld: set[str] = field(default_factory=set)
+
+
+@dataclass
+class _Segment:
+    """Rows of a search in one stretch of its order: ``(id, *sort values)`` per row, by ``keys``; the
+    ``nulls`` stretch holds the resources without the sort parameter's value (``(id, id)``)."""
+
+    query: Any  # Select
+    keys: list[SortKey]
+    nulls: bool = False
+
+    def values(self, row: Any) -> tuple[Value, ...]:
+        """A row's sort values in the search's keys (a resource without a value sorts as None)."""
+        return (None, row[1]) if self.nulls else tuple(row[1:])
+
+
+@dataclass
+class _Rows:
+    """Ids in order with their sort values, and whether more rows lie beyond them."""
+
+    ids: list[str]
+    values: list[tuple[Value, ...]]
+    more: bool
 
 
 class SearchEngine:
     """Executes parsed searches against the store's database."""
 
-    def __init__(self, store: Store, limits: SnapshotLimits | None = None) -> None:
+    def __init__(self, store: Store, limits: PagingLimits | None = None) -> None:
         self.store = store
         self.registry = store.registry
-        self.limits = limits or SnapshotLimits()
+        self.limits = limits or PagingLimits()
 
     def search(self, request: SearchRequest) -> SearchPage:
+        """The first page of a search (its next pages through :meth:`page`)."""
         with self.store.reading() as conn:
             if request.summary == "count" or request.count == 0:
                 return SearchPage([], total=self._count(conn, request), count=0)
-            max_ids = self.limits.max_ids
-            ids = list(conn.execute(self._id_query(request).limit(max_ids + 1)).scalars())
-            page = self._load_page(conn, request, request.resource_type, ids[: request.count])
-            page.total = len(ids) if len(ids) <= max_ids else self._count(conn, request)
-        ids = ids[:max_ids]
-        page.count, page.kept = request.count, len(ids)
-        if len(ids) > request.count:
-            page.snapshot_id = self._save_snapshot(request, ids, page.total)
+            as_of = consistency.latest_sequence(conn)
+            keys = self._keys(request)
+            rows = self._rows(conn, request, keys, None, request.count)
+            page = self._load_page(conn, request, request.resource_type, rows.ids)
+            page.total = len(rows.ids) if not rows.more else self._total(conn, request)
+        page.count = request.count
+        if rows.more:
+            page.search_id = self._save_search(request, as_of, page.total)
+            page.next = Cursor(True, rows.values[-1], request.count)
         return page
 
-    def stored_search(self, snapshot_id: str, conn: Connection | None = None):  # type: ignore[no-untyped-def]
-        """The stored search ``snapshot_id`` (its type, query and total) when the caller made it; 410 as for an
-        unknown or expired search otherwise, so another caller learns nothing of it."""
+    def stored_search(self, search_id: str, conn: Connection | None = None):  # type: ignore[no-untyped-def]
+        """The stored search ``search_id`` (its type, query, total and consistency point) when the caller made
+        it; 410 as for an unknown or expired search otherwise, so another caller learns nothing of it."""
         if conn is None:
             with self.store.reading() as c:
-                return self.stored_search(snapshot_id, c)
-        snap = conn.execute(select(search_snapshots).where(search_snapshots.c.id == snapshot_id)).first()
+                return self.stored_search(search_id, c)
+        snap = conn.execute(select(search_snapshots).where(search_snapshots.c.id == search_id)).first()
         if snap is None or snap.owner != access.current().owner:
             raise FhirError.single(
-                410, "not-found", f"the search {snapshot_id} has expired or is unknown; run the search again"
+                410, "not-found", f"the search {search_id} has expired or is unknown; run the search again"
             )
         return snap
 
-    def page(self, snapshot_id: str, offset: int, count: int, request: SearchRequest) -> SearchPage:
-        """A later page of a stored search (the caller's own: see :meth:`stored_search`)."""
+    def page(self, search_id: str, cursor_text: str | None, count: int, request: SearchRequest) -> SearchPage:
+        """A page of a stored search (the caller's own: see :meth:`stored_search`): the first page again when
+        ``cursor_text`` is None, else the page the cursor of a ``next`` or ``previous`` link names."""
+        keys = self._keys(request)
         with self.store.reading() as conn:
-            snap = self.stored_search(snapshot_id, conn)
-            rows = conn.execute(
-                select(search_results.c.res_id)
-                .where(
-                    search_results.c.snapshot_id == snapshot_id,
-                    search_results.c.position >= offset,
-                    search_results.c.position < offset + count,
-                )
-                .order_by(search_results.c.position)
-            ).scalars()
-            page = self._load_page(conn, request, snap.res_type, list(rows))
-        page.total, page.offset, page.count, page.snapshot_id = snap.total, offset, count, snapshot_id
-        page.kept = min(snap.total, self.limits.max_ids)
+            snap = self.stored_search(search_id, conn)
+            cursor = Cursor.decode(cursor_text, keys) if cursor_text else None
+            as_of = int(snap.as_of_seq or 0)
+            changed = consistency.changed_since(conn, request.resource_type, as_of)
+            forward = cursor is None or cursor.forward
+            rows = self._rows(conn, request, keys, cursor, count, changed)
+            if not forward:  # the rows before the cursor, nearest first: the page is their reverse
+                rows.ids.reverse()
+                rows.values.reverse()
+            page = self._load_page(conn, request, snap.res_type, rows.ids)
+        offset = 0 if cursor is None else cursor.offset
+        if not forward and not rows.more:
+            offset = 0  # the page before reached the first row: it is the first page
+        page.total, page.offset, page.count, page.search_id = snap.total, offset, count, search_id
+        if rows.ids and (not forward or rows.more):
+            page.next = Cursor(True, rows.values[-1], offset + count)
+        if rows.ids and offset > 0:
+            page.previous = Cursor(False, rows.values[0], max(0, offset - count))
         return page
 
     def first(self, request: SearchRequest, offset: int = 0) -> SearchPage:
-        """Matches ``offset`` to ``offset + count`` in order, with their includes, and no paging snapshot
+        """Matches ``offset`` to ``offset + count`` in order, with their includes, and no stored search
         (for callers that page by their own means, e.g. the web app); ``total`` is not counted."""
         with self.store.reading() as conn:
             ids = list(conn.execute(self._id_query(request).limit(request.count).offset(offset)).scalars())
@@ -137,6 +179,9 @@ class SearchEngine:
 
     # -- internals --------------------------------------------------------------------------
 
+    def _keys(self, request: SearchRequest) -> list[SortKey]:
+        return order_keys(self.registry, request.resource_type, request.sort)
+
     def _base_query(self, request: SearchRequest):  # type: ignore[no-untyped-def]
         query = select(resources.c.res_id).where(
             resources.c.res_type == request.resource_type, resources.c.deleted.is_(False), *request.conditions
@@ -144,36 +189,180 @@ class SearchEngine:
         visible = access.labelled_condition(request.resource_type, resources.c.res_id)
         return query if visible is None else query.where(visible)
 
-    def _count(self, conn: Connection, request: SearchRequest) -> int:
-        return conn.execute(select(func.count()).select_from(self._base_query(request).subquery())).scalar_one()
+    def _count(self, conn: Connection, request: SearchRequest, bound: int | None = None) -> int:
+        """How many resources the search matches (up to ``bound`` + 1 when bounded), by the same plan as its
+        pages in id order (:meth:`_plan`)."""
+        (segment,) = self._plan(conn, request, order_keys(self.registry, request.resource_type, []), counting=True)
+        query = segment.query
+        if bound is not None:
+            query = query.limit(bound + 1)
+        return conn.execute(select(func.count()).select_from(query.subquery())).scalar_one()
+
+    def _total(self, conn: Connection, request: SearchRequest) -> int | None:
+        """The total of a search spanning pages: counted for ``_total=accurate``, counted up to the bound for
+        ``_total=estimate`` (left out beyond it), left out otherwise (counting costs what the matches cost)."""
+        if request.total == "accurate":
+            return self._count(conn, request)
+        if request.total != "estimate":
+            return None
+        counted = self._count(conn, request, self.limits.count_bound)
+        return counted if counted <= self.limits.count_bound else None
 
     def _id_query(self, request: SearchRequest):  # type: ignore[no-untyped-def]
-        query = self._base_query(request)
-        order = []
-        for code, desc in request.sort:
-            if code == "_id":
-                order.append(resources.c.res_id.desc() if desc else resources.c.res_id)
-                continue
-            if code == "_lastUpdated":
-                order.append(resources.c.last_updated.desc() if desc else resources.c.last_updated)
-                continue
-            param = self.registry.get(request.resource_type, code)
-            assert param is not None  # checked by the parser
-            table = INDEX_TABLES[param.type]
-            asc_col, desc_col = _SORT_COLUMNS[param.type]
-            agg = func.max(table.c[desc_col]) if desc else func.min(table.c[asc_col])
-            key = (
-                select(agg)
-                .where(
-                    table.c.res_type == resources.c.res_type,
-                    table.c.res_id == resources.c.res_id,
-                    table.c.param == code,
-                )
-                .scalar_subquery()
+        """The search's ids in its order (for conditional matches)."""
+        return self._base_query(request).order_by(*order_by(self._keys(request)))
+
+    def _rows(
+        self,
+        conn: Connection,
+        request: SearchRequest,
+        keys: list[SortKey],
+        cursor: Cursor | None,
+        count: int,
+        changed: consistency.Changed | None = None,
+    ) -> _Rows:
+        """Up to ``count`` rows from the cursor on (before it, nearest first, for a backward cursor), with
+        the rows changed since the consistency point in their place at that point."""
+        forward = cursor is None or cursor.forward
+        segments = self._plan(conn, request, keys)
+        in_nulls = cursor is not None and len(segments) == 2 and cursor.values[0] is None
+        found: list[tuple[tuple[Value, ...], str]] = []
+        for segment in segments if forward else reversed(segments):
+            if len(found) > count:
+                break
+            query = segment.query
+            if cursor is not None and segment.nulls == in_nulls:  # the cursor lies in this segment
+                edge = (cursor.values[-1],) if segment.nulls else cursor.values
+                query = query.where(beyond(segment.keys, edge, forward=forward))
+            elif cursor is not None and segment.nulls != forward:
+                continue  # the cursor lies beyond this segment
+            if changed is not None and changed.ids:
+                query = query.where(resources.c.res_id.not_in(changed.ids))
+            ordered = query.order_by(*order_by(segment.keys, forward=forward)).limit(count + 1 - len(found))
+            found += [(segment.values(row), row[0]) for row in conn.execute(ordered)]
+        if changed is not None and changed.existing:
+            earlier = consistency.earlier_positions(
+                conn, self.registry, request.resource_type, keys, changed, self._base_query(request)
             )
-            order.append(key.desc().nulls_last() if desc else key.asc().nulls_last())
-        order += [resources.c.last_updated, resources.c.res_id]
-        return query.order_by(*order)
+            position = python_order(keys)
+            if cursor is not None:
+                edge_position = position(cursor.values)
+                earlier = [e for e in earlier if (position(e[0]) > edge_position) == forward and e[0] != cursor.values]
+            found += earlier
+            found.sort(key=lambda row: position(row[0]), reverse=not forward)
+        more = len(found) > count
+        found = found[:count]
+        return _Rows([rid for _, rid in found], [values for values, _ in found], more)
+
+    def _plan(
+        self, conn: Connection, request: SearchRequest, keys: list[SortKey], *, counting: bool = False
+    ) -> list[_Segment]:
+        """The search's rows with their sort values, shaped so that a page costs what it holds.
+
+        * In id order with an ordered index filter (one token, reference or uri value): that filter's index
+          rows come in id order and drive, the other conditions are probed per row, and the walk stops
+          once the page is full; unless another condition keeps fewer than ten pages of resources: then
+          that one drives (its ids looked up, the rest probed, the few rows sorted).
+        * Otherwise a condition keeping fewer than :data:`SMALL` resources drives in the same way.
+        * Sorted by one search parameter: its index is walked in the sort's order (the resources with a
+          value), then the resources without one, by id; the conditions are probed per row.
+        * Otherwise the database walks the type's rows in the search's order, probing every condition;
+          when ``counting`` (every match is visited anyway) the smallest condition drives instead.
+        Conditions are sized by counting their matches up to a bound, never further.
+        """
+        id_order = len(keys) == 1
+        ordered = [i for i in request.filters if request.filters[i].ordered]
+        positive = {i: q for i, q in enumerate(request.id_queries) if q is not None}
+        if id_order and ordered:
+            few = 10 * max(request.count, 1)
+            sizes = {i: self._size(conn, q, few) for i, q in positive.items() if i not in ordered}
+            tiny = [i for i in sizes if sizes[i] < few]
+            if tiny:
+                return [self._drive(request, min(tiny, key=sizes.__getitem__), keys)]
+            if len(ordered) > 1:
+                sizes = {i: self._size(conn, positive[i], SMALL) for i in ordered}
+                return [self._walk(request, min(ordered, key=sizes.__getitem__), keys[0].desc)]
+            return [self._walk(request, ordered[0], keys[0].desc)]
+        sizes = {i: self._size(conn, q, SMALL) for i, q in positive.items()}
+        smallest = min(sizes, key=sizes.__getitem__) if sizes else None
+        if smallest is not None and (sizes[smallest] < SMALL or counting):
+            return [self._drive(request, smallest, keys)]
+        if len(keys) == 2 and keys[0].nullable:
+            return self._sort_walk(request, keys)
+        return [_Segment(self._probing(request, drive=None).add_columns(*(k.expr for k in keys)), keys)]
+
+    @staticmethod
+    def _size(conn: Connection, ids, bound: int) -> int:  # type: ignore[no-untyped-def]
+        """How many ids a condition keeps, counted up to ``bound``."""
+        return conn.execute(select(func.count()).select_from(ids.limit(bound).subquery())).scalar_one()
+
+    def _drive(self, request: SearchRequest, drive: int, keys: list[SortKey]) -> _Segment:
+        """The rows of a small condition's ids, the others probed, sorted by the search's keys."""
+        return _Segment(self._probing(request, drive=drive).add_columns(*(k.expr for k in keys)), keys)
+
+    def _probing(self, request: SearchRequest, drive: int | None):  # type: ignore[no-untyped-def]
+        """Rows of ``resources`` with every condition: the ``drive`` one as an id lookup, the other index
+        filters as per-row probes (so the database does not read all their matches first)."""
+        conditions = [
+            request.filters[i].holds_for(resources.c.res_id) if i in request.filters and i != drive else condition
+            for i, condition in enumerate(request.conditions)
+        ]
+        query = select(resources.c.res_id).where(
+            resources.c.res_type == request.resource_type, resources.c.deleted.is_(False), *conditions
+        )
+        visible = access.labelled_condition(request.resource_type, resources.c.res_id)
+        return query if visible is None else query.where(visible)
+
+    def _driven(self, request: SearchRequest, rows, skip: int | None, *where):  # type: ignore[no-untyped-def]
+        """Ids from the index rows ``rows`` (an alias), with the conditions other than ``skip`` probed per
+        row and the caller's access applied. Index rows exist for current, undeleted resources only, so the
+        resource row is joined only for a condition that is not an index filter."""
+        others = [i for i in range(len(request.conditions)) if i != skip]
+        conditions = [request.filters[i].holds_for(rows.c.res_id) for i in others if i in request.filters]
+        plain = [request.conditions[i] for i in others if i not in request.filters]
+        query = select(rows.c.res_id).where(*where, *conditions)
+        if plain:
+            joined = rows.join(
+                resources, and_(resources.c.res_type == rows.c.res_type, resources.c.res_id == rows.c.res_id)
+            )
+            query = query.select_from(joined).where(resources.c.deleted.is_(False), *plain)
+        visible = access.labelled_condition(request.resource_type, rows.c.res_id)
+        return query if visible is None else query.where(visible)
+
+    def _walk(self, request: SearchRequest, drive: int, descending: bool) -> _Segment:
+        """Rows in id order from the index rows of the ordered filter ``drive``, the other conditions probed."""
+        driver = request.filters[drive]
+        rows = driver.table.alias("driver")
+        query = self._driven(request, rows, drive, *driver.rows(rows)).add_columns(rows.c.res_id.label("k")).distinct()
+        return _Segment(query, [SortKey("_id", descending, rows.c.res_id, False)])
+
+    def _sort_walk(self, request: SearchRequest, keys: list[SortKey]) -> list[_Segment]:
+        """Sorted by one parameter: its index rows in the sort's order (each resource at its smallest value
+        ascending, its largest descending), then the resources without a value, by id."""
+        sort, tie = keys
+        param = self.registry.get(request.resource_type, sort.code)
+        assert param is not None
+        table = INDEX_TABLES[param.type]
+        asc_col, desc_col = SORT_COLUMNS[param.type]
+        column = desc_col if sort.desc else asc_col
+        rows, other = table.alias("walk"), table.alias("other")
+        extreme = ~exists().where(
+            other.c.res_type == rows.c.res_type,
+            other.c.res_id == rows.c.res_id,
+            other.c.param == sort.code,
+            (other.c[column] > rows.c[column]) if sort.desc else (other.c[column] < rows.c[column]),
+        )
+        mine = (rows.c.res_type == request.resource_type, rows.c.param == sort.code, rows.c[column].is_not(None))
+        walked = self._driven(request, rows, None, *mine, extreme).add_columns(rows.c[column], rows.c.res_id.label("k"))
+        valued = _Segment(
+            walked.distinct(),
+            [SortKey(sort.code, sort.desc, rows.c[column], False), SortKey("_id", tie.desc, rows.c.res_id, False)],
+        )
+        present = exists().where(
+            table.c.res_type == resources.c.res_type, table.c.res_id == resources.c.res_id, table.c.param == sort.code
+        )
+        bare = self._probing(request, drive=None).where(~present).add_columns(resources.c.res_id)
+        return [valued, _Segment(bare, [tie], nulls=True)]
 
     def _load_page(self, conn: Connection, request: SearchRequest, rtype: str, ids: list[str]) -> SearchPage:
         loaded = self.store.load_many(conn, [(rtype, i) for i in ids])
@@ -222,48 +411,49 @@ class SearchEngine:
                     query = query.where(table.c.param == inc.param)
                 keys.extend((r.res_type, r.res_id) for r in conn.execute(query))
             return keys
-        ids = [s.id for s in sources if s.resource_type == inc.source_type or inc.param == "*"]
-        if not ids:
-            return []
-        query = select(table.c.target_type, table.c.target_id).where(
-            table.c.res_id.in_(ids), table.c.target_id.is_not(None), table.c.target_type.is_not(None)
-        )
-        if inc.param != "*":
-            query = query.where(table.c.res_type == inc.source_type, table.c.param == inc.param)
-        if inc.target_type:
-            query = query.where(table.c.target_type == inc.target_type)
-        return [(r.target_type, r.target_id) for r in conn.execute(query)]
+        keys = []
+        wanted = (s.resource_type for s in sources if s.resource_type == inc.source_type or inc.param == "*")
+        for rtype in dict.fromkeys(wanted):
+            ids = [s.id for s in sources if s.resource_type == rtype]
+            query = select(table.c.target_type, table.c.target_id).where(
+                table.c.res_type == rtype,
+                table.c.res_id.in_(ids),
+                table.c.target_id.is_not(None),
+                table.c.target_type.is_not(None),
+            )
+            if inc.param != "*":
+                query = query.where(table.c.param == inc.param)
 
-    def _save_snapshot(self, request: SearchRequest, ids: list[str], total: int) -> str:
-        snapshot_id = str(uuid.uuid4())
+            if inc.target_type:
+                query = query.where(table.c.target_type == inc.target_type)
+            keys.extend((r.target_type, r.target_id) for r in conn.execute(query))
+        return keys
+
+    def _save_search(self, request: SearchRequest, as_of: int, total: int | None) -> str:
+        """Record a search that spans pages (its query, caller, total and consistency point)."""
+        search_id = str(uuid.uuid4())
         now = datetime.now(UTC)
         owner = access.current().owner
 
         def work(unit) -> None:  # type: ignore[no-untyped-def]
-            conn = unit.conn
-            conn.execute(
+            unit.conn.execute(
                 insert(search_snapshots).values(
-                    id=snapshot_id,
+                    id=search_id,
                     created=now.isoformat(),
                     res_type=request.resource_type,
                     query=urlencode(request.used),
                     total=total,
                     owner=owner,
+                    as_of_seq=as_of,
                 )
             )
-            rows = [
-                {"snapshot_id": snapshot_id, "position": i, "res_type": request.resource_type, "res_id": rid}
-                for i, rid in enumerate(ids)
-            ]
-            for start in range(0, len(rows), 5000):
-                conn.execute(insert(search_results), rows[start : start + 5000])
-            self._expire_old(conn, now, owner)
+            self._expire_old(unit.conn, now, owner)
 
         self.store.write(work)
-        return snapshot_id
+        return search_id
 
     def _expire_old(self, conn: Connection, now: datetime, owner: str) -> None:
-        """Drop snapshots past their lifetime, and the owner's oldest beyond ``max_count``."""
+        """Drop searches past their lifetime, and the owner's oldest beyond ``max_count``."""
         cutoff = (now - self.limits.lifetime).isoformat()
         old = select(search_snapshots.c.id).where(search_snapshots.c.created < cutoff).limit(50)
         old_ids = list(conn.execute(old).scalars())
@@ -275,5 +465,4 @@ class SearchEngine:
                 i for i in conn.execute(oldest.limit(count - self.limits.max_count)).scalars() if i not in old_ids
             ]
         if old_ids:
-            conn.execute(delete(search_results).where(search_results.c.snapshot_id.in_(old_ids)))
             conn.execute(delete(search_snapshots).where(search_snapshots.c.id.in_(old_ids)))

@@ -14,7 +14,8 @@ import re
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
-from sqlalchemy import ColumnElement, Select, and_, false, literal, or_, select
+from sqlalchemy import ColumnElement, FromClause, Select, Table, and_, exists, false, literal, or_, select
+from sqlalchemy.sql.util import ClauseAdapter
 
 from fhir_server.core.indexing.parameters import RESULT_PARAMETERS, SearchParam, SearchRegistry
 from fhir_server.core.indexing.rows import parse_reference
@@ -40,12 +41,45 @@ class Include:
     reverse: bool = False
 
 
+@dataclass(frozen=True)
+class IndexFilter:
+    """A condition on one index table: ``resource_type`` resources with a ``param`` row whose columns
+    satisfy ``value``. When ``ordered``, ``value`` is one equality on the index's leading value columns, so
+    the matching rows come from the index in id order: the engine can walk them as the search's driver."""
+
+    resource_type: str
+    param: str
+    table: Table
+    value: ColumnElement
+    ordered: bool = False
+
+    def rows(self, table: FromClause | None = None) -> list[ColumnElement]:
+        """The filter as clauses on ``table`` (the index table, or an alias of it for an ordered filter)."""
+        if table is None:
+            return [self.table.c.res_type == self.resource_type, self.table.c.param == self.param, self.value]
+        value = ClauseAdapter(table).traverse(self.value)
+        return [table.c.res_type == self.resource_type, table.c.param == self.param, value]
+
+    def ids(self) -> Select:
+        """Ids of the matching resources (rows of several values may repeat an id)."""
+        return select(self.table.c.res_id).where(*self.rows())
+
+    def holds_for(self, id_column: ColumnElement) -> ColumnElement:
+        """SQL: the resource whose id is ``id_column`` matches (a correlated probe of the index)."""
+        return exists().where(self.table.c.res_id == id_column, *self.rows())
+
+
 @dataclass
 class SearchRequest:
     """A parsed search: what to match, in which order, and how to shape the result."""
 
     resource_type: str
+    #: One SQL condition per search parameter on ``resources`` rows (``res_id IN (...)``).
     conditions: list[ColumnElement] = field(default_factory=list)
+    #: The ids each condition keeps (by position in ``conditions``; None for ``:not``, which excludes them).
+    id_queries: list[Select | None] = field(default_factory=list)
+    #: The index filter of a condition (by its position in ``conditions``), for conditions that are one.
+    filters: dict[int, IndexFilter] = field(default_factory=dict)
     sort: list[tuple[str, bool]] = field(default_factory=list)  # (param code, descending)
     count: int = DEFAULT_COUNT
     includes: list[Include] = field(default_factory=list)
@@ -135,11 +169,16 @@ class SearchParser:
         if name in RESULT_PARAMETERS or name.startswith(("_include:", "_revinclude:")):
             self._parse_result_param(request, name, value)
             return
-        request.conditions.append(
-            resources.c.res_id.in_(self.matching_ids(rtype, name, value))
-            if not _is_negative(name)
-            else self._negative(rtype, name, value)
-        )
+        if _is_negative(name):
+            request.conditions.append(self._negative(rtype, name, value))
+            request.id_queries.append(None)
+        else:
+            found = self.index_filter(rtype, name, value)
+            if found is not None:
+                request.filters[len(request.conditions)] = found
+            ids = found.ids() if found is not None else self._other_ids(rtype, name, value)
+            request.conditions.append(resources.c.res_id.in_(ids))
+            request.id_queries.append(ids)
         request.used.append((name, value))
 
     # -- result parameters ------------------------------------------------------------------
@@ -207,13 +246,36 @@ class SearchParser:
 
     def matching_ids(self, rtype: str, name: str, value: str) -> Select:
         """Ids of ``rtype`` resources matching one parameter (chains and ``_has`` followed)."""
+        found = self.index_filter(rtype, name, value)
+        if found is not None:
+            return found.ids()
+        return self._other_ids(rtype, name, value)
+
+    def index_filter(self, rtype: str, name: str, value: str) -> IndexFilter | None:
+        """The index filter of one parameter (a value or a chain); None for ``_has``, ``_id``,
+        ``_lastUpdated`` and ``:missing``, which are other shapes of SQL."""
+        if name.startswith("_has:"):
+            return None
+        head = name.partition(".")[0]
+        code, _, modifier = head.partition(":")
+        if code in ("_id", "_lastUpdated") or modifier == "missing":
+            return None
+        param = self.registry.get(rtype, code)
+        if param is None:
+            raise _Unknown(name)
+        if "." in name:
+            return self._chain(rtype, param, modifier, name.partition(".")[2], value)
+        table = INDEX_TABLES[param.type]
+        values = _split_or(value)
+        conds = [self._value_condition(param, modifier, v, name) for v in values]
+        ordered = len(values) == 1 and _is_one_key(param.type, modifier, values[0])
+        return IndexFilter(rtype, code, table, or_(*conds), ordered)
+
+    def _other_ids(self, rtype: str, name: str, value: str) -> Select:
+        """Ids for the parameters that are not an index filter (see :meth:`index_filter`)."""
         if name.startswith("_has:"):
             return self._has(rtype, name, value)
-        code, _, modifier = name.partition(":")
-        chain = None
-        if "." in name:
-            head, _, chain = name.partition(".")
-            code, _, modifier = head.partition(":")
+        code, _, modifier = name.partition(".")[0].partition(":")
         if code == "_id":
             ids = [v for v in value.split(",") if v]
             return select(resources.c.res_id).where(
@@ -230,8 +292,6 @@ class SearchParser:
         param = self.registry.get(rtype, code)
         if param is None:
             raise _Unknown(name)
-        if chain is not None:
-            return self._chain(rtype, param, modifier, chain, value)
         if modifier == "missing":
             if value not in ("true", "false"):
                 raise _BadValue(name, f":missing takes true or false, not '{value}'")
@@ -241,16 +301,14 @@ class SearchParser:
             return owner.where(
                 resources.c.res_id.not_in(present) if value == "true" else resources.c.res_id.in_(present)
             )
-        table = INDEX_TABLES[param.type]
-        conds = [self._value_condition(param, modifier, v, name) for v in _split_or(value)]
-        return select(table.c.res_id).where(table.c.res_type == rtype, table.c.param == code, or_(*conds))
+        raise AssertionError(f"{name} is an index filter")  # pragma: no cover: index_filter handles it
 
     def _negative(self, rtype: str, name: str, value: str) -> ColumnElement:
         """``:not`` (token): resources with no value matching any of the given ones."""
         positive = self.matching_ids(rtype, name.replace(":not", ""), value)
         return resources.c.res_id.not_in(positive)
 
-    def _chain(self, rtype: str, param: SearchParam, modifier: str, chain: str, value: str) -> Select:
+    def _chain(self, rtype: str, param: SearchParam, modifier: str, chain: str, value: str) -> IndexFilter:
         if param.type != "reference":
             raise _BadValue(param.code, f"'{param.code}' is not a reference parameter and cannot be chained")
         targets = [modifier] if modifier else [t for t in param.targets if t in STORABLE_TYPES]
@@ -275,7 +333,7 @@ class SearchParser:
             )
             for t in readable
         ]
-        return select(table.c.res_id).where(table.c.res_type == rtype, table.c.param == param.code, or_(*conds))
+        return IndexFilter(rtype, param.code, table, or_(*conds))
 
     def _has(self, rtype: str, name: str, value: str) -> Select:
         """``_has:Observation:patient:code=x``: ids that resources of another type point to."""
@@ -407,6 +465,20 @@ def _not_readable(types: list[str], name: str) -> FhirError:
     return FhirError.single(
         403, "forbidden", f"the search parameter '{name}' reads {', '.join(types)}: the token needs {wanted}", name
     )
+
+
+def _is_one_key(kind: str, modifier: str, value: str) -> bool:
+    """True when one value of a parameter is one equality on its index's leading value columns (token
+    code, reference type and id, uri), whose rows the index keeps in id order."""
+    if modifier:
+        return kind == "reference" and modifier in STORABLE_TYPES and "/" not in value and "://" not in value
+    if kind == "token":
+        return not value.endswith("|")
+    if kind == "uri":
+        return True
+    if kind == "reference":
+        return "://" not in value and not value.startswith("urn:") and "/" in value and "|" not in value
+    return False
 
 
 def _is_negative(name: str) -> bool:

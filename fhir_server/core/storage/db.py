@@ -96,6 +96,19 @@ def ensure_schema(db: Database) -> None:
 #: schema version → the statements that bring the previous version to it
 _UPGRADES: dict[int, tuple[str, ...]] = {
     2: ("ALTER TABLE search_snapshots ADD COLUMN owner TEXT",),  # stored searches belong to their caller
+    # keyset paging: no stored result lists; stored searches (transient) made anew with their consistency point
+    # and index rows kept in id order within a value, so a search walks them a page at a time (made anew)
+    3: (
+        "DROP TABLE IF EXISTS search_results",
+        "DROP TABLE IF EXISTS search_snapshots",
+        *(
+            f"DROP INDEX IF EXISTS {name}"
+            for name in (
+                *("ix_idx_token_0", "ix_idx_reference_0", "ix_idx_date_0", "ix_idx_date_1", "ix_idx_uri_0"),
+                *("ix_idx_token_owner", "ix_idx_reference_owner"),  # covering a resource's rows
+            )
+        ),
+    ),
 }
 
 
@@ -105,4 +118,8 @@ def _upgrade(conn, from_version: int) -> None:  # type: ignore[no-untyped-def]
         log.info("upgrading database schema to version %s", version)
         for statement in _UPGRADES.get(version, ()):
             conn.execute(text(statement))
+    metadata.create_all(conn)  # tables an upgrade dropped to make anew
+    for table in metadata.sorted_tables:  # and indexes (create_all makes those of new tables only)
+        for index in table.indexes:
+            index.create(conn, checkfirst=True)
     conn.execute(schema_info.update().where(schema_info.c.key == "schema_version").values(value=str(SCHEMA_VERSION)))

@@ -29,11 +29,8 @@ def match_sql_text(
     """SQL text selecting what :func:`match_query` selects (parameters: type, False, then per condition
     the type, the parameter code and the column values)."""
     mark = "?" if sqlite else "%s"
-    if scan:
-        head = (
-            f"SELECT res_id FROM {resources.name} AS r INDEXED BY {_index_on(resources, 'res_type', 'last_updated')} "
-            f"WHERE res_type = {mark} AND deleted = {mark}"
-        )
+    if scan:  # the type's rows in id order (its primary key)
+        head = f"SELECT res_id FROM {resources.name} AS r WHERE res_type = {mark} AND deleted = {mark}"
     else:
         head = f"SELECT res_id FROM {resources.name} WHERE res_type = {mark} AND deleted = {mark}"
     parts = [head]
@@ -42,7 +39,7 @@ def match_sql_text(
         if scan:
             equal = "".join(f" AND i.{column} = {mark}" for column in columns)
             parts.append(
-                f" AND EXISTS (SELECT 1 FROM {table.name} AS i INDEXED BY {_index_on(table, 'res_type', 'res_id')} "
+                f" AND EXISTS (SELECT 1 FROM {table.name} AS i INDEXED BY ix_{table.name}_owner "
                 f"WHERE i.res_type = {mark} AND i.param = {mark} AND i.res_id = r.res_id{equal})"
             )
         else:
@@ -50,22 +47,16 @@ def match_sql_text(
             parts.append(
                 f" AND res_id IN (SELECT res_id FROM {table.name} WHERE res_type = {mark} AND param = {mark}{equal})"
             )
-    order = "+last_updated" if sqlite and not scan else "last_updated"
-    parts.append(f" ORDER BY {order}, res_id" if ordered else "")
+    parts.append(" ORDER BY res_id" if ordered else "")
     parts.append(f" LIMIT {int(limit)}" if limit is not None else "")
     return "".join(parts)
-
-
-def _index_on(table: Any, *columns: str) -> str:
-    """The name of the table's index on exactly these columns."""
-    return next(ix.name for ix in table.indexes if [c.name for c in ix.columns] == list(columns))
 
 
 def match_query(resource_type: str, matches: list[IndexMatch], limit: int | None, *, sort_apart: bool = False) -> Any:
     """The ids of current resources meeting every plain condition, ordered as a search orders them.
 
-    ``sort_apart`` sorts by an expression of ``last_updated`` (the same order) that no index serves, so
-    SQLite looks the few matches up by primary key instead of walking the type (see :class:`MatchText`)."""
+    ``sort_apart`` sorts by an expression of the id (the same order) that no index serves, so SQLite looks
+    the few matches up by primary key instead of walking the type (see :class:`MatchText`)."""
     conditions = []
     for match in matches:
         table = INDEX_TABLES[match.kind]
@@ -78,7 +69,7 @@ def match_query(resource_type: str, matches: list[IndexMatch], limit: int | None
     query = (
         select(resources.c.res_id)
         .where(resources.c.res_type == resource_type, resources.c.deleted.is_(False), *conditions)
-        .order_by(resources.c.last_updated.concat("") if sort_apart else resources.c.last_updated, resources.c.res_id)
+        .order_by(resources.c.res_id.concat("") if sort_apart else resources.c.res_id)
     )
     return query.limit(limit) if limit is not None else query
 
@@ -101,12 +92,12 @@ class MatchText:
     def text(self, matches: list[IndexMatch], limit: int | None, scan: bool, ordered: bool = True) -> str:
         """The SQL text of :func:`match_query` for this shape of conditions (built once per shape).
 
-        Without statistics SQLite walks every resource of the type in ``last_updated`` order (to skip
-        the sort) and tests each against the conditions: a conditional create then costs time in
-        proportion to the number of stored resources of its type. So on SQLite the text chooses:
-        a few matching index rows are looked up by primary key and sorted (``ORDER BY +last_updated``
-        keeps the ordered index out); a condition many resources meet (``scan``) walks the type in
-        search order through the index rows' owner index and stops at ``limit``. Same rows, same order.
+        Without statistics SQLite may walk every resource of the type in id order (to skip the sort)
+        and test each against the conditions: a conditional create would then cost time in proportion
+        to the number of stored resources of its type. So on SQLite the text chooses: a few matching
+        index rows are looked up by primary key; a condition many resources meet (``scan``) walks the
+        type in search order, probing the index rows' owner index, and stops at ``limit``. Same rows,
+        same order.
         """
         shape = (tuple((m.kind, tuple(column for column, _ in m.values)) for m in matches), limit, scan, ordered)
         sql = self._sql.get(shape)

@@ -4,8 +4,8 @@
 * ``resource_versions``: every version ever written, including delete markers; its
   auto-incrementing ``seq`` orders all writes of the server (history, ``_since``).
 * ``idx_*``: search index rows of the current version, written in the same transaction.
-* ``search_snapshots``/``search_results``: result lists of searches that span several pages,
-  so paging stays consistent while writes go on.
+* ``search_snapshots``: searches that span several pages: query, caller, total and consistency point
+  (no result lists: pages are keyset ranges, ``core/search/keyset.py``).
 * ``outbox``: referral deliveries to regional endpoints, written in the referral's transaction.
 * ``access_labels``: which organisations and regions may see a stored resource (``core/access.py``);
   kept across versions, written in the transaction that writes the resource.
@@ -35,7 +35,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 metadata = MetaData()
 
@@ -71,7 +71,12 @@ resource_versions = Table(
 )
 
 
-def _index_table(name: str, *columns: Column, indexes: tuple[tuple[str, ...], ...]) -> Table:
+def _index_table(
+    name: str, *columns: Column, indexes: tuple[tuple[str, ...], ...], owner: tuple[str, ...] = ()
+) -> Table:
+    """An index table: rows of (resource, parameter, value); its owner index leads with the resource and
+    may carry the value columns too, so probing one resource's rows (a search's per-row check, an include)
+    reads the index alone."""
     table = Table(
         name,
         metadata,
@@ -79,7 +84,7 @@ def _index_table(name: str, *columns: Column, indexes: tuple[tuple[str, ...], ..
         Column("res_id", String(64), nullable=False),
         Column("param", String(100), nullable=False),
         *columns,
-        Index(f"ix_{name}_owner", "res_type", "res_id"),
+        Index(f"ix_{name}_owner", "res_type", "res_id", *owner),
     )
     for i, cols in enumerate(indexes):
         Index(f"ix_{name}_{i}", *(table.c[c] for c in cols))
@@ -90,7 +95,8 @@ idx_token = _index_table(
     "idx_token",
     Column("system", Text),
     Column("code", Text),
-    indexes=(("res_type", "param", "code"),),
+    indexes=(("res_type", "param", "code", "res_id", "system"),),  # one code's rows in id order, covering
+    owner=("param", "code", "system"),
 )
 idx_string = _index_table(
     "idx_string",
@@ -106,13 +112,18 @@ idx_reference = _index_table(
     Column("target_url", Text),
     Column("id_system", Text),
     Column("id_value", Text),
-    indexes=(("res_type", "param", "target_type", "target_id"), ("target_type", "target_id"), ("target_url",)),
+    indexes=(
+        ("res_type", "param", "target_type", "target_id", "res_id"),  # one target's referrers in id order
+        ("target_type", "target_id"),
+        ("target_url",),
+    ),
+    owner=("param", "target_type", "target_id"),
 )
 idx_date = _index_table(
     "idx_date",
     Column("low", String(32), nullable=False),
     Column("high", String(32), nullable=False),
-    indexes=(("res_type", "param", "low"), ("res_type", "param", "high")),
+    indexes=(("res_type", "param", "low", "res_id"), ("res_type", "param", "high", "res_id")),
 )
 idx_number = _index_table(
     "idx_number",
@@ -131,7 +142,7 @@ idx_quantity = _index_table(
 idx_uri = _index_table(
     "idx_uri",
     Column("value", Text, nullable=False),
-    indexes=(("res_type", "param", "value"),),
+    indexes=(("res_type", "param", "value", "res_id"),),
 )
 
 INDEX_TABLES: dict[str, Table] = {
@@ -151,18 +162,11 @@ search_snapshots = Table(
     Column("created", String(40), nullable=False),
     Column("res_type", String(64)),
     Column("query", Text, nullable=False),
-    Column("total", Integer, nullable=False),
-    #: who made the search (``Access.owner``): only they may page through it (schema version 2)
+    Column("total", Integer),  # None: not counted
+    #: who made the search (``Access.owner``): only they may page through it
     Column("owner", Text),
-)
-
-search_results = Table(
-    "search_results",
-    metadata,
-    Column("snapshot_id", String(36), primary_key=True),
-    Column("position", Integer, primary_key=True),
-    Column("res_type", String(64), nullable=False),
-    Column("res_id", String(64), nullable=False),
+    #: the version sequence of the last write before the first page (``core/search/consistency.py``)
+    Column("as_of_seq", BigInteger),
 )
 
 outbox = Table(

@@ -1,0 +1,51 @@
+"""Planner statistics kept current, so the database chooses the index a search's shape was made for.
+
+SQLite keeps no statistics unless told (``ANALYZE``); without them it can walk a whole index for a
+lookup of twenty rows. Each SQLite server process runs a :class:`StatisticsKeeper`: at start and then
+every :data:`INTERVAL_SECONDS` it samples every index (``PRAGMA analysis_limit``: about a thousand rows
+an index, some tens of milliseconds however large the database) under the write lock, like any write.
+PostgreSQL's autovacuum keeps its own; after a bulk load :func:`refresh` asks it at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from fhir_server.core.polling import PollingWorker
+from fhir_server.core.storage.store import Store
+
+log = logging.getLogger(__name__)
+
+#: Seconds between two refreshes by a server process (SQLite).
+INTERVAL_SECONDS = 600.0
+#: Rows SQLite samples per index.
+SAMPLE_ROWS = 1000
+
+
+def refresh(store: Store) -> None:
+    """Bring the planner's statistics up to date (SQLite: sampled; PostgreSQL: ``ANALYZE``)."""
+    started = time.perf_counter()
+    sqlite = store.db.is_sqlite
+
+    def work(unit) -> None:  # type: ignore[no-untyped-def]
+        if sqlite:
+            unit.conn.exec_driver_sql(f"PRAGMA analysis_limit={SAMPLE_ROWS}")
+        unit.conn.exec_driver_sql("ANALYZE")
+
+    store.write(work)
+    log.info("planner statistics refreshed in %.0f ms", (time.perf_counter() - started) * 1000)
+
+
+class StatisticsKeeper(PollingWorker):
+    """Refreshes SQLite's statistics at start and every ``interval`` seconds."""
+
+    thread_name = "statistics-keeper"
+
+    def __init__(self, store: Store, interval: float = INTERVAL_SECONDS) -> None:
+        super().__init__(interval)
+        self.store = store
+
+    def run_once(self) -> bool:
+        refresh(self.store)
+        return False  # then wait the interval

@@ -1,0 +1,165 @@
+"""A page costs what it holds, not what the search matches: the database work of a first page, a later
+page and an estimated total stays flat when the matches grow tenfold (SQLite's virtual-machine steps,
+counted with its progress handler: a count of work done, not a timing). The pages are also checked for
+what they hold, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import parse_qsl
+
+import pytest
+from sqlalchemy import event, insert
+
+from fhir_server.components import build_search_registry
+from fhir_server.core.interactions import FhirService
+from fhir_server.core.search.engine import PagingLimits
+from fhir_server.core.storage import access
+from fhir_server.core.storage.db import open_database
+from fhir_server.core.storage.schema import (
+    access_labels,
+    idx_date,
+    idx_reference,
+    idx_token,
+    resource_versions,
+    resources,
+)
+from fhir_server.core.storage.store import Store
+from tests.conftest import BACKENDS, POSTGRES_URL, fresh_postgres_database
+
+VEST, NORD = "983658725", "883658752"
+RHF = "urn:oid:2.16.578.1.12.4.1.4.101"
+PULL = f"owner:Organization.identifier={RHF}|{VEST}&status=requested&_include=Task:focus"
+REGION = access.Access(labels=frozenset({access.region_label(VEST)}), name="helse-vest")
+
+
+def fill(service: FhirService, referrals: int) -> None:
+    """``referrals`` ServiceRequests with their Tasks, straight into the tables (ids in creation order):
+    every tenth Task requested, the regions taking turns, one authored date a referral, later ones later."""
+    res, versions, tokens, refs, dates, labels = [], [], [], [], [], []
+    for org in (VEST, NORD):
+        rid = f"rhf-{org}"
+        res.append({"res_type": "Organization", "res_id": rid})
+        tokens.append({"res_type": "Organization", "res_id": rid, "param": "identifier", "system": RHF, "code": org})
+    for n in range(referrals):
+        region = (VEST, NORD)[n % 2]
+        sr, task = f"{n:08d}-sr", f"{n:08d}-task"
+        when = f"2025-{1 + n * 12 // referrals:02d}-01T{n // 3600 % 24:02d}:{n // 60 % 60:02d}:{n % 60:02d}Z"
+        for rtype, rid in (("ServiceRequest", sr), ("Task", task)):
+            res.append({"res_type": rtype, "res_id": rid})
+            labels.append({"res_type": rtype, "res_id": rid, "label": access.region_label(region)})
+        status = "requested" if n % 10 == 0 else "accepted"
+        tokens.append({"res_type": "Task", "res_id": task, "param": "status", "system": None, "code": status})
+        refs.append(
+            {
+                "res_type": "Task",
+                "res_id": task,
+                "param": "owner",
+                "target_type": "Organization",
+                "target_id": f"rhf-{region}",
+            }
+        )
+        refs.append(
+            {"res_type": "Task", "res_id": task, "param": "focus", "target_type": "ServiceRequest", "target_id": sr}
+        )
+        dates.append({"res_type": "ServiceRequest", "res_id": sr, "param": "authored", "low": when, "high": when})
+    for row in res:
+        row.update(version_id=1, last_updated="2025-01-01T00:00:00Z", deleted=False, body='{"x":1}')
+        versions.append({**row, "method": "POST"})
+    with service.store.db.write.begin() as conn:
+        for table, rows in (
+            (resources, res),
+            (resource_versions, versions),
+            (idx_token, tokens),
+            (idx_reference, refs),
+            (idx_date, dates),
+            (access_labels, labels),
+        ):
+            conn.execute(insert(table), rows)
+
+
+@pytest.fixture(params=BACKENDS)
+def databases(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, FhirService, FhirService]]:
+    """A small and a ten times larger database of the same shape."""
+    made = []
+    for size in (600, 6000):
+        if request.param == "sqlite":
+            url = f"sqlite:///{tmp_path / f'db-{size}.sqlite3'}"
+        elif POSTGRES_URL:
+            url = fresh_postgres_database(POSTGRES_URL)
+        else:
+            pytest.skip("PostgreSQL not available: set FHIR_TEST_POSTGRES_URL (scripts/test.sh does)")
+        service = FhirService(Store(open_database(url), build_search_registry()))
+        service.engine.limits = PagingLimits(count_bound=100)
+        fill(service, size)
+        made.append(service)
+    yield request.param, made[0], made[1]
+    for service in made:
+        service.store.db.dispose()
+
+
+class Steps:
+    """Counts SQLite virtual-machine steps on every connection of an engine (in thousands)."""
+
+    def __init__(self, service: FhirService) -> None:
+        self.thousands = 0
+        if service.store.db.is_sqlite:
+            service.store.db.read.pool.dispose()
+            event.listen(service.store.db.read, "connect", self._install)
+            event.listen(service.store.db.write, "connect", self._install)
+            service.store.db.write.pool.dispose()
+
+    def _install(self, dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+        dbapi_connection.set_progress_handler(self._step, 1000)
+
+    def _step(self) -> int:
+        self.thousands += 1
+        return 0
+
+    def measure(self, call) -> int:  # type: ignore[no-untyped-def]
+        before = self.thousands
+        call()
+        return self.thousands - before
+
+
+def first_and_next(service: FhirService, query: str, as_who: access.Access):  # type: ignore[no-untyped-def]
+    with access.acting_as(as_who):
+        rtype, _, params = query.partition("?")
+        request, page = service.search(rtype, parse_qsl(params))
+        later = service.engine.page(page.search_id, page.next.encode(), request.count, request) if page.next else None
+    return page, later
+
+
+QUERIES = {
+    "regional pull": (f"Task?{PULL}", REGION),
+    "pull, administrator": (f"Task?{PULL}", access.SYSTEM),
+    "sorted by a date, newest first": ("ServiceRequest?authored=ge2025-02-01&_sort=-authored", REGION),
+    "estimated total": ("Task?status=accepted&_total=estimate", access.SYSTEM),
+    "one match": ("Task?focus=ServiceRequest/00000010-sr&status=requested", access.SYSTEM),
+}
+
+
+@pytest.mark.parametrize("name", QUERIES)
+def test_a_page_costs_what_it_holds(databases, name: str) -> None:  # type: ignore[no-untyped-def]
+    backend, small, large = databases
+    query, who = QUERIES[name]
+    costs = []
+    for service in (small, large):
+        steps = Steps(service)
+        costs.append(steps.measure(lambda service=service: first_and_next(service, query, who)))
+        page, later = first_and_next(service, query, who)
+        if name == "one match":
+            assert [m.id for m in page.matches] == ["00000010-task"] and later is None
+            continue
+        assert len(page.matches) == 20 and later is not None and len(later.matches) == 20
+        assert not {m.id for m in page.matches} & {m.id for m in later.matches}
+        if name.startswith("regional pull"):
+            assert all(int(m.id[:8]) % 10 == 0 for m in page.matches + later.matches)  # Vest's requested
+            assert {i.resource_type for i in page.included} == {"ServiceRequest"}
+        if name.startswith("sorted"):
+            dates = [m.id for m in page.matches + later.matches]
+            assert dates == sorted(dates, reverse=True)  # later referrals have later dates
+    if backend == "sqlite":
+        small_cost, large_cost = costs
+        assert large_cost <= 2 * small_cost + 5, (name, costs)  # ten times the matches, not ten times the work
