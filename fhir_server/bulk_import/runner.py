@@ -1,0 +1,232 @@
+"""The import: files read batch by batch, each batch one database transaction through the interactions.
+
+Every line is written by the same interactions a REST write uses (``FhirService.update`` for a resource
+with an id, keeping it: PUT semantics; ``create`` without one), so it is validated the same way (base R4,
+identifiers, claimed profiles), indexed, labelled, and every write policy applies: a referral goes
+through the intake and gets its routing Task and Provenance. What a batch stores and the job's new
+position commit together (:meth:`Store.batch`); a line that is refused undoes only its own writes (its
+savepoint) and is reported; the others of its batch are stored.
+"""
+
+from __future__ import annotations
+
+import getpass
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+
+from tqdm import tqdm
+
+from fhir_server.bulk_import.audit import import_audit_event
+from fhir_server.bulk_import.jobs import ImportJob, find_job, finish_job, start_job, unfinished_job
+from fhir_server.bulk_import.report import ImportSummary, Refusal, RefusalReport
+from fhir_server.bulk_import.sources import ImportFile, Line, count_lines, import_files, read_lines
+from fhir_server.components import Components
+from fhir_server.config import Settings
+from fhir_server.core import jsonio
+from fhir_server.core.bundles.transaction import BundleProcessor
+from fhir_server.core.issues import FhirError, Issue
+from fhir_server.core.storage import access
+from fhir_server.data import data_folders
+
+
+@dataclass
+class ImportOptions:
+    #: Lines per database transaction.
+    batch_size: int = 500
+    #: Where the refusals go (NDJSON, appended); None: only the summary names them.
+    report: Path | None = None
+    progress: bool = True
+    #: Who runs the import (the AuditEvent's agent).
+    operator: str = ""
+
+
+class CannotImport(Exception):
+    """An import that cannot start (no such job, no files)."""
+
+
+class Importer:
+    """Runs import jobs against built components."""
+
+    def __init__(self, components: Components, options: ImportOptions | None = None) -> None:
+        self.components = components
+        self.service = components.service
+        self.store = components.store
+        self.options = options or ImportOptions()
+        self.processor = BundleProcessor(self.service, max_entries=100_000)
+
+    def run(self, paths: list[Path], *, resume: str | None = None) -> ImportSummary:
+        """Import ``paths`` (files or folders), or go on with the job ``resume``; an unfinished job of the same
+        files goes on where it stopped."""
+        with access.acting_as(access.SYSTEM):  # the operator imports: the server's own work
+            job, resumed = self._job(paths, resume)
+            summary = ImportSummary(job.id, len(job.files), report_path=self.options.report)
+            if resumed:
+                summary.resumed_at = f"file {job.file_index + 1} of {len(job.files)}, line {job.line}"
+            report = RefusalReport(self.options.report)
+            started = time.monotonic()
+            before = (job.stored, dict(job.counts), job.refused)
+            status = 500
+            try:
+                with self._progress(job) as progress:
+                    for index in range(job.file_index, len(job.files)):
+                        if index != job.file_index:
+                            job.file_index, job.line, job.byte_offset = index, 0, 0
+                        self._import_file(job, job.files[index], summary, report, progress)
+                finish_job(self.store, job)
+                status = 200 if job.refused == before[2] else 422
+            finally:
+                report.close()
+                summary.seconds = time.monotonic() - started
+                summary.stored = job.stored - before[0]
+                summary.refused = job.refused - before[2]
+                summary.by_type = {t: n - before[1].get(t, 0) for t, n in job.counts.items() if n - before[1].get(t, 0)}
+                summary.refusals = report.shown
+                self._audit(job, summary, status)
+        return summary
+
+    def _job(self, paths: list[Path], resume: str | None) -> tuple[ImportJob, bool]:
+        if resume:
+            job = find_job(self.store, resume)
+            if job is None:
+                raise CannotImport(f"no import job {resume}")
+            return job, True
+        files = import_files(paths)
+        if not files:
+            raise CannotImport("no NDJSON, JSON or XML files in " + ", ".join(map(str, paths)))
+        job = unfinished_job(self.store, files)
+        return (job, True) if job is not None else (start_job(self.store, files), False)
+
+    @contextmanager
+    def _progress(self, job: ImportJob) -> Iterator[tqdm]:
+        sizes = [count_lines(f.path) if f.kind == "ndjson" else 1 for f in job.files]
+        done = sum(sizes[: job.file_index]) + job.line
+        with tqdm(
+            total=sum(sizes),
+            initial=done,
+            desc="importing",
+            unit=" resources",
+            disable=not self.options.progress,
+            smoothing=0.1,
+        ) as bar:
+            yield bar
+
+    # -- files --------------------------------------------------------------------------------
+
+    def _import_file(
+        self, job: ImportJob, file: ImportFile, summary: ImportSummary, report: RefusalReport, progress: tqdm
+    ) -> None:
+        if file.kind == "bundle":
+            if job.line == 0:  # not stored yet
+                self._store_batch(job, file, [Line(1, b"", file.path.stat().st_size)], summary, report, progress)
+            return
+        lines = read_lines(file.path, job.line, job.byte_offset)
+        while chunk := list(islice(lines, self.options.batch_size)):
+            self._store_batch(job, file, chunk, summary, report, progress)
+
+    def _store_batch(
+        self,
+        job: ImportJob,
+        file: ImportFile,
+        chunk: list[Line],
+        summary: ImportSummary,
+        report: RefusalReport,
+        progress: tqdm,
+    ) -> None:
+        """Store ``chunk`` and the job's new position in one database transaction; then report its refusals."""
+        refusals: list[Refusal] = []
+        first = job.line
+        with self.store.batch() as batch:
+            for line in chunk:
+                refusal = self._write_bundle(file) if file.kind == "bundle" else self._write_line(file, line)
+                if refusal is not None:
+                    refusals.append(refusal)
+            job.count(list(dict.fromkeys(batch.written)))
+            job.refused += len(refusals)
+            job.line, job.byte_offset = chunk[-1].number, chunk[-1].next_offset
+            self.store.write(job.save)
+        report.add(refusals)
+        summary.lines += len(chunk)
+        progress.set_postfix(stored=job.stored, refused=job.refused, refresh=False)
+        progress.update(job.line - first)
+
+    def _write_line(self, file: ImportFile, line: Line) -> Refusal | None:
+        """Write one NDJSON line's resource (its id kept); the refusal if it is not stored."""
+        try:
+            resource = jsonio.loads(line.text)
+        except jsonio.JsonError as error:
+            return Refusal(str(file.path), line.number, None, None, [Issue("error", "structure", f"not JSON: {error}")])
+        if not isinstance(resource, dict):
+            issue = Issue("error", "structure", "the line is not a JSON object (a FHIR resource)")
+            return Refusal(str(file.path), line.number, None, None, [issue])
+        rtype, rid = resource.get("resourceType"), resource.get("id")
+        try:
+            if isinstance(rid, str) and rid:
+                self.service.update(str(rtype), rid, resource)
+            else:
+                self.service.create(resource)
+        except FhirError as error:
+            return Refusal(str(file.path), line.number, _text(rtype), _text(rid), error.issues)
+        return None
+
+    def _write_bundle(self, file: ImportFile) -> Refusal | None:
+        """Run a JSON or XML file (a Bundle, or one resource) as one transaction; the refusal if refused."""
+        from fhir_server.api.formats import xml_to_json
+
+        try:
+            data = file.path.read_bytes()
+            content = xml_to_json(data) if file.path.suffix.lower() == ".xml" else jsonio.loads(data)
+            self.processor.process(as_transaction(content))
+        except FhirError as error:
+            return Refusal(str(file.path), None, None, None, error.issues)
+        except (OSError, jsonio.JsonError) as error:
+            return Refusal(str(file.path), None, None, None, [Issue("error", "structure", str(error))])
+        return None
+
+    def _audit(self, job: ImportJob, summary: ImportSummary, status: int) -> None:
+        """One AuditEvent for this run of the import: who, which files, how many stored and refused."""
+        operator = self.options.operator or getpass.getuser()
+        event = import_audit_event(job, summary, status, operator)
+        self.store.write(lambda unit: unit.put(event, fresh_id=True, defer_index=True))
+
+
+def as_transaction(content: dict) -> dict:
+    """A Bundle to run as a transaction: transactions as they are, anything else wrapped in PUT/POST entries."""
+    if content.get("resourceType") == "Bundle" and content.get("type") in ("transaction", "batch"):
+        return {**content, "type": "transaction"}
+    if content.get("resourceType") == "Bundle" and content.get("type") == "collection":
+        resources = [e["resource"] for e in content.get("entry", []) if isinstance(e, dict) and e.get("resource")]
+    else:
+        resources = [content]
+    entries = []
+    for resource in resources:
+        rtype, rid = resource.get("resourceType"), resource.get("id")
+        request = {"method": "PUT", "url": f"{rtype}/{rid}"} if rid else {"method": "POST", "url": rtype}
+        entries.append({"resource": resource, "request": request})
+    return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def import_paths(
+    paths: list[Path], settings: Settings, options: ImportOptions | None = None, *, resume: str | None = None
+) -> ImportSummary:
+    """Open the database of ``settings``, store the data folders (the regions' organisations, profiles: as
+    ``serve`` does at start, so the referrals route to stored owners), and import ``paths``."""
+    from fhir_server.components import build_server, start_workers
+    from fhir_server.core.conformance.seed import seed, seed_conformance
+
+    server = build_server(settings)
+    workers = start_workers(server, delivery=False)
+    try:
+        seed(server.service, data_folders(settings.data_dir))
+        seed_conformance(server.service, server.conformance)
+        return Importer(server, options).run(paths, resume=resume)
+    finally:
+        workers.stop()
+        server.db.dispose()
