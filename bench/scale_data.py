@@ -102,6 +102,7 @@ class Referrals:
 
     def __init__(self, count: int, seed: int) -> None:
         self.count = count
+        self.seed = seed
         self.rng = random.Random(seed)
         tables = default_tables()
         self.municipalities = sorted(tables.municipalities)
@@ -119,8 +120,9 @@ class Referrals:
         return offices, gps
 
     def referral(self, n: int) -> tuple[dict, dict, dict]:
-        """Patient, Condition and ServiceRequest of referral ``n`` (from 1)."""
-        rng = self.rng
+        """Patient, Condition and ServiceRequest of referral ``n`` (from 1): the same for a seed, whatever is
+        written before it."""
+        rng = random.Random(self.seed * 10_000_019 + n)
         child = rng.random() < 0.2
         age_days = rng.randrange(6 * 365, 17 * 365) if child else rng.randrange(18 * 365, 85 * 365)
         birth = date(2026, 6, 1) - timedelta(days=age_days)
@@ -187,11 +189,15 @@ class Referrals:
         return patient, condition, referral
 
 
-def write_referrals(folder: Path, count: int, seed: int = 1) -> dict[str, int]:
-    """Write ``count`` referrals and what they name as NDJSON files in ``folder``; returns lines per type."""
+def write_referrals(
+    folder: Path, count: int, seed: int = 1, *, first: int = 1, total: int | None = None
+) -> dict[str, int]:
+    """Write ``count`` referrals and what they name as NDJSON files in ``folder``; returns lines per type.
+
+    A slice of a larger set: referrals ``first`` .. ``first + count - 1`` of ``total`` (the GP offices and
+    GPs, sized by ``total``, are written with the slice that starts at 1)."""
     folder.mkdir(parents=True, exist_ok=True)
-    data = Referrals(count, seed)
-    offices, gps = data.parties()
+    data = Referrals(total or count, seed)
     lines = {name: 0 for name in FILES}
     handles = {name: (folder / f"{name}.ndjson").open("w", encoding="utf-8") for name in FILES}
     try:
@@ -200,18 +206,20 @@ def write_referrals(folder: Path, count: int, seed: int = 1) -> dict[str, int]:
             handles[resource["resourceType"]].write(json.dumps(resource, ensure_ascii=False) + "\n")
             lines[resource["resourceType"]] += 1
 
-        for office in offices:
-            write(office)
-        for gp in gps:
-            gp.pop("_office")
-            write(gp)
-        for n in range(1, count + 1):
+        if first == 1:
+            offices, gps = data.parties()
+            for office in offices:
+                write(office)
+            for gp in gps:
+                gp.pop("_office")
+                write(gp)
+        for n in range(first, first + count):
             for resource in data.referral(n):
                 write(resource)
     finally:
         for handle in handles.values():
             handle.close()
-    return lines
+    return {name: n for name, n in lines.items() if n}
 
 
 def main() -> None:
