@@ -140,10 +140,10 @@ class Importer:
         refusals: list[Refusal] = []
         first = job.line
         with self.store.batch() as batch:
-            for line in chunk:
-                refusal = self._write_bundle(file) if file.kind == "bundle" else self._write_line(file, line)
-                if refusal is not None:
-                    refusals.append(refusal)
+            if file.kind == "bundle":
+                refusals += filter(None, [self._write_bundle(file)])
+            else:
+                refusals += self._write_lines(file, chunk)
             job.count(list(dict.fromkeys(batch.written)))
             job.refused += len(refusals)
             job.line, job.byte_offset = chunk[-1].number, chunk[-1].next_offset
@@ -153,24 +153,55 @@ class Importer:
         progress.set_postfix(stored=job.stored, refused=job.refused, refresh=False)
         progress.update(job.line - first)
 
-    def _write_line(self, file: ImportFile, line: Line) -> Refusal | None:
-        """Write one NDJSON line's resource (its id kept); the refusal if it is not stored."""
+    def _write_lines(self, file: ImportFile, chunk: list[Line]) -> list[Refusal]:
+        """Write the resources of NDJSON lines (their ids kept); the refusals of those not stored.
+
+        Runs of lines no write policy claims are written together (:meth:`FhirService.update_many`: one write
+        unit); a line a policy claims (a referral) is written on its own through the policy."""
+        refusals: list[Refusal] = []
+        plain: list[tuple[Line, dict]] = []
+        for line in chunk:
+            resource = self._parse(file, line, refusals)
+            if resource is None:
+                continue
+            if self.service.policy_for(resource) is None:
+                plain.append((line, resource))
+                continue
+            refusals += self._write_plain(file, plain)
+            plain = []
+            rid = resource.get("id")
+            try:
+                if isinstance(rid, str):
+                    self.service.update(str(resource.get("resourceType")), rid, resource)
+                else:
+                    self.service.create(resource)
+            except FhirError as error:
+                refusals.append(_refusal(file, line, resource, error))
+        refusals += self._write_plain(file, plain)
+        return sorted(refusals, key=lambda r: r.line or 0)
+
+    def _write_plain(self, file: ImportFile, lines: list[tuple[Line, dict]]) -> list[Refusal]:
+        answers = self.service.update_many([resource for _, resource in lines]) if lines else []
+        return [
+            _refusal(file, line, resource, answer)
+            for (line, resource), answer in zip(lines, answers, strict=True)
+            if isinstance(answer, FhirError)
+        ]
+
+    @staticmethod
+    def _parse(file: ImportFile, line: Line, refusals: list[Refusal]) -> dict | None:
+        """A line's resource; None (and its refusal added) when it is not a JSON object."""
         try:
             resource = jsonio.loads(line.text)
         except jsonio.JsonError as error:
-            return Refusal(str(file.path), line.number, None, None, [Issue("error", "structure", f"not JSON: {error}")])
+            issue = Issue("error", "structure", f"not JSON: {error}")
+            refusals.append(Refusal(str(file.path), line.number, None, None, [issue]))
+            return None
         if not isinstance(resource, dict):
             issue = Issue("error", "structure", "the line is not a JSON object (a FHIR resource)")
-            return Refusal(str(file.path), line.number, None, None, [issue])
-        rtype, rid = resource.get("resourceType"), resource.get("id")
-        try:
-            if isinstance(rid, str) and rid:
-                self.service.update(str(rtype), rid, resource)
-            else:
-                self.service.create(resource)
-        except FhirError as error:
-            return Refusal(str(file.path), line.number, _text(rtype), _text(rid), error.issues)
-        return None
+            refusals.append(Refusal(str(file.path), line.number, None, None, [issue]))
+            return None
+        return resource
 
     def _write_bundle(self, file: ImportFile) -> Refusal | None:
         """Run a JSON or XML file (a Bundle, or one resource) as one transaction; the refusal if refused."""
@@ -207,6 +238,11 @@ def as_transaction(content: dict) -> dict:
         request = {"method": "PUT", "url": f"{rtype}/{rid}"} if rid else {"method": "POST", "url": rtype}
         entries.append({"resource": resource, "request": request})
     return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+
+
+def _refusal(file: ImportFile, line: Line, resource: dict, error: FhirError) -> Refusal:
+    rtype, rid = resource.get("resourceType"), resource.get("id")
+    return Refusal(str(file.path), line.number, _text(rtype), _text(rid), error.issues)
 
 
 def _text(value: object) -> str | None:
