@@ -81,9 +81,13 @@ class ImportSummary:
     lines: int = 0
     stored: int = 0
     refused: int = 0
+    #: lines whose stored version had the same content (left as they were)
+    unchanged: int = 0
     by_type: dict[str, int] = field(default_factory=dict)
     refusals: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    #: CPU seconds of this process (the figure a busy machine disturbs least)
+    cpu_seconds: float = 0.0
     resumed_at: str | None = None
     report_path: Path | None = None
 
@@ -95,8 +99,8 @@ class ImportSummary:
     def report(self) -> str:
         lines = [
             f"import {self.job_id}: {self.files} file(s), {self.lines} line(s) read: "
-            f"{self.stored} resource(s) stored, {self.refused} refused "
-            f"({self.seconds:.1f} s, {self.rate:.0f} resources/s)"
+            f"{self.stored} resource(s) stored, {self.unchanged} unchanged, {self.refused} refused "
+            f"({self.seconds:.1f} s, {self.rate:.0f} resources/s; CPU {self.cpu_seconds:.1f} s)"
         ]
         if self.resumed_at:
             lines.append(f"  resumed at {self.resumed_at}")

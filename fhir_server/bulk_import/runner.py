@@ -57,6 +57,8 @@ class Importer:
         self.store = components.store
         self.options = options or ImportOptions()
         self.processor = BundleProcessor(self.service, max_entries=100_000)
+        #: lines of the current run left as they were (their stored version has the same content)
+        self.unchanged = 0
 
     def run(self, paths: list[Path], *, resume: str | None = None) -> ImportSummary:
         """Import ``paths`` (files or folders), or go on with the job ``resume``; an unfinished job of the same
@@ -67,7 +69,8 @@ class Importer:
             if resumed:
                 summary.resumed_at = f"file {job.file_index + 1} of {len(job.files)}, line {job.line}"
             report = RefusalReport(self.options.report)
-            started = time.monotonic()
+            self.unchanged = 0
+            started, cpu = time.monotonic(), time.process_time()
             before = (job.stored, dict(job.counts), job.refused)
             status = 500
             try:
@@ -81,10 +84,12 @@ class Importer:
             finally:
                 report.close()
                 summary.seconds = time.monotonic() - started
+                summary.cpu_seconds = time.process_time() - cpu
                 summary.stored = job.stored - before[0]
                 summary.refused = job.refused - before[2]
                 summary.by_type = {t: n - before[1].get(t, 0) for t, n in job.counts.items() if n - before[1].get(t, 0)}
                 summary.refusals = report.shown
+                summary.unchanged = self.unchanged
                 self._audit(job, summary, status)
         return summary
 
@@ -169,6 +174,8 @@ class Importer:
                 continue
             refusals += self._write_plain(file, plain)
             plain = []
+            if not self._changed([(line, resource)], covered=True):
+                continue
             rid = resource.get("id")
             try:
                 if isinstance(rid, str):
@@ -181,12 +188,33 @@ class Importer:
         return sorted(refusals, key=lambda r: r.line or 0)
 
     def _write_plain(self, file: ImportFile, lines: list[tuple[Line, dict]]) -> list[Refusal]:
+        """Write lines no policy claims together; a resource whose stored version has the same content is
+        left as it is (a re-run of an import adds no versions)."""
+        lines = self._changed(lines)
         answers = self.service.update_many([resource for _, resource in lines]) if lines else []
         return [
             _refusal(file, line, resource, answer)
             for (line, resource), answer in zip(lines, answers, strict=True)
             if isinstance(answer, FhirError)
         ]
+
+    def _changed(self, lines: list[tuple[Line, dict]], *, covered: bool = False) -> list[tuple[Line, dict]]:
+        """The lines whose resource differs from its stored version (or is not stored); counts the others.
+
+        ``covered``: for lines a write policy writes (a referral: the intake adds its stamps), a stored version
+        that holds everything the line says counts as the same: a re-run stores no new version of it, and
+        sends no update to the region it was routed to."""
+        keys = [_key(resource) for _, resource in lines]
+        with self.store.reading() as conn:  # the batch's own transaction
+            stored = self.store.load_many(conn, [k for k in keys if k is not None])
+        changed = []
+        for (line, resource), key in zip(lines, keys, strict=True):
+            current = stored.get(key) if key is not None else None
+            if current is not None and current.body and _same(jsonio.loads(current.body), resource, covered):
+                self.unchanged += 1
+            else:
+                changed.append((line, resource))
+        return changed
 
     @staticmethod
     def _parse(file: ImportFile, line: Line, refusals: list[Refusal]) -> dict | None:
@@ -238,6 +266,41 @@ def as_transaction(content: dict) -> dict:
         request = {"method": "PUT", "url": f"{rtype}/{rid}"} if rid else {"method": "POST", "url": rtype}
         entries.append({"resource": resource, "request": request})
     return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+
+
+def _key(resource: dict) -> tuple[str, str] | None:
+    rtype, rid = resource.get("resourceType"), resource.get("id")
+    return (rtype, rid) if isinstance(rtype, str) and isinstance(rid, str) else None
+
+
+#: What the server sets in ``meta`` on every write (not part of what a client sent).
+_SERVER_META = ("versionId", "lastUpdated")
+
+
+def _content(resource: dict) -> dict:
+    """A resource without what the server stamps on a write."""
+    meta = {k: v for k, v in (resource.get("meta") or {}).items() if k not in _SERVER_META}
+    return {**{k: v for k, v in resource.items() if k != "meta"}, **({"meta": meta} if meta else {})}
+
+
+def _same(stored: dict, resource: dict, covered: bool) -> bool:
+    if not covered:
+        return _content(stored) == _content(resource)
+    return _covers(_content(stored), _content(resource))
+
+
+def _covers(stored: object, sent: object) -> bool:
+    """True when ``stored`` holds everything ``sent`` says: the same values, objects with at least its
+    members, arrays that start with its items."""
+    if isinstance(sent, dict):
+        return isinstance(stored, dict) and all(k in stored and _covers(stored[k], v) for k, v in sent.items())
+    if isinstance(sent, list):
+        return (
+            isinstance(stored, list)
+            and len(stored) >= len(sent)
+            and all(_covers(a, b) for a, b in zip(stored, sent, strict=False))
+        )
+    return stored == sent
 
 
 def _refusal(file: ImportFile, line: Line, resource: dict, error: FhirError) -> Refusal:

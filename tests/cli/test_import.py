@@ -104,7 +104,7 @@ def test_refused_lines_are_reported_and_the_others_stored(tmp_path: Path):
     report = tmp_path / "refused.ndjson"
     run = run_import(data, url, "--batch-size", "2", "--report", str(report))
     assert run.returncode == 1, run.stdout + run.stderr
-    assert "5 line(s) read: 3 resource(s) stored, 2 refused" in run.stdout
+    assert "5 line(s) read: 2 resource(s) stored, 1 unchanged, 2 refused" in run.stdout
     assert "Patient.ndjson line 2 Patient/bad-gender" in run.stdout and "at Patient.gender" in run.stdout
     refused = [json.loads(line) for line in report.read_text().splitlines()]
     assert [(r["line"], r.get("id")) for r in refused] == [(2, "bad-gender"), (4, None)]
@@ -112,7 +112,7 @@ def test_refused_lines_are_reported_and_the_others_stored(tmp_path: Path):
     assert refused[0]["issue"][0]["expression"] == ["Patient.gender"]
     assert "not JSON" in refused[1]["issue"][0]["diagnostics"]
     stored = counts(url, "SELECT res_id, version_id FROM resources WHERE res_type = 'Patient'")
-    assert stored == {"ok-1": 2, "ok-2": 1}  # line 5 is line 1 again: a new version of the same id
+    assert stored == {"ok-1": 1, "ok-2": 1}  # line 5 is line 1 again: left as it is, no new version
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
@@ -147,5 +147,10 @@ def test_kill_9_midway_then_resume_without_duplicates(backend: str, tmp_path: Pa
         assert stored[rtype] == count, (rtype, stored)
     versions = counts(url, "SELECT res_type, MAX(version_id) FROM resources GROUP BY res_type")
     assert versions["ServiceRequest"] == versions["Task"] == versions["Patient"] == 1  # no line written twice
-    audit = counts(url, "SELECT res_type, COUNT(*) FROM resources WHERE res_type = 'AuditEvent' GROUP BY res_type")
-    assert audit == {"AuditEvent": 1}  # the run that finished (the killed one could not say)
+    audit = "SELECT res_type, COUNT(*) FROM resources WHERE res_type = 'AuditEvent' GROUP BY res_type"
+    assert counts(url, audit) == {"AuditEvent": 1}  # the run that finished (the killed one could not say)
+    again = run_import(tmp_path / "data", url, "--batch-size", "25")  # a finished import again: a new job
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert f"0 resource(s) stored, {3 * count + count // 40 * 3} unchanged" in again.stdout
+    assert counts(url, by_type) == {**stored, "AuditEvent": 2}  # nothing new but the second run's event
+    assert counts(url, "SELECT res_type, MAX(version_id) FROM resources GROUP BY res_type") == versions

@@ -30,7 +30,7 @@ def test_load_folder_then_serve(tmp_path: Path):
     )
     assert run.returncode == 1  # one file was refused
     # the referral went through the intake (the referral write policy): its routing Task and Provenance too
-    assert "3 file(s), 3 line(s) read: 11 resource(s) stored, 1 refused" in run.stdout
+    assert "3 file(s), 3 line(s) read: 11 resource(s) stored, 0 unchanged, 1 refused" in run.stdout
     assert "  Task: 1\n" in run.stdout and "  Provenance: 1\n" in run.stdout
     assert "broken.json" in run.stdout and "resource.gender" in run.stdout
     assert "importing" in run.stderr  # the progress bar (load is the import command)
