@@ -3,7 +3,8 @@ the scale benchmark).
 
 ``write_referrals(folder, count, seed)`` writes ``Organization.ndjson`` (GP offices), ``Practitioner.ndjson``
 (their GPs), ``Patient.ndjson``, ``Condition.ndjson`` and ``ServiceRequest.ndjson`` (one referral per patient,
-its reason a Condition). Every resource has an id (the import keeps it) and claims the project's profiles;
+its reason a Condition; the patient names its GP and GP office, the referral its GP as requester). Every
+resource has an id (the import keeps it) and claims the project's profiles;
 identity numbers have valid check digits (the server's own rules pick them). Patients live in municipalities
 spread over every region (the project's municipality table); about 5 % of the referrals ask for a treatment
 place in another region (free choice), about 4 % cannot be routed (no municipality code, or a foreign
@@ -106,6 +107,7 @@ class Referrals:
         self.rng = random.Random(seed)
         tables = default_tables()
         self.municipalities = sorted(tables.municipalities)
+        self.municipality_names = {code: m.name for code, m in tables.municipalities.items()}
         self.trusts = sorted(o.orgnr for o in tables.organizations.values() if o.kind == "hf")
         self.rhf_of_trust = {o.orgnr: o.rhf_orgnr for o in tables.organizations.values()}
         self.rhf_of_municipality = tables.rhf_of_municipality
@@ -135,7 +137,7 @@ class Referrals:
         elif kind < 0.04:  # abroad: manual triage
             address.update(city="Göteborg", country="SE")
         else:
-            address.update(district=municipality, country="NO")
+            address.update(district=self.municipality_names[municipality], country="NO")
             address["_district"] = {
                 "extension": [
                     {"url": MUNICIPALITY_EXT, "valueCoding": {"system": MUNICIPALITY_SYSTEM, "code": municipality}}
@@ -153,6 +155,10 @@ class Referrals:
         }
         code, display, _ = rng.choices(REASONS, self.weights)[0]
         gp = 1 + rng.randrange(self.gps)
+        patient["generalPractitioner"] = [
+            {"reference": f"Practitioner/gp-{gp}"},
+            {"reference": f"Organization/gp-office-{1 + (gp - 1) // GPS_PER_OFFICE}"},
+        ]
         authored = self.authored_start + timedelta(days=rng.randrange(300), minutes=rng.randrange(600))
         condition = {
             "resourceType": "Condition",
