@@ -95,9 +95,11 @@ def main() -> None:
         lines = sum(s.lines for s in slices)
         stored = sum(s.stored for s in slices)
         seconds = sum(s.seconds for s in slices)
+        cpu = sum(s.cpu for s in slices)
         print(
             f"total: {args.count} referrals, {lines} lines, {stored} resources stored in {seconds:.1f} s: "
-            f"{lines / seconds:.0f} lines/s, {stored / seconds:.0f} resources/s"
+            f"{lines / seconds:.0f} lines/s, {stored / seconds:.0f} resources/s; CPU {cpu:.1f} s: "
+            f"{stored / cpu:.0f} resources per CPU second"
         )
 
 
