@@ -113,6 +113,14 @@ def test_refused_lines_are_reported_and_the_others_stored(tmp_path: Path):
     assert "not JSON" in refused[1]["issue"][0]["diagnostics"]
     stored = counts(url, "SELECT res_id, version_id FROM resources WHERE res_type = 'Patient'")
     assert stored == {"ok-1": 1, "ok-2": 1}  # line 5 is line 1 again: left as it is, no new version
+    unknown = subprocess.run(
+        [sys.executable, "-m", "fhir_server.cli", "import", "--resume", "no-such-job", "--database-url", url],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert unknown.returncode != 0 and "no import job no-such-job" in unknown.stderr
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
