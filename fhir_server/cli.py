@@ -1,4 +1,4 @@
-"""The ``fhir-server`` command: ``serve``, ``load``, ``token`` and ``package``."""
+"""The ``fhir-server`` command: ``serve``, ``import`` (``load``), ``token`` and ``package``."""
 
 from __future__ import annotations
 
@@ -104,13 +104,19 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load(args: argparse.Namespace) -> int:
-    from fhir_server.loader import load_paths
+def _import(args: argparse.Namespace) -> int:
+    from fhir_server.bulk_import.runner import CannotImport, ImportOptions, import_paths
 
     settings = load_settings(args.config, database_url=args.database_url, data_dir=args.data_dir)
     _data_folders(settings)
     _make_sqlite_directory(settings.database_url)
-    summary = load_paths([Path(p) for p in args.paths], settings, progress=not args.quiet)
+    options = ImportOptions(
+        batch_size=args.batch_size, report=Path(args.report) if args.report else None, progress=not args.quiet
+    )
+    try:
+        summary = import_paths([Path(p) for p in args.paths], settings, options, resume=args.resume)
+    except CannotImport as error:
+        raise SystemExit(f"fhir-server: {error}") from error
     print(summary.report())
     return 0 if summary.refused == 0 else 1
 
@@ -181,12 +187,19 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--key", help="the development key file (default: the configured dev_key_path)")
     token.set_defaults(func=_token)
 
-    load = sub.add_parser("load", help="bulk-load Bundles or resources (files or folders) as transactions")
-    load.add_argument("paths", nargs="+", help="JSON or XML files, or folders of them")
-    load.add_argument("--database-url", help="the database to load into")
-    load.add_argument("--quiet", action="store_true", help="no progress bar")
-    load.add_argument("--data-dir", help=DATA_DIR_HELP)
-    load.set_defaults(func=_load)
+    for name, text in (
+        ("import", "bulk import: NDJSON files (one resource a line) and Bundle files, many resources a transaction"),
+        ("load", "the same as import (kept for existing scripts)"),
+    ):
+        bulk = sub.add_parser(name, help=text)
+        bulk.add_argument("paths", nargs="*", help="NDJSON, JSON or XML files, or folders of them")
+        bulk.add_argument("--database-url", help="the database to import into")
+        bulk.add_argument("--resume", metavar="JOB", help="go on with an unfinished import job")
+        bulk.add_argument("--batch-size", type=int, default=500, help="lines per database transaction (500)")
+        bulk.add_argument("--report", help="append what was refused to this NDJSON file")
+        bulk.add_argument("--quiet", action="store_true", help="no progress bar")
+        bulk.add_argument("--data-dir", help=DATA_DIR_HELP)
+        bulk.set_defaults(func=_import)
 
     package = sub.add_parser("package", help="build a FHIR package (.tgz) of the project's conformance resources")
     package.add_argument("--out", default="dist/no.referral-hub.fhir.tgz")
@@ -200,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from fhir_server.logging_setup import configure_logging
 
-    configure_logging("WARNING" if args.command in ("load", "token") else "INFO")
+    configure_logging("WARNING" if args.command in ("import", "load", "token") else "INFO")
     return args.func(args)
 
 

@@ -288,6 +288,57 @@ class FhirService:
 
         return self.store.write(work)
 
+    def update_many(self, resources: Sequence[dict]) -> list[WriteResult | FhirError]:
+        """Many writes in one write unit (bulk import): a resource with an id is an :meth:`update` of it (the id
+        kept), one without a :meth:`create`; each validated as those are. Only for resources no write policy
+        claims (the caller asks :meth:`policy_for`). Answers each with its result or its refusal; a refused
+        one leaves the others stored."""
+        answers: list[WriteResult | FhirError | None] = [None] * len(resources)
+        warnings: dict[int, list[Issue]] = {}
+        for i, resource in enumerate(resources):
+            resource_id = resource.get("id")
+            try:
+                if isinstance(resource_id, str):
+                    check_type(str(resource.get("resourceType")))
+                    check_id(resource_id, f"{resource.get('resourceType')}.id")
+                    warnings[i] = self.validated(resource, None, resource_id)
+                else:
+                    warnings[i] = self.validated(resource, None)
+            except FhirError as error:
+                answers[i] = error
+        pending = list(warnings)
+        while pending:
+            refused: dict[int, FhirError] = {}
+
+            def work(
+                unit: WriteUnit, todo: list[int] = pending, refused: dict[int, FhirError] = refused
+            ) -> dict[int, WriteResult]:
+                done = {}
+                for i in todo:
+                    resource = jsonio.copy_json(resources[i])
+                    resource_id = resource.get("id") if isinstance(resource.get("id"), str) else None
+                    if resource_id is None:
+                        resource.pop("id", None)
+                    try:
+                        stored, created = unit.put(resource, resource_id=resource_id, fresh_id=resource_id is None)
+                    except FhirError as refusal:
+                        refused[i] = refusal
+                        raise
+                    done[i] = WriteResult(stored, created, warnings[i])
+                return done
+
+            try:
+                for i, result in self.store.write(work).items():
+                    answers[i] = result
+                pending = []
+            except FhirError:
+                if not refused:
+                    raise
+                for i in refused:  # undone with the rest: written again without it
+                    answers[i] = refused[i]
+                pending = [i for i in pending if i not in refused]
+        return [a if a is not None else FhirError.single(500, "exception", "not written") for a in answers]
+
     def conditional_update(
         self, resource_type: str, query: str, resource: dict, *, strict: bool = False
     ) -> WriteResult:

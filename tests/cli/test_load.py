@@ -1,4 +1,5 @@
-"""``fhir-server load``: files and folders as transactions, with a progress bar and a summary."""
+"""``fhir-server load`` (the import command under its old name): Bundle files and folders, each file one
+transaction, with a progress bar and a summary."""
 
 from __future__ import annotations
 
@@ -29,10 +30,10 @@ def test_load_folder_then_serve(tmp_path: Path):
     )
     assert run.returncode == 1  # one file was refused
     # the referral went through the intake (the referral write policy): its routing Task and Provenance too
-    assert "3 file(s): 11 resource(s) loaded, 1 file(s) refused" in run.stdout
+    assert "3 file(s), 3 line(s) read: 11 resource(s) stored, 0 unchanged, 1 refused" in run.stdout
     assert "  Task: 1\n" in run.stdout and "  Provenance: 1\n" in run.stdout
     assert "broken.json" in run.stdout and "resource.gender" in run.stdout
-    assert "loading" in run.stderr  # the progress bar
+    assert "importing" in run.stderr  # the progress bar (load is the import command)
     server = start_server(db, tmp_path, workers=1)
     try:
         assert requests.get(f"{server.base}/Organization/org-1", timeout=10, headers=server.auth).status_code == 200

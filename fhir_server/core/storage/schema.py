@@ -16,6 +16,9 @@
   that caused them (``domain/delivery/subscriptions.py``).
 * ``export_jobs``/``export_files``: bulk data exports and their NDJSON files, written chunk by chunk with
   the job's cursor, so a job resumes where it was after a restart (``core/export/``).
+* ``import_jobs``: bulk imports (``fhir-server import``): the files in order and how far the import got,
+  written in the transaction of each batch it stores, so a restarted import goes on without duplicates
+  (``bulk_import/``).
 * ``schema_info``: the schema version, for automatic upgrades.
 """
 
@@ -276,4 +279,24 @@ export_files = Table(
     Column("res_type", String(64), nullable=False),
     Column("count", Integer, nullable=False),
     Column("body", Text, nullable=False),  # NDJSON
+)
+
+# -- bulk import (fhir_server/bulk_import/) ----------------------------------------------------------
+
+import_jobs = Table(
+    "import_jobs",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("fingerprint", String(64), nullable=False),  # the files' paths and sizes: the same command resumes
+    Column("status", String(16), nullable=False),  # running | completed
+    Column("files", Text, nullable=False),  # JSON: the files in import order
+    Column("file_index", Integer, nullable=False, default=0),  # the file being imported
+    Column("line", BigInteger, nullable=False, default=0),  # lines of it committed
+    Column("byte_offset", BigInteger, nullable=False, default=0),  # where its next line starts
+    Column("stored", BigInteger, nullable=False, default=0),  # resources stored (with what policies added)
+    Column("refused", BigInteger, nullable=False, default=0),  # lines refused
+    Column("counts", Text, nullable=False),  # JSON: resource type -> resources stored
+    Column("created", String(40), nullable=False),
+    Column("updated", String(40), nullable=False),
+    Index("ix_import_jobs_fingerprint", "fingerprint", "status"),
 )

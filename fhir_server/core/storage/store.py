@@ -14,6 +14,8 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, and_, func, select
@@ -39,6 +41,19 @@ __all__ = ["CurrentRow", "Store", "StoredResource", "WriteUnit", "new_id"]
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+
+@dataclass
+class Batch:
+    """An open batch (:meth:`Store.batch`): its transaction's connection, and what its writes stored so far."""
+
+    conn: Connection
+    #: (type, id) of every resource a write of the batch put or deleted (those of failed writes left out)
+    written: list[tuple[str, str]] = field(default_factory=list)
+
+
+#: The batch the writes of this context join (None: each write is its own transaction).
+_batch: ContextVar[Batch | None] = ContextVar("store_batch", default=None)
 
 
 class Store:
@@ -74,6 +89,14 @@ class Store:
             unit.finish()
             return result
 
+        batch = _batch.get()
+        if batch is not None:  # one savepoint in the batch's transaction: a failure undoes this work only
+            with batch.conn.begin_nested():
+                unit = WriteUnit(self, batch.conn)
+                result = work(unit)
+                unit.finish()
+            batch.written.extend(unit.written_keys())
+            return result
         for attempt in range(1, attempts + 1):
             try:
                 return self.dialect.run_write(run)
@@ -83,6 +106,30 @@ class Store:
                 log.info("write conflict, retrying (attempt %s): %s", attempt, type(exc.orig).__name__)
                 time.sleep(0.005 * attempt)
         raise AssertionError("unreachable")
+
+    @contextmanager
+    def batch(self) -> Iterator[Batch]:
+        """Many writes, one database transaction (bulk import): every :meth:`write` of this context inside
+        the block runs in a savepoint of one transaction, committed when the block ends (rolled back when it
+        raises). A write that fails undoes only itself. The store's reads in this context read the batch's
+        transaction (they see its writes); other connections see them after the commit. On SQLite the batch
+        holds the write turn (the gate) throughout."""
+        if _batch.get() is not None:
+            raise RuntimeError("a batch is already open in this context")
+        gate = self.db.gate
+        if gate is not None:
+            gate.acquire()
+        try:
+            with self.db.write.begin() as conn:
+                batch = Batch(conn)
+                token = _batch.set(batch)
+                try:
+                    yield batch
+                finally:
+                    _batch.reset(token)
+        finally:
+            if gate is not None:
+                gate.release()
 
     # -- reads ------------------------------------------------------------------------------
 
@@ -104,7 +151,7 @@ class Store:
         match; SQLite keeps its planned order."""
         by_hand = self.dialect.plans_by_hand
         ordered = ordered or by_hand
-        run = unit.rows if unit is not None else self.fast.rows
+        run = unit.rows if unit is not None else self._batch_rows() or self.fast.rows
         scan = limit is not None and by_hand and all(is_common(run, resource_type, m) for m in matches)
         visible = access.labelled_condition(resource_type, resources.c.res_id)
         if visible is not None:  # the caller sees labelled resources only, as in every search
@@ -122,13 +169,26 @@ class Store:
 
     @contextmanager
     def reading(self) -> Iterator[Connection]:
-        """A read transaction (one consistent snapshot for a search and its includes)."""
+        """A read transaction (one consistent snapshot for a search and its includes); inside a batch, the
+        batch's own transaction (its writes seen)."""
+        batch = _batch.get()
+        if batch is not None:
+            yield batch.conn
+            return
         with self.db.read.begin() as conn:
             yield conn
+
+    def _batch_rows(self) -> Callable[[str, Any], list[tuple]] | None:
+        """Prepared SQL text run in the open batch's transaction (None outside a batch)."""
+        batch = _batch.get()
+        return None if batch is None else lambda sql, params: fetch_all(batch.conn, sql, params)
 
     def read(self, resource_type: str, resource_id: str, conn: Connection | None = None) -> StoredResource:
         """The current version; 404 if unknown, 410 if deleted."""
         restricted = access.restriction(resource_type) is not None  # first: no access set raises
+        batch = _batch.get()
+        if conn is None and batch is not None:  # a batch reads its own writes
+            conn = batch.conn
         if conn is None:
             raw = self.fast.row(resource_type, resource_id)
         else:

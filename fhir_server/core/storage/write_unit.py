@@ -162,6 +162,10 @@ class WriteUnit:
                 row["res_type"], row["res_id"] = resource_type, resource_id
             self._index_rows.setdefault(kind, []).extend(rows)
 
+    def written_keys(self) -> list[tuple[str, str]]:
+        """(type, id) of every resource this unit put or deleted."""
+        return list(self._written)
+
     def wrote(self, resource_type: str, resource_id: str) -> bool:
         """True when this unit wrote the resource (for write hooks: something stored with this very write)."""
         return (resource_type, resource_id) in self._written
