@@ -29,7 +29,7 @@ from fhir_server.config import Settings
 from fhir_server.core import jsonio
 from fhir_server.core.bundles.transaction import BundleProcessor
 from fhir_server.core.issues import FhirError, Issue
-from fhir_server.core.storage import access
+from fhir_server.core.storage import access, statistics
 from fhir_server.data import data_folders
 
 
@@ -80,6 +80,7 @@ class Importer:
                             job.file_index, job.line, job.byte_offset = index, 0, 0
                         self._import_file(job, job.files[index], summary, report, progress)
                 finish_job(self.store, job)
+                statistics.refresh(self.store)  # the planner sees the imported volume at once
                 status = 200 if job.refused == before[2] else 422
             finally:
                 report.close()
