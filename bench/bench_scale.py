@@ -42,7 +42,13 @@ from tests.conftest import ADMIN_ORG, ADMIN_SCOPES, RunningServer, start_server,
 ENH = "urn:oid:2.16.578.1.12.4.1.4.101"
 FNR = "urn:oid:2.16.578.1.12.4.1.4.1"
 HELSE_VEST = "983658725"
-REGION_SCOPES = ["system/ServiceRequest.rus", "system/Task.rus", "system/Patient.rs", "system/Provenance.rs"]
+REGION_SCOPES = [
+    "system/ServiceRequest.rus",
+    "system/Task.rus",
+    "system/Patient.rs",
+    "system/Provenance.rs",
+    "system/Organization.rs",
+]
 PULL = (
     f"Task?owner:Organization.identifier={ENH}|{HELSE_VEST}&status=requested"
     "&_include=Task:focus&_include:iterate=ServiceRequest:subject"
@@ -102,13 +108,15 @@ def mix_statuses(database_url: str, seed: int = 16) -> None:
                 ).scalars()
             )
         settled = ids[: int(len(ids) * 0.8)]
-        for task_id in tqdm(settled, desc="status mix", unit="task", file=sys.stderr):
-            task = server.service.read("Task", task_id)
-            body = json.loads(task.body)
-            if body.get("status") != "requested" or "hub-manual-triage" in str(body.get("owner")):
-                continue
-            body["status"] = rng.choices(["accepted", "completed", "rejected"], [70, 20, 10])[0]
-            server.service.update("Task", task_id, body)
+        with tqdm(total=len(settled), desc="status mix", unit="task", file=sys.stderr) as progress:
+            for start in range(0, len(settled), 500):
+                with server.store.batch():  # one transaction per 500 updates, as the import writes
+                    for task_id in settled[start : start + 500]:
+                        body = json.loads(server.service.read("Task", task_id).body)
+                        if body.get("status") == "requested" and "hub-manual-triage" not in str(body.get("owner")):
+                            body["status"] = rng.choices(["accepted", "completed", "rejected"], [70, 20, 10])[0]
+                            server.service.update("Task", task_id, body)
+                        progress.update()
         statistics.refresh(server.store)
     server.db.dispose()
 

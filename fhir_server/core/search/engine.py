@@ -47,7 +47,9 @@ from fhir_server.core.storage.schema import INDEX_TABLES, resources, search_snap
 from fhir_server.core.storage.store import Store, StoredResource
 
 #: A condition keeping fewer resources than this drives a search: its matches are looked up and sorted.
-SMALL = 2000
+SMALL = 1000
+#: A chain reaching at most this many resources is looked up first and searched as their ids.
+FEW_TARGETS = 1000
 
 
 @dataclass(frozen=True)
@@ -179,6 +181,20 @@ class SearchEngine:
 
     # -- internals --------------------------------------------------------------------------
 
+    def _resolve_chains(self, conn: Connection, request: SearchRequest) -> None:
+        """Look up the targets of each chain first: a chain reaching at most :data:`FEW_TARGETS` resources
+        becomes a filter on their ids (an ordered one for a single target), which the index serves directly."""
+        for i, found in list(request.filters.items()):
+            if not found.targets:
+                continue
+            ids = {t: list(dict.fromkeys(conn.execute(q.limit(FEW_TARGETS + 1)).scalars())) for t, q in found.targets}
+            if sum(len(v) for v in ids.values()) > FEW_TARGETS:
+                continue
+            resolved = found.resolved(ids)
+            request.filters[i] = resolved
+            request.id_queries[i] = resolved.ids()
+            request.conditions[i] = resources.c.res_id.in_(resolved.ids())
+
     def _keys(self, request: SearchRequest) -> list[SortKey]:
         return order_keys(self.registry, request.resource_type, request.sort)
 
@@ -268,8 +284,10 @@ class SearchEngine:
           value), then the resources without one, by id; the conditions are probed per row.
         * Otherwise the database walks the type's rows in the search's order, probing every condition;
           when ``counting`` (every match is visited anyway) the smallest condition drives instead.
-        Conditions are sized by counting their matches up to a bound, never further.
+        Conditions are sized by counting their matches up to a bound, never further; chains reaching few
+        resources are looked up first (:meth:`_resolve_chains`).
         """
+        self._resolve_chains(conn, request)
         id_order = len(keys) == 1
         ordered = [i for i in request.filters if request.filters[i].ordered]
         positive = {i: q for i, q in enumerate(request.id_queries) if q is not None}

@@ -52,6 +52,16 @@ class IndexFilter:
     table: Table
     value: ColumnElement
     ordered: bool = False
+    #: A chain's targets: per target type, the ids of the resources its chain matches (see :meth:`resolved`).
+    targets: tuple[tuple[str, Select], ...] = ()
+
+    def resolved(self, found: dict[str, list[str]]) -> IndexFilter:
+        """The chain's filter on the target ids ``found`` (by type), looked up beforehand: one target is an
+        ordered filter (its referrers come from the index in id order)."""
+        table = self.table
+        conds = [and_(table.c.target_type == t, table.c.target_id.in_(ids)) for t, ids in found.items() if ids]
+        one = sum(len(ids) for ids in found.values()) == 1
+        return IndexFilter(self.resource_type, self.param, table, or_(false(), *conds), ordered=one)
 
     def rows(self, table: FromClause | None = None) -> list[ColumnElement]:
         """The filter as clauses on ``table`` (the index table, or an alias of it for an ordered filter)."""
@@ -325,15 +335,12 @@ class SearchParser:
         if not readable:
             raise _not_readable(matched, f"{param.code}.{chain}")
         table = INDEX_TABLES["reference"]
-        conds = [
-            and_(
-                table.c.target_type == t,
-                table.c.target_id.in_(self.matching_ids(t, chain, value)),
-                *_visible(t, table.c.target_id),
-            )
-            for t in readable
-        ]
-        return IndexFilter(rtype, param.code, table, or_(*conds))
+        reached: list[tuple[str, Select]] = []
+        for t in readable:  # the chain's targets the caller may see, per type
+            ids = self.matching_ids(t, chain, value)
+            reached.append((t, ids.where(*_visible(t, ids.selected_columns[0]))))
+        conds = [and_(table.c.target_type == t, table.c.target_id.in_(ids)) for t, ids in reached]
+        return IndexFilter(rtype, param.code, table, or_(*conds), targets=tuple(reached))
 
     def _has(self, rtype: str, name: str, value: str) -> Select:
         """``_has:Observation:patient:code=x``: ids that resources of another type point to."""

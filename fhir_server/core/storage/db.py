@@ -105,7 +105,7 @@ _UPGRADES: dict[int, tuple[str, ...]] = {
             f"DROP INDEX IF EXISTS {name}"
             for name in (
                 *("ix_idx_token_0", "ix_idx_reference_0", "ix_idx_date_0", "ix_idx_date_1", "ix_idx_uri_0"),
-                *("ix_idx_token_owner", "ix_idx_reference_owner"),  # covering a resource's rows
+                *(f"ix_idx_{kind}_owner" for kind in ("token", "reference", "string", "date", "number", "uri")),
             )
         ),
     ),

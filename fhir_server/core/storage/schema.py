@@ -106,6 +106,7 @@ idx_string = _index_table(
     Column("value_norm", Text, nullable=False),
     Column("value_exact", Text, nullable=False),
     indexes=(("res_type", "param", "value_norm"),),
+    owner=("param", "value_norm"),
 )
 idx_reference = _index_table(
     "idx_reference",
@@ -127,12 +128,14 @@ idx_date = _index_table(
     Column("low", String(32), nullable=False),
     Column("high", String(32), nullable=False),
     indexes=(("res_type", "param", "low", "res_id"), ("res_type", "param", "high", "res_id")),
+    owner=("param", "low", "high"),
 )
 idx_number = _index_table(
     "idx_number",
     Column("low", Float, nullable=False),
     Column("high", Float, nullable=False),
     indexes=(("res_type", "param", "low"),),
+    owner=("param", "low", "high"),
 )
 idx_quantity = _index_table(
     "idx_quantity",
@@ -146,6 +149,7 @@ idx_uri = _index_table(
     "idx_uri",
     Column("value", Text, nullable=False),
     indexes=(("res_type", "param", "value", "res_id"),),
+    owner=("param", "value"),
 )
 
 INDEX_TABLES: dict[str, Table] = {

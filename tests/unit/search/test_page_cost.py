@@ -15,7 +15,7 @@ from sqlalchemy import event, insert
 from fhir_server.components import build_search_registry
 from fhir_server.core.interactions import FhirService
 from fhir_server.core.search.engine import PagingLimits
-from fhir_server.core.storage import access
+from fhir_server.core.storage import access, statistics
 from fhir_server.core.storage.db import open_database
 from fhir_server.core.storage.schema import (
     access_labels,
@@ -81,9 +81,9 @@ def fill(service: FhirService, referrals: int) -> None:
 
 @pytest.fixture(params=BACKENDS)
 def databases(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, FhirService, FhirService]]:
-    """A small and a ten times larger database of the same shape."""
+    """A database and a ten times larger one of the same shape (both beyond the engine's sizing bounds)."""
     made = []
-    for size in (600, 6000):
+    for size in (3000, 30000):
         if request.param == "sqlite":
             url = f"sqlite:///{tmp_path / f'db-{size}.sqlite3'}"
         elif POSTGRES_URL:
@@ -93,6 +93,7 @@ def databases(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[
         service = FhirService(Store(open_database(url), build_search_registry()))
         service.engine.limits = PagingLimits(count_bound=100)
         fill(service, size)
+        statistics.refresh(service.store)  # as the import does after loading, and the server now and then
         made.append(service)
     yield request.param, made[0], made[1]
     for service in made:
