@@ -249,7 +249,11 @@ def triage() -> str:
     _c, _g, worklist, _m = _parts()
     _audit_as("search-type", "Task")
     return render_template(
-        "triage.html", rows=worklist.triage(), regions=worklist.regions(), trusts=worklist.health_trusts()
+        "triage.html",
+        listing=worklist.triage(_int(request.args.get("page"), 1)),
+        regions=worklist.regions(),
+        trusts=worklist.health_trusts(),
+        page_url=lambda n: url_for("web.triage", page=n),
     )
 
 
