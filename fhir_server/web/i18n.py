@@ -109,20 +109,62 @@ TEXTS: dict[str, tuple[str, str]] = {
     "state.overdue": ("over fristen", "overdue"),
     "state.not-yet-due": ("ikke startet", "not yet due"),
     "measures.title": ("Måltall", "Measures"),
-    "measures.chart": (
-        "Andel henvisninger vurdert innen fristen, per region",
-        "Share of referrals assessed within the deadline, per region",
+    "measures.intro": (
+        "Regionens tall ved siden av de andre regionenes, fra prosjektets Measure-ressurser "
+        "($evaluate-measure). Under hver graf står tabellen med tallene.",
+        "The region's figures beside the other regions', from the project's Measure resources "
+        "($evaluate-measure). The table under each chart holds the figures.",
     ),
-    "measures.note": (
-        "Vurdert: akseptert eller avvist. Tallene er antall, uten personopplysninger, og oppdateres hvert minutt.",
-        "Assessed: accepted or rejected. The figures are counts, without personal data, updated every minute.",
+    "measures.period": ("Periode", "Period"),
+    "measures.period.12m": ("Siste 12 måneder", "Last 12 months"),
+    "measures.period.year": ("I år", "This year"),
+    "measures.period.last-year": ("I fjor", "Last year"),
+    "measures.shown": ("Perioden {start} til {end}.", "The period {start} to {end}."),
+    "measures.masking": (
+        "Regioner med færre enn {n} pasienter i et tall vises som «skjult» (små tall skjermes).",
+        "Regions with fewer than {n} patients in a figure show as “hidden” (small numbers are protected).",
     ),
+    "measures.higher": ("Høyere er bedre.", "Higher is better."),
+    "measures.lower": ("Lavere er bedre.", "Lower is better."),
     "measures.region": ("Region", "Region"),
-    "measures.routed": ("Rutet", "Routed"),
-    "measures.assessed": ("Vurdert", "Assessed"),
-    "measures.in_time": ("Vurdert i tide", "Assessed in time"),
-    "measures.share": ("Andel i tide", "Share in time"),
-    "measures.overdue": ("Åpne over fristen", "Open past the deadline"),
+    "measures.all": ("Alle regioner", "All regions"),
+    "measures.unrouted": ("Ikke rutet ennå", "Not routed yet"),
+    "measures.masked": ("skjult", "hidden"),
+    "measures.days": ("{days} dager", "{days} days"),
+    "measures.denominator": ("Nevner", "Denominator"),
+    "measures.numerator": ("Teller", "Numerator"),
+    "measures.share": ("Andel", "Share"),
+    "measures.started": ("Startet helsehjelp", "Care started"),
+    "measures.measured": ("Med målt ventetid", "With a measured wait"),
+    "measures.value": ("Dager", "Days"),
+    "measure.vurdert-innen-frist": (
+        "Henvisninger vurdert innen fristen (10 virkedager)",
+        "Referrals assessed within the deadline (10 working days)",
+    ),
+    "measure.forlopstid-forste-fremmote": (
+        "Forløp med første fremmøte innen forløpstiden",
+        "Pathways with the first attendance within the time target",
+    ),
+    "measure.forlopstid-klinisk-beslutning": (
+        "Forløp med klinisk beslutning innen forløpstiden",
+        "Pathways with the clinical decision within the time target",
+    ),
+    "measure.forlopstid-forste-evaluering": (
+        "Forløp med første evaluering innen forløpstiden",
+        "Pathways with the first evaluation within the time target",
+    ),
+    "measure.ventetid-median": (
+        "Ventetid til helsehjelp startet, median",
+        "Waiting time until care started, median",
+    ),
+    "measure.ventetid-gjennomsnitt": (
+        "Ventetid til helsehjelp startet, gjennomsnitt",
+        "Waiting time until care started, mean",
+    ),
+    "measure.fristbrudd": (
+        "Fristbrudd: helsehjelp ikke startet innen den individuelle fristen",
+        "Missed deadlines: care not started by the individual deadline",
+    ),
     "error.title": ("Noe gikk galt", "Something went wrong"),
     "error.forbidden": ("Du har ikke tilgang til dette.", "You may not see this."),
     "error.csrf": (
