@@ -11,6 +11,7 @@ minute per period and audience (and dropped after an action of the app).
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -159,7 +160,8 @@ def bar_chart(chart: Chart, words: ChartWords, highlight: str | None = None) -> 
     bar_height, gap, label_width, width = 26, 10, 210, 640
     plot = width - label_width - 90
     height = len(figures) * (bar_height + gap) + 40
-    top = 1.0 if chart.is_share else max([f.value or 0 for f in figures] + [1]) * 1.1
+    longest = max([f.value or 0 for f in figures if not f.masked] + [0])
+    top = 1.0 if chart.is_share else max(10, math.ceil(longest * 1.1 / 10) * 10)  # days: a multiple of ten
     ticks = (0, 0.5, 1.0) if chart.is_share else (0, top / 2, top)
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" role="img" aria-labelledby="title-{ident} desc-{ident}" '

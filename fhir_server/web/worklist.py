@@ -276,7 +276,7 @@ class Worklist:
         inputs = [i for i in task.get("input") or [] if _input_code(i) not in ("health-trust", "routing-explanation")]
         if hf is not None:
             inputs.append({"type": _input_type("health-trust"), "valueReference": _org_reference(hf, with_id=False)})
-        where = rhf.name + (f" / {hf.name}" if hf else "")
+        where = rhf.name + (f", {hf.name}" if hf else "")  # no " / ": it parts the two languages
         text = f"Routed by hand by {person.name} to {where} / Rutet manuelt av {person.name} til {where}"
         inputs.append({"type": _input_type("routing-explanation"), "valueString": text})
         task["input"] = inputs
