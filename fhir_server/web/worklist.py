@@ -16,6 +16,7 @@ from uuid import uuid4
 
 from fhir_server.core import jsonio
 from fhir_server.core.bundles.transaction import BundleProcessor
+from fhir_server.core.indexing.rows import plain_matches
 from fhir_server.core.interactions import FhirService
 from fhir_server.core.issues import FhirError
 from fhir_server.core.storage.records import StoredResource
@@ -219,9 +220,7 @@ class Worklist:
                             refs[ref] = resource_json(self.service.read(rtype, rid))
                         except FhirError:
                             continue
-        tasks = self.service.search_window(
-            "Task", [("focus", f"ServiceRequest/{referral_id}"), ("_count", "5")], with_total=False
-        ).matches
+        tasks = self._matching("Task", [("focus", f"ServiceRequest/{referral_id}")], 5)
         history = []
         for task in tasks:
             versions, _ = self.service.store.history("Task", task.id, at_most=100)
@@ -231,10 +230,7 @@ class Worklist:
         history.sort(key=lambda t: t["_when"])
         who: dict[str, str] = {}  # when → who, from the Provenances of the Tasks (the intake's, and people's)
         for task in tasks:
-            provenances = self.service.search_window(
-                "Provenance", [("target", f"Task/{task.id}"), ("_count", "100")], with_total=False
-            ).matches
-            for stored in provenances:
+            for stored in self._matching("Provenance", [("target", f"Task/{task.id}")], 100):
                 provenance = resource_json(stored)
                 names = [
                     (a.get("who") or {}).get("display") or (a.get("who") or {}).get("reference")
@@ -246,10 +242,7 @@ class Worklist:
         patient_ref = (referral.get("subject") or {}).get("reference")
         careplans = []
         if patient_ref:
-            plans = self.service.search_window(
-                "CarePlan", [("subject", patient_ref), ("_count", "20")], with_total=False
-            ).matches
-            for plan in plans:
+            for plan in self._matching("CarePlan", [("subject", patient_ref)], 20):
                 body = resource_json(plan)
                 if f"ServiceRequest/{referral_id}" in _references(body):
                     careplans.append(body)
@@ -260,6 +253,16 @@ class Worklist:
             "history": history,
             "careplans": careplans,
         }
+
+    def _matching(self, resource_type: str, params: list[tuple[str, str]], limit: int) -> list[StoredResource]:
+        """The first ``limit`` resources (search order) meeting plain equality conditions, that the caller may
+        see: the store's prepared match (its plan fixed on SQLite, where the general search's plan walks
+        every resource of the type when the database has no statistics), then a read of each."""
+        store = self.service.store
+        matches = plain_matches(store.registry, resource_type, params)
+        if matches is None:
+            raise ValueError(f"not plain equality conditions: {params}")
+        return [self.service.read(resource_type, i) for i in store.match_ids(resource_type, matches, limit=limit)]
 
     # -- actions ---------------------------------------------------------------------------
 
