@@ -117,20 +117,30 @@ def test_the_intakes_warnings_kept_on_the_task_are_listed() -> None:
 
 
 def test_the_queue_puts_the_earliest_deadline_first_and_pages(
-    worklist: Worklist, monkeypatch: pytest.MonkeyPatch
+    own_database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Received 2, 40 and 25 days ago (in that order of creation): the queue shows the one past its deadline
     longest first, then the other past it, then the one still in time; two a page, the next page known
-    without counting."""
-    from fhir_server.domain.referral.intake import IntakePipeline
+    without counting (both databases)."""
+    from fhir_server.components import build_server
+    from fhir_server.config import load_settings
+    from fhir_server.core.conformance.seed import seed
     from fhir_server.web import worklist as module
 
+    settings = load_settings(
+        database_url=own_database,
+        auth_mode="development",
+        dev_key_path=str(tmp_path / "key.json"),
+        delivery_worker=False,
+    )
+    components = build_server(settings)
     now = datetime.now(UTC)
-    intake = IntakePipeline(worklist.service, worklist.pathways, worklist.tables)  # on the fixture's store
     with access.acting_as(access.SYSTEM):
+        seed(components.service)
         for n, (family, days_ago) in enumerate([("Nylund", 2), ("Gammelstad", 40), ("Midtre", 25)]):
-            result = intake.submit(referral_bundle(20 + n, family, "4601"), received=now - timedelta(days=days_ago))
-            assert result.status == 201
+            received = now - timedelta(days=days_ago)
+            assert components.intake.submit(referral_bundle(20 + n, family, "4601"), received=received).status == 201
+    worklist = Worklist(components.service, components.intake.tables, components.pathways)
     vest = worklist.tables.organizations[HELSE_VEST]
     monkeypatch.setattr(module, "PAGE_SIZE", 2)
     with access.acting_as(region_access(HELSE_VEST)):
