@@ -18,11 +18,11 @@ URL_PREFIX = "/app"
 def install(app: Flask, components: Components, gate: SecurityGate) -> None:
     """Register the web app's blueprint on ``app`` (the security gate is already installed)."""
     from fhir_server.web import auth, views
-    from fhir_server.web.measures import Measures
+    from fhir_server.web.measures import MeasuresView
     from fhir_server.web.worklist import Worklist
 
     worklist = Worklist(components.service, components.intake.tables, components.pathways)
     app.extensions["fhir_worklist"] = worklist
-    app.extensions["fhir_measures"] = Measures(worklist)
+    app.extensions["fhir_measures"] = MeasuresView(components.measures, components.db, worklist.regions())
     auth.configure_sessions(app, components.settings)
     app.register_blueprint(views.bp, url_prefix=URL_PREFIX)

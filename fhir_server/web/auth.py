@@ -110,9 +110,11 @@ PERSON_SCOPES = ("system/*.rs", "system/Task.u", "system/Provenance.c")
 
 
 def caller_of(person: Person, gate: SecurityGate) -> Caller:
-    """The person as the security policy knows callers: their organisation, the person's scopes, and the
-    admin scope if they administer."""
-    raw = PERSON_SCOPES + ((gate.settings.auth_admin_scope,) if person.admin else ())
+    """The person as the security policy knows callers: their organisation, the person's scopes, the
+    statistics scope (the measures page shows every region, small strata masked, as published statistics
+    do), and the admin scope if they administer."""
+    settings = gate.settings
+    raw = (*PERSON_SCOPES, settings.auth_statistics_scope, *((settings.auth_admin_scope,) if person.admin else ()))
     return Caller(
         f"person:{person.ident}", person.name, (person.orgnr,), ScopeSet.parse(list(raw)), raw, time.time() + 3600
     )

@@ -17,6 +17,7 @@ from fhir_server.components import Components
 from fhir_server.core.issues import FhirError
 from fhir_server.core.storage import access
 from fhir_server.domain.calendar import fhir_oslo_date, oslo_today
+from fhir_server.domain.measures.audience import audience
 from fhir_server.domain.pathways.state import milestone_states
 from fhir_server.domain.referral.routing_task import ROUTING_RULE
 from fhir_server.naming import HPR_SYSTEM
@@ -24,7 +25,7 @@ from fhir_server.security.gate import SecurityGate
 from fhir_server.security.policy import RequestInfo
 from fhir_server.web import auth
 from fhir_server.web.i18n import NO_VALUE, pick_language, translate
-from fhir_server.web.measures import Measures, bar_chart
+from fhir_server.web.measures import PERIODS, Chart, ChartWords, Figure, MeasuresView, bar_chart, period_of
 from fhir_server.web.oidc import OidcClient, SignInFailed
 from fhir_server.web.worklist import (
     ACCEPT_CODES,
@@ -43,7 +44,7 @@ bp = Blueprint("web", __name__, template_folder="templates", static_folder="stat
 OPEN_ENDPOINTS = frozenset({"web.login", "web.callback", "web.static"})
 
 
-def _parts() -> tuple[Components, SecurityGate, Worklist, Measures]:
+def _parts() -> tuple[Components, SecurityGate, Worklist, MeasuresView]:
     ext = current_app.extensions
     return ext["fhir"], ext["fhir_gate"], ext["fhir_worklist"], ext["fhir_measures"]
 
@@ -112,12 +113,13 @@ def _day(value: date | None) -> str:
 
 
 @bp.app_template_filter("in_language")
-def _in_language(text: str | None) -> str:
-    """The part of an "English / bokmål" text (the routing explanations) in the page's language."""
-    english, sep, bokmal = (text or "").partition(" / ")
+def _in_language(text: str | None, first: str = "en") -> str:
+    """The part of a two-language text in the page's language: "English / bokmål" (the routing
+    explanations), or "bokmål / English" with ``first="nb"`` (the Measures' descriptions)."""
+    one, sep, other = (text or "").partition(" / ")
     if not sep:
         return text or ""
-    return english if g.get("lang") == "en" else bokmal
+    return one if (g.get("lang") == "en") == (first == "en") else other
 
 
 @bp.app_template_global()
@@ -249,7 +251,11 @@ def triage() -> str:
     _c, _g, worklist, _m = _parts()
     _audit_as("search-type", "Task")
     return render_template(
-        "triage.html", rows=worklist.triage(), regions=worklist.regions(), trusts=worklist.health_trusts()
+        "triage.html",
+        listing=worklist.triage(_int(request.args.get("page"), 1)),
+        regions=worklist.regions(),
+        trusts=worklist.health_trusts(),
+        page_url=lambda n: url_for("web.triage", page=n),
     )
 
 
@@ -361,12 +367,55 @@ def referral(referral_id: str) -> str:
 
 @bp.route("/measures")
 def measures_page() -> str:
-    _c, _g, worklist, measures = _parts()
+    components, gate, worklist, measures = _parts()
     _audit_as("operation", "Measure")
-    figures = measures.figures()
+    choice = request.args.get("period", PERIODS[0])
+    choice = choice if choice in PERIODS else PERIODS[0]
+    today = oslo_today()
+    start, end = period_of(choice, today)
+    caller = auth.caller_of(g.person, gate)
+    who = audience(
+        access.current(),
+        statistics=gate.settings.auth_statistics_scope in caller.raw_scopes,
+        min_patients=components.settings.measure_min_stratum_patients,
+    )
     own = worklist.region_of(g.person.orgnr)
-    chart = bar_chart(figures, t("measures.chart"), own.orgnr if own else None)
-    return render_template("measures.html", figures=figures, chart=chart)
+    shown = []
+    for chart in measures.charts(start, end, today, who):
+        words = ChartWords(t(f"measure.{chart.measure_id}"), _figure_label, _figure_value)
+        shown.append((chart, bar_chart(chart, words, own.orgnr if own else None)))
+    return render_template(
+        "measures.html",
+        charts=shown,
+        periods=PERIODS,
+        period=choice,
+        start=start,
+        end=min(end, today),
+        who=who,
+        label=_figure_label,
+        value=_figure_value,
+    )
+
+
+def _figure_label(figure: Figure) -> str:
+    if figure.orgnr is None:
+        return t("measures.all")
+    if not figure.orgnr:
+        return t("measures.unrouted")
+    org = current_app.extensions["fhir_worklist"].tables.organizations.get(figure.orgnr)
+    return org.name if org else figure.orgnr
+
+
+def _figure_value(chart: Chart, figure: Figure) -> str:
+    """A figure's score as the page's language writes it: a share in per cent, days with one decimal."""
+    if figure.masked:
+        return t("measures.masked")
+    if figure.value is None:
+        return NO_VALUE
+    if chart.is_share:
+        return f"{figure.value * 100:.0f} %"
+    days = f"{figure.value:.1f}"
+    return t("measures.days", days=days if g.get("lang") == "en" else days.replace(".", ","))
 
 
 # -- helpers ----------------------------------------------------------------------------------

@@ -16,13 +16,14 @@ from uuid import uuid4
 
 from fhir_server.core import jsonio
 from fhir_server.core.bundles.transaction import BundleProcessor
+from fhir_server.core.indexing.rows import plain_matches
 from fhir_server.core.interactions import FhirService
 from fhir_server.core.issues import FhirError
 from fhir_server.core.storage.records import StoredResource
 from fhir_server.domain.calendar import fhir_oslo_date, oslo_today, working_days_between
 from fhir_server.domain.pathways import PathwayCatalog
 from fhir_server.domain.referral.intake import EXT_ASSESSMENT_DEADLINE, EXT_RECEIVED
-from fhir_server.domain.referral.routing_task import ROUTING_RULE, TASK_INPUT, TRIAGE_ORGANIZATION
+from fhir_server.domain.referral.routing_task import ROUTING_RULE, TASK_INPUT, TRIAGE_ORGANIZATION, task_deadline
 from fhir_server.domain.routing.tables import Org, RoutingTables
 from fhir_server.naming import ORGNR_SYSTEM, naming_system
 from fhir_server.web.i18n import NO_VALUE
@@ -34,8 +35,6 @@ REJECTED = "4"
 #: The codes an acceptance may carry (1 called in, 2 right to care with the date to follow, 11 advice to the GP).
 ACCEPT_CODES = ("1", "2", "11")
 PAGE_SIZE = 25
-#: How many unroutable referrals the triage list sorts by deadline (the oldest received first beyond that).
-TRIAGE_WINDOW = 500
 STATUSES = ("requested", "accepted", "rejected", "forwarded")
 #: Local user names (development sign-in, or an issuer's subject without an HPR number).
 WEB_USER_SYSTEM = naming_system("web-user")
@@ -82,10 +81,11 @@ class Row:
 
 @dataclass
 class Listing:
+    """One page of a list: its rows, its number, and whether another page follows."""
+
     rows: list[Row]
-    total: int
     page: int
-    pages: int
+    has_next: bool
 
 
 @dataclass
@@ -121,18 +121,10 @@ class Worklist:
 
     # -- lists -----------------------------------------------------------------------------
 
-    def triage(self) -> list[Row]:
-        """The unroutable referrals the caller may see, the oldest deadline first."""
-        params = [
-            ("owner", TRIAGE_ORGANIZATION),
-            ("status", "requested"),
-            ("_sort", "_id"),
-            ("_count", str(TRIAGE_WINDOW)),
-            *_INCLUDES,
-        ]
-        page = self.service.search_window("Task", params, with_total=False)
-        rows = self._rows(page.matches, page.included)
-        return sorted(rows, key=lambda r: (r.deadline or date.max, r.received or date.max))
+    def triage(self, page: int = 1) -> Listing:
+        """The unroutable referrals the caller may see, the earliest deadline first, paged."""
+        params = [("owner", TRIAGE_ORGANIZATION), ("status", "requested")]
+        return self._listing(params, page)
 
     def queue(
         self,
@@ -144,8 +136,9 @@ class Worklist:
         overdue: bool = False,
         page: int = 1,
     ) -> Listing:
-        """A region's routing Tasks, the earliest received first (Task ids are time-ordered: sorting by id is
-        sorting by creation, without the per-row sort key an ``authored-on`` sort costs), filtered and paged."""
+        """A region's routing Tasks, the earliest assessment deadline first (past ones on top), filtered and
+        paged. The deadline is the Task's own (``Task.restriction.period.end``, search parameter
+        ``assessment-deadline``), so the order and the overdue filter are one search on the Tasks."""
         params: list[tuple[str, str]] = [("owner", f"Organization/{region.code}")]
         if status == "forwarded":
             params.append(("business-status", f"{BUSINESS_STATUS_SYSTEM}|{FORWARDED}"))
@@ -156,14 +149,23 @@ class Worklist:
         if pathway:
             params.append(("suggested-pathway", pathway))
         if overdue:
-            params.append(("focus:ServiceRequest.assessment-deadline", f"lt{oslo_today().isoformat()}"))
+            params.append(("assessment-deadline", f"lt{oslo_today().isoformat()}"))
             if status is None:
                 params.append(("status", "requested"))
-        params += [("_sort", "_id"), ("_count", str(PAGE_SIZE)), *_INCLUDES]
+        return self._listing(params, page)
+
+    def _listing(self, params: list[tuple[str, str]], page: int) -> Listing:
+        """One page of routing Tasks in deadline order: the page's rows and one more (is there a next page?),
+        never a count of all matches, so a page costs what it shows."""
         page = max(1, page)
-        found = self.service.search_window("Task", params, offset=(page - 1) * PAGE_SIZE)
-        total = found.total or 0
-        return Listing(self._rows(found.matches, found.included), total, page, max(1, -(-total // PAGE_SIZE)))
+        found = self.service.search_window(
+            "Task",
+            [*params, ("_sort", "assessment-deadline"), ("_count", str(PAGE_SIZE + 1)), *_INCLUDES],
+            offset=(page - 1) * PAGE_SIZE,
+            with_total=False,
+        )
+        rows = self._rows(found.matches[:PAGE_SIZE], found.included)
+        return Listing(rows, page, has_next=len(found.matches) > PAGE_SIZE)
 
     def _rows(self, tasks: list[StoredResource], included: list[StoredResource]) -> list[Row]:
         by_ref = {f"{r.resource_type}/{r.id}": resource_json(r) for r in included}
@@ -175,7 +177,7 @@ class Worklist:
         referral_ref = (task.get("focus") or {}).get("reference", "")
         referral = by_ref.get(referral_ref, {})
         patient = by_ref.get((task.get("for") or {}).get("reference", ""), {})
-        deadline = fhir_oslo_date(extension_value(referral, EXT_ASSESSMENT_DEADLINE))
+        deadline = fhir_oslo_date(task_deadline(task) or extension_value(referral, EXT_ASSESSMENT_DEADLINE))
         received = fhir_oslo_date(extension_value(referral, EXT_RECEIVED)) or fhir_oslo_date(task.get("authoredOn"))
         reason = task.get("statusReason") or {}
         return Row(
@@ -218,9 +220,7 @@ class Worklist:
                             refs[ref] = resource_json(self.service.read(rtype, rid))
                         except FhirError:
                             continue
-        tasks = self.service.search_window(
-            "Task", [("focus", f"ServiceRequest/{referral_id}"), ("_count", "5")], with_total=False
-        ).matches
+        tasks = self._matching("Task", [("focus", f"ServiceRequest/{referral_id}")], 5)
         history = []
         for task in tasks:
             versions, _ = self.service.store.history("Task", task.id, at_most=100)
@@ -230,10 +230,7 @@ class Worklist:
         history.sort(key=lambda t: t["_when"])
         who: dict[str, str] = {}  # when → who, from the Provenances of the Tasks (the intake's, and people's)
         for task in tasks:
-            provenances = self.service.search_window(
-                "Provenance", [("target", f"Task/{task.id}"), ("_count", "100")], with_total=False
-            ).matches
-            for stored in provenances:
+            for stored in self._matching("Provenance", [("target", f"Task/{task.id}")], 100):
                 provenance = resource_json(stored)
                 names = [
                     (a.get("who") or {}).get("display") or (a.get("who") or {}).get("reference")
@@ -245,10 +242,7 @@ class Worklist:
         patient_ref = (referral.get("subject") or {}).get("reference")
         careplans = []
         if patient_ref:
-            plans = self.service.search_window(
-                "CarePlan", [("subject", patient_ref), ("_count", "20")], with_total=False
-            ).matches
-            for plan in plans:
+            for plan in self._matching("CarePlan", [("subject", patient_ref)], 20):
                 body = resource_json(plan)
                 if f"ServiceRequest/{referral_id}" in _references(body):
                     careplans.append(body)
@@ -259,6 +253,16 @@ class Worklist:
             "history": history,
             "careplans": careplans,
         }
+
+    def _matching(self, resource_type: str, params: list[tuple[str, str]], limit: int) -> list[StoredResource]:
+        """The first ``limit`` resources (search order) meeting plain equality conditions, that the caller may
+        see: the store's prepared match (its plan fixed on SQLite, where the general search's plan walks
+        every resource of the type when the database has no statistics), then a read of each."""
+        store = self.service.store
+        matches = plain_matches(store.registry, resource_type, params)
+        if matches is None:
+            raise ValueError(f"not plain equality conditions: {params}")
+        return [self.service.read(resource_type, i) for i in store.match_ids(resource_type, matches, limit=limit)]
 
     # -- actions ---------------------------------------------------------------------------
 
@@ -275,7 +279,7 @@ class Worklist:
         inputs = [i for i in task.get("input") or [] if _input_code(i) not in ("health-trust", "routing-explanation")]
         if hf is not None:
             inputs.append({"type": _input_type("health-trust"), "valueReference": _org_reference(hf, with_id=False)})
-        where = rhf.name + (f" / {hf.name}" if hf else "")
+        where = rhf.name + (f", {hf.name}" if hf else "")  # no " / ": it parts the two languages
         text = f"Routed by hand by {person.name} to {where} / Rutet manuelt av {person.name} til {where}"
         inputs.append({"type": _input_type("routing-explanation"), "valueString": text})
         task["input"] = inputs

@@ -4,6 +4,7 @@ chromium, chromedriver, selenium or axe-core (``scripts/browser.sh install``) ar
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from fhir_server.data import DATA_FOLDERS, data_folder
 from tests.browser.referrals import referral_bundle
 from tests.conftest import ADMIN_SCOPES, ROOT, RunningServer, start_server, stop_server
 
@@ -19,14 +21,22 @@ SCREENSHOTS = ROOT / "docs" / "screenshots"
 #: The sender's organisation (a GP office; the project's own test number).
 GP_ORG = "999888777"
 HELSE_VEST = "983658725"
-#: Who the referrals are for, and where they live: (family name, municipality; None: manual triage).
+#: Who the referrals are for, and where they live: (family name, municipality; None: manual triage), and
+#: the diagnosis when not the sample's F32.1 (the adult mental-health pathway).
 PATIENTS = [
-    ("Triagesen", None),
-    ("Bergensen", "4601"),
-    ("Vestlie", "4601"),
-    ("Stavanger", "1103"),
-    ("Tromsø", "5501"),
+    ("Triagesen", None, None),
+    ("Bergensen", "4601", None),
+    ("Vestlie", "4601", None),
+    ("Stavanger", "1103", None),
+    ("Tromsø", "5501", None),
+    # sent last, but the substance-use pathway's deadline is shorter in the test data: first in the queue
+    ("Rusdal", "4601", ("F10.2", "Psykiske lidelser og atferdsforstyrrelser som skyldes bruk av alkohol")),
 ]
+#: The test server's pathway data: the substance-use pathway (TSB) assessed within 3 working days
+#: (the shipped data says 10 for every pathway), so deadlines differ from the order of receipt.
+SHORT_DEADLINE_PLAN = "tsb"
+SHORT_DEADLINE_DAYS = 3
+WORKING_DAYS = "https://fhir.referral-hub.no/StructureDefinition/deadline-working-days"
 
 
 def _axe_path() -> Path | None:
@@ -57,12 +67,18 @@ def web_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServ
     if reason:
         pytest.skip(reason)
     tmp = tmp_path_factory.mktemp("web")
-    server = start_server(f"sqlite:///{tmp / 'web.sqlite3'}", tmp, workers=1, access_log=False)
+    server = start_server(
+        f"sqlite:///{tmp / 'web.sqlite3'}",
+        tmp,
+        workers=1,
+        access_log=False,
+        env_overrides={"FHIR_SERVER_DATA_DIR": str(_data_with_a_short_deadline(tmp / "data"))},
+    )
     token = server.token(["system/*.cruds"], GP_ORG)
-    for n, (family, municipality) in enumerate(PATIENTS):
+    for n, (family, municipality, diagnosis) in enumerate(PATIENTS):
         answer = requests.post(
             server.url(),
-            json=referral_bundle(n, family, municipality),
+            json=referral_bundle(n, family, municipality, diagnosis=diagnosis),
             headers={"Authorization": f"Bearer {token}", "Content-Type": "application/fhir+json"},
             timeout=30,
         )
@@ -72,6 +88,20 @@ def web_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServ
         yield server
     finally:
         stop_server(server)
+
+
+def _data_with_a_short_deadline(folder: Path) -> Path:
+    """A copy of the shipped data folders whose TSB plan is assessed within :data:`SHORT_DEADLINE_DAYS`."""
+    for name in DATA_FOLDERS:
+        shutil.copytree(data_folder(name), folder / name)
+    path = folder / "pathways" / f"PlanDefinition-{SHORT_DEADLINE_PLAN}.json"
+    plan = json.loads(path.read_text(encoding="utf-8"))
+    for action in plan["action"][0]["action"]:
+        for ext in action.get("extension", []):
+            if action["id"] == "referral-assessed" and ext["url"] == WORKING_DAYS:
+                ext["valueInteger"] = SHORT_DEADLINE_DAYS
+    path.write_text(json.dumps(plan), encoding="utf-8")
+    return folder
 
 
 def _plan_for(server: RunningServer, family: str) -> None:

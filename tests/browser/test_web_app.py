@@ -8,11 +8,13 @@ The tests run in order on one server and one browser session (each builds on the
 from __future__ import annotations
 
 import re
+from datetime import date
 from pathlib import Path
 
 import pytest
 import requests
 
+from fhir_server.web.measures import CHARTS as MEASURES
 from tests.browser.conftest import GP_ORG, HELSE_VEST
 from tests.conftest import RunningServer
 
@@ -135,6 +137,22 @@ def test_a_coordinator_routes_a_triage_case(web_server, app_url, browser, admin_
     assert _fhir(web_server, region, f"Task/{task['id']}")["id"] == task["id"]
 
 
+def test_the_queue_shows_the_earliest_deadline_first(web_server, app_url, browser, admin_headers) -> None:
+    """Rusdal's referral came last, but its pathway's deadline is the shortest: it tops the queue."""
+    _sign_in(browser, app_url, HELSE_VEST, admin=False, name="Kari Koordinator")
+    _open(browser, f"{app_url}/queue", "Regional kø")
+    rows = browser.find_elements(*_by("CSS_SELECTOR", "#queue-table tbody tr"))
+    rusdal = _task_of(web_server, admin_headers, "Rusdal")
+    assert rows[0].get_attribute("id") == f"task-{rusdal['id']}"
+    deadlines = [
+        date(*reversed([int(p) for p in r.find_elements(*_by("TAG_NAME", "td"))[2].text.split(".")])) for r in rows
+    ]
+    assert deadlines == sorted(deadlines) and deadlines[0] < deadlines[-1]
+    referral = _fhir(web_server, admin_headers, rusdal["focus"]["reference"])
+    stamped = [e["valueDateTime"] for e in referral["extension"] if e["url"].endswith("no-frist-for-vurdering")]
+    assert stamped == [rusdal["restriction"]["period"]["end"]]  # the Task carries the referral's deadline
+
+
 def test_accepting_a_referral_takes_it_off_the_queue(
     web_server, app_url, browser, admin_headers, axe_source, screenshots
 ):
@@ -208,13 +226,33 @@ def test_a_referrals_page_shows_what_the_gp_wrote_and_its_history(
     assert _axe(browser, axe_source) == []
 
 
-def test_the_measures_page_shows_a_chart_and_its_table(web_server, app_url, browser, axe_source, screenshots):
+def _measure_row(browser, measure_id: str, region: str) -> str:  # type: ignore[no-untyped-def]
+    section = browser.find_element(*_by("ID", f"measure-{measure_id}"))
+    rows = section.find_elements(*_by("CSS_SELECTOR", "table tbody tr"))
+    return {r.find_element(*_by("TAG_NAME", "th")).text: r.text for r in rows}[region]
+
+
+def test_the_measures_page_shows_each_measure_as_a_chart_with_its_table(
+    app_url, browser, axe_source, screenshots
+) -> None:
+    # a region's coordinator: every region side by side, small strata masked (Helse Vest has four patients)
     _open(browser, f"{app_url}/measures", "Måltall")
-    chart = browser.find_element(*_by("CSS_SELECTOR", "#chart svg[role=img]"))
-    assert len(chart.find_elements(*_by("CSS_SELECTOR", "rect.bar"))) == 4
-    rows = browser.find_elements(*_by("CSS_SELECTOR", "#measures-table tbody tr"))
-    figures = {r.find_element(*_by("TAG_NAME", "th")).text: r.text for r in rows}
-    assert "100 %" in figures["Helse Vest RHF"]  # accepted today, within the deadline
+    sections = browser.find_elements(*_by("CSS_SELECTOR", "section.measure"))
+    assert [s.get_attribute("id") for s in sections] == [f"measure-{m}" for m in MEASURES]
+    for section in sections:
+        chart = section.find_element(*_by("CSS_SELECTOR", "svg[role=img]"))
+        table = section.find_element(*_by("TAG_NAME", "table"))
+        assert chart.location["y"] < table.location["y"]  # the chart, its table under it
+        regions = [th.text for th in table.find_elements(*_by("CSS_SELECTOR", "tbody th"))]
+        assert regions[:4] == ["Helse Midt-Norge RHF", "Helse Nord RHF", "Helse Sør-Øst RHF", "Helse Vest RHF"]
+    assert "skjult" in _measure_row(browser, "vurdert-innen-frist", "Helse Vest RHF")
+    assert _axe(browser, axe_source) == []
+    # an administrator sees the small strata: Bergensen accepted today, within the deadline
+    _sign_in(browser, app_url, HELSE_VEST, admin=True, name="Tora Triage")
+    _open(browser, f"{app_url}/measures?period=year", "Måltall")
+    assert "100 %" in _measure_row(browser, "vurdert-innen-frist", "Helse Vest RHF")
+    chart = browser.find_element(*_by("CSS_SELECTOR", "#measure-vurdert-innen-frist svg"))
+    assert chart.find_elements(*_by("CSS_SELECTOR", "rect.bar.own"))  # the person's own region stands out
     _shot(browser, screenshots, "measures")
     assert _axe(browser, axe_source) == []
 

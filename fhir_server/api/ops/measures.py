@@ -19,7 +19,8 @@ from fhir_server.api.rest import server
 from fhir_server.core.issues import FhirError
 from fhir_server.core.storage import access
 from fhir_server.domain.calendar import oslo_today
-from fhir_server.domain.measures import Request, evaluate, region_rows
+from fhir_server.domain.measures import Request, evaluate
+from fhir_server.domain.measures.audience import Audience, audience
 from fhir_server.domain.measures.evaluate import REPORT_TYPES
 from fhir_server.security.policy import Need
 
@@ -45,15 +46,12 @@ def _subject(call: OperationCall) -> str | None:
     return value[8:]
 
 
-def _audience() -> tuple[frozenset[str] | None, bool]:
-    """The regions the caller's report covers (None: all) and whether small strata are masked."""
-    current = access.current()
-    if current is None or current.unrestricted:
-        return None, False
+def _audience() -> Audience:
+    """The regions the caller's report covers and the strata it masks (:mod:`fhir_server.domain.measures.audience`)."""
     caller = g.get("caller")
-    if caller is not None and server().settings.auth_statistics_scope in caller.raw_scopes:
-        return None, True
-    return region_rows(current.labels), True
+    settings = server().settings
+    statistics = caller is not None and settings.auth_statistics_scope in caller.raw_scopes
+    return audience(access.current(), statistics=statistics, min_patients=settings.measure_min_stratum_patients)
 
 
 @operation(
@@ -76,17 +74,8 @@ def evaluate_measure(call: OperationCall) -> Response:
         raise FhirError.single(400, "value", "reportType must be population, subject-list or subject", "reportType")
     if report_type == "subject" and subject is None:
         raise FhirError.single(400, "required", "reportType subject needs subject=Patient/[id]", "subject")
-    regions, masked = _audience()
-    settings = server().settings
-    request = Request(
-        start,
-        end,
-        min(end, oslo_today()),
-        report_type,
-        subject,
-        regions,
-        settings.measure_min_stratum_patients if masked else 0,
-    )
+    who = _audience()
+    request = Request(start, end, min(end, oslo_today()), report_type, subject, who.regions, who.min_patients)
     with server().db.read.connect() as conn:
         report = evaluate(conn, measure, request)
     return resource_response(report)

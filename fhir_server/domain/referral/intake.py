@@ -6,7 +6,8 @@ A referral arrives as a transaction-like Bundle (the doors map their formats to 
 2. claims the Norwegian profiles (``meta.profile``) and stamps the received date (Helsenorge
    ``no-mottatt-dato``) and the legal assessment deadline (``no-frist-for-vurdering``, pasient- og
    brukerrettighetsloven § 2-2: the working days the suggested pathway states, else the ordinary
-   referral's, counted from the Norwegian date of receipt; the end of that day, Oslo time);
+   referral's, counted from the Norwegian date of receipt; the end of that day, Oslo time), and carries
+   that deadline on the routing Task (``Task.restriction.period.end``);
 3. validates everything once (base rules, identifiers, profiles; :mod:`.leniency`): base R4 errors, no
    identifiable patient or no sender refuse the whole referral with 422 and nothing is stored; profile and
    identifier problems are warnings (errors only when the sender asks for strict handling), kept on the
@@ -57,6 +58,7 @@ from fhir_server.domain.referral.routing_task import (
     build_task,
     carried_task,
     evidence_urls,
+    keep_deadline,
     keep_warnings,
     provenance,
     same_routing,
@@ -131,7 +133,9 @@ class IntakePipeline:
         patient = resolve_patient(entries, referral, self.service)
         evidence = evidence_in_bundle(entries, referral)
         suggestions = suggest_pathways(referral, patient or {}, evidence, self.pathways, on_date=oslo_date(received))
-        self._prepare(entries, index, received, self._assessment_working_days(suggestions))
+        # the legal assessment deadline: computed once, stamped on the referral and carried by its routing Task
+        deadline = working_day_deadline(received, self._assessment_working_days(suggestions))
+        self._prepare(entries, index, received, deadline)
         write_id = existing or target
         if write_id is not None:  # an update of a referral we have (same id, same Task), or the sender's id
             entries[index]["request"] = {
@@ -174,6 +178,7 @@ class IntakePipeline:
                 identifier,
                 received,
                 self._owner(decision),
+                deadline,
             )
             new_task = task
             task_query = f"identifier={TASK_IDENTIFIER_SYSTEM}|{identifier[1]}"
@@ -204,15 +209,20 @@ class IntakePipeline:
                     "request": {"method": "POST", "url": "Provenance"},
                 }
             )
+        kept_on = new_task if new_task is not None else jsonio.copy_json(current_task) if current_task else None
+        # routing unchanged: the Task keeps the referral's deadline (an update may change the pathway, so the
+        # deadline) and this version's warnings
+        changed = kept_on is not None and new_task is None and keep_deadline(kept_on, deadline)
         if self.checks is not None:
             verdict = check_referral(self.checks, entries, index, patient, strict=strict, sent=request_count)
-            kept_on = new_task if new_task is not None else jsonio.copy_json(current_task) if current_task else None
-            if kept_on is not None and keep_warnings(kept_on, verdict.warnings, entries) and new_task is None:
-                if carried is not None:  # routing unchanged: the Task keeps this version's warnings
-                    carried["resource"] = kept_on
-                elif kept_on.get("id"):
-                    entries.append({"resource": kept_on, "request": {"method": "PUT", "url": f"Task/{kept_on['id']}"}})
+            if kept_on is not None and keep_warnings(kept_on, verdict.warnings, entries):
+                changed = changed or new_task is None
             notes.extend(verdict.warnings)
+        if changed and kept_on is not None:
+            if carried is not None:
+                carried["resource"] = kept_on
+            elif kept_on.get("id"):
+                entries.append({"resource": kept_on, "request": {"method": "PUT", "url": f"Task/{kept_on['id']}"}})
         event = "update" if existing else "create"
         owner = self._owner(decision).get("reference") if decision.rhf_orgnr else None
         with as_sender() if existing is None else nullcontext():  # a new referral's identifier: the sender's own
@@ -329,9 +339,9 @@ class IntakePipeline:
         days = [self.pathways.assessment_working_days(s.url) for s in suggestions]
         return min(days) if days else self.pathways.assessment_working_days(None)
 
-    def _prepare(self, entries: list[dict], index: int, received: datetime, working_days: int) -> None:
+    def _prepare(self, entries: list[dict], index: int, received: datetime, deadline: datetime) -> None:
         """Claim the Norwegian profiles; stamp the received instant and the assessment deadline (the end of
-        the ``working_days``-th working day after the Norwegian date of receipt, Oslo time)."""
+        the pathway's working days after the Norwegian date of receipt, Oslo time)."""
         for entry in entries:  # the referral, and the resources it brings (POSTed), not other writes in the Bundle
             resource = entry.get("resource")
             submitted = (entry.get("request") or {}).get("method", "POST") == "POST" or entry is entries[index]
@@ -342,7 +352,6 @@ class IntakePipeline:
                 if wanted not in claims and (resource["resourceType"] != "ServiceRequest" or entry is entries[index]):
                     claims.append(wanted)
         referral = entries[index]["resource"]
-        deadline = working_day_deadline(received, working_days)
         extensions = [
             e for e in referral.get("extension", []) if e.get("url") not in (EXT_RECEIVED, EXT_ASSESSMENT_DEADLINE)
         ]

@@ -31,8 +31,10 @@ def build_task(
     identifier: tuple[str, str],
     received: datetime,
     owner: dict,
+    deadline: datetime,
 ) -> tuple[dict, str]:
-    """The routing Task of a referral (owner: the RHF, or the manual-triage queue), and a fullUrl for it."""
+    """The routing Task of a referral (owner: the RHF, or the manual-triage queue), and a fullUrl for it.
+    ``deadline`` is the referral's legal assessment deadline (:func:`keep_deadline`)."""
     inputs: list[dict] = [{"type": task_code("suggested-pathway"), "valueCanonical": s.canonical} for s in suggestions]
     if decision.hf_orgnr:
         inputs.append(
@@ -65,6 +67,7 @@ def build_task(
         "reasonCode": {"coding": [{"system": ROUTING_RULE, "code": routing_rule(decision)}]},
         "input": inputs,
     }
+    keep_deadline(task, deadline)
     if patient_ref:
         task["for"] = {"reference": patient_ref}
     if decision.triage and not decision.rhf_orgnr:
@@ -99,6 +102,28 @@ def routing_rule(decision: RoutingDecision) -> str:
         renumbered = inputs.get("kommunenummer") != inputs.get("kommunenummer_2024")
         return "pre2024-municipality" if renumbered else "home-municipality"
     return decision.rule
+
+
+def task_deadline(task: dict) -> str | None:
+    """The assessment deadline a routing Task carries (``Task.restriction.period.end``)."""
+    restriction = task.get("restriction")
+    period = restriction.get("period") if isinstance(restriction, dict) else None
+    end = period.get("end") if isinstance(period, dict) else None
+    return end if isinstance(end, str) else None
+
+
+def keep_deadline(task: dict, deadline: datetime) -> bool:
+    """Put the referral's legal assessment deadline on its routing Task: ``Task.restriction.period.end``
+    (R4: the period over which fulfilment is sought), the same instant as the referral's
+    ``no-frist-for-vurdering``, so queues sort and filter Tasks by it (search parameter
+    ``assessment-deadline`` on Task). True when the Task changed."""
+    end = deadline.isoformat()
+    if task_deadline(task) == end:
+        return False
+    restriction = task.get("restriction") if isinstance(task.get("restriction"), dict) else {}
+    period = restriction.get("period") if isinstance(restriction.get("period"), dict) else {}
+    task["restriction"] = {**restriction, "period": {**period, "end": end}}
+    return True
 
 
 def keep_warnings(task: dict, warnings: list[Issue], entries: list[dict]) -> bool:

@@ -147,3 +147,43 @@ def test_a_catalog_without_the_deadline_data_is_refused(tmp_path: Path) -> None:
     (folder / "PlanDefinition-ordinaer-henvisning.json").unlink()
     with pytest.raises(PathwayCatalogError, match="ordinaer-henvisning is missing"):
         PathwayCatalog.load(folder)
+
+
+def task_of(intake: IntakePipeline, task_ref: str | None) -> dict:
+    assert task_ref is not None
+    rtype, _, rid = task_ref.partition("/")
+    return jsonio.loads(intake.service.read(rtype, rid).body or b"{}")
+
+
+def test_the_routing_task_carries_the_referrals_deadline(server: Components) -> None:
+    """The same computed instant on the referral and on its routing Task (``Task.restriction.period.end``),
+    so a queue of Tasks sorts and filters by it (search parameter ``assessment-deadline`` on Task)."""
+    result = server.intake.submit(
+        referral(uuid.uuid4().hex[:12]), received=datetime.fromisoformat("2026-06-16T00:30:00+02:00")
+    )
+    task = task_of(server.intake, result.task)
+    assert task["restriction"]["period"]["end"] == "2026-06-30T23:59:59+02:00"
+    found = server.service.search_window(
+        "Task", [("_id", task["id"]), ("assessment-deadline", "2026-06-30")], with_total=False
+    ).matches
+    assert [t.id for t in found] == [task["id"]]
+    later = server.service.search_window(
+        "Task", [("_id", task["id"]), ("assessment-deadline", "lt2026-06-30")], with_total=False
+    ).matches
+    assert later == []
+
+
+def test_an_update_that_changes_the_deadline_moves_the_tasks_deadline(server: Components, tmp_path: Path) -> None:
+    """The routing stays (same region, same Task), the pathway data gives another deadline: the Task follows."""
+    unique = uuid.uuid4().hex[:12]
+    received = datetime.fromisoformat("2026-06-16T00:30:00+02:00")
+    first = server.intake.submit(referral(unique), received=received)
+    assert task_of(server.intake, first.task)["restriction"]["period"]["end"] == "2026-06-30T23:59:59+02:00"
+    shorter = IntakePipeline(server.service, pathways_copy(tmp_path, {"psykisk-helsevern-voksne": 5}), default_tables())
+    again = shorter.submit(referral(unique), action="update", received=received)
+    assert again.task == first.task  # routing unchanged: the region's Task stays, with the new deadline
+    task = task_of(server.intake, again.task)
+    assert task["restriction"]["period"]["end"] == "2026-06-23T23:59:59+02:00"
+    rtype, _, rid = again.service_request.partition("/")
+    stored = jsonio.loads(server.service.read(rtype, rid).body or b"{}")
+    assert [e["valueDateTime"] for e in stored["extension"] if e["url"] == DEADLINE] == ["2026-06-23T23:59:59+02:00"]

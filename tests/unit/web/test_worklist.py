@@ -3,7 +3,7 @@ own referrals, a stale form is refused, and the deadline arithmetic counts Norwe
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -50,7 +50,7 @@ def test_a_region_sees_its_own_queue_only(worklist: Worklist) -> None:
         rows = worklist.queue(vest).rows
         assert [r.patient for r in rows] == ["Ola Vest"]
         assert rows[0].health_trust == "Helse Bergen HF" and rows[0].deadline is not None
-        assert worklist.triage() == []  # unroutable referrals belong to no region yet
+        assert worklist.triage().rows == []  # unroutable referrals belong to no region yet
     with access.acting_as(region_access(HELSE_NORD)):
         assert worklist.queue(vest).rows == []  # asking for another region's queue shows nothing
 
@@ -81,11 +81,11 @@ def test_a_stale_form_is_refused_and_the_first_action_stands(worklist: Worklist)
 def test_routing_by_hand_refuses_a_health_trust_of_another_region(worklist: Worklist) -> None:
     admin = Person("Ada Admin", "ada", HELSE_VEST, admin=True)
     with access.acting_as(access.SYSTEM):
-        (row,) = worklist.triage()
+        (row,) = worklist.triage().rows
         with pytest.raises(FhirError):
             worklist.route(row.task_id, row.task_version, admin, HELSE_NORD, "983974724")  # Helse Bergen HF
         worklist.route(row.task_id, row.task_version, admin, HELSE_NORD, None)
-        assert worklist.triage() == []
+        assert worklist.triage().rows == []
     with access.acting_as(region_access(HELSE_NORD)):
         assert {r.patient for r in worklist.queue(worklist.tables.organizations[HELSE_NORD]).rows} == {
             "Ola Nord",
@@ -114,3 +114,41 @@ def test_the_intakes_warnings_kept_on_the_task_are_listed() -> None:
     }
     assert task_warnings(task) == ["HPR check"]
     assert task_warnings({}) == []
+
+
+def test_the_queue_puts_the_earliest_deadline_first_and_pages(
+    own_database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Received 2, 40 and 25 days ago (in that order of creation): the queue shows the one past its deadline
+    longest first, then the other past it, then the one still in time; two a page, the next page known
+    without counting (both databases)."""
+    from fhir_server.components import build_server
+    from fhir_server.config import load_settings
+    from fhir_server.core.conformance.seed import seed
+    from fhir_server.web import worklist as module
+
+    settings = load_settings(
+        database_url=own_database,
+        auth_mode="development",
+        dev_key_path=str(tmp_path / "key.json"),
+        delivery_worker=False,
+    )
+    components = build_server(settings)
+    now = datetime.now(UTC)
+    with access.acting_as(access.SYSTEM):
+        seed(components.service)
+        for n, (family, days_ago) in enumerate([("Nylund", 2), ("Gammelstad", 40), ("Midtre", 25)]):
+            received = now - timedelta(days=days_ago)
+            assert components.intake.submit(referral_bundle(20 + n, family, "4601"), received=received).status == 201
+    worklist = Worklist(components.service, components.intake.tables, components.pathways)
+    vest = worklist.tables.organizations[HELSE_VEST]
+    monkeypatch.setattr(module, "PAGE_SIZE", 2)
+    with access.acting_as(region_access(HELSE_VEST)):
+        first = worklist.queue(vest)
+        second = worklist.queue(vest, page=2)
+        overdue = worklist.queue(vest, overdue=True)
+    assert [r.patient for r in first.rows + second.rows] == ["Ola Gammelstad", "Ola Midtre", "Ola Nylund"]
+    assert (first.has_next, second.has_next) == (True, False)
+    assert first.rows[0].overdue and first.rows[0].days_left is not None and first.rows[0].days_left < 0
+    assert [r.patient for r in overdue.rows] == ["Ola Gammelstad", "Ola Midtre"]
+    assert not second.rows[0].overdue
