@@ -51,7 +51,6 @@ def can_import() -> bool:
     """True when the synthetic generator and the bulk import are there (``--build import``)."""
     try:
         import fhir_server.bulk_import.runner  # noqa: F401
-
         from bench import scale_data  # noqa: F401
     except ImportError:
         return False
@@ -72,9 +71,8 @@ def build_by_intake(components: Components, referrals: int, days: int) -> None:
 
 def build_by_import(components: Components, referrals: int, folder: Path) -> None:
     """The synthetic generator's NDJSON (``bench/scale_data.py``) through the bulk import."""
-    from fhir_server.bulk_import.runner import Importer, ImportOptions
-
     from bench.scale_data import write_referrals
+    from fhir_server.bulk_import.runner import Importer, ImportOptions
 
     ndjson = folder / "ndjson"
     write_referrals(ndjson, referrals, seed=1)

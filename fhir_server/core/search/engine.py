@@ -167,10 +167,11 @@ class SearchEngine:
 
     def first(self, request: SearchRequest, offset: int = 0) -> SearchPage:
         """Matches ``offset`` to ``offset + count`` in order, with their includes, and no stored search
-        (for callers that page by their own means, e.g. the web app); ``total`` is not counted."""
-        with self.store.reading() as conn:
-            ids = list(conn.execute(self._id_query(request).limit(request.count).offset(offset)).scalars())
-            page = self._load_page(conn, request, request.resource_type, ids)
+        (for callers that page by their own means, e.g. the web app: the cost follows ``offset + count``);
+        ``total`` is not counted."""
+        with self.store.reading() as conn:  # the plan of a page, ``offset`` rows longer
+            rows = self._rows(conn, request, self._keys(request), None, offset + request.count)
+            page = self._load_page(conn, request, request.resource_type, rows.ids[offset:])
         page.offset, page.count = offset, request.count
         return page
 

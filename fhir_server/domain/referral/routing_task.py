@@ -120,8 +120,9 @@ def keep_deadline(task: dict, deadline: datetime) -> bool:
     end = deadline.isoformat()
     if task_deadline(task) == end:
         return False
-    restriction = task.get("restriction") if isinstance(task.get("restriction"), dict) else {}
-    period = restriction.get("period") if isinstance(restriction.get("period"), dict) else {}
+    found = task.get("restriction")
+    restriction: dict = found if isinstance(found, dict) else {}
+    period: dict = restriction["period"] if isinstance(restriction.get("period"), dict) else {}
     task["restriction"] = {**restriction, "period": {**period, "end": end}}
     return True
 
