@@ -72,6 +72,25 @@ def referrals_in(database_url: str) -> int:
         engine.dispose()
 
 
+def settled_share(database_url: str) -> float:
+    """The share of Tasks no longer requested (the status mix is applied once)."""
+    from sqlalchemy import create_engine, text
+
+    from fhir_server.core.storage.db import _normalise_url
+
+    engine = create_engine(_normalise_url(database_url))
+    sql = (
+        "SELECT count(*), sum(CASE WHEN code = 'requested' THEN 0 ELSE 1 END) FROM idx_token "
+        "WHERE res_type = 'Task' AND param = 'status'"
+    )
+    try:
+        with engine.connect() as conn:
+            total, settled = conn.execute(text(sql)).one()
+        return (settled or 0) / total if total else 0.0
+    finally:
+        engine.dispose()
+
+
 def build(database_url: str, count: int) -> None:
     """Import ``count`` referrals, give their Tasks a status mix, refresh statistics (progress on stderr)."""
     from bench.bench_import import build_database
@@ -258,6 +277,8 @@ def main() -> None:
         if held:
             raise SystemExit(f"{url} holds {held} referrals, fewer than {args.referrals}: use an empty database")
         build(url, args.referrals)
+    elif settled_share(url) < 0.5:  # a database built elsewhere (e.g. by bench_web.py): give it the mix once
+        mix_statuses(url)
     print(f"database: {referrals_in(url)} referrals ({url.split('@')[-1]})")
     server = start_server(url, work, access_log=False)
     try:
