@@ -323,7 +323,7 @@ class SearchEngine:
         """Rows of ``resources`` with every condition: the ``drive`` one as an id lookup, the other index
         filters as per-row probes (so the database does not read all their matches first)."""
         conditions = [
-            request.filters[i].holds_for(resources.c.res_id) if i in request.filters and i != drive else condition
+            condition if i == drive else self._probe(request, i, resources.c.res_id)
             for i, condition in enumerate(request.conditions)
         ]
         query = select(resources.c.res_id).where(
@@ -332,13 +332,24 @@ class SearchEngine:
         visible = access.labelled_condition(request.resource_type, resources.c.res_id)
         return query if visible is None else query.where(visible)
 
+    @staticmethod
+    def _probe(request: SearchRequest, index: int, id_column):  # type: ignore[no-untyped-def]
+        """Condition ``index`` as a check of the row whose id is ``id_column`` (index filters and ``_has``);
+        other conditions as they are (on ``resources``)."""
+        if index in request.filters:
+            return request.filters[index].holds_for(id_column)
+        if index in request.probes:
+            return request.probes[index](id_column)
+        return request.conditions[index]
+
     def _driven(self, request: SearchRequest, rows, skip: int | None, *where):  # type: ignore[no-untyped-def]
         """Ids from the index rows ``rows`` (an alias), with the conditions other than ``skip`` probed per
         row and the caller's access applied. Index rows exist for current, undeleted resources only, so the
         resource row is joined only for a condition that is not an index filter."""
         others = [i for i in range(len(request.conditions)) if i != skip]
-        conditions = [request.filters[i].holds_for(rows.c.res_id) for i in others if i in request.filters]
-        plain = [request.conditions[i] for i in others if i not in request.filters]
+        probed = [i for i in others if i in request.filters or i in request.probes]
+        conditions = [self._probe(request, i, rows.c.res_id) for i in probed]
+        plain = [request.conditions[i] for i in others if i not in probed]
         query = select(rows.c.res_id).where(*where, *conditions)
         if plain:
             joined = rows.join(

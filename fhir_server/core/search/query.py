@@ -11,6 +11,7 @@ whose type its scopes let it read, so no condition tells anything about what the
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
@@ -90,6 +91,8 @@ class SearchRequest:
     id_queries: list[Select | None] = field(default_factory=list)
     #: The index filter of a condition (by its position in ``conditions``), for conditions that are one.
     filters: dict[int, IndexFilter] = field(default_factory=dict)
+    #: A per-row check of a condition that is no index filter (``_has``), by position: SQL on an id column.
+    probes: dict[int, Callable[[ColumnElement], ColumnElement]] = field(default_factory=dict)
     sort: list[tuple[str, bool]] = field(default_factory=list)  # (param code, descending)
     count: int = DEFAULT_COUNT
     includes: list[Include] = field(default_factory=list)
@@ -187,6 +190,8 @@ class SearchParser:
             if found is not None:
                 request.filters[len(request.conditions)] = found
             ids = found.ids() if found is not None else self._other_ids(rtype, name, value)
+            if name.startswith("_has:"):
+                request.probes[len(request.conditions)] = self.has_probe(rtype, name, value)
             request.conditions.append(resources.c.res_id.in_(ids))
             request.id_queries.append(ids)
         request.used.append((name, value))
@@ -344,6 +349,44 @@ class SearchParser:
 
     def _has(self, rtype: str, name: str, value: str) -> Select:
         """``_has:Observation:patient:code=x``: ids that resources of another type point to."""
+        source, ref_code, inner = self._has_parts(name)
+        table = INDEX_TABLES["reference"]
+        return select(table.c.target_id).where(
+            table.c.res_type == source,
+            table.c.param == ref_code,
+            table.c.target_type == rtype,
+            table.c.res_id.in_(self.matching_ids(source, inner, value)),
+            *_visible(source, table.c.res_id),
+        )
+
+    def has_probe(self, rtype: str, name: str, value: str) -> Callable[[ColumnElement], ColumnElement]:
+        """``_has`` as a per-row check: SQL that the resource whose id is the given column is pointed to by
+        a matching resource (the inner condition probed too when it is an index filter), so a search walking
+        its type's rows in order need not read every match of the ``_has`` first."""
+        source, ref_code, inner = self._has_parts(name)
+        table = INDEX_TABLES["reference"]
+        inner_filter = self.index_filter(source, inner, value) if not inner.startswith("_has:") else None
+        matches = (
+            inner_filter.holds_for(table.c.res_id)
+            if inner_filter is not None
+            else table.c.res_id.in_(self.matching_ids(source, inner, value))
+        )
+        visible = _visible(source, table.c.res_id)
+
+        def probe(id_column: ColumnElement) -> ColumnElement:
+            return exists().where(
+                table.c.res_type == source,
+                table.c.param == ref_code,
+                table.c.target_type == rtype,
+                table.c.target_id == id_column,
+                matches,
+                *visible,
+            )
+
+        return probe
+
+    def _has_parts(self, name: str) -> tuple[str, str, str]:
+        """(source type, its reference parameter, the inner parameter) of ``_has:Type:reference:parameter``."""
         parts = name.split(":", 3)
         if len(parts) != 4 or parts[1] not in STORABLE_TYPES:
             raise _BadValue(name, f"'{name}' is not of the form _has:Type:reference:parameter")
@@ -353,14 +396,7 @@ class SearchParser:
             raise _BadValue(name, f"'{ref_code}' is not a reference search parameter of {source}")
         if not access.may_read(source):
             raise _not_readable([source], name)
-        table = INDEX_TABLES["reference"]
-        return select(table.c.target_id).where(
-            table.c.res_type == source,
-            table.c.param == ref_code,
-            table.c.target_type == rtype,
-            table.c.res_id.in_(self.matching_ids(source, inner, value)),
-            *_visible(source, table.c.res_id),
-        )
+        return source, ref_code, inner
 
     # -- one value of one parameter ---------------------------------------------------------
 

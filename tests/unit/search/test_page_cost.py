@@ -137,6 +137,7 @@ QUERIES = {
     "pull, administrator": (f"Task?{PULL}", access.SYSTEM),
     "sorted by a date, newest first": ("ServiceRequest?authored=ge2025-02-01&_sort=-authored", REGION),
     "estimated total": ("Task?status=accepted&_total=estimate", access.SYSTEM),
+    "_has": ("ServiceRequest?_has:Task:focus:status=accepted", REGION),
     "one match": ("Task?focus=ServiceRequest/00000010-sr&status=requested", access.SYSTEM),
 }
 
