@@ -294,7 +294,9 @@ class SearchEngine:
         positive = {i: q for i, q in enumerate(request.id_queries) if q is not None}
         if id_order and ordered:
             few = 10 * max(request.count, 1)
-            sizes = {i: self._size(conn, q, few) for i, q in positive.items() if i not in ordered}
+            sizes = {
+                i: self._size(conn, request.sizing.get(i, q), few) for i, q in positive.items() if i not in ordered
+            }
             tiny = [i for i in sizes if sizes[i] < few]
             if tiny:
                 return [self._drive(request, min(tiny, key=sizes.__getitem__), keys)]
@@ -302,7 +304,7 @@ class SearchEngine:
                 sizes = {i: self._size(conn, positive[i], SMALL) for i in ordered}
                 return [self._walk(request, min(ordered, key=sizes.__getitem__), keys[0].desc)]
             return [self._walk(request, ordered[0], keys[0].desc)]
-        sizes = {i: self._size(conn, q, SMALL) for i, q in positive.items()}
+        sizes = {i: self._size(conn, request.sizing.get(i, q), SMALL) for i, q in positive.items()}
         smallest = min(sizes, key=sizes.__getitem__) if sizes else None
         if smallest is not None and (sizes[smallest] < SMALL or counting):
             return [self._drive(request, smallest, keys)]

@@ -93,6 +93,8 @@ class SearchRequest:
     filters: dict[int, IndexFilter] = field(default_factory=dict)
     #: A per-row check of a condition that is no index filter (``_has``), by position: SQL on an id column.
     probes: dict[int, Callable[[ColumnElement], ColumnElement]] = field(default_factory=dict)
+    #: Ids that size a condition more cheaply than its own (a ``_has``: its inner filter's), by position.
+    sizing: dict[int, Select] = field(default_factory=dict)
     sort: list[tuple[str, bool]] = field(default_factory=list)  # (param code, descending)
     count: int = DEFAULT_COUNT
     includes: list[Include] = field(default_factory=list)
@@ -191,7 +193,12 @@ class SearchParser:
                 request.filters[len(request.conditions)] = found
             ids = found.ids() if found is not None else self._other_ids(rtype, name, value)
             if name.startswith("_has:"):
-                request.probes[len(request.conditions)] = self.has_probe(rtype, name, value)
+                position = len(request.conditions)
+                request.probes[position] = self.has_probe(rtype, name, value)
+                source, _, inner = self._has_parts(name)
+                inner_filter = self.index_filter(source, inner, value) if not inner.startswith("_has:") else None
+                if inner_filter is not None:  # about one referrer a target: sized by what the inner keeps
+                    request.sizing[position] = inner_filter.ids()
             request.conditions.append(resources.c.res_id.in_(ids))
             request.id_queries.append(ids)
         request.used.append((name, value))
