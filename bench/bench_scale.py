@@ -55,40 +55,36 @@ PULL = (
 )
 
 
-def referrals_in(database_url: str) -> int:
-    """How many referrals (ServiceRequests) the database holds (0 when it has no tables yet)."""
+def _one_row(database_url: str, sql: str) -> tuple | None:
+    """The one row ``sql`` answers in the database (None when its tables do not exist yet)."""
     from sqlalchemy import create_engine, text
 
-    from fhir_server.core.storage.db import _normalise_url
+    from fhir_server.core.storage.db import normalise_url
 
-    engine = create_engine(_normalise_url(database_url))
+    engine = create_engine(normalise_url(database_url))
     try:
         with engine.connect() as conn:
-            sql = "SELECT count(*) FROM resources WHERE res_type = 'ServiceRequest' AND NOT deleted"
-            return int(conn.execute(text(sql)).scalar() or 0)
+            return tuple(conn.execute(text(sql)).one())
     except Exception:  # no tables yet
-        return 0
+        return None
     finally:
         engine.dispose()
+
+
+def referrals_in(database_url: str) -> int:
+    """How many referrals (ServiceRequests) the database holds (0 when it has no tables yet)."""
+    row = _one_row(database_url, "SELECT count(*) FROM resources WHERE res_type = 'ServiceRequest' AND NOT deleted")
+    return int(row[0]) if row else 0
 
 
 def settled_share(database_url: str) -> float:
     """The share of Tasks no longer requested (the status mix is applied once)."""
-    from sqlalchemy import create_engine, text
-
-    from fhir_server.core.storage.db import _normalise_url
-
-    engine = create_engine(_normalise_url(database_url))
     sql = (
         "SELECT count(*), sum(CASE WHEN code = 'requested' THEN 0 ELSE 1 END) FROM idx_token "
         "WHERE res_type = 'Task' AND param = 'status'"
     )
-    try:
-        with engine.connect() as conn:
-            total, settled = conn.execute(text(sql)).one()
-        return (settled or 0) / total if total else 0.0
-    finally:
-        engine.dispose()
+    row = _one_row(database_url, sql)
+    return (row[1] or 0) / row[0] if row and row[0] else 0.0
 
 
 def build(database_url: str, count: int) -> None:

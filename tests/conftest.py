@@ -161,14 +161,20 @@ def kill_server(server: RunningServer) -> None:
 BACKENDS = ["sqlite", "postgresql"]
 
 
+def database_url(backend: str, folder: Path, name: str = "db.sqlite3") -> str:
+    """A fresh database of ``backend``: a SQLite file ``name`` in ``folder``, or a new PostgreSQL database
+    (the test is skipped when none is available)."""
+    if backend == "sqlite":
+        return f"sqlite:///{folder / name}"
+    if not POSTGRES_URL:
+        pytest.skip("PostgreSQL not available: set FHIR_TEST_POSTGRES_URL (scripts/test.sh does)")
+    return fresh_postgres_database(POSTGRES_URL)
+
+
 @pytest.fixture(params=BACKENDS)
 def own_database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh database for a server of the test's own (a SQLite file, or a PostgreSQL database)."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'own.sqlite3'}"
-    if not POSTGRES_URL:
-        pytest.skip("PostgreSQL not available: set FHIR_TEST_POSTGRES_URL")
-    return fresh_postgres_database(POSTGRES_URL)
+    return database_url(request.param, tmp_path, "own.sqlite3")
 
 
 @pytest.fixture(scope="session")

@@ -194,9 +194,7 @@ class SearchParser:
             ids = found.ids() if found is not None else self._other_ids(rtype, name, value)
             if name.startswith("_has:"):
                 position = len(request.conditions)
-                request.probes[position] = self.has_probe(rtype, name, value)
-                source, _, inner = self._has_parts(name)
-                inner_filter = self.index_filter(source, inner, value) if not inner.startswith("_has:") else None
+                request.probes[position], inner_filter = self.has_probe(rtype, name, value)
                 if inner_filter is not None:  # about one referrer a target: sized by what the inner keeps
                     request.sizing[position] = inner_filter.ids()
             request.conditions.append(resources.c.res_id.in_(ids))
@@ -366,10 +364,12 @@ class SearchParser:
             *_visible(source, table.c.res_id),
         )
 
-    def has_probe(self, rtype: str, name: str, value: str) -> Callable[[ColumnElement], ColumnElement]:
+    def has_probe(
+        self, rtype: str, name: str, value: str
+    ) -> tuple[Callable[[ColumnElement], ColumnElement], IndexFilter | None]:
         """``_has`` as a per-row check: SQL that the resource whose id is the given column is pointed to by
         a matching resource (the inner condition probed too when it is an index filter), so a search walking
-        its type's rows in order need not read every match of the ``_has`` first."""
+        its type's rows in order need not read every match of the ``_has`` first; and that inner filter."""
         source, ref_code, inner = self._has_parts(name)
         table = INDEX_TABLES["reference"]
         inner_filter = self.index_filter(source, inner, value) if not inner.startswith("_has:") else None
@@ -390,7 +390,7 @@ class SearchParser:
                 *visible,
             )
 
-        return has
+        return has, inner_filter
 
     def _has_parts(self, name: str) -> tuple[str, str, str]:
         """(source type, its reference parameter, the inner parameter) of ``_has:Type:reference:parameter``."""

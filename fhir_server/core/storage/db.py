@@ -46,7 +46,7 @@ class Database:
             self.write.dispose()
 
 
-def _normalise_url(url: str) -> str:
+def normalise_url(url: str) -> str:
     """Accept ``postgresql://`` and use the psycopg 3 driver for it."""
     parsed = make_url(url)
     if parsed.drivername in ("postgresql", "postgres"):
@@ -57,7 +57,7 @@ def _normalise_url(url: str) -> str:
 def open_database(url: str, *, sqlite_synchronous: str = "FULL", statement_timeout_ms: int = 0) -> Database:
     """Open (and create or upgrade the schema of) the database at ``url``; statements running longer than
     ``statement_timeout_ms`` are stopped (0: no limit; :mod:`~fhir_server.core.storage.statement_timeout`)."""
-    url = _normalise_url(url)
+    url = normalise_url(url)
     if url.startswith("sqlite"):
         path = make_url(url).database
         file_path = path if path and path != ":memory:" else None

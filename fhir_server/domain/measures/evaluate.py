@@ -13,13 +13,12 @@ patients (0: none).
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
-from sqlalchemy import Connection, Integer, TextClause, bindparam, text
+from sqlalchemy import Connection, TextClause, bindparam, text
 
 from fhir_server.core.storage import access
 from fhir_server.domain.measures.catalog import POPULATION_SYSTEM, MeasureDef
@@ -28,8 +27,6 @@ from fhir_server.domain.measures.definitions import OBSERVATIONS, POPULATIONS, S
 DATA_ABSENT_REASON = "http://hl7.org/fhir/StructureDefinition/data-absent-reason"
 REPORT_TYPES = {"population": "summary", "subject-list": "subject-list", "subject": "individual"}
 _UNKNOWN = "unknown"
-#: the day-number parameters of the definitions (see :mod:`.definitions`)
-_DAYS = ("start", "end", "asof")
 
 
 @dataclass(frozen=True)
@@ -103,16 +100,9 @@ def _flags(measure: MeasureDef) -> dict[str, str]:
 
 
 def _statement(sql: str, params: dict) -> TextClause:
-    """``sql`` with its parameters bound: the lists expanded, the day numbers written into the text.
-
-    Bound days would let PostgreSQL reuse one generic plan of a prepared statement for every period (the
-    driver prepares a statement run often); that plan guesses a few rows and sorts, spilling to disk,
-    where the period's own plan hashes. Day numbers are integers: written in, they are still no injection.
-    """
+    """``sql`` with its list parameters expanded. (PostgreSQL plans every execution with its own day numbers:
+    ``core/storage/postgres.py``, so a prepared statement's generic plan never serves another period.)"""
     statement = text(sql)
-    for name in _DAYS:
-        if re.search(rf":{name}\b", sql):
-            statement = statement.bindparams(bindparam(name, type_=Integer, literal_execute=True))
     for name in ("regions", "values"):
         if name in params:
             statement = statement.bindparams(bindparam(name, expanding=True))

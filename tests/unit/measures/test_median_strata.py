@@ -18,7 +18,7 @@ from fhir_server.domain.measures import MeasureCatalog, Request, ensure_fact_tab
 from fhir_server.domain.measures.catalog import measure_def
 from fhir_server.domain.measures.definitions import STRATIFIERS
 from fhir_server.domain.measures.facts import referral_facts
-from tests.conftest import BACKENDS, POSTGRES_URL, fresh_postgres_database
+from tests.conftest import BACKENDS, database_url
 
 START, END = date(2025, 1, 1), date(2025, 12, 31)
 REGIONS = {"983658725": ["983974678", "983974694"], "883658752": ["983974880"], None: [None]}
@@ -58,12 +58,7 @@ ROWS = fact_rows(600)
 
 @pytest.fixture(params=BACKENDS)
 def conn(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Connection]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'facts.sqlite3'}"
-    elif POSTGRES_URL:
-        url = fresh_postgres_database(POSTGRES_URL)
-    else:
-        pytest.skip("PostgreSQL not available: set FHIR_TEST_POSTGRES_URL (scripts/test.sh does)")
+    url = database_url(request.param, tmp_path, "facts.sqlite3")
     db = open_database(url)
     ensure_fact_table(db)
     with db.write.begin() as c:

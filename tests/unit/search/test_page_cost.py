@@ -26,7 +26,7 @@ from fhir_server.core.storage.schema import (
     resources,
 )
 from fhir_server.core.storage.store import Store
-from tests.conftest import BACKENDS, POSTGRES_URL, fresh_postgres_database
+from tests.conftest import BACKENDS, database_url
 
 VEST, NORD = "983658725", "883658752"
 RHF = "urn:oid:2.16.578.1.12.4.1.4.101"
@@ -84,12 +84,7 @@ def databases(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[
     """A database and a ten times larger one of the same shape (both beyond the engine's sizing bounds)."""
     made = []
     for size in (3000, 30000):
-        if request.param == "sqlite":
-            url = f"sqlite:///{tmp_path / f'db-{size}.sqlite3'}"
-        elif POSTGRES_URL:
-            url = fresh_postgres_database(POSTGRES_URL)
-        else:
-            pytest.skip("PostgreSQL not available: set FHIR_TEST_POSTGRES_URL (scripts/test.sh does)")
+        url = database_url(request.param, tmp_path, f"db-{size}.sqlite3")
         service = FhirService(Store(open_database(url), build_search_registry()))
         service.engine.limits = PagingLimits(count_bound=100)
         fill(service, size)

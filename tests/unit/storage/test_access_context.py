@@ -17,7 +17,7 @@ from fhir_server.core.issues import FhirError
 from fhir_server.core.storage import access
 from fhir_server.core.storage.db import open_database
 from fhir_server.core.storage.store import Store
-from tests.conftest import BACKENDS, POSTGRES_URL, fresh_postgres_database
+from tests.conftest import BACKENDS, database_url
 
 FNR = "urn:oid:2.16.578.1.12.4.1.4.1"
 ORG_A, ORG_B = access.org_label("910000001"), access.org_label("910000002")
@@ -25,12 +25,7 @@ ORG_A, ORG_B = access.org_label("910000001"), access.org_label("910000002")
 
 @pytest.fixture(params=BACKENDS)
 def service(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[FhirService]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'db.sqlite3'}"
-    elif POSTGRES_URL:
-        url = fresh_postgres_database(POSTGRES_URL)
-    else:
-        pytest.skip("PostgreSQL not available: set FHIR_TEST_POSTGRES_URL (scripts/test.sh does)")
+    url = database_url(request.param, tmp_path, "db.sqlite3")
     db = open_database(url)
     yield FhirService(Store(db, build_search_registry()))
     db.dispose()

@@ -18,17 +18,12 @@ from fhir_server.core.storage.db import open_database
 from fhir_server.core.storage.schema import resources
 from fhir_server.core.storage.store import Store
 from fhir_server.core.validation import validate_resource
-from tests.conftest import POSTGRES_URL, fresh_postgres_database
+from tests.conftest import database_url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def service(request: pytest.FixtureRequest, tmp_path: Path):  # type: ignore[no-untyped-def]
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'db.sqlite3'}"
-    elif POSTGRES_URL:
-        url = fresh_postgres_database(POSTGRES_URL)
-    else:
-        pytest.skip("PostgreSQL not available: set FHIR_TEST_POSTGRES_URL")
+    url = database_url(request.param, tmp_path, "db.sqlite3")
     store = Store(open_database(url), build_search_registry())
     with access.acting_as(access.SYSTEM):
         yield FhirService(store, [validate_resource])

@@ -17,7 +17,7 @@ from fhir_server.core.storage.db import open_database
 from fhir_server.core.storage.schema import idx_token
 from fhir_server.core.storage.schema import index_backlog as backlog_table
 from fhir_server.core.storage.store import Store
-from tests.conftest import BACKENDS, POSTGRES_URL, fresh_postgres_database
+from tests.conftest import BACKENDS, database_url
 
 
 def event(code: str) -> dict:
@@ -35,12 +35,7 @@ def event(code: str) -> dict:
 
 @pytest.fixture(params=BACKENDS)
 def service(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[FhirService]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'db.sqlite3'}"
-    elif POSTGRES_URL:
-        url = fresh_postgres_database(POSTGRES_URL)
-    else:
-        pytest.skip("PostgreSQL not available: set FHIR_TEST_POSTGRES_URL (scripts/test.sh does)")
+    url = database_url(request.param, tmp_path, "db.sqlite3")
     db = open_database(url)
     yield FhirService(Store(db, build_search_registry()))
     db.dispose()

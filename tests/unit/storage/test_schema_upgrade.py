@@ -9,19 +9,14 @@ from sqlalchemy import inspect, select, text
 
 from fhir_server.core.storage.db import open_database
 from fhir_server.core.storage.schema import SCHEMA_VERSION, schema_info
-from tests.conftest import BACKENDS, POSTGRES_URL, fresh_postgres_database
+from tests.conftest import BACKENDS, database_url
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_version_1_gains_owned_stored_searches_with_a_consistency_point_and_no_result_lists(
     backend: str, tmp_path: Path
 ) -> None:
-    if backend == "sqlite":
-        url = f"sqlite:///{tmp_path / 'db.sqlite3'}"
-    elif POSTGRES_URL:
-        url = fresh_postgres_database(POSTGRES_URL)
-    else:
-        pytest.skip("PostgreSQL not available: set FHIR_TEST_POSTGRES_URL (scripts/test.sh does)")
+    url = database_url(backend, tmp_path, "db.sqlite3")
     db = open_database(url)
     with db.write.begin() as conn:  # make it a version 1 database: stored searches had no owner
         conn.execute(text("ALTER TABLE search_snapshots DROP COLUMN owner"))
