@@ -201,9 +201,13 @@ class SearchEngine:
     def _keys(self, request: SearchRequest) -> list[SortKey]:
         return order_keys(self.registry, request.resource_type, request.sort)
 
-    def _base_query(self, request: SearchRequest):  # type: ignore[no-untyped-def]
+    def _base_query(self, request: SearchRequest, conditions: list | None = None):  # type: ignore[no-untyped-def]
+        """Ids of the type's current resources the caller may see that meet ``conditions`` (the search's own
+        when None)."""
         query = select(resources.c.res_id).where(
-            resources.c.res_type == request.resource_type, resources.c.deleted.is_(False), *request.conditions
+            resources.c.res_type == request.resource_type,
+            resources.c.deleted.is_(False),
+            *(request.conditions if conditions is None else conditions),
         )
         visible = access.labelled_condition(request.resource_type, resources.c.res_id)
         return query if visible is None else query.where(visible)
@@ -352,11 +356,7 @@ class SearchEngine:
             condition if i == drive else self._probe(request, i, resources.c.res_id)
             for i, condition in enumerate(request.conditions)
         ]
-        query = select(resources.c.res_id).where(
-            resources.c.res_type == request.resource_type, resources.c.deleted.is_(False), *conditions
-        )
-        visible = access.labelled_condition(request.resource_type, resources.c.res_id)
-        return query if visible is None else query.where(visible)
+        return self._base_query(request, conditions)
 
     @staticmethod
     def _probe(request: SearchRequest, index: int, id_column):  # type: ignore[no-untyped-def]
