@@ -97,6 +97,19 @@ def test_rest_door_routes_stamps_and_explains(fhir, unique):
     assert {i["diagnostics"] for i in outcome["issue"]} >= {f"stored with the referral: Task/{task['id']}"}
 
 
+def test_the_intakes_own_task_and_provenance_are_valid_r4(fhir, unique):
+    """The intake checks base R4 only on what the sender sent: what it builds itself must be valid R4."""
+    api = Fhir(fhir)
+    submit(api, referral(unique))
+    task = task_of(api, unique)
+    provenance = api.search(f"Provenance?target=Task/{task['id']}")["entry"][0]["resource"]
+    for resource in (task, provenance):
+        r = api.post(f"{resource['resourceType']}/$validate", resource)
+        assert r.status_code == 200, r.text
+        errors = [i for i in r.json()["issue"] if i["severity"] in ("error", "fatal")]
+        assert errors == [], errors
+
+
 def test_same_referral_twice_is_stored_once(fhir, unique):
     api = Fhir(fhir)
     submit(api, referral(unique))

@@ -86,6 +86,15 @@ class WriteUnit:
         self.flush()
         return fetch_all(self.conn, sql, params)
 
+    def run(self, sql: str, params: Sequence[Any]) -> None:
+        """Run prepared SQL text that returns no rows inside this transaction (pending writes flushed first)."""
+        self.flush()
+        cursor = self.conn.connection.cursor()
+        try:
+            cursor.execute(sql, params)
+        finally:
+            cursor.close()
+
     def match_ids(self, resource_type: str, matches: list[IndexMatch], *, limit: int | None = None) -> list[str]:
         """:meth:`Store.match_ids` inside this transaction."""
         return self.store.match_ids(resource_type, matches, unit=self, limit=limit)

@@ -106,6 +106,10 @@ def filters_of(subscription: dict, topic: Topic) -> list[Filter]:
     return found
 
 
+#: The subscriptions that may get events (built once: every write of a topic's type asks).
+_ACTIVE = select(subscription_state).where(subscription_state.c.status != "off")
+
+
 class SubscriptionRules:
     """The store write hook of topic subscriptions (registered by the composition root)."""
 
@@ -188,7 +192,7 @@ class SubscriptionRules:
     # -- events -----------------------------------------------------------------------------
 
     def _on_write(self, unit: WriteUnit, resource: dict) -> None:
-        rows = unit.execute(select(subscription_state).where(subscription_state.c.status != "off")).all()
+        rows = unit.execute(_ACTIVE).all()
         rows = [
             r
             for r in rows

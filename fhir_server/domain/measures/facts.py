@@ -21,9 +21,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date
+from functools import lru_cache
 
-from sqlalchemy import Column, Index, Integer, MetaData, String, Table, func, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Column, Index, Integer, MetaData, String, Table, select
 
 from fhir_server.core import jsonio
 from fhir_server.core.indexing.rows import parse_reference
@@ -207,20 +207,40 @@ def careplan_facts_of(careplan: dict) -> dict:
 
 def upsert(unit: WriteUnit, referral_id: str, facts: dict, *, keep: tuple[str, ...] = ()) -> None:
     """Set ``facts`` on the referral's row (created when missing), in the write's transaction; the
-    columns named in ``keep`` are only filled, never replaced."""
-    dialect = sqlite if unit.store.db.is_sqlite else postgresql
-    statement = dialect.insert(referral_facts).values(referral_id=referral_id, **facts)
-    updates: dict = dict(facts)
-    for name in (k for k in keep if k in facts):
-        updates[name] = func.coalesce(referral_facts.c[name], statement.excluded[name])
-    unit.execute(statement.on_conflict_do_update(index_elements=["referral_id"], set_=updates))
-    if "received" in facts or "first_attendance" in facts:
-        c = referral_facts.c
-        unit.execute(
-            referral_facts.update()
-            .where(c.referral_id == referral_id)
-            .values(waiting_days=c.first_attendance - c.received)
-        )
+    columns named in ``keep`` are only filled, never replaced. The waiting days follow the received and
+    first-attendance days in the same statement."""
+    names = tuple(facts)
+    sql = _upsert_sql(unit.store.dialect.mark, names, tuple(k for k in keep if k in facts))
+    waiting = None
+    if (
+        "received" in facts
+        and "first_attendance" in facts
+        and None not in (facts["received"], facts["first_attendance"])
+    ):
+        waiting = facts["first_attendance"] - facts["received"]
+    unit.run(sql, (referral_id, *(facts[n] for n in names), waiting))
+
+
+@lru_cache(maxsize=64)
+def _upsert_sql(mark: str, names: tuple[str, ...], keep: tuple[str, ...]) -> str:
+    """``INSERT … ON CONFLICT DO UPDATE`` of ``names`` (SQLite and PostgreSQL spell it alike): replaced, or
+    for ``keep`` only filled; ``waiting_days`` recomputed when either of its days is set."""
+    table = referral_facts.name
+
+    def new_value(name: str) -> str:
+        if name in keep:
+            return f"COALESCE({table}.{name}, excluded.{name})"
+        return f"excluded.{name}" if name in names else f"{table}.{name}"
+
+    sets = [f"{n} = {new_value(n)}" for n in names]
+    if "received" in names or "first_attendance" in names:
+        sets.append(f"waiting_days = {new_value('first_attendance')} - {new_value('received')}")
+    columns = ", ".join(("referral_id", *names, "waiting_days"))
+    marks = ", ".join([mark] * (len(names) + 2))
+    return (
+        f"INSERT INTO {table} ({columns}) VALUES ({marks}) "
+        f"ON CONFLICT (referral_id) DO UPDATE SET {', '.join(sets) or 'referral_id = excluded.referral_id'}"
+    )
 
 
 def _read(unit: WriteUnit, resource_type: str, resource_id: str | None) -> dict | None:
@@ -250,10 +270,12 @@ def _referral_of_careplan(careplan: dict) -> str | None:
 
 def _count_referrals_of(unit: WriteUnit, patient_id: str) -> None:
     """Store on each of the patient's rows how many referrals the patient has."""
-    c = referral_facts.c
-    mine = c.patient_id == patient_id
-    total = select(func.count()).select_from(referral_facts).where(mine).scalar_subquery()
-    unit.execute(referral_facts.update().where(mine).values(patient_referrals=total))
+    mark, table = unit.store.dialect.mark, referral_facts.name
+    unit.run(
+        f"UPDATE {table} SET patient_referrals = (SELECT count(*) FROM {table} WHERE patient_id = {mark}) "
+        f"WHERE patient_id = {mark}",
+        (patient_id, patient_id),
+    )
 
 
 def facts_follow_writes() -> Callable[[WriteUnit, dict], None]:
