@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,10 +29,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.scale_data import write_referrals  # noqa: E402
+from fhir_server.bulk_import.jobs import latest_job  # noqa: E402
 from fhir_server.bulk_import.runner import Importer, ImportOptions  # noqa: E402
-from fhir_server.components import build_server, start_workers  # noqa: E402
+from fhir_server.bulk_import.sources import import_files  # noqa: E402
+from fhir_server.components import Components, build_server, start_workers  # noqa: E402
 from fhir_server.config import load_settings  # noqa: E402
 from fhir_server.core.conformance.seed import seed, seed_conformance  # noqa: E402
+from fhir_server.core.storage import access  # noqa: E402
 
 SLICES = 10
 
@@ -84,9 +90,12 @@ def build_database(
 ) -> list[Slice]:
     """Import ``count`` referrals into ``database_url`` in ten slices; returns each slice's figures.
 
-    ``parallel`` > 1 imports slices 2 to 10 in that many processes at once (the first, with the GP offices
-    and GPs the others name, before them): for PostgreSQL, whose writers do not wait for each other; on
-    SQLite a batch holds the database's write lock, so parallel slices only take turns."""
+    With ``work`` the slices' NDJSON stay in that folder and a build that stopped (killed, or the machine's
+    session over) goes on where it was when run again: a slice whose import completed is skipped, the one
+    that was running resumes at its last stored batch (the import's own job record). ``parallel`` > 1 imports
+    slices 2 to 10 in that many processes at once (the first, with the GP offices and GPs the others name,
+    before them): for PostgreSQL, whose writers do not wait for each other; on SQLite a batch holds the
+    database's write lock, so parallel slices only take turns."""
     settings = load_settings(database_url=database_url)
     server = build_server(settings)
     workers = start_workers(server, delivery=False)
@@ -95,30 +104,61 @@ def build_database(
         seed(server.service)
         seed_conformance(server.service, server.conformance)
         importer = Importer(server, ImportOptions(batch_size=batch_size, progress=False))
-        with tempfile.TemporaryDirectory(dir=work) as folder:
-            size = max(1, count // SLICES)
-            folders = []
-            for number in range(SLICES):
-                n = size if number < SLICES - 1 else count - number * size
-                if n <= 0:
-                    break
-                data = Path(folder) / f"slice-{number}"
-                write_referrals(data, n, seed_number, first=1 + number * size, total=count)
-                folders.append(data)
-            slices.append(_import_slice(importer, folders[0], 1))
-            if parallel <= 1:
-                slices += [_import_slice(importer, data, i + 2) for i, data in enumerate(folders[1:])]
-            else:
+        with _slice_folder(work, count, seed_number) as folder:
+            folders = _write_slices(folder, count, seed_number)
+            todo = [(i + 1, data) for i, data in enumerate(folders) if not _imported(server, data)]
+            for number, data in todo[: 1 if parallel > 1 else None]:
+                slices.append(_import_slice(importer, data, number))
+            if parallel > 1 and todo[1:]:
                 context = multiprocessing.get_context("spawn")
                 with ProcessPoolExecutor(
                     parallel, mp_context=context, initializer=_start_worker, initargs=(database_url, batch_size)
                 ) as pool:
-                    futures = [pool.submit(_in_worker, data, i + 2) for i, data in enumerate(folders[1:])]
+                    futures = [pool.submit(_in_worker, data, number) for number, data in todo[1:]]
                     slices += [f.result() for f in futures]
     finally:
         workers.stop()
         server.db.dispose()
     return slices
+
+
+@contextmanager
+def _slice_folder(work: Path | None, count: int, seed_number: int) -> Iterator[Path]:
+    """``work``'s folder for these slices (kept), else a temporary one."""
+    if work is not None:
+        folder = work / f"slices-{count}-seed-{seed_number}"
+        folder.mkdir(parents=True, exist_ok=True)
+        yield folder
+        return
+    with tempfile.TemporaryDirectory() as temporary:
+        yield Path(temporary)
+
+
+def _write_slices(folder: Path, count: int, seed_number: int) -> list[Path]:
+    """The ten slices' folders, written unless a complete one is there (written aside, then renamed)."""
+    size = max(1, count // SLICES)
+    folders = []
+    for number in range(SLICES):
+        n = size if number < SLICES - 1 else count - number * size
+        if n <= 0:
+            break
+        data = folder / f"slice-{number}"
+        if not data.exists():
+            partial = folder / f"slice-{number}.partial"
+            shutil.rmtree(partial, ignore_errors=True)
+            write_referrals(partial, n, seed_number, first=1 + number * size, total=count)
+            partial.rename(data)
+        folders.append(data)
+    return folders
+
+
+def _imported(server: Components, data: Path) -> bool:
+    """True when an import of exactly these files completed (a build run again skips the slice)."""
+    with access.acting_as(access.SYSTEM):
+        done = latest_job(server.store, import_files([data]), "completed") is not None
+    if done:
+        print(f"{data.name}: imported before", flush=True)
+    return done
 
 
 def main() -> None:

@@ -17,8 +17,9 @@ rejected, the newest still requested), refreshes the planner's statistics, start
 clients at once for ``--seconds`` (requests/s and p95), and the largest worker's resident memory.
 
 Run:  python bench/bench_scale.py [--referrals 10000] [--database-url URL] [--keep DIR] [--requests 100]
-      (default: a fresh SQLite file; ``--keep DIR`` keeps the SQLite database there and reuses it next time;
-      a PostgreSQL URL is filled when empty and reused when it holds referrals)
+      (default: a fresh SQLite file; ``--keep DIR`` keeps the SQLite database and the import's slices there:
+      run again, it goes on with a build that stopped, or reuses the database; a PostgreSQL URL is filled
+      when empty and reused when it holds referrals, with ``--keep DIR`` a build that stopped goes on)
 """
 
 from __future__ import annotations
@@ -87,12 +88,13 @@ def settled_share(database_url: str) -> float:
     return (row[1] or 0) / row[0] if row and row[0] else 0.0
 
 
-def build(database_url: str, count: int) -> None:
-    """Import ``count`` referrals, give their Tasks a status mix, refresh statistics (progress on stderr)."""
+def build(database_url: str, count: int, work: Path | None = None) -> None:
+    """Import ``count`` referrals, give their Tasks a status mix, refresh statistics (progress on stderr);
+    with ``work``, a build that stopped goes on where it was."""
     from bench.bench_import import build_database
 
     started = time.monotonic()
-    slices = build_database(database_url, count)
+    slices = build_database(database_url, count, work=work)
     stored = sum(s.stored for s in slices)
     print(f"built: {count} referrals, {stored} resources in {time.monotonic() - started:.0f} s", file=sys.stderr)
     mix_statuses(database_url)
@@ -265,7 +267,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--referrals", type=int, default=10_000)
     parser.add_argument("--database-url")
-    parser.add_argument("--keep", type=Path, help="folder keeping the SQLite database for a later run")
+    parser.add_argument("--keep", type=Path, help="folder keeping the database (SQLite) and slices for a later run")
+    parser.add_argument("--build-only", action="store_true", help="build (or go on building) the database, then stop")
     parser.add_argument("--requests", type=int, default=100)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=10.0)
@@ -276,12 +279,14 @@ def main() -> None:
     url = args.database_url or f"sqlite:///{folder / f'scale-{args.referrals}.sqlite3'}"
     held = referrals_in(url)
     if held < args.referrals:
-        if held:
+        if held and args.keep is None:
             raise SystemExit(f"{url} holds {held} referrals, fewer than {args.referrals}: use an empty database")
-        build(url, args.referrals)
+        build(url, args.referrals, work=args.keep)  # with --keep: goes on with a build that stopped
     elif settled_share(url) < 0.5:  # a database built elsewhere (e.g. by bench_web.py): give it the mix once
         mix_statuses(url)
     print(f"database: {referrals_in(url)} referrals ({url.split('@')[-1]})")
+    if args.build_only:
+        return
     server = start_server(url, work, access_log=False)
     try:
         admin = Client(server, server.token(ADMIN_SCOPES, ADMIN_ORG, client_id="bench-admin"))

@@ -91,9 +91,14 @@ def find_job(store: Store, job_id: str) -> ImportJob | None:
 
 def unfinished_job(store: Store, files: list[ImportFile]) -> ImportJob | None:
     """The running job of these very files, if an earlier run of the same command stopped midway."""
+    return latest_job(store, files, "running")
+
+
+def latest_job(store: Store, files: list[ImportFile], status: str) -> ImportJob | None:
+    """The newest job of these very files in ``status`` (running, completed), if any."""
     query = (
         select(import_jobs)
-        .where(import_jobs.c.fingerprint == fingerprint(files), import_jobs.c.status == "running")
+        .where(import_jobs.c.fingerprint == fingerprint(files), import_jobs.c.status == status)
         .order_by(import_jobs.c.created.desc())
     )
     with store.reading() as conn:

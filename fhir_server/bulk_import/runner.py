@@ -165,17 +165,26 @@ class Importer:
         Runs of lines no write policy claims are written together (:meth:`FhirService.update_many`: one write
         unit); a line a policy claims (a referral) is written on its own through the policy."""
         refusals: list[Refusal] = []
+        parsed = [(line, resource) for line in chunk if (resource := self._parse(file, line, refusals)) is not None]
+        claimed = [(line, resource) for line, resource in parsed if self.service.policy_for(resource) is not None]
+        # a resource's first line in the chunk is compared with what was stored before it (one look-up for all);
+        # a later line of the same resource with what the chunk wrote
+        first_of: dict[object, int] = {}
+        for line, resource in claimed:
+            first_of.setdefault(_key(resource) or line.number, line.number)
+        firsts = [(line, r) for line, r in claimed if first_of[_key(r) or line.number] == line.number]
+        changed = {line.number for line, _ in self._changed(firsts, covered=True)} if firsts else set()
         plain: list[tuple[Line, dict]] = []
-        for line in chunk:
-            resource = self._parse(file, line, refusals)
-            if resource is None:
-                continue
+        for line, resource in parsed:
             if self.service.policy_for(resource) is None:
                 plain.append((line, resource))
                 continue
             refusals += self._write_plain(file, plain)
             plain = []
-            if not self._changed([(line, resource)], covered=True):
+            if first_of[_key(resource) or line.number] == line.number:
+                if line.number not in changed:
+                    continue
+            elif not self._changed([(line, resource)], covered=True):
                 continue
             rid = resource.get("id")
             try:
@@ -200,7 +209,8 @@ class Importer:
         ]
 
     def _changed(self, lines: list[tuple[Line, dict]], *, covered: bool = False) -> list[tuple[Line, dict]]:
-        """The lines whose resource differs from its stored version (or is not stored); counts the others.
+        """The lines whose resource differs from its stored version (or is not stored); counts the others
+        (one look-up for all of them).
 
         ``covered``: for lines a write policy writes (a referral: the intake adds its stamps), a stored version
         that holds everything the line says counts as the same: a re-run stores no new version of it, and

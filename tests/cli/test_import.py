@@ -162,3 +162,22 @@ def test_kill_9_midway_then_resume_without_duplicates(backend: str, tmp_path: Pa
     assert f"0 resource(s) stored, {3 * count + count // 40 * 3} unchanged" in again.stdout
     assert counts(url, by_type) == {**stored, "AuditEvent": 2}  # nothing new but the second run's event
     assert counts(url, "SELECT res_type, MAX(version_id) FROM resources GROUP BY res_type") == versions
+
+
+def test_a_referral_repeated_in_one_batch_is_stored_once_and_its_change_kept(tmp_path: Path):
+    """Lines of a batch are compared with what was stored in one look-up; a referral's later line in the same
+    batch is compared with what its earlier line stored (same content: left as it is; changed: a new version)."""
+    url = database("sqlite", tmp_path)
+    write_referrals(tmp_path / "data", 3, seed=5)
+    requests_file = tmp_path / "data" / "ServiceRequest.ndjson"
+    lines = requests_file.read_text().splitlines()
+    changed = json.loads(lines[0])
+    changed["priority"] = "urgent"
+    requests_file.write_text("\n".join([lines[0], lines[1], lines[0], json.dumps(changed), lines[2]]) + "\n")
+    run = run_import(tmp_path / "data", url)
+    assert run.returncode == 0, run.stdout + run.stderr
+    versions = counts(url, "SELECT res_id, version_id FROM resources WHERE res_type = 'ServiceRequest'")
+    first = json.loads(lines[0])["id"]
+    assert versions == {first: 2, json.loads(lines[1])["id"]: 1, json.loads(lines[2])["id"]: 1}
+    assert counts(url, "SELECT res_type, COUNT(*) FROM resources WHERE res_type = 'Task' GROUP BY 1") == {"Task": 3}
+    assert "1 unchanged" in run.stdout
