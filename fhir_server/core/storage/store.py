@@ -91,7 +91,7 @@ class Store:
 
         batch = _batch.get()
         if batch is not None:  # one savepoint in the batch's transaction: a failure undoes this work only
-            with batch.conn.begin_nested():
+            with _savepoint(batch.conn):
                 unit = WriteUnit(self, batch.conn)
                 result = work(unit)
                 unit.finish()
@@ -288,6 +288,28 @@ class Store:
             return conn.execute(query).first()
         with self.reading() as c:
             return c.execute(query).first()
+
+
+@contextmanager
+def _savepoint(conn: Connection) -> Iterator[None]:
+    """A savepoint by plain SQL on the transaction's own connection, undone when the block raises
+    (SQLAlchemy's ``begin_nested`` compiles its statements anew each time: a bulk import writes thousands)."""
+
+    def run(sql: str) -> None:
+        cursor = conn.connection.cursor()
+        try:
+            cursor.execute(sql)
+        finally:
+            cursor.close()
+
+    run("SAVEPOINT store_write")
+    try:
+        yield
+    except BaseException:
+        run("ROLLBACK TO SAVEPOINT store_write")
+        run("RELEASE SAVEPOINT store_write")
+        raise
+    run("RELEASE SAVEPOINT store_write")
 
 
 def _gone_issue(resource_type: str, resource_id: str, version: str | None = None):  # type: ignore[no-untyped-def]

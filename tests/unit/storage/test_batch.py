@@ -52,11 +52,21 @@ def test_a_batch_commits_its_writes_together_and_a_failed_write_undoes_only_itse
 
         with pytest.raises(FhirError):
             service.store.write(half_then_fail)
+
+        def database_error(unit):  # type: ignore[no-untyped-def]
+            unit.put(patient("e"))
+            unit.run("INSERT INTO resources (res_type) VALUES (NULL)", ())  # refused by the database itself
+
+        # the driver's own error; PostgreSQL's aborted transaction is taken back to the savepoint too
+        with pytest.raises(Exception, match=r"(?i)null"):
+            service.store.write(database_error)
         service.update("Patient", "d", patient("d"))
         assert service.read("Patient", "a").version_id == 1  # the batch reads its own writes
         assert service.conditional_matches(None, "Patient", "name=d") == ["d"]
         with pytest.raises(FhirError):
             service.read("Patient", "c")  # undone with its savepoint
+        with pytest.raises(FhirError):
+            service.read("Patient", "e")
         assert committed(service) == 0  # nothing committed yet
         assert batch.written == [("Patient", "a"), ("Patient", "d")]
     assert committed(service) == 2
