@@ -192,7 +192,7 @@ class SubscriptionRules:
     # -- events -----------------------------------------------------------------------------
 
     def _on_write(self, unit: WriteUnit, resource: dict) -> None:
-        rows = unit.execute(_ACTIVE).all()
+        rows = unit.conn.execute(_ACTIVE).all()  # a table the unit's pending inserts do not touch: no flush
         rows = [
             r
             for r in rows

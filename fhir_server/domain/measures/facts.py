@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date
-from functools import lru_cache
+from functools import lru_cache, partial
 
 from sqlalchemy import Column, Index, Integer, MetaData, String, Table, select
 
@@ -279,24 +279,33 @@ def _count_referrals_of(unit: WriteUnit, patient_id: str) -> None:
 
 
 def facts_follow_writes() -> Callable[[WriteUnit, dict], None]:
-    """A store write hook: keep the referral's fact row up to date with each write that changes a fact."""
+    """A store write hook: keep the referral's fact row up to date with each write that changes a fact.
+
+    The facts are taken from the resource as it is put; their row is written when the write's other work is
+    done (:meth:`WriteUnit.at_end`, still in its transaction), so the unit sends its inserts once, not once per
+    resource a fact follows."""
 
     def hook(unit: WriteUnit, resource: dict) -> None:
         rtype = resource.get("resourceType")
         if rtype == "ServiceRequest" and is_referral(resource):
             patient = _read(unit, "Patient", _local_id(resource.get("subject"), "Patient"))
             facts = referral_facts_of(resource, patient)
-            upsert(unit, str(resource["id"]), facts)
-            if facts["patient_id"]:
-                _count_referrals_of(unit, facts["patient_id"])
+            unit.at_end(partial(_write_referral_facts, unit, str(resource["id"]), facts))
         elif rtype == "Task" and (referral_id := _referral_of_task(resource)):
             written = fhir_oslo_date((resource.get("meta") or {}).get("lastUpdated"))
             # a CarePlan's pathway outranks the suggestion; the first decision counts, a later update does not move it
-            upsert(unit, referral_id, task_facts_of(resource, written), keep=("pathway", "decided"))
+            facts = task_facts_of(resource, written)
+            unit.at_end(partial(upsert, unit, referral_id, facts, keep=("pathway", "decided")))
         elif rtype == "CarePlan" and (referral_id := _referral_of_careplan(resource)):
-            upsert(unit, referral_id, careplan_facts_of(resource))
+            unit.at_end(partial(upsert, unit, referral_id, careplan_facts_of(resource)))
 
     return hook
+
+
+def _write_referral_facts(unit: WriteUnit, referral_id: str, facts: dict) -> None:
+    upsert(unit, referral_id, facts)
+    if facts["patient_id"]:
+        _count_referrals_of(unit, facts["patient_id"])
 
 
 def fill_missing_facts(store: Store, batch: int = 500) -> int:
