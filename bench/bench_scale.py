@@ -103,7 +103,7 @@ def build(database_url: str, count: int, work: Path | None = None) -> None:
 def mix_statuses(database_url: str, seed: int = 16) -> None:
     """The routing Tasks, oldest first: 80 % settled (accepted 70, completed 20, rejected 10 of each 100),
     the newest 20 % still requested; Tasks in manual triage stay there. Written as the regions would, by
-    updates through the server's own write path (in batches)."""
+    updates through the server's own write path (500 a transaction). Run again, it settles what is left."""
     from tqdm import tqdm
 
     from fhir_server.components import build_server
@@ -127,13 +127,19 @@ def mix_statuses(database_url: str, seed: int = 16) -> None:
         settled = ids[: int(len(ids) * 0.8)]
         with tqdm(total=len(settled), desc="status mix", unit="task", file=sys.stderr, mininterval=5) as progress:
             for start in range(0, len(settled), 500):
-                with server.store.batch():  # one transaction per 500 updates, as the import writes
-                    for task_id in settled[start : start + 500]:
-                        body = json.loads(server.service.read("Task", task_id).body)
+                chunk = settled[start : start + 500]
+                with server.store.batch() as batch:  # one transaction per 500 updates, as the import writes
+                    stored = server.store.load_many(batch.conn, [("Task", task_id) for task_id in chunk])
+                    updates = []
+                    for task_id in chunk:
+                        body = json.loads(stored[("Task", task_id)].body or b"{}")
                         if body.get("status") == "requested" and "hub-manual-triage" not in str(body.get("owner")):
                             body["status"] = rng.choices(["accepted", "completed", "rejected"], [70, 20, 10])[0]
-                            server.service.update("Task", task_id, body)
-                        progress.update()
+                            updates.append(body)
+                    refused = [a for a in server.service.update_many(updates) if isinstance(a, Exception)]
+                    if refused:
+                        raise SystemExit(f"status mix refused: {refused[0]}")
+                progress.update(len(chunk))
         statistics.refresh(server.store)
     server.db.dispose()
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, update
+from sqlalchemy import Connection
 
 from fhir_server.core import jsonio
 from fhir_server.core.indexing.rows import IndexMatch, index_rows
@@ -37,8 +37,9 @@ class WriteUnit:
         self.store = store
         self.conn = conn
         self._versions: list[dict] = []
-        self._new_current: list[dict] = []
+        self._new_current: dict[tuple[str, str], dict] = {}  # current rows to insert, by (type, id)
         self._index_rows: dict[str, list[dict]] = {}
+        self._indexed: set[tuple[str, str]] = set()  # (type, id) of the resources with pending index rows
         self._stale_index: dict[str, list[str]] = {}
         self._labels: list[dict] = []
         self._backlog: list[dict] = []
@@ -54,8 +55,13 @@ class WriteUnit:
         self.store.dialect.lock_conditional(self.conn, resource_type, query)
 
     def current(self, resource_type: str, resource_id: str, *, for_update: bool = True) -> CurrentRow | None:
-        """The current row's version facts (locked for this transaction on PostgreSQL); None if never stored."""
-        self.flush()
+        """The current row's version facts (locked for this transaction on PostgreSQL); None if never stored.
+
+        A resource this unit wrote is answered from memory; any other from the database without sending the
+        pending inserts first (none of them is its row): a unit writing many resources flushes once."""
+        written = self._written.get((resource_type, resource_id))
+        if written is not None:
+            return CurrentRow(written.version_id, written.deleted)
         sql = self.store.current_sql + (self.store.dialect.row_lock if for_update else "")
         rows = fetch_all(self.conn, sql, (resource_type, resource_id))
         return CurrentRow(rows[0][0], bool(rows[0][1])) if rows else None
@@ -127,7 +133,7 @@ class WriteUnit:
             resource_id, fresh_id = new_id(), True
         resource_id = resource_id or resource["id"]
         row = None if fresh_id else self.current(resource_type, resource_id)
-        if row is not None and not access.is_visible(self.conn, resource_type, resource_id):
+        if row is not None and not self.visible(resource_type, resource_id):
             raise not_found(resource_type, resource_id)  # as if it did not exist: its existence is not told
         exists = row is not None and not row.deleted
         if must_not_exist and row is not None:
@@ -146,7 +152,7 @@ class WriteUnit:
         version_id = (row.version_id + 1) if row is not None else 1
         stored = self._write_version(resource, resource_type, resource_id, version_id, "PUT" if row else "POST")
         if row is None:
-            self._new_current.append(self._current_values(stored))
+            self._new_current[(resource_type, resource_id)] = self._current_values(stored)
         else:
             self._replace_current(stored)
         if defer_index and row is None:
@@ -160,6 +166,13 @@ class WriteUnit:
             hook(self, resource)
         return stored, not exists
 
+    def visible(self, resource_type: str, resource_id: str) -> bool:
+        """May the writer see the stored resource? (One this unit wrote: yes, it wrote it.)"""
+        if (resource_type, resource_id) in self._written or access.restriction(resource_type) is None:
+            return True
+        self.flush()  # labels this unit added may be what lets the writer see it
+        return access.is_visible(self.conn, resource_type, resource_id)
+
     def add_index_rows(
         self, resource_type: str, resource_id: str, resource: dict, computed: dict[str, list[dict]] | None = None
     ) -> None:
@@ -170,6 +183,7 @@ class WriteUnit:
             for row in rows:  # fresh dicts: the owner columns go straight in
                 row["res_type"], row["res_id"] = resource_type, resource_id
             self._index_rows.setdefault(kind, []).extend(rows)
+        self._indexed.add((resource_type, resource_id))
 
     def written_keys(self) -> list[tuple[str, str]]:
         """(type, id) of every resource this unit put or deleted."""
@@ -186,7 +200,7 @@ class WriteUnit:
     def delete(self, resource_type: str, resource_id: str) -> StoredResource | None:
         """Mark a resource deleted (a new version without body); None when there was nothing to delete."""
         row = self.current(resource_type, resource_id)
-        if row is None or row.deleted or not access.is_visible(self.conn, resource_type, resource_id):
+        if row is None or row.deleted or not self.visible(resource_type, resource_id):
             return None
         stored = self._write_version(None, resource_type, resource_id, row.version_id + 1, "DELETE")
         self._replace_current(stored)
@@ -209,12 +223,12 @@ class WriteUnit:
         if not any(pending) and not self._backlog:
             return
         # plain DBAPI statements on the transaction's own connection (see inserts.py)
-        inserts = [(resource_versions, self._versions), (resources, self._new_current)]
+        inserts = [(resource_versions, self._versions), (resources, list(self._new_current.values()))]
         inserts += [(INDEX_TABLES[kind], rows) for kind, rows in self._index_rows.items()]
         inserts.append((index_backlog, self._backlog))
         stale, labels = self._stale_index, self._labels
-        self._versions, self._new_current, self._index_rows, self._backlog = [], [], {}, []
-        self._stale_index, self._labels = {}, []
+        self._versions, self._new_current, self._index_rows, self._backlog = [], {}, {}, []
+        self._stale_index, self._labels, self._indexed = {}, [], set()
         cursor = self.conn.connection.cursor()
         try:
             write_rows(self.store.dialect, cursor, [(t, rows) for t, rows in inserts if rows], stale, labels)
@@ -222,17 +236,27 @@ class WriteUnit:
             cursor.close()
 
     def _replace_current(self, stored: StoredResource) -> None:
-        self.conn.execute(
-            update(resources)
-            .where(resources.c.res_type == stored.resource_type, resources.c.res_id == stored.id)
-            .values(**self._current_values(stored))
-        )
-        self._stale_index.setdefault(stored.resource_type, []).append(stored.id)
-        # index rows collected earlier in this unit for the same resource are stale too
-        for kind, rows in self._index_rows.items():
-            self._index_rows[kind] = [
-                r for r in rows if not (r["res_type"] == stored.resource_type and r["res_id"] == stored.id)
-            ]
+        key = (stored.resource_type, stored.id)
+        pending = self._new_current.get(key)
+        if pending is not None:  # created by this unit and not sent yet: its row to insert is this version's
+            pending.update(self._current_values(stored))
+        else:
+            mark = self.store.dialect.mark
+            values = self._current_values(stored)
+            cursor = self.conn.connection.cursor()
+            try:
+                cursor.execute(
+                    f"UPDATE {resources.name} SET version_id = {mark}, last_updated = {mark}, deleted = {mark}, "
+                    f"body = {mark} WHERE res_type = {mark} AND res_id = {mark}",
+                    (values["version_id"], values["last_updated"], values["deleted"], values["body"], *key),
+                )
+            finally:
+                cursor.close()
+            self._stale_index.setdefault(stored.resource_type, []).append(stored.id)
+        if key in self._indexed:  # index rows collected earlier in this unit for the same resource are stale
+            for kind, rows in self._index_rows.items():
+                self._index_rows[kind] = [r for r in rows if (r["res_type"], r["res_id"]) != key]
+            self._indexed.discard(key)
 
     def _write_version(
         self, resource: dict | None, resource_type: str, resource_id: str, version_id: int, method: str

@@ -190,7 +190,7 @@ def _previous_version(unit: WriteUnit, resource: dict) -> dict | None:
 def _require_visible(unit: WriteUnit, keys: list[tuple[str, str]], expression: str) -> None:
     """Refuse (as if unknown) a reference to a stored resource the writer cannot see."""
     for rtype, rid in keys:
-        if unit.current(rtype, rid, for_update=False) is not None and not access.is_visible(unit.conn, rtype, rid):
+        if unit.current(rtype, rid, for_update=False) is not None and not unit.visible(rtype, rid):
             raise FhirError.single(404, "not-found", f"{rtype}/{rid} is not known", expression)
 
 
