@@ -88,13 +88,13 @@ def settled_share(database_url: str) -> float:
     return (row[1] or 0) / row[0] if row and row[0] else 0.0
 
 
-def build(database_url: str, count: int, work: Path | None = None) -> None:
+def build(database_url: str, count: int, work: Path | None = None, parallel: int = 1) -> None:
     """Import ``count`` referrals, give their Tasks a status mix, refresh statistics (progress on stderr);
     with ``work``, a build that stopped goes on where it was."""
     from bench.bench_import import build_database
 
     started = time.monotonic()
-    slices = build_database(database_url, count, work=work)
+    slices = build_database(database_url, count, work=work, parallel=parallel)
     stored = sum(s.stored for s in slices)
     print(f"built: {count} referrals, {stored} resources in {time.monotonic() - started:.0f} s", file=sys.stderr)
     mix_statuses(database_url)
@@ -275,6 +275,7 @@ def main() -> None:
     parser.add_argument("--database-url")
     parser.add_argument("--keep", type=Path, help="folder keeping the database (SQLite) and slices for a later run")
     parser.add_argument("--build-only", action="store_true", help="build (or go on building) the database, then stop")
+    parser.add_argument("--parallel", type=int, default=1, help="import processes for slices 2-10 (PostgreSQL)")
     parser.add_argument("--requests", type=int, default=100)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=10.0)
@@ -287,7 +288,7 @@ def main() -> None:
     if held < args.referrals:
         if held and args.keep is None:
             raise SystemExit(f"{url} holds {held} referrals, fewer than {args.referrals}: use an empty database")
-        build(url, args.referrals, work=args.keep)  # with --keep: goes on with a build that stopped
+        build(url, args.referrals, work=args.keep, parallel=args.parallel)  # with --keep: goes on where it stopped
     elif settled_share(url) < 0.5:  # a database built elsewhere (e.g. by bench_web.py): give it the mix once
         mix_statuses(url)
     print(f"database: {referrals_in(url)} referrals ({url.split('@')[-1]})")
