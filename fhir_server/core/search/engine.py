@@ -119,7 +119,7 @@ class _Segment:
             return walks[0]
         rows = union(*(select(walk.subquery()) for walk in walks)).subquery()
         (key,) = self.keys
-        merged = SortKey(key.code, key.desc, rows.c[-1], False)
+        merged = SortKey(key.code, key.desc, rows.c.k, False)
         return select(rows).order_by(*order_by([merged], forward=forward)).limit(limit)
 
 
@@ -453,13 +453,12 @@ class SearchEngine:
         self, request: SearchRequest, code: str, covered: list[int], values: list[str], descending: bool
     ) -> _Segment:
         """Rows in id order from the combo index ``code``'s rows of ``values`` (answering the filters
-        ``covered``): one ordered walk per value, merged; the other conditions probed."""
+        ``covered``): one ordered walk per value, merged; the other conditions probed. A combo holds one row
+        per resource and value, so a walk needs no DISTINCT."""
         rows = idx_combo.alias("combo")
         mine = (rows.c.res_type == request.resource_type, rows.c.param == code)
         walks = [
-            self._driven(request, rows, covered, *mine, rows.c.value == value)
-            .add_columns(rows.c.res_id.label("k"))
-            .distinct()
+            self._driven(request, rows, covered, *mine, rows.c.value == value).add_columns(rows.c.res_id.label("k"))
             for value in values
         ]
         return _Segment(walks[0], [SortKey("_id", descending, rows.c.res_id, False)], merged=walks[1:])
