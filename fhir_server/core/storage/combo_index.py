@@ -5,9 +5,10 @@ Each combo the registry defines is recorded in ``schema_info`` (key ``combo:<typ
 components) once its rows are built. When a store opens a database whose record differs from its
 combos (a new combo, changed components, a combo no longer defined), :func:`ensure_combo_rows` deletes
 that combo's rows and builds them anew from the components' index rows, a batch of resources at a time
-with a progress line each, in one write transaction (so a half-built combo is never searched); later
-writes keep them (``core/indexing/rows.py``). On PostgreSQL the transaction locks ``idx_combo`` against
-writers first, so no write in flight meanwhile leaves rows the build cannot see.
+with a progress line each, in one write transaction before the store serves anything (so a half-built
+combo is never searched); later writes keep them (``core/indexing/rows.py``). On PostgreSQL the
+transaction locks ``idx_combo`` against writers first, so no write in flight meanwhile leaves rows the
+build cannot see.
 
 The combined values are computed in SQL exactly as :func:`fhir_server.core.indexing.combos.combo_rows`
 computes them on a write (component keys, escaping, ``$`` between them).
@@ -23,7 +24,6 @@ from sqlalchemy import ColumnElement, Connection, and_, delete, func, insert, li
 from fhir_server.core.indexing.combos import Combo
 from fhir_server.core.storage.postgres import lock_schema
 from fhir_server.core.storage.schema import INDEX_TABLES, idx_combo, resources, schema_info
-from fhir_server.core.storage.write_unit import WriteUnit
 
 if TYPE_CHECKING:
     from fhir_server.core.storage.store import Store
@@ -47,8 +47,7 @@ def ensure_combo_rows(store: Store) -> int:
         if _built(conn) == {key: _record(c) for key, c in wanted.items()}:
             return 0
 
-    def work(unit: WriteUnit) -> int:
-        conn = unit.conn
+    with store.db.write.begin() as conn:  # as the schema's upgrades: SQLite's writer holds the database
         if not store.db.is_sqlite:
             lock_schema(conn)  # one process builds; the others find it built
             conn.exec_driver_sql(f"LOCK TABLE {idx_combo.name} IN SHARE ROW EXCLUSIVE MODE")
@@ -63,9 +62,7 @@ def ensure_combo_rows(store: Store) -> int:
             if built.get(key) != _record(combo):
                 written += build(conn, combo)
                 conn.execute(insert(schema_info).values(key=key, value=_record(combo)))
-        return written
-
-    return store.write(work)
+    return written
 
 
 def build(conn: Connection, combo: Combo, batch: int = BATCH) -> int:
