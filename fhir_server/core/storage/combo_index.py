@@ -69,6 +69,8 @@ def build(conn: Connection, combo: Combo, batch: int = BATCH) -> int:
     """Delete and build the rows of ``combo`` from the stored index rows of its components, ``batch``
     resources at a time (a progress line each); returns how many rows were written."""
     rtype = combo.resource_type
+    if conn.dialect.name == "postgresql":  # rows loaded since the last autovacuum: plan the joins knowing them
+        conn.exec_driver_sql(f"ANALYZE {', '.join(sorted({INDEX_TABLES[kind].name for kind in combo.kinds}))}")
     conn.execute(delete(idx_combo).where(idx_combo.c.res_type == rtype, idx_combo.c.param == combo.code))
     mine = and_(resources.c.res_type == rtype, resources.c.deleted.is_(False))
     total = conn.execute(select(func.count()).select_from(resources).where(mine)).scalar_one()
