@@ -6,6 +6,7 @@ and built for the Tasks of a database from before it. On SQLite and PostgreSQL."
 from __future__ import annotations
 
 import copy
+import logging
 import random
 from collections.abc import Iterator
 from pathlib import Path
@@ -193,9 +194,11 @@ def test_the_combo_follows_every_write(service: FhirService) -> None:
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_a_database_from_before_the_combo_gets_its_rows(backend: str, tmp_path: Path) -> None:
+def test_a_database_from_before_the_combo_gets_its_rows(
+    backend: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """Tasks stored at schema version 3 (no combo table, no combo) get their combo rows when the server opens
-    the database; the pull then finds them through the combo."""
+    the database, with progress in the log; the pull then finds them through the combo."""
     url = database_url(backend, tmp_path, "db.sqlite3")
     registry = build_search_registry()
     old = copy.copy(registry)
@@ -213,7 +216,9 @@ def test_a_database_from_before_the_combo_gets_its_rows(backend: str, tmp_path: 
         conn.execute(schema_info.update().where(schema_info.c.key == "schema_version").values(value="3"))
         conn.execute(schema_info.delete().where(schema_info.c.key.startswith("combo:")))
     service.store.db.dispose()
+    caplog.set_level(logging.INFO, logger="fhir_server.core.storage.combo_index")
     upgraded = FhirService(Store(open_database(url), registry))
+    assert "combo index owner-status of Task: 12 of 12 resources" in caplog.text
     try:
         with upgraded.store.db.read.connect() as conn:
             assert (
