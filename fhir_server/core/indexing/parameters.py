@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from fhir_server.core.conformance.definitions import r4
+from fhir_server.core.indexing.combos import COMPONENT_TYPES, Combo, is_combo
 from fhir_server.core.indexing.fhirpath_paths import Value, compile_paths
 from fhir_server.core.jsonio import to_plain
 from fhir_server.core.resource_types import STORABLE_TYPES
@@ -94,12 +95,17 @@ class SearchRegistry:
 
     def __init__(self, definitions: Iterable[dict] | None = None) -> None:
         self.by_type: dict[str, dict[str, SearchParam]] = {}
+        #: Combo indexes by resource type (:mod:`~fhir_server.core.indexing.combos`).
+        self.combos_by_type: dict[str, list[Combo]] = {}
         resources = list(definitions) if definitions is not None else r4().search_parameter_resources
         for sp in resources:
             self.add(sp)
 
     def add(self, sp: dict) -> None:
-        """Register a SearchParameter resource for each of its base types."""
+        """Register a SearchParameter resource for each of its base types (a combo index: after its components)."""
+        if is_combo(sp):
+            self._add_combo(sp)
+            return
         if sp.get("type") not in SUPPORTED_TYPES or not sp.get("expression"):
             return
         bases = sp.get("base", [])
@@ -118,6 +124,26 @@ class SearchRegistry:
                 extract=extract,
                 resource=sp,
             )
+
+    def _add_combo(self, sp: dict) -> None:
+        """Register a combo index for each base type whose parameters it names (by their canonical URLs)."""
+        for resource_type in set(sp.get("base", [])) & STORABLE_TYPES:
+            by_url = {p.url: p for p in self.params(resource_type).values()}
+            parts = [by_url.get(c.get("definition", "")) for c in sp.get("component", [])]
+            if len(parts) < 2 or any(p is None or p.type not in COMPONENT_TYPES for p in parts):
+                log.warning(
+                    "combo search parameter %s: its components must be token or reference parameters "
+                    "of %s registered before it; left out",
+                    sp.get("url"),
+                    resource_type,
+                )
+                continue
+            combo = Combo(sp["code"], resource_type, tuple(p.code for p in parts), tuple(p.type for p in parts))  # type: ignore[union-attr]
+            self.combos_by_type.setdefault(resource_type, []).append(combo)
+
+    def combos(self, resource_type: str) -> list[Combo]:
+        """The combo indexes of ``resource_type``."""
+        return self.combos_by_type.get(resource_type, [])
 
     def params(self, resource_type: str) -> dict[str, SearchParam]:
         return self.by_type.get(resource_type, {})

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from fhir_server.core.indexing.combos import combo_rows
 from fhir_server.core.indexing.fhirpath_paths import CHOICE_SUFFIXES
 from fhir_server.core.indexing.parameters import SearchParam, SearchRegistry
 from fhir_server.core.indexing.values import HIGH_SENTINEL, LOW_SENTINEL, date_range, normalise_text, number_range
@@ -173,7 +174,8 @@ def element_names(resource: dict) -> set[str]:
 
 
 def index_rows(registry: SearchRegistry, resource: dict) -> dict[str, list[Row]]:
-    """All index rows of a resource, grouped by parameter type, each row carrying ``param``."""
+    """All index rows of a resource, grouped by parameter type, each row carrying ``param``; the rows of
+    its type's combo indexes (:mod:`~fhir_server.core.indexing.combos`) under ``combo``."""
     grouped: dict[str, list[Row]] = {}
     present = element_names(resource)
     for code, param in registry.params(resource["resourceType"]).items():
@@ -185,6 +187,9 @@ def index_rows(registry: SearchRegistry, resource: dict) -> dict[str, list[Row]]
             for row in rows:
                 row["param"] = code
             grouped.setdefault(param.type, []).extend(rows)
+    combos = registry.combos(resource["resourceType"])
+    if combos and (combined := combo_rows(combos, grouped)):
+        grouped["combo"] = combined
     return grouped
 
 

@@ -22,12 +22,13 @@ left out are named in :attr:`SearchPage.withheld`.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
-from sqlalchemy import Connection, and_, delete, exists, func, insert, select
+from sqlalchemy import Connection, and_, delete, exists, func, insert, select, union
 
 from fhir_server.core.issues import FhirError
 from fhir_server.core.search import consistency
@@ -43,7 +44,7 @@ from fhir_server.core.search.keyset import (
 )
 from fhir_server.core.search.query import Include, SearchRequest
 from fhir_server.core.storage import access
-from fhir_server.core.storage.schema import INDEX_TABLES, resources, search_snapshots
+from fhir_server.core.storage.schema import INDEX_TABLES, idx_combo, resources, search_snapshots
 from fhir_server.core.storage.store import Store, StoredResource
 
 #: A condition keeping fewer resources than this drives a search: its matches are looked up and sorted.
@@ -52,6 +53,9 @@ SMALL = 1000
 SAMPLE = 200
 #: A chain reaching at most this many resources is looked up first and searched as their ids.
 FEW_TARGETS = 1000
+#: A combo index serves a search whose filters on its components name at most this many combinations
+#: (one ordered walk each, merged).
+COMBO_WALKS = 10
 
 
 @dataclass(frozen=True)
@@ -85,15 +89,38 @@ class SearchPage:
 @dataclass
 class _Segment:
     """Rows of a search in one stretch of its order: ``(id, *sort values)`` per row, by ``keys``; the
-    ``nulls`` stretch holds the resources without the sort parameter's value (``(id, id)``)."""
+    ``nulls`` stretch holds the resources without the sort parameter's value (``(id, id)``). In id order,
+    ``merged`` are further queries of the same shape whose rows interleave with ``query``'s (one ordered
+    walk each: a combo index's values): a page takes the first rows of each and merges them."""
 
     query: Any  # Select
     keys: list[SortKey]
     nulls: bool = False
+    merged: list[Any] = field(default_factory=list)
 
     def values(self, row: Any) -> tuple[Value, ...]:
         """A row's sort values in the search's keys (a resource without a value sorts as None)."""
         return (None, row[1]) if self.nulls else tuple(row[1:])
+
+    def whole(self) -> Any:
+        """All the segment's rows (for a count): each resource once."""
+        return union(self.query, *self.merged) if self.merged else self.query
+
+    def page(self, where: list[Any], forward: bool, limit: int, leave_out: list[str]) -> Any:
+        """The first ``limit`` rows meeting ``where`` in the keys' order (``forward``) or its reverse, but for
+        the resources ``leave_out`` (by each query's own id column: no other table joins in)."""
+        walks = [
+            q.where(*where, *([q.selected_columns[0].not_in(leave_out)] if leave_out else []))
+            .order_by(*order_by(self.keys, forward=forward))
+            .limit(limit)
+            for q in [self.query, *self.merged]
+        ]
+        if len(walks) == 1:
+            return walks[0]
+        rows = union(*(select(walk.subquery()) for walk in walks)).subquery()
+        (key,) = self.keys
+        merged = SortKey(key.code, key.desc, rows.c.k, False)
+        return select(rows).order_by(*order_by([merged], forward=forward)).limit(limit)
 
 
 @dataclass
@@ -216,7 +243,7 @@ class SearchEngine:
         """How many resources the search matches (up to ``bound`` + 1 when bounded), by the same plan as its
         pages in id order (:meth:`_plan`)."""
         (segment,) = self._plan(conn, request, order_keys(self.registry, request.resource_type, []), counting=True)
-        query = segment.query
+        query = segment.whole()
         if bound is not None:
             query = query.limit(bound + 1)
         return conn.execute(select(func.count()).select_from(query.subquery())).scalar_one()
@@ -253,15 +280,14 @@ class SearchEngine:
         for segment in segments if forward else reversed(segments):
             if len(found) > count:
                 break
-            query = segment.query
+            where = []
             if cursor is not None and segment.nulls == in_nulls:  # the cursor lies in this segment
                 edge = (cursor.values[-1],) if segment.nulls else cursor.values
-                query = query.where(beyond(segment.keys, edge, forward=forward))
+                where.append(beyond(segment.keys, edge, forward=forward))
             elif cursor is not None and segment.nulls != forward:
                 continue  # the cursor lies beyond this segment
-            if changed is not None and changed.ids:
-                query = query.where(resources.c.res_id.not_in(changed.ids))
-            ordered = query.order_by(*order_by(segment.keys, forward=forward)).limit(count + 1 - len(found))
+            leave_out = changed.ids if changed is not None else []
+            ordered = segment.page(where, forward, count + 1 - len(found), leave_out)
             found += [(segment.values(row), row[0]) for row in conn.execute(ordered)]
         if changed is not None and changed.existing:
             earlier = consistency.earlier_positions(
@@ -282,6 +308,10 @@ class SearchEngine:
     ) -> list[_Segment]:
         """The search's rows with their sort values, shaped so that a page costs what it holds.
 
+        * In id order with exact values on every component of a combo index (:meth:`_combo`): the combo's
+          rows of those values drive (one ordered walk per combination, merged), the other conditions are
+          probed per row, and the walk stops once the page is full (a count counts the combo's rows); unless
+          another condition keeps fewer than ten pages of resources (as below).
         * In id order with an ordered index filter (one token, reference or uri value): that filter's index
           rows come in id order and drive, the other conditions are probed per row, and the walk stops
           once the page is full; unless another condition keeps fewer than ten pages of resources: then
@@ -298,14 +328,20 @@ class SearchEngine:
         id_order = len(keys) == 1
         ordered = [i for i in request.filters if request.filters[i].ordered]
         positive = {i: q for i, q in enumerate(request.id_queries) if q is not None}
-        if id_order and ordered:
+        combo = self._combo(request) if id_order else None
+        if combo is not None or (id_order and ordered):
             few = 10 * max(request.count, 1)
+            covered = combo[1] if combo is not None else ordered
             sizes = {
-                i: self._size(conn, request.sizing.get(i, q), few) for i, q in positive.items() if i not in ordered
+                i: self._size(conn, request.sizing.get(i, q), few)
+                for i, q in positive.items()
+                if i not in ordered and i not in covered
             }
             tiny = [i for i in sizes if sizes[i] < few]
             if tiny:
                 return [self._drive(request, min(tiny, key=sizes.__getitem__), keys)]
+            if combo is not None:
+                return [self._combo_walk(request, *combo, keys[0].desc)]
             if len(ordered) > 1:
                 return [self._walk(request, self._densest(conn, request, ordered, keys[0].desc), keys[0].desc)]
             return [self._walk(request, ordered[0], keys[0].desc)]
@@ -316,6 +352,24 @@ class SearchEngine:
         if len(keys) == 2 and keys[0].nullable:
             return self._sort_walk(request, keys)
         return [_Segment(self._probing(request, drive=None).add_columns(*(k.expr for k in keys)), keys)]
+
+    def _combo(self, request: SearchRequest) -> tuple[str, list[int], list[str]] | None:
+        """The combo index that serves the search, if any: one whose every component the search filters
+        on with exact values (:attr:`IndexFilter.keys`), naming at most :data:`COMBO_WALKS` combinations
+        (the fewest of the combos that do); as (its code, the filters it answers, the combined values)."""
+        best = None
+        for combo in self.registry.combos(request.resource_type):
+            chosen = []
+            for code in combo.components:
+                exact = [i for i, f in request.filters.items() if f.param == code and f.keys is not None]
+                if not exact:
+                    break
+                chosen.append(min(exact, key=lambda i: len(request.filters[i].keys or ())))
+            else:
+                values = combo.values([request.filters[i].keys or () for i in chosen])
+                if 0 < len(values) <= COMBO_WALKS and (best is None or len(values) < len(best[2])):
+                    best = (combo.code, chosen, values)
+        return best
 
     def _densest(self, conn: Connection, request: SearchRequest, ordered: list[int], descending: bool) -> int:
         """Of several ordered filters, the one whose first :data:`SAMPLE` index rows (in the walk's order) hold
@@ -332,7 +386,7 @@ class SearchEngine:
                 .limit(SAMPLE)
                 .subquery()
             )
-            matching = self._driven(request, first, i).distinct().subquery()
+            matching = self._driven(request, first, (i,)).distinct().subquery()
             hits[i] = conn.execute(select(func.count()).select_from(matching)).scalar_one()
         if any(hits.values()):
             return max(ordered, key=hits.__getitem__)
@@ -368,11 +422,12 @@ class SearchEngine:
             return request.probes[index](id_column)
         return request.conditions[index]
 
-    def _driven(self, request: SearchRequest, rows, skip: int | None, *where):  # type: ignore[no-untyped-def]
-        """Ids from the index rows ``rows`` (an alias), with the conditions other than ``skip`` probed per
-        row and the caller's access applied. Index rows exist for current, undeleted resources only, so the
-        resource row is joined only for a condition that is not an index filter."""
-        others = [i for i in range(len(request.conditions)) if i != skip]
+    def _driven(self, request: SearchRequest, rows, skip: Collection[int], *where):  # type: ignore[no-untyped-def]
+        """Ids from the index rows ``rows`` (an alias), with the conditions other than those of ``skip`` (the
+        ones ``rows`` answer) probed per row and the caller's access applied. Index rows exist for current,
+        undeleted resources only, so the resource row is joined only for a condition that is not an index
+        filter."""
+        others = [i for i in range(len(request.conditions)) if i not in skip]
         probed = [i for i in others if i in request.filters or i in request.probes]
         conditions = [self._probe(request, i, rows.c.res_id) for i in probed]
         plain = [request.conditions[i] for i in others if i not in probed]
@@ -389,8 +444,24 @@ class SearchEngine:
         """Rows in id order from the index rows of the ordered filter ``drive``, the other conditions probed."""
         driver = request.filters[drive]
         rows = driver.table.alias("driver")
-        query = self._driven(request, rows, drive, *driver.rows(rows)).add_columns(rows.c.res_id.label("k")).distinct()
-        return _Segment(query, [SortKey("_id", descending, rows.c.res_id, False)])
+        query = self._driven(request, rows, (drive,), *driver.rows(rows))
+        return _Segment(
+            query.add_columns(rows.c.res_id.label("k")).distinct(), [SortKey("_id", descending, rows.c.res_id, False)]
+        )
+
+    def _combo_walk(
+        self, request: SearchRequest, code: str, covered: list[int], values: list[str], descending: bool
+    ) -> _Segment:
+        """Rows in id order from the combo index ``code``'s rows of ``values`` (answering the filters
+        ``covered``): one ordered walk per value, merged; the other conditions probed. A combo holds one row
+        per resource and value, so a walk needs no DISTINCT."""
+        rows = idx_combo.alias("combo")
+        mine = (rows.c.res_type == request.resource_type, rows.c.param == code)
+        walks = [
+            self._driven(request, rows, covered, *mine, rows.c.value == value).add_columns(rows.c.res_id.label("k"))
+            for value in values
+        ]
+        return _Segment(walks[0], [SortKey("_id", descending, rows.c.res_id, False)], merged=walks[1:])
 
     def _sort_walk(self, request: SearchRequest, keys: list[SortKey]) -> list[_Segment]:
         """Sorted by one parameter: its index rows in the sort's order (each resource at its smallest value
@@ -409,7 +480,7 @@ class SearchEngine:
             (other.c[column] > rows.c[column]) if sort.desc else (other.c[column] < rows.c[column]),
         )
         mine = (rows.c.res_type == request.resource_type, rows.c.param == sort.code, rows.c[column].is_not(None))
-        walked = self._driven(request, rows, None, *mine, extreme).add_columns(rows.c[column], rows.c.res_id.label("k"))
+        walked = self._driven(request, rows, (), *mine, extreme).add_columns(rows.c[column], rows.c.res_id.label("k"))
         valued = _Segment(
             walked.distinct(),
             [SortKey(sort.code, sort.desc, rows.c[column], False), SortKey("_id", tie.desc, rows.c.res_id, False)],

@@ -55,6 +55,9 @@ class IndexFilter:
     ordered: bool = False
     #: A chain's targets: per target type, the ids of the resources its chain matches (see :meth:`resolved`).
     targets: tuple[tuple[str, Select], ...] = ()
+    #: The exact values the filter is (any of them), as a combo index names a component's values
+    #: (:func:`~fhir_server.core.indexing.combos.component_key`); None when it is no such filter.
+    keys: tuple[str, ...] | None = None
 
     def resolved(self, found: dict[str, list[str]]) -> IndexFilter:
         """The chain's filter on the target ids ``found`` (by type), looked up beforehand: one target is an
@@ -62,7 +65,8 @@ class IndexFilter:
         table = self.table
         conds = [and_(table.c.target_type == t, table.c.target_id.in_(ids)) for t, ids in found.items() if ids]
         one = sum(len(ids) for ids in found.values()) == 1
-        return IndexFilter(self.resource_type, self.param, table, or_(false(), *conds), ordered=one)
+        keys = tuple(f"{t}/{i}" for t, ids in found.items() for i in ids)
+        return IndexFilter(self.resource_type, self.param, table, or_(false(), *conds), ordered=one, keys=keys)
 
     def rows(self, table: FromClause | None = None) -> list[ColumnElement]:
         """The filter as clauses on ``table`` (the index table, or an alias of it for an ordered filter)."""
@@ -289,7 +293,7 @@ class SearchParser:
         values = _split_or(value)
         conds = [self._value_condition(param, modifier, v, name) for v in values]
         ordered = len(values) == 1 and _is_one_key(param.type, modifier, values[0])
-        return IndexFilter(rtype, code, table, or_(*conds), ordered)
+        return IndexFilter(rtype, code, table, or_(*conds), ordered, keys=_exact_keys(param.type, modifier, values))
 
     def _other_ids(self, rtype: str, name: str, value: str) -> Select:
         """Ids for the parameters that are not an index filter (see :meth:`index_filter`)."""
@@ -535,6 +539,25 @@ def _is_one_key(kind: str, modifier: str, value: str) -> bool:
     if kind == "reference":
         return "://" not in value and not value.startswith("urn:") and "/" in value and "|" not in value
     return False
+
+
+def _exact_keys(kind: str, modifier: str, values: list[str]) -> tuple[str, ...] | None:
+    """The values of a token or reference filter as a combo index names them (a token's code, a reference's
+    ``Type/id``), when the filter matches exactly the rows with one of them; else None."""
+    keys = []
+    for value in values:
+        if kind == "token" and not modifier and "|" not in value:
+            keys.append(value)
+        elif kind != "reference" or "://" in value or value.startswith("urn:") or "|" in value:
+            return None
+        elif modifier in STORABLE_TYPES and "/" not in value:
+            keys.append(f"{modifier}/{value}")
+        else:
+            rtype, rid, _ = parse_reference(value)
+            if modifier or not rtype or value != f"{rtype}/{rid}":
+                return None
+            keys.append(value)
+    return tuple(keys)
 
 
 def _is_negative(name: str) -> bool:

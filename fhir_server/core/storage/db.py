@@ -109,6 +109,9 @@ _UPGRADES: dict[int, tuple[str, ...]] = {
             )
         ),
     ),
+    # combo indexes: the table is new (created below); its rows are built from the stored index rows when a
+    # store opens the database with the combos its data defines (core/storage/combo_index.py)
+    4: (),
 }
 
 

@@ -3,7 +3,8 @@
 * ``resources``: the current version of every resource (body as stored JSON text).
 * ``resource_versions``: every version ever written, including delete markers; its
   auto-incrementing ``seq`` orders all writes of the server (history, ``_since``).
-* ``idx_*``: search index rows of the current version, written in the same transaction.
+* ``idx_*``: search index rows of the current version, written in the same transaction; ``idx_combo``
+  holds the combo indexes' rows (several parameters' values combined: ``core/indexing/combos.py``).
 * ``search_snapshots``: searches that span several pages: query, caller, total and consistency point
   (no result lists: pages are keyset ranges, ``core/search/keyset.py``).
 * ``outbox``: referral deliveries to regional endpoints, written in the referral's transaction.
@@ -38,7 +39,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 metadata = MetaData()
 
@@ -152,6 +153,18 @@ idx_uri = _index_table(
     owner=("param", "value"),
 )
 
+#: Combo indexes (``core/indexing/combos.py``): one row per combination of a resource's values of the
+#: combined parameters, one ordered range per combined value. A table of its own rather than rows in
+#: ``idx_token`` with the combined value as a code: a combined value is no token (no system, no token
+#: search may ever meet it), ``idx_token``'s statistics and index stay those of real tokens, and it is plain
+#: which rows a combo owns (its rebuild deletes them by ``param``). Being an index table, its rows are
+#: written, replaced and deleted with the resource's other index rows.
+idx_combo = _index_table(
+    "idx_combo",
+    Column("value", Text, nullable=False),
+    indexes=(("res_type", "param", "value", "res_id"),),  # one combination's resources in id order
+)
+
 INDEX_TABLES: dict[str, Table] = {
     "token": idx_token,
     "string": idx_string,
@@ -160,6 +173,7 @@ INDEX_TABLES: dict[str, Table] = {
     "number": idx_number,
     "quantity": idx_quantity,
     "uri": idx_uri,
+    "combo": idx_combo,
 }
 
 search_snapshots = Table(

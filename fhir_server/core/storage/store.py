@@ -25,6 +25,7 @@ from fhir_server.core.indexing.parameters import SearchRegistry
 from fhir_server.core.indexing.rows import IndexMatch
 from fhir_server.core.issues import FhirError, not_found
 from fhir_server.core.storage import access
+from fhir_server.core.storage.combo_index import ensure_combo_rows
 from fhir_server.core.storage.db import Database
 from fhir_server.core.storage.dialect import Dialect
 from fhir_server.core.storage.group_commit import GroupCommit
@@ -77,6 +78,8 @@ class Store:
         self._match_text = MatchText(self.dialect)
         mark = self.dialect.mark
         self.current_sql = f"SELECT version_id, deleted FROM resources WHERE res_type = {mark} AND res_id = {mark}"
+        with access.acting_as(access.SYSTEM):
+            ensure_combo_rows(self)  # resources stored before a combo index of the registry get its rows
 
     # -- writes -----------------------------------------------------------------------------
 

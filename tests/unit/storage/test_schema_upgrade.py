@@ -30,6 +30,6 @@ def test_version_1_gains_owned_stored_searches_with_a_consistency_point_and_no_r
         assert "search_results" not in inspect(db.read).get_table_names()
         with db.read.begin() as conn:
             version = conn.execute(select(schema_info.c.value).where(schema_info.c.key == "schema_version")).scalar()
-        assert int(version) == SCHEMA_VERSION == 3
+        assert int(version) == SCHEMA_VERSION == 4
     finally:
         db.dispose()
