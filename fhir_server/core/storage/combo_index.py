@@ -102,7 +102,7 @@ def _rows(combo: Combo, after: str, upto: str | None):  # type: ignore[no-untype
     where: list[ColumnElement] = [first.c.res_type == combo.resource_type, first.c.res_id > after]
     if upto is not None:
         where.append(first.c.res_id <= upto)
-    keys = []
+    keys: list[ColumnElement] = []
     for part, code, kind in zip(parts, combo.components, combo.kinds, strict=True):
         where += [part.c.res_type == first.c.res_type, part.c.res_id == first.c.res_id, part.c.param == code]
         if kind == "token":
