@@ -10,6 +10,7 @@ import pytest
 import requests
 
 from tests.api.fhirhttp import Fhir, fnr, ids
+from tests.conftest import start_server, stop_server
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "tests" / "data"
@@ -163,6 +164,25 @@ def test_free_choice_of_treatment_place(fhir, unique):
     task = task_of(api, unique)
     assert task["owner"]["identifier"]["value"] == HV
     assert task["reasonCode"]["coding"][0]["code"] == "free-choice"
+
+
+def test_the_owner_is_the_regions_own_organization_whatever_else_carries_its_number(own_database, tmp_path, unique):
+    """Another Organization with Helse Vest's organisation number, and the region's own one updated since:
+    the routing Task still names the region's Organization of the project's data (a server of its own: the
+    copy would be in every other test's way)."""
+    server = start_server(own_database, tmp_path, workers=1)
+    try:
+        api = Fhir(server)
+        api.create({"resourceType": "Organization", "identifier": [{"system": ORGNR, "value": HV}], "name": "Kopi"})
+        own = api.get("Organization/rhf-helse-vest").json()
+        own.pop("meta", None)
+        own["alias"] = [f"Helse Vest {unique}"]
+        assert api.put("Organization/rhf-helse-vest", own).status_code == 200  # newer than the copy now
+        submit(api, referral(unique, "4601"))
+        task = task_of(api, unique)
+        assert task["owner"]["reference"] == "Organization/rhf-helse-vest", task["owner"]
+    finally:
+        stop_server(server)
 
 
 def test_no_municipality_goes_to_manual_triage(fhir, unique):

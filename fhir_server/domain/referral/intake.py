@@ -449,12 +449,16 @@ class IntakePipeline:
         return {"reference": TRIAGE_ORGANIZATION, "display": "Manuell triage"}
 
     def tables_org_id(self, orgnr: str) -> str | None:
-        """The stored Organization of an RHF (cached: they are the project's own data, loaded at start)."""
+        """The stored Organization of an RHF: the one the project's data defines (its id there), cached once
+        stored; else the first stored with its organisation number. Other Organizations carrying the same
+        number (a sender's copy, a test's) never take its place."""
         if orgnr not in self._org_ids:
+            org = self.tables.organizations.get(orgnr)
+            if org is not None and self._stored(f"Organization/{org.code}") is not None:
+                self._org_ids[orgnr] = f"Organization/{org.code}"
+                return self._org_ids[orgnr]
             found = self.service.conditional_matches(None, "Organization", f"identifier={ORGNR_SYSTEM}|{orgnr}")
-            if not found:
-                return None
-            self._org_ids[orgnr] = f"Organization/{found[0]}"
+            return f"Organization/{found[0]}" if found else None
         return self._org_ids[orgnr]
 
 
