@@ -19,11 +19,12 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from sqlalchemy import ColumnElement, Connection, and_, delete, func, insert, literal, select
+from sqlalchemy import ColumnElement, Connection, delete, func, insert, literal, select
 
 from fhir_server.core.indexing.combos import Combo
 from fhir_server.core.storage.postgres import lock_schema
 from fhir_server.core.storage.schema import INDEX_TABLES, idx_combo, resources, schema_info
+from fhir_server.core.storage.statement_timeout import without_limit
 
 if TYPE_CHECKING:
     from fhir_server.core.storage.store import Store
@@ -47,7 +48,7 @@ def ensure_combo_rows(store: Store) -> int:
         if _built(conn) == {key: _record(c) for key, c in wanted.items()}:
             return 0
 
-    with store.db.write.begin() as conn:  # as the schema's upgrades: SQLite's writer holds the database
+    with store.db.write.begin() as conn, without_limit(conn):  # as the schema's upgrades: the writer holds it
         if not store.db.is_sqlite:
             lock_schema(conn)  # one process builds; the others find it built
             conn.exec_driver_sql(f"LOCK TABLE {idx_combo.name} IN SHARE ROW EXCLUSIVE MODE")
@@ -72,7 +73,9 @@ def build(conn: Connection, combo: Combo, batch: int = BATCH) -> int:
     if conn.dialect.name == "postgresql":  # rows loaded since the last autovacuum: plan the joins knowing them
         conn.exec_driver_sql(f"ANALYZE {', '.join(sorted({INDEX_TABLES[kind].name for kind in combo.kinds}))}")
     conn.execute(delete(idx_combo).where(idx_combo.c.res_type == rtype, idx_combo.c.param == combo.code))
-    mine = and_(resources.c.res_type == rtype, resources.c.deleted.is_(False))
+    # the ids walked in batches from the primary key alone (its rows carry no body); the combo's rows come from
+    # index rows, which only current, undeleted resources have
+    mine = resources.c.res_type == rtype
     total = conn.execute(select(func.count()).select_from(resources).where(mine)).scalar_one()
     log.info("building combo index %s of %s: %s resources", combo.code, rtype, total)
     after, done, written = "", 0, 0

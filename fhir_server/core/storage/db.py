@@ -16,7 +16,7 @@ from sqlalchemy.engine import make_url
 from fhir_server.core.storage.postgres import lock_schema, postgres_engine
 from fhir_server.core.storage.schema import SCHEMA_VERSION, metadata, schema_info
 from fhir_server.core.storage.sqlite import WriteGate, sqlite_engine
-from fhir_server.core.storage.statement_timeout import limit_statements
+from fhir_server.core.storage.statement_timeout import limit_statements, without_limit
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,8 @@ def ensure_schema(db: Database) -> None:
         elif int(row[0]) > SCHEMA_VERSION:
             raise RuntimeError(f"the database has schema version {row[0]}, newer than this server's {SCHEMA_VERSION}")
         elif int(row[0]) < SCHEMA_VERSION:
-            _upgrade(conn, int(row[0]))
+            with without_limit(conn):  # rebuilding an index takes what the data asks
+                _upgrade(conn, int(row[0]))
 
 
 #: schema version → the statements that bring the previous version to it

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-from sqlalchemy import Engine, event
+from sqlalchemy import Connection, Engine, event
 
 #: SQLite calls the progress handler every this many virtual machine steps (a fraction of a millisecond).
 _PROGRESS_STEPS = 20_000
@@ -45,8 +47,28 @@ def limit_statements(engine: Engine, timeout_ms: int) -> None:
 
     @event.listens_for(engine, "before_cursor_execute")
     def _start(conn, *_args) -> None:  # type: ignore[no-untyped-def]
-        conn.connection.info["deadline"][0] = time.monotonic() + timeout_ms / 1000
+        if not conn.info.get(_UNLIMITED):
+            conn.connection.info["deadline"][0] = time.monotonic() + timeout_ms / 1000
 
     @event.listens_for(engine, "after_cursor_execute")
     def _stop(conn, *_args) -> None:  # type: ignore[no-untyped-def]
         conn.connection.info["deadline"][0] = float("inf")
+
+
+_UNLIMITED = "statement_timeout_off"
+
+
+@contextmanager
+def without_limit(conn: Connection) -> Iterator[None]:
+    """The statements ``conn`` runs in this block are not stopped by the timeout: the maintenance a store does
+    when it opens a database (schema upgrades, building an index for the stored resources) takes as long as
+    the data asks, not a request. On PostgreSQL for the rest of the transaction (``SET LOCAL``)."""
+    if conn.dialect.name != "sqlite":
+        conn.exec_driver_sql("SET LOCAL statement_timeout = 0")
+        yield
+        return
+    conn.info[_UNLIMITED] = True
+    try:
+        yield
+    finally:
+        conn.info.pop(_UNLIMITED, None)

@@ -8,7 +8,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
 from fhir_server.core.storage.db import open_database
-from fhir_server.core.storage.statement_timeout import is_statement_timeout
+from fhir_server.core.storage.statement_timeout import is_statement_timeout, without_limit
 from tests.conftest import POSTGRES_URL, fresh_postgres_database
 
 #: Counts to a billion: minutes of work for either database.
@@ -39,3 +39,19 @@ def test_a_long_statement_is_stopped_and_the_connection_goes_on(database_url):
 
 def test_other_errors_are_not_timeouts():
     assert not is_statement_timeout(ValueError("interrupted"))
+
+
+#: Counts to three million: over the 200 ms limit below on either database, seconds at most.
+LONGER = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 3000000) SELECT count(*) FROM c"
+
+
+def test_maintenance_at_open_runs_without_the_limit_and_the_limit_applies_after(database_url):
+    db = open_database(database_url, statement_timeout_ms=200)
+    try:
+        with db.write.begin() as conn, without_limit(conn):  # as a schema upgrade or a combo build at open
+            assert conn.execute(text(LONGER)).scalar() == 3000000
+        with pytest.raises(OperationalError) as stopped, db.write.begin() as conn:
+            conn.execute(text(LONGER)).scalar()
+        assert is_statement_timeout(stopped.value)
+    finally:
+        db.dispose()
