@@ -12,9 +12,13 @@ python3 -m venv .venv
 pgdir=""
 if [ -z "${FHIR_TEST_POSTGRES_URL:-}" ] && scripts/postgres.sh available; then
   pgdir=$(mktemp -d /tmp/fhir-pg.XXXXXX)
-  eval "$(scripts/postgres.sh start "$pgdir")"
-  export FHIR_TEST_POSTGRES_URL
+  # a free loopback port (another cluster may hold the default one); a server that does not start fails the run
+  PGPORT=$(.venv/bin/python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  export PGPORT
   trap 'scripts/postgres.sh stop "$pgdir"; rm -rf "$pgdir"' EXIT
+  started=$(scripts/postgres.sh start "$pgdir") || { echo "PostgreSQL did not start: $pgdir/server.log" >&2; exit 1; }
+  eval "$started"
+  export FHIR_TEST_POSTGRES_URL
 fi
 echo "PostgreSQL for tests: ${FHIR_TEST_POSTGRES_URL:-none (PostgreSQL tests will be skipped)}"
 .venv/bin/pytest "$@"
