@@ -63,6 +63,16 @@ class FastReads:
         raise AssertionError("unreachable")
 
 
+def execute_sql(conn: Connection, sql: str, params: Sequence[Any] = ()) -> None:
+    """Prepared SQL text that returns no rows, on the DBAPI connection under ``conn`` (inside its transaction):
+    the write path's hot statements, without SQLAlchemy's per-statement work."""
+    cursor = conn.connection.cursor()
+    try:
+        cursor.execute(sql, params)
+    finally:
+        cursor.close()
+
+
 def fetch_all(conn: Connection, sql: str, params: Sequence[Any]) -> list[tuple]:
     """Prepared SQL text on the DBAPI connection under ``conn`` (inside its transaction, if any)."""
     cursor = conn.connection.cursor()

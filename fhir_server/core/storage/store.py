@@ -31,7 +31,7 @@ from fhir_server.core.storage.dialect import Dialect
 from fhir_server.core.storage.group_commit import GroupCommit
 from fhir_server.core.storage.matches import MatchText, is_common, match_query
 from fhir_server.core.storage.postgres import PostgresDialect
-from fhir_server.core.storage.reads import FastReads, fetch_all
+from fhir_server.core.storage.reads import FastReads, execute_sql, fetch_all
 from fhir_server.core.storage.records import CurrentRow, StoredResource, new_id, row_to_stored
 from fhir_server.core.storage.schema import resource_versions, resources
 from fhir_server.core.storage.sqlite import SqliteDialect
@@ -298,21 +298,14 @@ def _savepoint(conn: Connection) -> Iterator[None]:
     """A savepoint by plain SQL on the transaction's own connection, undone when the block raises
     (SQLAlchemy's ``begin_nested`` compiles its statements anew each time: a bulk import writes thousands)."""
 
-    def run(sql: str) -> None:
-        cursor = conn.connection.cursor()
-        try:
-            cursor.execute(sql)
-        finally:
-            cursor.close()
-
-    run("SAVEPOINT store_write")
+    execute_sql(conn, "SAVEPOINT store_write")
     try:
         yield
     except BaseException:
-        run("ROLLBACK TO SAVEPOINT store_write")
-        run("RELEASE SAVEPOINT store_write")
+        execute_sql(conn, "ROLLBACK TO SAVEPOINT store_write")
+        execute_sql(conn, "RELEASE SAVEPOINT store_write")
         raise
-    run("RELEASE SAVEPOINT store_write")
+    execute_sql(conn, "RELEASE SAVEPOINT store_write")
 
 
 def _gone_issue(resource_type: str, resource_id: str, version: str | None = None):  # type: ignore[no-untyped-def]

@@ -17,7 +17,7 @@ from fhir_server.core.indexing.values import now_instant
 from fhir_server.core.issues import FhirError, not_found
 from fhir_server.core.storage import access
 from fhir_server.core.storage.inserts import write_rows
-from fhir_server.core.storage.reads import fetch_all
+from fhir_server.core.storage.reads import execute_sql, fetch_all
 from fhir_server.core.storage.records import CurrentRow, StoredResource, new_id
 from fhir_server.core.storage.schema import INDEX_TABLES, index_backlog, resource_versions, resources
 
@@ -95,11 +95,7 @@ class WriteUnit:
     def run(self, sql: str, params: Sequence[Any]) -> None:
         """Run prepared SQL text that returns no rows inside this transaction (pending writes flushed first)."""
         self.flush()
-        cursor = self.conn.connection.cursor()
-        try:
-            cursor.execute(sql, params)
-        finally:
-            cursor.close()
+        execute_sql(self.conn, sql, params)
 
     def match_ids(self, resource_type: str, matches: list[IndexMatch], *, limit: int | None = None) -> list[str]:
         """:meth:`Store.match_ids` inside this transaction."""
@@ -243,15 +239,12 @@ class WriteUnit:
         else:
             mark = self.store.dialect.mark
             values = self._current_values(stored)
-            cursor = self.conn.connection.cursor()
-            try:
-                cursor.execute(
-                    f"UPDATE {resources.name} SET version_id = {mark}, last_updated = {mark}, deleted = {mark}, "
-                    f"body = {mark} WHERE res_type = {mark} AND res_id = {mark}",
-                    (values["version_id"], values["last_updated"], values["deleted"], values["body"], *key),
-                )
-            finally:
-                cursor.close()
+            execute_sql(
+                self.conn,
+                f"UPDATE {resources.name} SET version_id = {mark}, last_updated = {mark}, deleted = {mark}, "
+                f"body = {mark} WHERE res_type = {mark} AND res_id = {mark}",
+                (values["version_id"], values["last_updated"], values["deleted"], values["body"], *key),
+            )
             self._stale_index.setdefault(stored.resource_type, []).append(stored.id)
         if key in self._indexed:  # index rows collected earlier in this unit for the same resource are stale
             for kind, rows in self._index_rows.items():
