@@ -167,13 +167,11 @@ class Importer:
         refusals: list[Refusal] = []
         parsed = [(line, resource) for line in chunk if (resource := self._parse(file, line, refusals)) is not None]
         claimed = [(line, resource) for line, resource in parsed if self.service.policy_for(resource) is not None]
-        # a resource's first line in the chunk is compared with what was stored before it (one look-up for all);
-        # a later line of the same resource with what the chunk wrote
-        first_of: dict[object, int] = {}
-        for line, resource in claimed:
-            first_of.setdefault(_key(resource) or line.number, line.number)
-        firsts = [(line, r) for line, r in claimed if first_of[_key(r) or line.number] == line.number]
-        changed = {line.number for line, _ in self._changed(firsts, covered=True)} if firsts else set()
+        # a resource's first line in the chunk is compared with what was stored before (one look-up for all of
+        # them), a later line of the same resource with what the chunk wrote
+        firsts = _first_lines(claimed)
+        compared = self._changed([(line, r) for line, r in claimed if line.number in firsts], covered=True)
+        changed = {line.number for line, _ in compared}
         plain: list[tuple[Line, dict]] = []
         for line, resource in parsed:
             if self.service.policy_for(resource) is None:
@@ -181,7 +179,7 @@ class Importer:
                 continue
             refusals += self._write_plain(file, plain)
             plain = []
-            if first_of[_key(resource) or line.number] == line.number:
+            if line.number in firsts:
                 if line.number not in changed:
                     continue
             elif not self._changed([(line, resource)], covered=True):
@@ -277,6 +275,18 @@ def as_transaction(content: dict) -> dict:
         request = {"method": "PUT", "url": f"{rtype}/{rid}"} if rid else {"method": "POST", "url": rtype}
         entries.append({"resource": resource, "request": request})
     return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+
+
+def _first_lines(lines: list[tuple[Line, dict]]) -> set[int]:
+    """Numbers of the lines that are their resource's first in ``lines`` (a line without an id is its own)."""
+    seen: set[object] = set()
+    firsts = set()
+    for line, resource in lines:
+        key = _key(resource) or line.number
+        if key not in seen:
+            seen.add(key)
+            firsts.add(line.number)
+    return firsts
 
 
 def _key(resource: dict) -> tuple[str, str] | None:
