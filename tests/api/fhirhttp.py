@@ -68,6 +68,13 @@ def patient(tag: str, family: str = "Nordmann", **extra: Any) -> dict:
     return resource
 
 
+def adult_birth_date(unique: str) -> str:
+    """A birth date (1950-1999) that varies with ``unique``, so test patients do not share a fødselsnummer
+    (one birth date has only about 200 valid ones: tests sharing a server would meet each other's patients)."""
+    h = int(unique, 16)
+    return f"{1950 + h % 50}-{1 + (h // 50) % 12:02d}-{1 + (h // 600) % 28:02d}"
+
+
 def fnr(birth_date: str, seed: str) -> str:
     """A fødselsnummer with valid check digits for ``birth_date`` (YYYY-MM-DD); ``seed`` varies the rest."""
     year, month, day = birth_date.split("-")

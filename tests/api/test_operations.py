@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.api.fhirhttp import Fhir, fnr, ids, patient
+from tests.api.fhirhttp import Fhir, adult_birth_date, fnr, ids, patient
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 HUB = "https://fhir.referral-hub.no/StructureDefinition/"
@@ -121,7 +121,7 @@ def _referral(api: Fhir, unique: str, code: str, birth: str) -> tuple[str, str]:
 
 def test_suggest_pathway_over_http(fhir, unique):
     api = Fhir(fhir)
-    _, sr_ref = _referral(api, unique, "F20.0", "1985-03-15")
+    _, sr_ref = _referral(api, unique, "F20.0", adult_birth_date(unique))
     result = api.get(f"{sr_ref}/$suggest-pathway").json()
     pathways = [p["valueCanonical"] for s in result["parameter"] for p in s["part"] if p["name"] == "pathway"]
     assert any("psykose" in p for p in pathways), pathways
@@ -133,7 +133,7 @@ def test_suggest_pathway_over_http(fhir, unique):
 
 def test_apply_creates_careplan_with_deadlines(fhir, unique):
     api = Fhir(fhir)
-    patient_ref, sr_ref = _referral(api, unique, "F32.1", "1985-03-15")
+    patient_ref, sr_ref = _referral(api, unique, "F32.1", adult_birth_date(unique))
     plan = api.search("PlanDefinition?url=https://fhir.referral-hub.no/PlanDefinition/psykisk-helsevern-voksne")
     plan_id = ids(plan)[0]
     params = {

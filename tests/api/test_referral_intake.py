@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.api.fhirhttp import Fhir, fnr, ids
+from tests.api.fhirhttp import Fhir, adult_birth_date, fnr, ids
 from tests.conftest import start_server, stop_server
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,12 +37,6 @@ COUNTIES = [
     ("5601", HN),
 ]
 PRE_2024 = [("3005", HSO), ("5401", HN), ("3803", HSO)]  # Drammen (Viken), Tromsø (Troms og Finnmark), Tønsberg
-
-
-def adult_birth_date(unique: str) -> str:
-    """A birth date (1950-1999) that varies with ``unique``, so test patients do not share a fødselsnummer."""
-    h = int(unique, 16)
-    return f"{1950 + h % 50}-{1 + (h // 50) % 12:02d}-{1 + (h // 600) % 28:02d}"
 
 
 def referral(unique: str, municipality: str | None = "0301", birth: str | None = None) -> dict:

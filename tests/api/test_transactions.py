@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.api.fhirhttp import Fhir, fnr, ids, patient, response_locations
+from tests.api.fhirhttp import Fhir, adult_birth_date, fnr, ids, patient, response_locations
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 
@@ -17,7 +17,9 @@ def referral_transaction(unique: str) -> dict:
         if entry["resource"]["resourceType"] == "ServiceRequest":
             entry["resource"]["identifier"][0]["value"] = f"henv-{unique}"
         if entry["resource"]["resourceType"] == "Patient":
-            entry["resource"]["identifier"][0]["value"] = fnr("1985-03-15", unique)
+            birth = adult_birth_date(unique)
+            entry["resource"]["birthDate"] = birth
+            entry["resource"]["identifier"][0]["value"] = fnr(birth, unique)
     return bundle
 
 
