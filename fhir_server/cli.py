@@ -1,4 +1,4 @@
-"""The ``fhir-server`` command: ``serve``, ``import`` (``load``), ``token`` and ``package``."""
+"""The ``fhir-server`` command: ``serve``, ``import`` (``load``), ``token``, ``copy-database`` and ``package``."""
 
 from __future__ import annotations
 
@@ -153,6 +153,18 @@ def _package(args: argparse.Namespace) -> int:
     return 0
 
 
+def _copy_database(args: argparse.Namespace) -> int:
+    from fhir_server.core.storage.copy_database import CannotCopy, copy_database
+
+    _make_sqlite_directory(args.target)
+    try:
+        report = copy_database(args.source, args.target, progress=not args.quiet)
+    except CannotCopy as error:
+        raise SystemExit(f"fhir-server: {error}") from error
+    print(report.summary())
+    return 0
+
+
 DATA_DIR_HELP = "a directory with profiles/, terminology/, mappings/, pathways/ (default: the shipped data)"
 
 
@@ -201,6 +213,16 @@ def build_parser() -> argparse.ArgumentParser:
         bulk.add_argument("--data-dir", help=DATA_DIR_HELP)
         bulk.set_defaults(func=_import)
 
+    copy = sub.add_parser(
+        "copy-database",
+        help="copy every row of a database into a new one (e.g. from the embedded SQLite to PostgreSQL); "
+        "stop the servers first",
+    )
+    copy.add_argument("source", help="sqlite:///path or postgresql://user@host:port/db")
+    copy.add_argument("target", help="an empty database (created and given the schema when new)")
+    copy.add_argument("--quiet", action="store_true", help="no progress bars")
+    copy.set_defaults(func=_copy_database)
+
     package = sub.add_parser("package", help="build a FHIR package (.tgz) of the project's conformance resources")
     package.add_argument("--out", default="dist/no.referral-hub.fhir.tgz")
     package.add_argument("--version", default="0.1.0")
@@ -213,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from fhir_server.logging_setup import configure_logging
 
-    configure_logging("WARNING" if args.command in ("import", "load", "token") else "INFO")
+    configure_logging("WARNING" if args.command in ("import", "load", "token", "copy-database") else "INFO")
     return args.func(args)
 
 

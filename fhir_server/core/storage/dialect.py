@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from sqlalchemy import Connection
+
+if TYPE_CHECKING:
+    from fhir_server.core.storage.db import Database
 
 T = TypeVar("T")
 
@@ -53,3 +56,11 @@ class Dialect(Protocol):
     def open_reader(self, raw_connection: Any) -> None:
         """Prepare a raw connection for single-statement reads outside any transaction."""
         ...
+
+
+def dialect_for(db: Database) -> Dialect:
+    """The dialect of ``db``'s database."""
+    from fhir_server.core.storage.postgres import PostgresDialect
+    from fhir_server.core.storage.sqlite import SqliteDialect
+
+    return SqliteDialect(db) if db.is_sqlite else PostgresDialect(db)

@@ -12,7 +12,10 @@ from __future__ import annotations
 import logging
 import time
 
+from sqlalchemy import Connection
+
 from fhir_server.core.polling import PollingWorker
+from fhir_server.core.storage.db import Database
 from fhir_server.core.storage.store import Store
 
 log = logging.getLogger(__name__)
@@ -29,16 +32,22 @@ def refresh(store: Store) -> None:
     index-only scans need not visit the table (a vacuum runs outside a transaction)."""
     started = time.perf_counter()
     if store.db.is_sqlite:
-
-        def work(unit) -> None:  # type: ignore[no-untyped-def]
-            unit.conn.exec_driver_sql(f"PRAGMA analysis_limit={SAMPLE_ROWS}")
-            unit.conn.exec_driver_sql("ANALYZE")
-
-        store.write(work)
+        store.write(lambda unit: analyse_sqlite(unit.conn))
     else:
-        with store.db.write.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.exec_driver_sql("VACUUM (ANALYZE)")
+        vacuum_analyse_postgres(store.db)
     log.info("planner statistics refreshed in %.0f ms", (time.perf_counter() - started) * 1000)
+
+
+def analyse_sqlite(conn: Connection) -> None:
+    """Sampled statistics of every index of a SQLite database (in the caller's write transaction)."""
+    conn.exec_driver_sql(f"PRAGMA analysis_limit={SAMPLE_ROWS}")
+    conn.exec_driver_sql("ANALYZE")
+
+
+def vacuum_analyse_postgres(db: Database) -> None:
+    """``VACUUM (ANALYZE)`` of a PostgreSQL database (outside any transaction)."""
+    with db.write.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.exec_driver_sql("VACUUM (ANALYZE)")
 
 
 class StatisticsKeeper(PollingWorker):

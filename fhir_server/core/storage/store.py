@@ -27,14 +27,12 @@ from fhir_server.core.issues import FhirError, not_found
 from fhir_server.core.storage import access
 from fhir_server.core.storage.combo_index import ensure_combo_rows
 from fhir_server.core.storage.db import Database
-from fhir_server.core.storage.dialect import Dialect
+from fhir_server.core.storage.dialect import Dialect, dialect_for
 from fhir_server.core.storage.group_commit import GroupCommit
 from fhir_server.core.storage.matches import MatchText, is_common, match_query
-from fhir_server.core.storage.postgres import PostgresDialect
 from fhir_server.core.storage.reads import FastReads, execute_sql, fetch_all
 from fhir_server.core.storage.records import CurrentRow, StoredResource, new_id, row_to_stored
 from fhir_server.core.storage.schema import resource_versions, resources
-from fhir_server.core.storage.sqlite import SqliteDialect
 from fhir_server.core.storage.write_unit import WriteUnit
 
 __all__ = ["CurrentRow", "Store", "StoredResource", "WriteUnit", "new_id"]
@@ -64,11 +62,7 @@ class Store:
         self.db = db
         self.registry = registry
         #: What differs between the databases (sqlite.py, postgres.py).
-        self.dialect: Dialect
-        if db.is_sqlite:
-            self.dialect = SqliteDialect(db)
-        else:
-            self.dialect = PostgresDialect(db)
+        self.dialect: Dialect = dialect_for(db)
         #: SQLite: concurrent writers of this process share commits (see group_commit.py); else None.
         self.group_commit: GroupCommit | None = getattr(self.dialect, "group_commit", None)
         self.fast = FastReads(db, self.dialect)

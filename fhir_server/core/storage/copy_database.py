@@ -1,0 +1,187 @@
+"""Copying a hub's whole database into another: ``fhir-server copy-database SOURCE TARGET``.
+
+A hub that starts on the embedded SQLite and outgrows it moves to PostgreSQL this way (or back, for a
+local copy of a server's data): every table, row for row — resources, their history with its order
+(``resource_versions.seq``), search index rows, access labels, subscriptions, export and import jobs.
+The source is read in one transaction (a consistent snapshot: on SQLite writers may go on meanwhile,
+but what they write after the snapshot is not copied, so stop the servers first); the target must be
+empty. On PostgreSQL the rows stream through ``COPY`` with each table's secondary indexes dropped and
+built again after its rows (several times quicker than keeping them up to date row by row), sequences
+continue after the copied values, and the planner's statistics are refreshed at the end.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from sqlalchemy import Connection, Table, delete, func, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+from tqdm import tqdm
+
+from fhir_server.core.storage.db import Database, normalise_url, open_database
+from fhir_server.core.storage.dialect import dialect_for
+from fhir_server.core.storage.inserts import insert_values
+from fhir_server.core.storage.schema import metadata, schema_info
+from fhir_server.core.storage.statistics import analyse_sqlite, vacuum_analyse_postgres
+
+log = logging.getLogger(__name__)
+
+#: Rows read and written at a time.
+CHUNK = 10000
+
+
+class CannotCopy(Exception):
+    """The copy cannot start (the message says why)."""
+
+
+@dataclass
+class CopyReport:
+    """Rows copied per table, and how long the copy took."""
+
+    rows: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        total = sum(self.rows.values())
+        tables = ", ".join(f"{name} {count}" for name, count in self.rows.items() if count)
+        return f"copied {total} rows in {self.seconds:.0f} s ({tables})"
+
+
+def copy_database(source_url: str, target_url: str, *, progress: bool = True) -> CopyReport:
+    """Copy every row of the database at ``source_url`` into the empty one at ``target_url`` (both are
+    created or upgraded to this release's schema first)."""
+    if _same(source_url, target_url):
+        raise CannotCopy("the source and the target are the same database")
+    source = _open(source_url)
+    try:
+        target = _open(target_url)
+    except CannotCopy:
+        source.dispose()
+        raise
+    try:
+        occupied = _occupied_tables(target)
+        if occupied:
+            raise CannotCopy(
+                f"the target database is not empty (it has rows in {', '.join(occupied)}): copy into a new database"
+            )
+        return _copy(source, target, progress)
+    finally:
+        source.dispose()
+        target.dispose()
+
+
+def _open(url: str) -> Database:
+    try:
+        return open_database(url)
+    except OperationalError as error:
+        shown = make_url(normalise_url(url)).render_as_string(hide_password=True)
+        reason = str(error.orig).strip()
+        raise CannotCopy(f"cannot open {shown} ({reason}); a PostgreSQL target is created with createdb") from error
+
+
+def _same(source_url: str, target_url: str) -> bool:
+    return normalise_url(source_url) == normalise_url(target_url)
+
+
+def _tables() -> list[Table]:
+    """Every table, in dependency order (the schema version is the target's own)."""
+    return list(metadata.sorted_tables)
+
+
+def _occupied_tables(db: Database) -> list[str]:
+    with db.read.connect() as conn:
+        return [
+            table.name
+            for table in _tables()
+            if table is not schema_info and conn.execute(select(1).select_from(table).limit(1)).first() is not None
+        ]
+
+
+def _copy(source: Database, target: Database, progress: bool) -> CopyReport:
+    started = time.monotonic()
+    report = CopyReport()
+    with _snapshot(source) as reader:
+        for table in _tables():
+            total = reader.execute(select(func.count()).select_from(table)).scalar_one()
+            with tqdm(
+                total=total, desc=table.name, unit="row", unit_scale=True, file=sys.stderr, disable=not progress
+            ) as bar:
+                report.rows[table.name] = _copy_table(reader, target, table, bar)
+            log.info("copied %s: %s rows", table.name, report.rows[table.name])
+    _after_copy(target)
+    report.seconds = time.monotonic() - started
+    return report
+
+
+@contextmanager
+def _snapshot(db: Database) -> Iterator[Connection]:
+    """A read transaction over the whole source: every table as of one moment."""
+    with db.read.connect() as conn:
+        reader = conn if db.is_sqlite else conn.execution_options(isolation_level="REPEATABLE READ")
+        with reader.begin() as transaction:
+            yield reader
+            transaction.rollback()
+
+
+def _rows(reader: Connection, table: Table) -> Iterator[list[tuple]]:
+    """The rows of ``table`` in storage order, a chunk at a time (a server-side cursor on PostgreSQL)."""
+    result = reader.execution_options(stream_results=True, yield_per=CHUNK).execute(select(table))
+    for chunk in result.partitions(CHUNK):
+        yield [tuple(row) for row in chunk]
+
+
+def _copy_table(reader: Connection, target: Database, table: Table, bar: tqdm) -> int:
+    columns = [column.name for column in table.columns]
+    dialect = dialect_for(target)
+    copied = 0
+    with target.write.begin() as conn:
+        if table is schema_info:  # the target's own version record gives way to the source's rows
+            conn.execute(delete(schema_info))
+        postgres = not target.is_sqlite
+        if postgres:
+            conn.exec_driver_sql("SET LOCAL maintenance_work_mem = '512MB'")
+            for index in table.indexes:
+                index.drop(conn)
+        cursor = conn.connection.cursor()
+        head = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES "
+        for chunk in _rows(reader, table):
+            if postgres:
+                dialect.copy_rows(cursor, table.name, columns, chunk)
+            else:
+                insert_values(dialect, cursor, head, chunk)
+            copied += len(chunk)
+            bar.update(len(chunk))
+        if postgres:
+            for index in table.indexes:
+                bar.set_postfix_str(f"building {index.name}")
+                index.create(conn)
+            _continue_sequence(conn, table)
+    return copied
+
+
+def _continue_sequence(conn: Connection, table: Table) -> None:
+    """A PostgreSQL serial column's sequence goes on after the largest copied value."""
+    column = table.autoincrement_column
+    if column is None:
+        return
+    conn.exec_driver_sql(
+        f"SELECT setval(pg_get_serial_sequence('{table.name}', '{column.name}'), "
+        f"coalesce(max({column.name}), 1), max({column.name}) IS NOT NULL) FROM {table.name}"
+    )
+
+
+def _after_copy(target: Database) -> None:
+    """The planner's statistics of the copied volume."""
+    started = time.monotonic()
+    if target.is_sqlite:
+        with target.write.begin() as conn:
+            analyse_sqlite(conn)
+    else:
+        vacuum_analyse_postgres(target)
+    log.info("planner statistics of the copy refreshed in %.0f s", time.monotonic() - started)
