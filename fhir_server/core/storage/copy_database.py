@@ -130,10 +130,19 @@ def _snapshot(db: Database) -> Iterator[Connection]:
 
 
 def _rows(reader: Connection, table: Table) -> Iterator[list[tuple]]:
-    """The rows of ``table`` in storage order, a chunk at a time (a server-side cursor on PostgreSQL)."""
-    result = reader.execution_options(stream_results=True, yield_per=CHUNK).execute(select(table))
-    for chunk in result.partitions(CHUNK):
-        yield [tuple(row) for row in chunk]
+    """The rows of ``table`` in storage order, a chunk at a time, as the driver gives them (plain DBAPI: a
+    third of the cost of SQLAlchemy's row processing; SQLite's 0/1 booleans are valid PostgreSQL input,
+    psycopg's ``bool`` valid SQLite input). PostgreSQL: a server-side cursor in the snapshot."""
+    raw = reader.connection.driver_connection
+    assert raw is not None
+    sql = f"SELECT {', '.join(column.name for column in table.columns)} FROM {table.name}"
+    cursor = raw.cursor() if reader.dialect.name == "sqlite" else raw.cursor(name=f"copy_{table.name}")
+    try:
+        cursor.execute(sql)
+        while chunk := cursor.fetchmany(CHUNK):
+            yield chunk
+    finally:
+        cursor.close()
 
 
 def _copy_table(reader: Connection, target: Database, table: Table, bar: tqdm) -> int:
