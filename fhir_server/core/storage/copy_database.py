@@ -155,6 +155,9 @@ def _copy_table(reader: Connection, target: Database, table: Table, bar: tqdm) -
         postgres = not target.is_sqlite
         if postgres:
             conn.exec_driver_sql("SET LOCAL maintenance_work_mem = '512MB'")
+            # emptied in the transaction that fills it: a cluster with wal_level = minimal then writes the
+            # table's rows straight to its files, not through the write-ahead log as well
+            conn.exec_driver_sql(f"TRUNCATE {table.name}")
             for index in table.indexes:
                 index.drop(conn)
         cursor = conn.connection.cursor()
