@@ -154,11 +154,12 @@ def _package(args: argparse.Namespace) -> int:
 
 
 def _copy_database(args: argparse.Namespace) -> int:
+    from fhir_server.components import database_schemas
     from fhir_server.core.storage.copy_database import CannotCopy, copy_database
 
     _make_sqlite_directory(args.target)
     try:
-        report = copy_database(args.source, args.target, progress=not args.quiet)
+        report = copy_database(args.source, args.target, schemas=database_schemas(), progress=not args.quiet)
     except CannotCopy as error:
         raise SystemExit(f"fhir-server: {error}") from error
     print(report.summary())

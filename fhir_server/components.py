@@ -20,6 +20,8 @@ from fhir_server.core.storage.store import Store
 from fhir_server.data import data_folder, data_folders, require_data_folders
 
 if TYPE_CHECKING:
+    from sqlalchemy import MetaData
+
     from fhir_server.core.conformance.packages import ConformanceRegistry
     from fhir_server.core.export.jobs import ExportWorker
     from fhir_server.core.storage.statistics import StatisticsKeeper
@@ -168,6 +170,14 @@ def build_referral_checks(settings: Settings, profiles: ProfileValidator) -> Ref
         return validate_identifiers(resource, test_mode=settings.test_mode)
 
     return ReferralChecks(base, identifiers, profiles)
+
+
+def database_schemas() -> list[MetaData]:
+    """Every set of tables the server keeps in its database: storage's, then the measures' facts."""
+    from fhir_server.core.storage.schema import metadata as storage
+    from fhir_server.domain.measures.facts import metadata as facts
+
+    return [storage, facts]
 
 
 def build_server(settings: Settings) -> Components:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from tests.api.fhirhttp import Fhir, ids
@@ -75,6 +76,10 @@ def test_copy_to_postgresql_and_back(tmp_path: Path):
     run = copy(original_url, pg_url)
     assert run.returncode == 0, run.stderr
     assert "copied" in run.stdout and "resources" in run.stdout and "resource_versions" in run.stdout
+    # the measures' facts too (a server would otherwise rebuild them from every referral before it serves)
+    assert "referral_facts 3" in run.stdout
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT count(*) FROM referral_facts").fetchone() == (3,)
     assert "resources" in run.stderr  # a progress bar per table
 
     refused = copy(original_url, pg_url)  # the target now holds data: nothing is copied over it

@@ -15,11 +15,11 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from sqlalchemy import Connection, Table, delete, func, select
+from sqlalchemy import Connection, MetaData, Table, delete, func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from tqdm import tqdm
@@ -53,32 +53,41 @@ class CopyReport:
         return f"copied {total} rows in {self.seconds:.0f} s ({tables})"
 
 
-def copy_database(source_url: str, target_url: str, *, progress: bool = True) -> CopyReport:
-    """Copy every row of the database at ``source_url`` into the empty one at ``target_url`` (both are
-    created or upgraded to this release's schema first)."""
+def copy_database(
+    source_url: str, target_url: str, *, schemas: Sequence[MetaData] = (metadata,), progress: bool = True
+) -> CopyReport:
+    """Copy every row of the tables of ``schemas`` (the storage schema and those of the layers above, e.g.
+    the measures' facts: :func:`fhir_server.components.database_schemas`) from the database at
+    ``source_url`` into the empty one at ``target_url``; both are given this release's schema first."""
     if _same(source_url, target_url):
         raise CannotCopy("the source and the target are the same database")
-    source = _open(source_url)
+    source = _open(source_url, schemas)
     try:
-        target = _open(target_url)
+        target = _open(target_url, schemas)
     except CannotCopy:
         source.dispose()
         raise
+    tables = [table for schema in schemas for table in schema.sorted_tables]
     try:
-        occupied = _occupied_tables(target)
+        occupied = _occupied_tables(target, tables)
         if occupied:
             raise CannotCopy(
                 f"the target database is not empty (it has rows in {', '.join(occupied)}): copy into a new database"
             )
-        return _copy(source, target, progress)
+        return _copy(source, target, tables, progress)
     finally:
         source.dispose()
         target.dispose()
 
 
-def _open(url: str) -> Database:
+def _open(url: str, schemas: Sequence[MetaData]) -> Database:
+    """The database at ``url`` with the tables of ``schemas`` (created where missing, as a server does)."""
     try:
-        return open_database(url)
+        db = open_database(url)
+        with db.write.begin() as conn:
+            for schema in schemas:
+                schema.create_all(conn)
+        return db
     except OperationalError as error:
         shown = make_url(normalise_url(url)).render_as_string(hide_password=True)
         reason = str(error.orig).strip()
@@ -89,25 +98,20 @@ def _same(source_url: str, target_url: str) -> bool:
     return normalise_url(source_url) == normalise_url(target_url)
 
 
-def _tables() -> list[Table]:
-    """Every table, in dependency order (the schema version is the target's own)."""
-    return list(metadata.sorted_tables)
-
-
-def _occupied_tables(db: Database) -> list[str]:
+def _occupied_tables(db: Database, tables: list[Table]) -> list[str]:
     with db.read.connect() as conn:
         return [
             table.name
-            for table in _tables()
+            for table in tables
             if table is not schema_info and conn.execute(select(1).select_from(table).limit(1)).first() is not None
         ]
 
 
-def _copy(source: Database, target: Database, progress: bool) -> CopyReport:
+def _copy(source: Database, target: Database, tables: list[Table], progress: bool) -> CopyReport:
     started = time.monotonic()
     report = CopyReport()
     with _snapshot(source) as reader:
-        for table in _tables():
+        for table in tables:
             total = reader.execute(select(func.count()).select_from(table)).scalar_one()
             with tqdm(
                 total=total, desc=table.name, unit="row", unit_scale=True, file=sys.stderr, disable=not progress
