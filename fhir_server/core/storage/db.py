@@ -79,7 +79,7 @@ def open_database(url: str, *, sqlite_synchronous: str = "FULL", statement_timeo
 
 def ensure_schema(db: Database) -> None:
     """Create missing tables and record the schema version; refuse a database from a newer release."""
-    with db.write.begin() as conn:
+    with db.write.begin() as conn, without_limit(conn):  # creating or upgrading takes what the data asks
         if db.dialect == "postgresql":
             lock_schema(conn)
         metadata.create_all(conn)
@@ -90,8 +90,7 @@ def ensure_schema(db: Database) -> None:
         elif int(row[0]) > SCHEMA_VERSION:
             raise RuntimeError(f"the database has schema version {row[0]}, newer than this server's {SCHEMA_VERSION}")
         elif int(row[0]) < SCHEMA_VERSION:
-            with without_limit(conn):  # rebuilding an index takes what the data asks
-                _upgrade(conn, int(row[0]))
+            _upgrade(conn, int(row[0]))
 
 
 #: schema version → the statements that bring the previous version to it
