@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import requests
@@ -66,6 +67,17 @@ def patient(tag: str, family: str = "Nordmann", **extra: Any) -> dict:
     }
     resource.update(extra)
     return resource
+
+
+def wait_for(predicate, seconds: float = 30.0):  # type: ignore[no-untyped-def]
+    """The first true value of ``predicate()`` within ``seconds`` (polled), else its last value."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    return predicate()
 
 
 def adult_birth_date(unique: str) -> str:

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.api.fhirhttp import Fhir
+from tests.api.fhirhttp import Fhir, wait_for
 from tests.api.test_referral_intake import HN, HV, ORGNR, ROOT, referral, submit, task_of
 from tests.api.test_security import REGION_SCOPES
-from tests.api.test_subscriptions import kill_9, wait_for
+from tests.api.test_subscriptions import kill_9
 from tests.conftest import POSTGRES_URL, fresh_postgres_database, start_server, stop_server
 
 ASYNC = {"Prefer": "respond-async"}

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.api.fhirhttp import Fhir, ids
+from tests.api.fhirhttp import Fhir, ids, wait_for
 from tests.api.test_referral_intake import ORGNR, referral, task_of
 from tests.conftest import (
     ADMIN_ORG,
@@ -64,16 +64,6 @@ def switch_off(api: Fhir, ep: dict) -> None:
 def delivery_state(api: Fhir, unique: str) -> str:
     outputs = task_of(api, unique).get("output", [])
     return " ".join(o.get("valueString", "") for o in outputs)
-
-
-def wait_for(predicate, seconds: float = 30.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    return predicate()
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.api.fhirhttp import Fhir
+from tests.api.fhirhttp import Fhir, wait_for
 from tests.api.test_referral_intake import HN, HV, ROOT, referral, submit
 from tests.api.test_security import REGION_SCOPES
 from tests.conftest import POSTGRES_URL, free_port, fresh_postgres_database, start_server, stop_server
@@ -92,16 +92,6 @@ def subscription(
         "criteria": TOPICS + topic,
         "channel": channel,
     }
-
-
-def wait_for(predicate, seconds: float = 30.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    return predicate()
 
 
 def status_of(bundle: dict) -> dict:
