@@ -87,6 +87,7 @@ def build_database(
     batch_size: int = 500,
     work: Path | None = None,
     parallel: int = 1,
+    numbers: range | None = None,
 ) -> list[Slice]:
     """Import ``count`` referrals into ``database_url`` in ten slices; returns each slice's figures.
 
@@ -95,7 +96,9 @@ def build_database(
     that was running resumes at its last stored batch (the import's own job record). ``parallel`` > 1 imports
     slices 2 to 10 in that many processes at once (the first, with the GP offices and GPs the others name,
     before them): for PostgreSQL, whose writers do not wait for each other; on SQLite a batch holds the
-    database's write lock, so parallel slices only take turns."""
+    database's write lock, so parallel slices only take turns. ``numbers`` (from 1) imports only those
+    slices, after the GP offices and GPs when slice 1 is not among them: one part of a set built in several
+    databases at once (``bench/join_databases.py`` puts them together)."""
     settings = load_settings(database_url=database_url)
     server = build_server(settings)
     workers = start_workers(server, delivery=False)
@@ -105,8 +108,10 @@ def build_database(
         seed_conformance(server.service, server.conformance)
         importer = Importer(server, ImportOptions(batch_size=batch_size, progress=False))
         with _slice_folder(work, count, seed_number) as folder:
-            folders = _write_slices(folder, count, seed_number)
-            todo = [(i + 1, data) for i, data in enumerate(folders) if not _imported(server, data)]
+            chosen = _write_slices(folder, count, seed_number, numbers)
+            if numbers is not None and 1 not in numbers:
+                chosen.insert(0, (0, _parties_slice(folder, count, seed_number)))
+            todo = [(number, data) for number, data in chosen if not _imported(server, data)]
             for number, data in todo[: 1 if parallel > 1 else None]:
                 slices.append(_import_slice(importer, data, number))
             if parallel > 1 and todo[1:]:
@@ -134,22 +139,36 @@ def _slice_folder(work: Path | None, count: int, seed_number: int) -> Iterator[P
         yield Path(temporary)
 
 
-def _write_slices(folder: Path, count: int, seed_number: int) -> list[Path]:
-    """The ten slices' folders, written unless a complete one is there (written aside, then renamed)."""
+def _write_slices(folder: Path, count: int, seed_number: int, numbers: range | None = None) -> list[tuple[int, Path]]:
+    """The slices' numbers (from 1) and folders, each written unless a complete one is there (written aside,
+    then renamed); with ``numbers`` only those slices."""
     size = max(1, count // SLICES)
     folders = []
     for number in range(SLICES):
         n = size if number < SLICES - 1 else count - number * size
         if n <= 0:
             break
+        if numbers is not None and number + 1 not in numbers:
+            continue
         data = folder / f"slice-{number}"
         if not data.exists():
             partial = folder / f"slice-{number}.partial"
             shutil.rmtree(partial, ignore_errors=True)
             write_referrals(partial, n, seed_number, first=1 + number * size, total=count)
             partial.rename(data)
-        folders.append(data)
+        folders.append((number + 1, data))
     return folders
+
+
+def _parties_slice(folder: Path, count: int, seed_number: int) -> Path:
+    """A slice of the GP offices and GPs alone (those the referrals of every slice name)."""
+    data = folder / "parties"
+    if not data.exists():
+        partial = folder / "parties.partial"
+        shutil.rmtree(partial, ignore_errors=True)
+        write_referrals(partial, 0, seed_number, first=1, total=count)
+        partial.rename(data)
+    return data
 
 
 def _imported(server: Components, data: Path) -> bool:

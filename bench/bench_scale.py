@@ -88,13 +88,15 @@ def settled_share(database_url: str) -> float:
     return (row[1] or 0) / row[0] if row and row[0] else 0.0
 
 
-def build(database_url: str, count: int, work: Path | None = None, parallel: int = 1) -> None:
-    """Import ``count`` referrals, give their Tasks a status mix, refresh statistics (progress on stderr);
-    with ``work``, a build that stopped goes on where it was."""
+def build(
+    database_url: str, count: int, work: Path | None = None, parallel: int = 1, numbers: range | None = None
+) -> None:
+    """Import ``count`` referrals (or the slices ``numbers`` of them), give their Tasks a status mix, refresh
+    statistics (progress on stderr); with ``work``, a build that stopped goes on where it was."""
     from bench.bench_import import build_database
 
     started = time.monotonic()
-    slices = build_database(database_url, count, work=work, parallel=parallel)
+    slices = build_database(database_url, count, work=work, parallel=parallel, numbers=numbers)
     stored = sum(s.stored for s in slices)
     print(f"built: {count} referrals, {stored} resources in {time.monotonic() - started:.0f} s", file=sys.stderr)
     mix_statuses(database_url)
@@ -269,6 +271,12 @@ def worker_memory_mb(server: RunningServer) -> float:
     return max(sizes, default=0) / 1000
 
 
+def _slice_range(text: str) -> range:
+    """``6-10`` as the slice numbers 6 to 10."""
+    first, _, last = text.partition("-")
+    return range(int(first), int(last or first) + 1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--referrals", type=int, default=10_000)
@@ -276,6 +284,12 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="folder keeping the database (SQLite) and slices for a later run")
     parser.add_argument("--build-only", action="store_true", help="build (or go on building) the database, then stop")
     parser.add_argument("--parallel", type=int, default=1, help="import processes for slices 2-10 (PostgreSQL)")
+    parser.add_argument(
+        "--slices",
+        type=_slice_range,
+        help="build only these tenths, e.g. 6-10 (then stop): parts built at once in several databases, "
+        "joined by bench/join_databases.py",
+    )
     parser.add_argument("--requests", type=int, default=100)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=10.0)
@@ -284,6 +298,10 @@ def main() -> None:
     folder = args.keep or work
     folder.mkdir(parents=True, exist_ok=True)
     url = args.database_url or f"sqlite:///{folder / f'scale-{args.referrals}.sqlite3'}"
+    if args.slices is not None:
+        build(url, args.referrals, work=args.keep, numbers=args.slices)
+        print(f"database: {referrals_in(url)} referrals, slices {args.slices.start}-{args.slices.stop - 1}")
+        return
     held = referrals_in(url)
     if held < args.referrals:
         if held and args.keep is None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -61,15 +61,15 @@ def copy_database(
     ``source_url`` into the empty one at ``target_url``; both are given this release's schema first."""
     if _same(source_url, target_url):
         raise CannotCopy("the source and the target are the same database")
-    source = _open(source_url, schemas)
+    source = open_copy_end(source_url, schemas)
     try:
-        target = _open(target_url, schemas)
+        target = open_copy_end(target_url, schemas)
     except CannotCopy:
         source.dispose()
         raise
     tables = [table for schema in schemas for table in schema.sorted_tables]
     try:
-        occupied = _occupied_tables(target, tables)
+        occupied = occupied_tables(target, tables)
         if occupied:
             raise CannotCopy(
                 f"the target database is not empty (it has rows in {', '.join(occupied)}): copy into a new database"
@@ -80,7 +80,7 @@ def copy_database(
         target.dispose()
 
 
-def _open(url: str, schemas: Sequence[MetaData]) -> Database:
+def open_copy_end(url: str, schemas: Sequence[MetaData]) -> Database:
     """The database at ``url`` with the tables of ``schemas`` (created where missing, as a server does)."""
     try:
         db = open_database(url)
@@ -98,7 +98,7 @@ def _same(source_url: str, target_url: str) -> bool:
     return normalise_url(source_url) == normalise_url(target_url)
 
 
-def _occupied_tables(db: Database, tables: list[Table]) -> list[str]:
+def occupied_tables(db: Database, tables: list[Table]) -> list[str]:
     with db.read.connect() as conn:
         return [
             table.name
@@ -110,21 +110,21 @@ def _occupied_tables(db: Database, tables: list[Table]) -> list[str]:
 def _copy(source: Database, target: Database, tables: list[Table], progress: bool) -> CopyReport:
     started = time.monotonic()
     report = CopyReport()
-    with _snapshot(source) as reader:
+    with snapshot(source) as reader:
         for table in tables:
             total = reader.execute(select(func.count()).select_from(table)).scalar_one()
             with tqdm(
                 total=total, desc=table.name, unit="row", unit_scale=True, file=sys.stderr, disable=not progress
             ) as bar:
-                report.rows[table.name] = _copy_table(reader, target, table, bar)
+                report.rows[table.name] = copy_table(target, table, table_rows(reader, table), bar)
             log.info("copied %s: %s rows", table.name, report.rows[table.name])
-    _after_copy(target)
+    refresh_statistics(target)
     report.seconds = time.monotonic() - started
     return report
 
 
 @contextmanager
-def _snapshot(db: Database) -> Iterator[Connection]:
+def snapshot(db: Database) -> Iterator[Connection]:
     """A read transaction over the whole source: every table as of one moment."""
     with db.read.connect() as conn:
         reader = conn if db.is_sqlite else conn.execution_options(isolation_level="REPEATABLE READ")
@@ -133,7 +133,7 @@ def _snapshot(db: Database) -> Iterator[Connection]:
             transaction.rollback()
 
 
-def _rows(reader: Connection, table: Table) -> Iterator[list[tuple]]:
+def table_rows(reader: Connection, table: Table) -> Iterator[list[tuple]]:
     """The rows of ``table`` in storage order, a chunk at a time, as the driver gives them (plain DBAPI: a
     third of the cost of SQLAlchemy's row processing; SQLite's 0/1 booleans are valid PostgreSQL input,
     psycopg's ``bool`` valid SQLite input). PostgreSQL: a server-side cursor in the snapshot."""
@@ -149,7 +149,10 @@ def _rows(reader: Connection, table: Table) -> Iterator[list[tuple]]:
         cursor.close()
 
 
-def _copy_table(reader: Connection, target: Database, table: Table, bar: tqdm) -> int:
+def copy_table(target: Database, table: Table, chunks: Iterable[list[tuple]], bar: tqdm) -> int:
+    """Fill ``table`` of ``target`` with ``chunks`` of rows (in the order of the table's columns); returns
+    how many. PostgreSQL: in one transaction that empties it first, through ``COPY``, its indexes built
+    after its rows, its sequence continued after them."""
     columns = [column.name for column in table.columns]
     dialect = dialect_for(target)
     copied = 0
@@ -166,7 +169,7 @@ def _copy_table(reader: Connection, target: Database, table: Table, bar: tqdm) -
                 index.drop(conn)
         cursor = conn.connection.cursor()
         head = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES "
-        for chunk in _rows(reader, table):
+        for chunk in chunks:
             if postgres:
                 dialect.copy_rows(cursor, table.name, columns, chunk)
             else:
@@ -192,7 +195,7 @@ def _continue_sequence(conn: Connection, table: Table) -> None:
     )
 
 
-def _after_copy(target: Database) -> None:
+def refresh_statistics(target: Database) -> None:
     """The planner's statistics of the copied volume."""
     started = time.monotonic()
     if target.is_sqlite:
