@@ -87,11 +87,11 @@ def test_the_parts_hold_half_the_referrals_each(built: Built):
 
 @pytest.mark.parametrize("target", ["sqlite", "postgresql"])
 def test_joined_parts_hold_what_the_whole_holds(built: Built, target: str, tmp_path: Path):
-    if target == "postgresql" and not POSTGRES_URL:
-        pytest.skip("joins into PostgreSQL: set FHIR_TEST_POSTGRES_URL (scripts/test.sh does)")
-    url = (
-        fresh_postgres_database(POSTGRES_URL) if target == "postgresql" else f"sqlite:///{tmp_path / 'joined.sqlite3'}"
-    )
+    url = f"sqlite:///{tmp_path / 'joined.sqlite3'}"
+    if target == "postgresql":
+        if not POSTGRES_URL:
+            pytest.skip("joins into PostgreSQL: set FHIR_TEST_POSTGRES_URL (scripts/test.sh does)")
+        url = fresh_postgres_database(POSTGRES_URL)
     join_databases([built.first, built.second], url)
     assert counts(url) == built.whole_counts
     assert region_queues(url, tmp_path) == built.whole_queues
