@@ -98,7 +98,8 @@ def build(
     started = time.monotonic()
     slices = build_database(database_url, count, work=work, parallel=parallel, numbers=numbers)
     stored = sum(s.stored for s in slices)
-    print(f"built: {count} referrals, {stored} resources in {time.monotonic() - started:.0f} s", file=sys.stderr)
+    part = f" (slices {numbers.start}-{numbers.stop - 1})" if numbers is not None else ""
+    print(f"built: {count} referrals{part}, {stored} resources in {time.monotonic() - started:.0f} s", file=sys.stderr)
     mix_statuses(database_url)
 
 
