@@ -150,23 +150,23 @@ def _write_slices(folder: Path, count: int, seed_number: int, numbers: range | N
             break
         if numbers is not None and number + 1 not in numbers:
             continue
-        data = folder / f"slice-{number}"
-        if not data.exists():
-            partial = folder / f"slice-{number}.partial"
-            shutil.rmtree(partial, ignore_errors=True)
-            write_referrals(partial, n, seed_number, first=1 + number * size, total=count)
-            partial.rename(data)
+        data = _written(folder / f"slice-{number}", n, seed_number, first=1 + number * size, total=count)
         folders.append((number + 1, data))
     return folders
 
 
 def _parties_slice(folder: Path, count: int, seed_number: int) -> Path:
     """A slice of the GP offices and GPs alone (those the referrals of every slice name)."""
-    data = folder / "parties"
+    return _written(folder / "parties", 0, seed_number, first=1, total=count)
+
+
+def _written(data: Path, n: int, seed_number: int, *, first: int, total: int) -> Path:
+    """The folder ``data`` of referrals ``first`` .. ``first + n - 1`` (with the GP offices and GPs when
+    ``first`` is 1), written unless a complete one is there (written aside, then renamed)."""
     if not data.exists():
-        partial = folder / "parties.partial"
+        partial = data.with_name(f"{data.name}.partial")
         shutil.rmtree(partial, ignore_errors=True)
-        write_referrals(partial, 0, seed_number, first=1, total=count)
+        write_referrals(partial, n, seed_number, first=first, total=total)
         partial.rename(data)
     return data
 

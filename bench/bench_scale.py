@@ -304,17 +304,16 @@ def main() -> None:
     url = args.database_url or f"sqlite:///{folder / f'scale-{args.referrals}.sqlite3'}"
     if args.slices is not None:
         build(url, args.referrals, work=args.keep, numbers=args.slices)
-        print(f"database: {referrals_in(url)} referrals, slices {args.slices.start}-{args.slices.stop - 1}")
+        print(f"database: {referrals_in(url)} referrals ({url.split('@')[-1]})")
         return
     held = referrals_in(url)
     if held < args.referrals:
         if held and args.keep is None:
             raise SystemExit(f"{url} holds {held} referrals, fewer than {args.referrals}: use an empty database")
         build(url, args.referrals, work=args.keep, parallel=args.parallel)  # with --keep: goes on where it stopped
-    elif (
-        settled_share(url) < 0.75 and not args.as_built
-    ):  # built elsewhere (bench_web.py), or a mix that stopped: the mix settles the rest
-        # (a whole mix leaves ~0.77 settled: 80 % of the Tasks but those in manual triage; run again it changes nothing)
+    elif not args.as_built and settled_share(url) < 0.75:
+        # built elsewhere (bench_web.py), or a mix that stopped: the mix settles the rest (a whole mix leaves
+        # ~0.77 settled: 80 % of the Tasks but those in manual triage; run again it changes nothing)
         mix_statuses(url)
     print(f"database: {referrals_in(url)} referrals ({url.split('@')[-1]})")
     if args.build_only:

@@ -30,9 +30,9 @@ from fhir_server.components import database_schemas  # noqa: E402
 from fhir_server.core.storage.copy_database import (  # noqa: E402
     CannotCopy,
     copy_table,
-    occupied_tables,
     open_copy_end,
     refresh_statistics,
+    refuse_occupied,
     snapshot,
     table_rows,
 )
@@ -51,8 +51,7 @@ def join_databases(source_urls: list[str], target_url: str) -> dict[str, int]:
             stack.callback(db.dispose)
         target = open_copy_end(target_url, schemas)
         stack.callback(target.dispose)
-        if occupied := occupied_tables(target, tables):
-            raise CannotCopy(f"the target database is not empty (rows in {', '.join(occupied)})")
+        refuse_occupied(target, tables)
         readers = [stack.enter_context(snapshot(db)) for db in sources]
         held = _resources_held_before(readers)
         copied = {}

@@ -69,11 +69,7 @@ def copy_database(
         raise
     tables = [table for schema in schemas for table in schema.sorted_tables]
     try:
-        occupied = occupied_tables(target, tables)
-        if occupied:
-            raise CannotCopy(
-                f"the target database is not empty (it has rows in {', '.join(occupied)}): copy into a new database"
-            )
+        refuse_occupied(target, tables)
         return _copy(source, target, tables, progress)
     finally:
         source.dispose()
@@ -98,13 +94,18 @@ def _same(source_url: str, target_url: str) -> bool:
     return normalise_url(source_url) == normalise_url(target_url)
 
 
-def occupied_tables(db: Database, tables: list[Table]) -> list[str]:
+def refuse_occupied(db: Database, tables: list[Table]) -> None:
+    """Refuse a target that already holds rows in any of ``tables`` (its schema version aside)."""
     with db.read.connect() as conn:
-        return [
+        occupied = [
             table.name
             for table in tables
             if table is not schema_info and conn.execute(select(1).select_from(table).limit(1)).first() is not None
         ]
+    if occupied:
+        raise CannotCopy(
+            f"the target database is not empty (it has rows in {', '.join(occupied)}): copy into a new database"
+        )
 
 
 def _copy(source: Database, target: Database, tables: list[Table], progress: bool) -> CopyReport:
